@@ -1,0 +1,76 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Fleet, fleetMacs, modelsByType } from './fleet.js';
+
+// npm run simulate -- --devices 100 --type 0 --mac-prefix 0C1105 --url mqtt://127.0.0.1:1883
+const { values: args } = parseArgs({
+  options: {
+    devices: { type: 'string', default: '10' },
+    type: { type: 'string', default: '0' },
+    'mac-prefix': { type: 'string', default: '0C1105' },
+    'mac-offset': { type: 'string', default: '0' },
+    url: { type: 'string', default: process.env.SIMULATOR_URL ?? 'mqtt://127.0.0.1:1883' },
+    secret: { type: 'string', default: process.env.DEVICE_FACTORY_SECRET },
+    'data-dir': { type: 'string', default: process.env.DATA_DIR ?? './data' },
+    'local-addresses': { type: 'string' },
+    ramp: { type: 'string', default: '0', description: 'devices started per 100 ms (0: all at once)' },
+    keepalive: { type: 'string', default: '60' },
+    duration: { type: 'string', default: '0', description: 'seconds to run (0: until Ctrl-C)' },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (args.help) {
+  console.log(`Simulated intercom fleet.
+  --devices N          how many devices (default 10)
+  --type CODE          0,1,2,3,50 or ixgw (default 0: ${modelsByType['0']!.model})
+  --mac-prefix HEX     MAC prefix; devices get prefix + running number (default 0C1105)
+  --mac-offset N       first running number (default 0)
+  --url URL            mqtt://host:port or ws://host:port/mqtt
+  --secret S           DEVICE_FACTORY_SECRET (default: env, else DATA_DIR/device-factory-secret)
+  --local-addresses A  comma-separated source addresses (127.0.0.2,127.0.0.3)
+  --ramp N             devices started per 100 ms (0: all at once)
+  --duration S         stop after S seconds (0: until Ctrl-C)`);
+  process.exit(0);
+}
+
+const count = Number(args.devices);
+if (!Number.isInteger(count) || count < 1) throw new Error('--devices must be a positive whole number');
+if (!modelsByType[args.type]) throw new Error(`--type must be one of ${Object.keys(modelsByType).join(', ')}`);
+let secret = args.secret;
+if (!secret) {
+  try {
+    secret = readFileSync(join(args['data-dir'], 'device-factory-secret'), 'utf8').trim();
+  } catch {
+    throw new Error('give --secret (DEVICE_FACTORY_SECRET) or --data-dir of the running service');
+  }
+}
+
+const fleet = new Fleet({
+  macs: fleetMacs(args['mac-prefix'], count, Number(args['mac-offset'])),
+  type: args.type,
+  url: args.url,
+  factorySecret: secret,
+  keepaliveSeconds: Number(args.keepalive),
+  ...(args['local-addresses'] ? { localAddresses: args['local-addresses'].split(',') } : {}),
+  ...(Number(args.ramp) > 0 ? { ramp: { perTick: Number(args.ramp), tickMs: 100 } } : {}),
+});
+
+const started = Date.now();
+const print = () => {
+  const c = fleet.counts();
+  process.stdout.write(`\r${((Date.now() - started) / 1000).toFixed(1)}s  online ${c.online}/${count}  connecting ${c.connecting}  offline ${c.offline}  refused ${c.refused}   `);
+};
+const ticker = setInterval(print, 1000);
+const shutdown = async () => {
+  clearInterval(ticker);
+  print();
+  process.stdout.write('\n');
+  await fleet.stop();
+  process.exit(0);
+};
+process.on('SIGINT', () => void shutdown());
+process.on('SIGTERM', () => void shutdown());
+await fleet.start();
+if (Number(args.duration) > 0) setTimeout(() => void shutdown(), Number(args.duration) * 1000);

@@ -1,0 +1,23 @@
+import { z } from 'zod';
+
+export const roleSchema = z.enum(['distributor', 'installer']);
+export type Role = z.infer<typeof roleSchema>;
+
+export const accountSchema = z.object({
+  id: z.uuid(),
+  role: roleSchema,
+  name: z.string(),
+  email: z.string(),
+  createdAt: z.string().describe('ISO-8601'),
+});
+export type AccountView = z.infer<typeof accountSchema>;
+
+export const createInstallerBody = z.strictObject({
+  name: z.string().trim().min(1).max(128),
+  email: z.email().max(254).transform((e) => e.toLowerCase()),
+});
+
+export const issuedTokenSchema = z.object({
+  id: z.uuid().describe('token id, used to revoke it'),
+  token: z.string().describe('bearer token; shown only once'),
+});

@@ -1,0 +1,107 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { and, asc, count, eq, isNull } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { conflict, notFound } from '../shared/errors.js';
+import type { Page } from '../shared/pagination.js';
+import { accounts, apiTokens } from './tables.js';
+import type { AccountView, Role } from './schemas.js';
+
+export interface Principal {
+  accountId: string;
+  role: Role;
+  tokenId: string;
+}
+
+const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+export const newToken = () => `ic_${randomBytes(32).toString('base64url')}`;
+
+type AccountRow = typeof accounts.$inferSelect;
+const view = (a: AccountRow): AccountView => ({ id: a.id, role: a.role, name: a.name, email: a.email, createdAt: a.createdAt.toISOString() });
+
+export class AccountService {
+  constructor(private readonly db: Db) {}
+
+  async authenticate(token: string): Promise<Principal | null> {
+    const rows = await this.db
+      .select({ tokenId: apiTokens.id, accountId: accounts.id, role: accounts.role })
+      .from(apiTokens)
+      .innerJoin(accounts, eq(accounts.id, apiTokens.accountId))
+      .where(and(eq(apiTokens.tokenHash, hashToken(token)), isNull(apiTokens.revokedAt)))
+      .limit(1);
+    return rows[0] ?? null;
+  }
+
+  async createInstaller(input: { name: string; email: string }): Promise<{ installer: AccountView; token: { id: string; token: string } }> {
+    return this.db.transaction(async (tx) => {
+      const inserted = await tx
+        .insert(accounts)
+        .values({ role: 'installer', name: input.name, email: input.email })
+        .onConflictDoNothing({ target: accounts.email })
+        .returning();
+      const account = inserted[0];
+      if (!account) throw conflict('email_taken', `an account with email ${input.email} already exists`, { email: input.email });
+      const token = newToken();
+      const [row] = await tx.insert(apiTokens).values({ accountId: account.id, tokenHash: hashToken(token) }).returning({ id: apiTokens.id });
+      return { installer: view(account), token: { id: row!.id, token } };
+    });
+  }
+
+  async listInstallers(page: number, pageSize: number): Promise<Page<AccountView>> {
+    const where = eq(accounts.role, 'installer');
+    const [rows, totals] = await Promise.all([
+      this.db.select().from(accounts).where(where).orderBy(asc(accounts.createdAt), asc(accounts.id)).limit(pageSize).offset((page - 1) * pageSize),
+      this.db.select({ n: count() }).from(accounts).where(where),
+    ]);
+    return { items: rows.map(view), total: totals[0]?.n ?? 0, page, pageSize };
+  }
+
+  async getAccount(id: string): Promise<AccountView | null> {
+    const rows = await this.db.select().from(accounts).where(eq(accounts.id, id)).limit(1);
+    return rows[0] ? view(rows[0]) : null;
+  }
+
+  async getInstaller(id: string): Promise<AccountView> {
+    const account = await this.getAccount(id);
+    if (!account || account.role !== 'installer') throw notFound('installer', { installerId: id });
+    return account;
+  }
+
+  async issueToken(accountId: string): Promise<{ id: string; token: string }> {
+    const token = newToken();
+    const [row] = await this.db.insert(apiTokens).values({ accountId, tokenHash: hashToken(token) }).returning({ id: apiTokens.id });
+    return { id: row!.id, token };
+  }
+
+  /** Revokes a token; an installer may revoke only its own, a distributor any. */
+  async revokeToken(principal: Principal, tokenId: string): Promise<void> {
+    const rows = await this.db.select().from(apiTokens).where(eq(apiTokens.id, tokenId)).limit(1);
+    const token = rows[0];
+    if (!token || (principal.role !== 'distributor' && token.accountId !== principal.accountId)) throw notFound('token', { tokenId });
+    await this.db.update(apiTokens).set({ revokedAt: new Date() }).where(and(eq(apiTokens.id, tokenId), isNull(apiTokens.revokedAt)));
+  }
+
+  /**
+   * First start: creates the first distributor account. With ADMIN_TOKEN given, that token is made valid
+   * for the first distributor (also on later starts, so automation can rely on it); otherwise a token is
+   * generated and returned once so the caller can print it.
+   */
+  async bootstrapDistributor(adminToken: string | undefined): Promise<{ created: boolean; generatedToken: string | null }> {
+    return this.db.transaction(async (tx) => {
+      const existing = await tx.select().from(accounts).where(eq(accounts.role, 'distributor')).orderBy(asc(accounts.createdAt)).limit(1);
+      let distributor = existing[0];
+      const created = !distributor;
+      if (!distributor) {
+        [distributor] = await tx.insert(accounts).values({ role: 'distributor', name: 'Distributor', email: 'distributor@localhost' }).onConflictDoNothing().returning();
+        if (!distributor) throw new Error('could not create the first distributor account');
+      }
+      if (adminToken) {
+        await tx.insert(apiTokens).values({ accountId: distributor.id, tokenHash: hashToken(adminToken) }).onConflictDoNothing({ target: apiTokens.tokenHash });
+        return { created, generatedToken: null };
+      }
+      if (!created) return { created, generatedToken: null };
+      const token = newToken();
+      await tx.insert(apiTokens).values({ accountId: distributor.id, tokenHash: hashToken(token) });
+      return { created, generatedToken: token };
+    });
+  }
+}

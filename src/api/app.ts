@@ -1,0 +1,68 @@
+import { randomUUID } from 'node:crypto';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { AccountService } from '../accounts/service.js';
+import type { DeviceService } from '../devices/service.js';
+import type { Logger } from '../logger.js';
+import type { MacLibraryService } from '../mac-library/service.js';
+import { bearerAuth } from './auth.js';
+import { registerErrorHandling } from './errors.js';
+import { accountRoutes } from './routes/accounts.js';
+import { deviceRoutes } from './routes/devices.js';
+import { healthRoutes, type ReadinessChecks } from './routes/health.js';
+import { macLibraryRoutes } from './routes/mac-library.js';
+
+export interface ApiDeps {
+  logger: Logger;
+  accounts: AccountService;
+  macLibrary: MacLibraryService;
+  devices: DeviceService;
+  readiness: ReadinessChecks;
+  version: string;
+}
+
+const JSON_BODY_LIMIT = 1024 * 1024;
+
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'api' }) as FastifyBaseLogger,
+    bodyLimit: JSON_BODY_LIMIT,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  registerErrorHandling(app);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: {
+        title: 'Intercom device cloud',
+        version: deps.version,
+        description: 'MAC library, device registry and accounts for installers and distributors. Devices use the MQTT protocol in docs/device-protocol.md.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  await app.register(healthRoutes, { checks: deps.readiness });
+  await app.register(
+    async (api) => {
+      api.addHook('onRequest', bearerAuth(deps.accounts));
+      await api.register(accountRoutes, { accounts: deps.accounts });
+      await api.register(macLibraryRoutes, { macLibrary: deps.macLibrary });
+      await api.register(deviceRoutes, { devices: deps.devices });
+    },
+    { prefix: '/api/v1' },
+  );
+  return app;
+}

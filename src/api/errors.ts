@@ -1,0 +1,62 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { AppError } from '../shared/errors.js';
+
+export const errorSchema = z
+  .object({ error: z.object({ code: z.string(), message: z.string(), details: z.unknown() }) })
+  .describe('Every error answers this shape');
+
+/** The error responses a route documents, merged into its response schemas. */
+export const errorResponses = (...statuses: (400 | 401 | 403 | 404 | 409 | 413 | 415)[]) =>
+  Object.fromEntries([401, ...statuses].map((s) => [s, errorSchema])) as Record<number, typeof errorSchema>;
+
+const fastifyCodes: Record<string, [number, string]> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: [413, 'payload_too_large'],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: [415, 'unsupported_media_type'],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [400, 'invalid_content_length'],
+  FST_ERR_CTP_EMPTY_JSON_BODY: [400, 'empty_body'],
+  FST_ERR_CTP_INVALID_JSON_BODY: [400, 'invalid_json'],
+};
+
+const pgCodes: Record<string, [number, string, string]> = {
+  '23505': [409, 'conflict', 'the record already exists'],
+  '23503': [409, 'conflict', 'the record is still referenced or refers to a missing record'],
+};
+
+/** One error handler for the whole API: every error leaves as { error: { code, message, details } }. */
+export function registerErrorHandling(app: FastifyInstance) {
+  app.setErrorHandler((err: FastifyError & { code?: string }, request, reply) => {
+    const send = (status: number, code: string, message: string, details: unknown = null) =>
+      reply.status(status).send({ error: { code, message, details } });
+
+    if (err instanceof AppError) return send(err.status, err.code, err.message, err.details);
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const issues = err.validation.map((v) => ({
+        in: err.validationContext,
+        path: String(v.instancePath ?? '').replace(/^\//, '').replace(/\//g, '.'),
+        message: v.message,
+      }));
+      const summary = issues.map((i) => `${i.in}${i.path ? `.${i.path}` : ''}: ${i.message}`).join('; ');
+      return send(400, 'validation_error', summary, { issues });
+    }
+    if (isResponseSerializationError(err)) {
+      request.log.error({ err }, 'response did not match its schema');
+      return send(500, 'internal_error', 'internal error');
+    }
+    const known = err.code ? fastifyCodes[err.code] : undefined;
+    if (known) return send(known[0], known[1], err.message);
+    if (err.code && (err.code === 'FST_ERR_VALIDATION' || err.validation)) return send(400, 'validation_error', err.message);
+    const pg = err.code ? pgCodes[err.code] : undefined;
+    if (pg) return send(pg[0], pg[1], pg[2]);
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      return send(err.statusCode, (err.code ?? 'bad_request').toLowerCase(), err.message);
+    }
+    request.log.error({ err }, 'request failed');
+    return send(500, 'internal_error', 'internal error');
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.status(404).send({ error: { code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}`, details: null } });
+  });
+}

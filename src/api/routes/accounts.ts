@@ -1,0 +1,72 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { AccountService } from '../../accounts/service.js';
+import { accountSchema, createInstallerBody, issuedTokenSchema } from '../../accounts/schemas.js';
+import { pageOf, pageQuery } from '../../shared/pagination.js';
+import { requireDistributor } from '../auth.js';
+import { errorResponses } from '../errors.js';
+
+export const accountRoutes: FastifyPluginAsyncZod<{ accounts: AccountService }> = async (app, { accounts }) => {
+  app.post(
+    '/installers',
+    {
+      schema: {
+        tags: ['accounts'],
+        summary: 'Create an installer account (distributor only); answers its bearer token once',
+        body: createInstallerBody,
+        response: { 201: z.object({ installer: accountSchema, token: issuedTokenSchema }), ...errorResponses(400, 403, 409) },
+      },
+    },
+    async (request, reply) => {
+      requireDistributor(request);
+      return reply.status(201).send(await accounts.createInstaller(request.body));
+    },
+  );
+
+  app.get(
+    '/installers',
+    { schema: { tags: ['accounts'], summary: 'List installers (distributor only)', querystring: z.strictObject(pageQuery), response: { 200: pageOf(accountSchema), ...errorResponses(400, 403) } } },
+    async (request) => {
+      requireDistributor(request);
+      return accounts.listInstallers(request.query.page, request.query.pageSize);
+    },
+  );
+
+  app.post(
+    '/installers/:id/tokens',
+    {
+      schema: {
+        tags: ['accounts'],
+        summary: 'Issue another bearer token for an installer (distributor only)',
+        params: z.strictObject({ id: z.uuid() }),
+        response: { 201: issuedTokenSchema, ...errorResponses(400, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      requireDistributor(request);
+      const installer = await accounts.getInstaller(request.params.id);
+      return reply.status(201).send(await accounts.issueToken(installer.id));
+    },
+  );
+
+  app.delete(
+    '/tokens/:id',
+    {
+      schema: {
+        tags: ['accounts'],
+        summary: 'Revoke a token (an installer its own, a distributor any)',
+        params: z.strictObject({ id: z.uuid() }),
+        response: { 204: z.null(), ...errorResponses(400, 404) },
+      },
+    },
+    async (request, reply) => {
+      await accounts.revokeToken(request.principal, request.params.id);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.get('/me', { schema: { tags: ['accounts'], summary: 'The account behind the token', response: { 200: accountSchema, ...errorResponses() } } }, async (request) => {
+    const me = await accounts.getAccount(request.principal.accountId);
+    return me!;
+  });
+};

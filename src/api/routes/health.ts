@@ -1,0 +1,44 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+
+export interface ReadinessChecks {
+  database: () => Promise<void>;
+  redis: () => Promise<void>;
+  broker: () => boolean;
+}
+
+const checkState = z.enum(['ok', 'failing']);
+
+export const healthRoutes: FastifyPluginAsyncZod<{ checks: ReadinessChecks }> = async (app, { checks }) => {
+  app.get('/healthz', { schema: { tags: ['operations'], summary: 'Process alive', response: { 200: z.object({ status: z.literal('ok') }) } } }, async () => ({
+    status: 'ok' as const,
+  }));
+
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Database, Redis and device broker ready',
+        response: {
+          200: z.object({ status: z.enum(['ready', 'not-ready']), checks: z.object({ database: checkState, redis: checkState, broker: checkState }) }),
+          503: z.object({ status: z.enum(['ready', 'not-ready']), checks: z.object({ database: checkState, redis: checkState, broker: checkState }) }),
+        },
+      },
+    },
+    async (_request, reply) => {
+      const within = (p: Promise<void>) => Promise.race([p, new Promise<void>((_, reject) => setTimeout(() => reject(new Error('timeout')), 2000).unref())]);
+      const [database, redis] = await Promise.all(
+        [checks.database, checks.redis].map((c) =>
+          within(c()).then(
+            () => 'ok' as const,
+            () => 'failing' as const,
+          ),
+        ),
+      );
+      const broker = checks.broker() ? ('ok' as const) : ('failing' as const);
+      const ready = database === 'ok' && redis === 'ok' && broker === 'ok';
+      return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not-ready', checks: { database: database!, redis: redis!, broker } });
+    },
+  );
+};

@@ -1,0 +1,93 @@
+import { z } from 'zod';
+
+// Environment variables are read once here and passed down; modules never read process.env.
+
+const port = z.coerce.number().int().min(0).max(65535);
+const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
+const positiveInt = (def: number) => z.coerce.number().int().positive().default(def);
+
+export const configSchema = z
+  .object({
+    HTTP_HOST: z.string().default('0.0.0.0'),
+    HTTP_PORT: port.default(8080),
+    MQTT_HOST: z.string().default('0.0.0.0'),
+    MQTT_PORT: z.preprocess(emptyToUndefined, port.optional()),
+    MQTTS_PORT: port.default(8883),
+    TLS_CERT_FILE: optionalString,
+    TLS_KEY_FILE: optionalString,
+    DATABASE_URL: optionalString,
+    DATA_DIR: z.string().default('./data'),
+    REDIS_URL: optionalString,
+    DEVICE_FACTORY_SECRET: z.preprocess(emptyToUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
+    ADMIN_TOKEN: z.preprocess(emptyToUndefined, z.string().min(20, 'must be at least 20 characters').optional()),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    MQTT_MAX_CONNECTIONS: positiveInt(19000),
+    HTTP_MAX_CONNECTIONS: positiveInt(512),
+    PRESENCE_FLUSH_MS: positiveInt(200),
+    AUTH_FAILURES_PER_MINUTE: positiveInt(30),
+    MQTT_MAX_PAYLOAD_BYTES: positiveInt(64 * 1024),
+    SHUTDOWN_GRACE_MS: positiveInt(10000),
+  })
+  .superRefine((c, ctx) => {
+    if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE)) {
+      ctx.addIssue({ code: 'custom', path: ['TLS_CERT_FILE'], message: 'TLS_CERT_FILE and TLS_KEY_FILE must be given together' });
+    }
+  });
+
+export type RawConfig = z.infer<typeof configSchema>;
+
+export interface Config {
+  http: { host: string; port: number; maxConnections: number };
+  mqtt: {
+    host: string;
+    /** Port to listen on; `explicit` false means 1883 was assumed and a taken port falls back to a free one. */
+    port: number;
+    portExplicit: boolean;
+    tls: { port: number; certFile: string; keyFile: string } | null;
+    maxConnections: number;
+    maxPayloadBytes: number;
+    authFailuresPerMinute: number;
+  };
+  databaseUrl: string | undefined;
+  dataDir: string;
+  redis: { url: string; explicit: boolean };
+  deviceFactorySecret: string | undefined;
+  adminToken: string | undefined;
+  logLevel: RawConfig['LOG_LEVEL'];
+  presenceFlushMs: number;
+  shutdownGraceMs: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const c = parsed.data;
+  return {
+    http: { host: c.HTTP_HOST, port: c.HTTP_PORT, maxConnections: c.HTTP_MAX_CONNECTIONS },
+    mqtt: {
+      host: c.MQTT_HOST,
+      port: c.MQTT_PORT ?? 1883,
+      portExplicit: c.MQTT_PORT !== undefined,
+      tls: c.TLS_CERT_FILE && c.TLS_KEY_FILE ? { port: c.MQTTS_PORT, certFile: c.TLS_CERT_FILE, keyFile: c.TLS_KEY_FILE } : null,
+      maxConnections: c.MQTT_MAX_CONNECTIONS,
+      maxPayloadBytes: c.MQTT_MAX_PAYLOAD_BYTES,
+      authFailuresPerMinute: c.AUTH_FAILURES_PER_MINUTE,
+    },
+    databaseUrl: c.DATABASE_URL,
+    dataDir: c.DATA_DIR,
+    redis: { url: c.REDIS_URL ?? 'redis://127.0.0.1:6379', explicit: c.REDIS_URL !== undefined },
+    deviceFactorySecret: c.DEVICE_FACTORY_SECRET,
+    adminToken: c.ADMIN_TOKEN,
+    logLevel: c.LOG_LEVEL,
+    presenceFlushMs: c.PRESENCE_FLUSH_MS,
+    shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
+  };
+}

@@ -1,0 +1,4 @@
+// All tables, for drizzle's relational typing; each domain owns its own table file.
+export * from '../accounts/tables.js';
+export * from '../mac-library/tables.js';
+export * from '../devices/tables.js';

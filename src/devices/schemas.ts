@@ -1,0 +1,101 @@
+import { z } from 'zod';
+import { macInput } from '../mac-library/mac.js';
+import { pageQuery } from '../shared/pagination.js';
+import { accessMethods } from './tables.js';
+
+// Device type codes as in the vendor portal's template, plus the Aiphone IXGW-(T)GW gateway adaptor.
+export const deviceTypeCodes = ['0', '1', '2', '3', '50', 'ixgw'] as const;
+export type DeviceTypeCode = (typeof deviceTypeCodes)[number];
+export const deviceTypeNames: Record<DeviceTypeCode, string> = {
+  '0': 'multi-tenant door phone',
+  '1': 'single-tenant door phone',
+  '2': 'indoor monitor',
+  '3': 'guard phone',
+  '50': 'access control',
+  ixgw: 'Aiphone IXGW-(T)GW gateway adaptor',
+};
+
+export const deviceTypeSchema = z
+  .union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(50), z.literal('ixgw')])
+  .describe('0 multi-tenant door phone, 1 single-tenant door phone, 2 indoor monitor, 3 guard phone, 50 access control, "ixgw" Aiphone IXGW-(T)GW gateway');
+export type DeviceType = z.infer<typeof deviceTypeSchema>;
+export const typeToCode = (t: DeviceType): DeviceTypeCode => String(t) as DeviceTypeCode;
+export const codeToType = (c: string): DeviceType => (c === 'ixgw' ? 'ixgw' : (Number(c) as DeviceType));
+
+export const relaySchema = z.strictObject({
+  name: z.string().trim().min(1).max(64),
+  dtmf: z
+    .string()
+    .regex(/^[0-9*#]{1,4}$/, 'DTMF code: 1 to 4 of 0-9, * and #')
+    .default('#'),
+  enabled: z.boolean().default(true),
+  accessMethods: z
+    .array(z.enum(accessMethods))
+    .max(accessMethods.length)
+    .refine((m) => new Set(m).size === m.length, 'access methods must not repeat')
+    .default(['homepage', 'talking-page']),
+});
+
+const deviceFields = {
+  name: z.string().trim().min(1).max(128),
+  type: deviceTypeSchema,
+  networkGroup: z.number().int().min(1).max(1000).describe('devices in the same local network share a network group (they call each other by IP)'),
+  location: z.string().trim().max(128).nullable(),
+  relays: z.array(relaySchema).max(8),
+  allowMonitoring: z.boolean(),
+};
+
+export const createDeviceBody = z.strictObject({
+  mac: macInput,
+  name: deviceFields.name,
+  type: deviceFields.type,
+  networkGroup: deviceFields.networkGroup.default(1),
+  location: deviceFields.location.optional(),
+  relays: deviceFields.relays.default([]),
+  allowMonitoring: deviceFields.allowMonitoring.default(false),
+});
+export type CreateDeviceInput = z.infer<typeof createDeviceBody>;
+
+export const patchDeviceBody = z
+  .strictObject({
+    name: deviceFields.name.optional(),
+    type: deviceFields.type.optional(),
+    networkGroup: deviceFields.networkGroup.optional(),
+    location: deviceFields.location.optional(),
+    relays: deviceFields.relays.optional(),
+    allowMonitoring: deviceFields.allowMonitoring.optional(),
+  })
+  .refine((b) => Object.keys(b).length > 0, 'give at least one field to change');
+export type PatchDeviceInput = z.infer<typeof patchDeviceBody>;
+
+export const deviceSchema = z.object({
+  mac: z.string(),
+  installerId: z.uuid(),
+  name: z.string(),
+  type: deviceTypeSchema,
+  typeName: z.string(),
+  networkGroup: z.number().int(),
+  location: z.string().nullable(),
+  relays: z.array(z.object({ name: z.string(), dtmf: z.string(), enabled: z.boolean(), accessMethods: z.array(z.enum(accessMethods)) })),
+  allowMonitoring: z.boolean(),
+  sipNumber: z.string(),
+  status: z.enum(['online', 'offline']),
+  lastConnectedAt: z.string().nullable(),
+  ip: z.string().nullable(),
+  model: z.string().nullable(),
+  firmware: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type DeviceView = z.infer<typeof deviceSchema>;
+
+export const createdDeviceSchema = deviceSchema.extend({
+  sip: z.object({ number: z.string(), password: z.string().describe('shown only in this response') }),
+});
+
+export const listDevicesQuery = z.strictObject({
+  search: z.string().max(128).optional().describe('part of the MAC, name or SIP number'),
+  status: z.enum(['online', 'offline']).optional(),
+  type: z.enum(deviceTypeCodes).optional(),
+  ...pageQuery,
+});

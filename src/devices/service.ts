@@ -1,0 +1,139 @@
+import { randomInt } from 'node:crypto';
+import { and, count, desc, eq, ilike, or, sql, type SQL } from 'drizzle-orm';
+import type { Principal } from '../accounts/service.js';
+import type { Db } from '../db/client.js';
+import { macLibrary } from '../mac-library/tables.js';
+import { conflict, notFound } from '../shared/errors.js';
+import type { DomainEvents } from '../shared/events.js';
+import { likePattern, type Page } from '../shared/pagination.js';
+import { codeToType, deviceTypeNames, typeToCode, type CreateDeviceInput, type DeviceTypeCode, type DeviceView, type PatchDeviceInput } from './schemas.js';
+import { devices } from './tables.js';
+
+type DeviceRow = typeof devices.$inferSelect;
+
+const SIP_PASSWORD_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
+const newSipPassword = () => Array.from({ length: 16 }, () => SIP_PASSWORD_ALPHABET[randomInt(SIP_PASSWORD_ALPHABET.length)]).join('');
+
+export function deviceView(d: DeviceRow): DeviceView {
+  return {
+    mac: d.mac,
+    installerId: d.installerId,
+    name: d.name,
+    type: codeToType(d.type),
+    typeName: deviceTypeNames[d.type as DeviceTypeCode] ?? d.type,
+    networkGroup: d.networkGroup,
+    location: d.location,
+    relays: d.relays,
+    allowMonitoring: d.allowMonitoring,
+    sipNumber: d.sipNumber,
+    status: d.status,
+    lastConnectedAt: d.lastConnectedAt?.toISOString() ?? null,
+    ip: d.ip,
+    model: d.model,
+    firmware: d.firmware,
+    createdAt: d.createdAt.toISOString(),
+    updatedAt: d.updatedAt.toISOString(),
+  };
+}
+
+export class DeviceService {
+  constructor(
+    private readonly db: Db,
+    private readonly events: DomainEvents,
+  ) {}
+
+  private scope(principal: Principal): SQL | undefined {
+    return principal.role === 'distributor' ? undefined : eq(devices.installerId, principal.accountId);
+  }
+
+  /** Binds a MAC from the caller's MAC library to a new device with a cloud-allocated SIP account. */
+  async create(principal: Principal, input: CreateDeviceInput): Promise<DeviceView & { sip: { number: string; password: string } }> {
+    return this.db.transaction(async (tx) => {
+      // Locking the MAC library row serialises concurrent binds of the same MAC.
+      const entries = await tx.select().from(macLibrary).where(eq(macLibrary.mac, input.mac)).for('update').limit(1);
+      const entry = entries[0];
+      if (!entry || (principal.role === 'installer' && entry.installerId !== principal.accountId)) {
+        throw conflict('mac_not_in_library', `MAC ${input.mac} is not in your MAC library; add it there first`, { mac: input.mac });
+      }
+      const bound = await tx.select({ mac: devices.mac }).from(devices).where(eq(devices.mac, input.mac)).limit(1);
+      if (bound[0]) throw conflict('mac_already_bound', `MAC ${input.mac} is already bound to a device`, { mac: input.mac });
+
+      const password = newSipPassword();
+      const [row] = await tx
+        .insert(devices)
+        .values({
+          mac: input.mac,
+          installerId: entry.installerId,
+          name: input.name,
+          type: typeToCode(input.type),
+          networkGroup: input.networkGroup,
+          location: input.location ?? null,
+          relays: input.relays,
+          allowMonitoring: input.allowMonitoring,
+          sipNumber: sql`nextval('sip_number_seq')::text`,
+          sipPassword: password,
+        })
+        .returning();
+      return { ...deviceView(row!), sip: { number: row!.sipNumber, password } };
+    });
+  }
+
+  async get(principal: Principal, mac: string): Promise<DeviceView> {
+    const rows = await this.db
+      .select()
+      .from(devices)
+      .where(and(eq(devices.mac, mac), this.scope(principal)))
+      .limit(1);
+    if (!rows[0]) throw notFound('device', { mac });
+    return deviceView(rows[0]);
+  }
+
+  async list(principal: Principal, q: { search?: string; status?: 'online' | 'offline'; type?: DeviceTypeCode; page: number; pageSize: number }): Promise<Page<DeviceView>> {
+    const conditions: (SQL | undefined)[] = [this.scope(principal)];
+    if (q.search) {
+      const pattern = likePattern(q.search);
+      const macPart = q.search.replace(/[:\-\s]/g, '').toUpperCase();
+      conditions.push(or(macPart ? ilike(devices.mac, likePattern(macPart)) : undefined, ilike(devices.name, pattern), ilike(devices.sipNumber, pattern)));
+    }
+    if (q.status) conditions.push(eq(devices.status, q.status));
+    if (q.type) conditions.push(eq(devices.type, q.type));
+    const where = and(...conditions);
+    const [rows, totals] = await Promise.all([
+      this.db
+        .select()
+        .from(devices)
+        .where(where)
+        .orderBy(desc(devices.createdAt), desc(devices.mac))
+        .limit(q.pageSize)
+        .offset((q.page - 1) * q.pageSize),
+      this.db.select({ n: count() }).from(devices).where(where),
+    ]);
+    return { items: rows.map(deviceView), total: totals[0]?.n ?? 0, page: q.page, pageSize: q.pageSize };
+  }
+
+  async update(principal: Principal, mac: string, patch: PatchDeviceInput): Promise<DeviceView> {
+    const { type, ...rest } = patch;
+    const rows = await this.db
+      .update(devices)
+      .set({ ...rest, ...(type !== undefined ? { type: typeToCode(type) } : {}), updatedAt: new Date() })
+      .where(and(eq(devices.mac, mac), this.scope(principal)))
+      .returning();
+    if (!rows[0]) throw notFound('device', { mac });
+    return deviceView(rows[0]);
+  }
+
+  /** Deletes the device and so unbinds its MAC (which stays in the MAC library); its session is closed. */
+  async remove(principal: Principal, mac: string): Promise<void> {
+    const rows = await this.db
+      .delete(devices)
+      .where(and(eq(devices.mac, mac), this.scope(principal)))
+      .returning({ mac: devices.mac });
+    if (!rows[0]) throw notFound('device', { mac });
+    this.events.emit('device.removed', { mac });
+  }
+
+  async countByStatus(status: 'online' | 'offline'): Promise<number> {
+    const rows = await this.db.select({ n: count() }).from(devices).where(eq(devices.status, status));
+    return rows[0]?.n ?? 0;
+  }
+}

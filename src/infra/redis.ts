@@ -1,0 +1,97 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import net from 'node:net';
+import { delimiter, join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { Logger } from '../logger.js';
+
+export interface RedisHandle {
+  client: Redis;
+  url: string;
+  /** Set when the service had to start its own redis-server. */
+  child: ChildProcess | null;
+  close(): Promise<void>;
+}
+
+async function tryConnect(url: string): Promise<Redis | null> {
+  const client = new Redis(url, { lazyConnect: true, connectTimeout: 1500, maxRetriesPerRequest: 1, retryStrategy: () => null, enableOfflineQueue: false });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+    await client.ping();
+    return client;
+  } catch {
+    client.disconnect();
+    return null;
+  }
+}
+
+function findBinary(name: string, pathEnv: string | undefined): string | null {
+  for (const dir of (pathEnv ?? '').split(delimiter).concat(['/usr/bin', '/usr/local/bin', '/usr/sbin'])) {
+    if (!dir) continue;
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return join(dir, name);
+    } catch {
+      /* not here */
+    }
+  }
+  return null;
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+
+function persistentClient(url: string, logger: Logger): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: null });
+  client.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  return client;
+}
+
+/**
+ * Connects to Redis. With REDIS_URL unset and nothing answering on 6379, starts a private redis-server
+ * (no persistence) when the binary is installed, so the service runs on a bare machine.
+ */
+export async function connectRedis(opts: { url: string; explicit: boolean; pathEnv: string | undefined; logger: Logger }): Promise<RedisHandle> {
+  const probe = await tryConnect(opts.url);
+  if (probe) {
+    probe.disconnect();
+    const client = persistentClient(opts.url, opts.logger);
+    return { client, url: opts.url, child: null, close: async () => void (await client.quit().catch(() => client.disconnect())) };
+  }
+  if (opts.explicit) throw new Error(`Redis at REDIS_URL (${opts.url}) does not answer`);
+  const binary = findBinary('redis-server', opts.pathEnv);
+  if (!binary) {
+    throw new Error('No Redis answers on 127.0.0.1:6379 and redis-server is not installed. Install it (Debian: apt-get install redis-server) or set REDIS_URL.');
+  }
+  const port = await freePort();
+  opts.logger.warn({ port }, 'no Redis on 127.0.0.1:6379; starting a private redis-server without persistence');
+  const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const url = `redis://127.0.0.1:${port}`;
+  for (let i = 0; i < 50; i++) {
+    const c = await tryConnect(url);
+    if (c) {
+      c.disconnect();
+      const client = persistentClient(url, opts.logger);
+      return {
+        client,
+        url,
+        child,
+        close: async () => {
+          await client.quit().catch(() => client.disconnect());
+          child.kill('SIGTERM');
+        },
+      };
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error('the private redis-server did not start');
+}

@@ -1,0 +1,142 @@
+import { and, count, desc, eq, ilike, isNotNull, isNull, or, type SQL } from 'drizzle-orm';
+import type { AccountService, Principal } from '../accounts/service.js';
+import { accounts } from '../accounts/tables.js';
+import type { Db } from '../db/client.js';
+import { devices } from '../devices/tables.js';
+import { badRequest, conflict, forbidden, notFound } from '../shared/errors.js';
+import type { DomainEvents } from '../shared/events.js';
+import { likePattern, type Page } from '../shared/pagination.js';
+import { parseMacCsv } from './csv.js';
+import type { MacEntry } from './schemas.js';
+import { macLibrary } from './tables.js';
+
+const INSERT_CHUNK = 5000;
+
+export class MacLibraryService {
+  constructor(
+    private readonly db: Db,
+    private readonly accounts: AccountService,
+    private readonly events: DomainEvents,
+  ) {}
+
+  /** Whose library receives new MACs: an installer's own; a distributor must name an existing installer. */
+  private async targetInstaller(principal: Principal, installerId: string | undefined): Promise<string> {
+    if (principal.role === 'installer') {
+      if (installerId && installerId !== principal.accountId) throw forbidden('an installer can only add MACs to its own MAC library');
+      return principal.accountId;
+    }
+    if (!installerId) throw badRequest('installer_required', 'a distributor must name the installer (installerId) whose MAC library receives the MAC');
+    await this.accounts.getInstaller(installerId);
+    return installerId;
+  }
+
+  async add(principal: Principal, mac: string, installerId?: string): Promise<MacEntry> {
+    const owner = await this.targetInstaller(principal, installerId);
+    const inserted = await this.db.insert(macLibrary).values({ mac, installerId: owner }).onConflictDoNothing().returning();
+    if (!inserted[0]) throw conflict('mac_already_registered', `MAC ${mac} is already registered in a MAC library`, { mac });
+    this.events.emit('mac-library.added', { macs: [mac] });
+    return this.get(principal, mac);
+  }
+
+  async importCsv(principal: Principal, text: string, installerId?: string) {
+    const owner = await this.targetInstaller(principal, installerId);
+    const parsed = parseMacCsv(text);
+    const unique = [...new Set(parsed.rows.map((r) => r.mac))];
+    const added: string[] = [];
+    // All valid rows in one transaction: an import is written whole or not at all.
+    await this.db.transaction(async (tx) => {
+      for (let i = 0; i < unique.length; i += INSERT_CHUNK) {
+        const chunk = unique.slice(i, i + INSERT_CHUNK).map((mac) => ({ mac, installerId: owner }));
+        const rows = await tx.insert(macLibrary).values(chunk).onConflictDoNothing().returning({ mac: macLibrary.mac });
+        for (const r of rows) added.push(r.mac);
+      }
+    });
+    if (added.length) this.events.emit('mac-library.added', { macs: added });
+    return { added: added.length, skipped: parsed.rows.length - added.length, invalid: parsed.invalid };
+  }
+
+  private scope(principal: Principal): SQL | undefined {
+    return principal.role === 'distributor' ? undefined : eq(macLibrary.installerId, principal.accountId);
+  }
+
+  private baseQuery() {
+    return this.db
+      .select({
+        mac: macLibrary.mac,
+        installerId: accounts.id,
+        installerName: accounts.name,
+        owner: devices.name,
+        lastSeenAt: macLibrary.lastSeenAt,
+        createdAt: macLibrary.createdAt,
+      })
+      .from(macLibrary)
+      .innerJoin(accounts, eq(accounts.id, macLibrary.installerId))
+      .leftJoin(devices, eq(devices.mac, macLibrary.mac));
+  }
+
+  private static view(r: { mac: string; installerId: string; installerName: string; owner: string | null; lastSeenAt: Date | null; createdAt: Date }): MacEntry {
+    return {
+      mac: r.mac,
+      installer: { id: r.installerId, name: r.installerName },
+      owner: r.owner,
+      lastSeenAt: r.lastSeenAt?.toISOString() ?? null,
+      createdAt: r.createdAt.toISOString(),
+    };
+  }
+
+  async get(principal: Principal, mac: string): Promise<MacEntry> {
+    const rows = await this.baseQuery()
+      .where(and(eq(macLibrary.mac, mac), this.scope(principal)))
+      .limit(1);
+    if (!rows[0]) throw notFound('MAC', { mac });
+    return MacLibraryService.view(rows[0]);
+  }
+
+  async list(principal: Principal, q: { search?: string; bound?: boolean; page: number; pageSize: number }): Promise<Page<MacEntry>> {
+    const conditions: (SQL | undefined)[] = [this.scope(principal)];
+    if (q.search) {
+      const macPart = q.search.replace(/[:\-\s]/g, '').toUpperCase();
+      conditions.push(or(macPart ? ilike(macLibrary.mac, likePattern(macPart)) : undefined, ilike(devices.name, likePattern(q.search))));
+    }
+    if (q.bound !== undefined) conditions.push(q.bound ? isNotNull(devices.mac) : isNull(devices.mac));
+    const where = and(...conditions);
+    const [rows, totals] = await Promise.all([
+      this.baseQuery()
+        .where(where)
+        .orderBy(desc(macLibrary.createdAt), desc(macLibrary.mac))
+        .limit(q.pageSize)
+        .offset((q.page - 1) * q.pageSize),
+      this.db
+        .select({ n: count() })
+        .from(macLibrary)
+        .leftJoin(devices, eq(devices.mac, macLibrary.mac))
+        .where(where),
+    ]);
+    return { items: rows.map(MacLibraryService.view), total: totals[0]?.n ?? 0, page: q.page, pageSize: q.pageSize };
+  }
+
+  async remove(principal: Principal, mac: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const rows = await tx
+        .select({ mac: macLibrary.mac, bound: devices.mac })
+        .from(macLibrary)
+        .leftJoin(devices, eq(devices.mac, macLibrary.mac))
+        .where(and(eq(macLibrary.mac, mac), this.scope(principal)))
+        .for('update', { of: macLibrary })
+        .limit(1);
+      const row = rows[0];
+      if (!row) throw notFound('MAC', { mac });
+      if (row.bound) throw conflict('mac_bound', `MAC ${mac} is bound to a device; delete the device first`, { mac });
+      await tx.delete(macLibrary).where(eq(macLibrary.mac, mac));
+    });
+    this.events.emit('mac-library.removed', { mac });
+  }
+
+  /** Every registered MAC: the gateway's authentication cache is filled from this once at start. */
+  async allMacs(): Promise<string[]> {
+    const rows = await this.db.select({ mac: macLibrary.mac }).from(macLibrary);
+    return rows.map((r) => r.mac);
+  }
+
+}
+

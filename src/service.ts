@@ -1,0 +1,106 @@
+import { readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import { AccountService } from './accounts/service.js';
+import { buildApi } from './api/app.js';
+import type { Config } from './config.js';
+import { openDatabase, runMigrations, type Database } from './db/client.js';
+import { DeviceGateway, type ListeningPorts } from './device-gateway/gateway.js';
+import { PresenceStore } from './devices/presence.js';
+import { DeviceService } from './devices/service.js';
+import { connectRedis, type RedisHandle } from './infra/redis.js';
+import { resolveFactorySecret } from './infra/secrets.js';
+import type { Logger } from './logger.js';
+import { MacLibraryService } from './mac-library/service.js';
+import { DomainEvents } from './shared/events.js';
+
+export interface RunningService {
+  ports: { http: number } & ListeningPorts;
+  database: Database;
+  redis: RedisHandle;
+  gateway: DeviceGateway;
+  app: FastifyInstance;
+  factorySecret: string;
+  /** The first distributor's token when it was generated on this start (null otherwise). */
+  generatedAdminToken: string | null;
+  close(): Promise<void>;
+}
+
+const packageVersion = (): string => {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  }
+};
+
+/** Starts the whole service: database (migrated), Redis, device gateway, REST API. */
+export async function startService(config: Config, logger: Logger, env: { PATH?: string } = {}): Promise<RunningService> {
+  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  const cleanups: (() => Promise<void>)[] = [() => database.close()];
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) await c().catch((err: unknown) => logger.error({ err }, 'shutdown step failed'));
+  };
+  try {
+    await runMigrations(database);
+    logger.info({ database: database.kind }, 'database ready');
+    const redis = await connectRedis({ url: config.redis.url, explicit: config.redis.explicit, pathEnv: env.PATH, logger });
+    cleanups.push(() => redis.close());
+
+    const factorySecret = resolveFactorySecret(config.deviceFactorySecret, config.dataDir, logger);
+    const events = new DomainEvents();
+    const accounts = new AccountService(database.db);
+    const macLibrary = new MacLibraryService(database.db, accounts, events);
+    const devices = new DeviceService(database.db, events);
+
+    const bootstrap = await accounts.bootstrapDistributor(config.adminToken);
+    if (bootstrap.generatedToken) {
+      logger.warn(`First start: created the distributor account. Its API token (shown only now): ${bootstrap.generatedToken}`);
+    }
+
+    const gateway = new DeviceGateway({
+      mqtt: config.mqtt,
+      presenceFlushMs: config.presenceFlushMs,
+      factorySecret,
+      loadMacLibrary: () => macLibrary.allMacs(),
+      presenceStore: new PresenceStore(database.db),
+      events,
+      logger,
+    });
+    await gateway.start();
+    cleanups.push(() => gateway.stop());
+
+    const app = await buildApi({
+      logger,
+      accounts,
+      macLibrary,
+      devices,
+      version: packageVersion(),
+      readiness: { database: () => database.ping(), redis: async () => void (await redis.client.ping()), broker: () => gateway.isReady() },
+    });
+    app.server.maxConnections = config.http.maxConnections;
+    app.server.on('upgrade', (req, socket, head) => {
+      if ((req.url ?? '').split('?')[0] === '/mqtt') gateway.handleUpgrade(req, socket, head);
+      else socket.destroy();
+    });
+    await app.listen({ host: config.http.host, port: config.http.port });
+    cleanups.push(() => app.close());
+    const httpPort = (app.server.address() as { port: number }).port;
+    const mqttPorts = await gateway.listen();
+    logger.info({ http: httpPort, mqtt: mqttPorts.mqtt, mqtts: mqttPorts.mqtts, websocket: `ws://${config.http.host}:${httpPort}/mqtt` }, 'intercom device cloud listening');
+
+    let closing: Promise<void> | null = null;
+    return {
+      ports: { http: httpPort, ...mqttPorts },
+      database,
+      redis,
+      gateway,
+      app,
+      factorySecret,
+      generatedAdminToken: bootstrap.generatedToken,
+      close: () => (closing ??= cleanup()),
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
