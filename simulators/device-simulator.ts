@@ -22,6 +22,8 @@ export interface SimulatedDeviceOptions {
   /** Publish hello after connecting (reference brokers have no use for it). */
   hello?: boolean;
   configHash?: string;
+  /** CA certificate to trust for mqtts:// and wss:// (devices pin the cloud's CA). */
+  ca?: Buffer;
 }
 
 /**
@@ -56,6 +58,7 @@ export class SimulatedDevice extends EventEmitter {
       reconnectPeriod: 0,
       connectTimeout: 30_000,
       resubscribe: false,
+      ...(this.opts.ca ? { ca: this.opts.ca } : {}),
     };
   }
 

@@ -36,15 +36,19 @@ const packageVersion = (): string => {
 /** Starts the whole service: database (migrated), Redis, device gateway, REST API. */
 export async function startService(config: Config, logger: Logger, env: { PATH?: string } = {}): Promise<RunningService> {
   const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
-  const cleanups: (() => Promise<void>)[] = [() => database.close()];
+  const cleanups: [string, () => Promise<void>][] = [['database', () => database.close()]];
   const cleanup = async () => {
-    for (const c of cleanups.reverse()) await c().catch((err: unknown) => logger.error({ err }, 'shutdown step failed'));
+    for (const [name, step] of cleanups.reverse()) {
+      const started = Date.now();
+      await step().catch((err: unknown) => logger.error({ err, step: name }, 'shutdown step failed'));
+      logger.debug({ step: name, ms: Date.now() - started }, 'shutdown step done');
+    }
   };
   try {
     await runMigrations(database);
     logger.info({ database: database.kind }, 'database ready');
     const redis = await connectRedis({ url: config.redis.url, explicit: config.redis.explicit, pathEnv: env.PATH, logger });
-    cleanups.push(() => redis.close());
+    cleanups.push(['redis', () => redis.close()]);
 
     const factorySecret = resolveFactorySecret(config.deviceFactorySecret, config.dataDir, logger);
     const events = new DomainEvents();
@@ -67,7 +71,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       logger,
     });
     await gateway.start();
-    cleanups.push(() => gateway.stop());
+    cleanups.push(['device gateway', () => gateway.stop()]);
 
     const app = await buildApi({
       logger,
@@ -83,7 +87,19 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       else socket.destroy();
     });
     await app.listen({ host: config.http.host, port: config.http.port });
-    cleanups.push(() => app.close());
+    cleanups.push([
+      'http and device sessions',
+      async () => {
+        // Connections busy when close() began turn idle later; close them as they do instead of
+        // waiting out the keep-alive timeout.
+        const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+        try {
+          await Promise.all([app.close(), gateway.stop()]);
+        } finally {
+          clearInterval(sweep);
+        }
+      },
+    ]);
     const httpPort = (app.server.address() as { port: number }).port;
     const mqttPorts = await gateway.listen();
     logger.info({ http: httpPort, mqtt: mqttPorts.mqtt, mqtts: mqttPorts.mqtts, websocket: `ws://${config.http.host}:${httpPort}/mqtt` }, 'intercom device cloud listening');

@@ -15,7 +15,7 @@ import { AuthFailureLimiter } from './auth-limiter.js';
 import { guardFrames } from './frame-guard.js';
 import { parseHello } from './hello.js';
 import { PresenceTracker } from './presence-tracker.js';
-import { checkDevicePublish, checkDeviceSubscribe, helloTopic, MAX_TOPIC_LEVELS } from './topics.js';
+import { checkDevicePublish, checkDeviceSubscribe, commandsTopic, helloTopic, MAX_TOPIC_LEVELS } from './topics.js';
 
 // CONNACK return codes of MQTT 3.1.1.
 const SERVER_UNAVAILABLE = 3;
@@ -57,6 +57,7 @@ export class DeviceGateway {
   private readonly unsubscribe: (() => void)[] = [];
   private openConnections = 0;
   private accepting = true;
+  private stopping: Promise<void> | null = null;
   private readonly log: Logger;
 
   constructor(private readonly opts: GatewayOptions) {
@@ -171,7 +172,17 @@ export class DeviceGateway {
     this.presence.mark({ mac: client.id, seenAt: new Date(), model, firmware, ip: ip ?? this.addressOf(client), configHash });
   }
 
-  private disconnect(mac: string, reason: string) {
+  /** Publishes a message to a device's commands topic at QoS 1 (the narrow interface the provisioning engine uses). */
+  publishToDevice(mac: string, message: unknown): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.broker.publish({ cmd: 'publish', topic: commandsTopic(mac), payload: Buffer.from(JSON.stringify(message)), qos: 1, dup: false, retain: false }, (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+  }
+
+  /** Closes a device's current session, if any. */
+  disconnect(mac: string, reason: string) {
     const client = this.sessions.get(mac);
     if (!client) return;
     this.log.info({ mac, reason }, 'closing device session');
@@ -240,12 +251,17 @@ export class DeviceGateway {
   }
 
   /** Stops accepting, closes every device session cleanly and writes the last presence. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    return (this.stopping ??= this.shutdown());
+  }
+
+  private async shutdown(): Promise<void> {
     this.accepting = false;
     for (const off of this.unsubscribe) off();
-    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    const closing = [...this.sessions.values()].map((c) => new Promise<void>((resolve) => c.close(() => resolve())));
-    await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 5000).unref())]);
+    // close() stops accepting at once but calls back only when every connection has ended.
+    const listenersClosed = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    const sessionsClosed = Promise.all([...this.sessions.values()].map((c) => new Promise<void>((resolve) => c.close(() => resolve()))));
+    await Promise.race([Promise.all([listenersClosed, sessionsClosed]), new Promise((r) => setTimeout(r, 5000).unref())]);
     if (this.broker) await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     this.wss.close();
     this.limiter.close();

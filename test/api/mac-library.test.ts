@@ -7,7 +7,7 @@ const bob = await svc.createInstaller('Bob');
 const count = async () => (await svc.sql('select count(*)::int as n from mac_library'))[0].n as number;
 
 t.test('an installer adds MACs in any written form; they are stored canonical', async (t) => {
-  for (const [given, stored] of [
+  for (const [given, stored] of <[string, string][]>[
     ['0C11050B9814', '0C11050B9814'],
     ['0c:11:05:0b:98:15', '0C11050B9815'],
     ['0C-11-05-0B-98-16', '0C11050B9816'],

@@ -1,0 +1,22 @@
+import t from 'tap';
+import { once, startTestService, waitFor } from '../helpers/service.js';
+
+// Smoke test of the embedded database: DATABASE_URL unset runs the same migrations on PGlite under DATA_DIR.
+t.test('the service runs on embedded PGlite', async (t) => {
+  const svc = await startTestService(t, { DATABASE_URL: undefined });
+  t.equal(svc.service.database.kind, 'pglite');
+  const installer = await svc.createInstaller();
+  const created = await svc.addDevice(installer.token, '0C11050B9814');
+  t.match(created.sipNumber, /^\d{10}$/);
+  const imported = await svc.api('POST', '/api/v1/mac-library/import', { token: installer.token, raw: 'MAC\n0C11050B9815\n0C11050B9815\nbad' });
+  t.same(imported.body, { added: 1, skipped: 1, invalid: [imported.body.invalid[0]] });
+  const device = svc.device('0C11050B9814');
+  device.start();
+  await once(device, 'online');
+  const d = await waitFor(
+    () => svc.api('GET', '/api/v1/devices/0C11050B9814', { token: installer.token }),
+    (r) => r.body.status === 'online',
+  );
+  t.equal(d.body.status, 'online');
+  await device.stop();
+});

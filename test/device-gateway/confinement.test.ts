@@ -1,0 +1,124 @@
+import mqttPacket from 'mqtt-packet';
+import t from 'tap';
+import { deriveDeviceKey } from '../../src/devices/device-key.js';
+import { FACTORY_SECRET, once, startTestService, waitFor } from '../helpers/service.js';
+import { RawMqtt } from '../helpers/raw-mqtt.js';
+
+const svc = await startTestService(t);
+const installer = await svc.createInstaller();
+const A = '0C11050B9814';
+const B = '0C11050B9815';
+await svc.addDevice(installer.token, A);
+await svc.addDevice(installer.token, B);
+const port = svc.service.ports.mqtt;
+
+async function connected(mac: string): Promise<RawMqtt> {
+  const raw = await RawMqtt.connect(port);
+  raw.send(raw.connectPacket(mac, mac, deriveDeviceKey(FACTORY_SECRET, mac)));
+  const connack = await raw.next('connack');
+  if (connack?.returnCode !== 0) throw new Error(`connect failed: ${JSON.stringify(connack)}`);
+  return raw;
+}
+
+const subscribe = (raw: RawMqtt, topic: string, messageId = 1) => raw.send({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos: 1 }] } as any);
+const publish = (raw: RawMqtt, topic: string, payload: string | Buffer, qos: 0 | 1 = 1, messageId = 10) =>
+  raw.send({ cmd: 'publish', topic, payload, qos, messageId, dup: false, retain: false } as any);
+
+t.test('a device may subscribe only to its own commands topic', async (t) => {
+  const a = await connected(A);
+  for (const [i, topic] of [`devices/${B}/commands`, 'devices/#', `devices/${A}/#`, '#', `devices/${A}/hello`, '$SYS/#'].entries()) {
+    subscribe(a, topic, i + 1);
+    t.same((await a.next('suback'))?.granted, [128], `refused: ${topic}`);
+  }
+  subscribe(a, `devices/${A}/commands`, 20);
+  t.same((await a.next('suback'))?.granted, [1], 'own commands topic granted');
+  t.notOk(a.closed, 'refused subscriptions do not end the session');
+  a.end();
+});
+
+t.test("one device can never read another's commands", async (t) => {
+  const a = await connected(A);
+  subscribe(a, `devices/${A}/commands`);
+  await a.next('suback');
+  const b = await connected(B);
+  subscribe(b, `devices/${B}/commands`);
+  await b.next('suback');
+  await svc.service.gateway.publishToDevice(B, { id: 'x' });
+  const got = await b.next('publish');
+  t.equal(got?.topic, `devices/${B}/commands`, 'B gets its command');
+  t.equal(await a.next('publish', 300), null, 'A gets nothing');
+  a.end();
+  b.end();
+});
+
+t.test("a device publishing outside its own topics is disconnected and nothing is routed", async (t) => {
+  const b = await connected(B);
+  subscribe(b, `devices/${B}/commands`);
+  await b.next('suback');
+  const a = await connected(A);
+  publish(a, `devices/${B}/commands`, '{"id":"forged"}');
+  t.ok(await a.waitClosed(), 'A is disconnected');
+  t.equal(await b.next('publish', 300), null, 'B never sees the forged command');
+  for (const topic of [`devices/${B}/hello`, 'devices', `devices/${A}`, `other/${A}/x`]) {
+    const c = await connected(A);
+    publish(c, topic, '{}');
+    t.ok(await c.waitClosed(), `refused: ${topic}`);
+  }
+  b.end();
+});
+
+t.test('topics too deep or too long and payloads over 64 KiB are refused', async (t) => {
+  const deep = await connected(A);
+  publish(deep, `devices/${A}/a/b/c/d/e/f/g`, '{}');
+  t.ok(await deep.waitClosed(), 'too deep');
+  const long = await connected(A);
+  publish(long, `devices/${A}/${'x'.repeat(300)}`, '{}');
+  t.ok(await long.waitClosed(), 'too long');
+  const big = await connected(A);
+  publish(big, `devices/${A}/status`, Buffer.alloc(64 * 1024 + 1));
+  t.ok(await big.waitClosed(), 'payload just over 64 KiB');
+  const huge = await connected(A);
+  // Declares a 200 MB packet: refused at its header, before any body is buffered.
+  huge.send(Buffer.from([0x30, 0x80, 0x80, 0x80, 0x64]));
+  t.ok(await huge.waitClosed(), 'declared 200 MB');
+  const fine = await connected(A);
+  publish(fine, `devices/${A}/status`, Buffer.alloc(64 * 1024));
+  t.ok(await fine.next('puback'), 'exactly 64 KiB is accepted');
+  fine.end();
+});
+
+t.test('malformed packets and invalid hellos never crash the gateway', async (t) => {
+  const garbage = await RawMqtt.connect(port);
+  garbage.send(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+  t.ok(await garbage.waitClosed(), 'garbage closed');
+  const badConnect = await RawMqtt.connect(port);
+  badConnect.send(Buffer.from([0x10, 0x04, 0x00, 0x04, 0x4d, 0x51]));
+  badConnect.send(Buffer.from([0xf0, 0x00]));
+  t.ok(await badConnect.waitClosed(), 'truncated CONNECT and reserved packet type closed');
+  const publishFirst = await RawMqtt.connect(port);
+  publishFirst.send(mqttPacket.generate({ cmd: 'publish', topic: `devices/${A}/hello`, payload: Buffer.from('{}'), qos: 0, dup: false, retain: false } as any));
+  t.ok(await publishFirst.waitClosed(), 'publish before CONNECT closed');
+
+  const before = (await svc.api('GET', `/api/v1/devices/${A}`, { token: installer.token })).body;
+  const a = await connected(A);
+  publish(a, `devices/${A}/hello`, 'not json {');
+  t.ok(await a.next('puback'), 'invalid JSON hello is acknowledged but ignored');
+  publish(a, `devices/${A}/hello`, JSON.stringify({ model: 7, firmware: '' }), 1, 11);
+  t.ok(await a.next('puback'));
+  publish(a, `devices/${A}/hello`, JSON.stringify({ model: 'S532', firmware: '532.30.10.117', ip: '10.0.0.5', uptime: 12 }), 1, 12);
+  t.ok(await a.next('puback'));
+  const after = await waitFor(
+    () => svc.api('GET', `/api/v1/devices/${A}`, { token: installer.token }),
+    (r) => r.body.model === 'S532',
+  );
+  t.not(before.model, 'S532');
+  t.match(after.body, { model: 'S532', firmware: '532.30.10.117', ip: '10.0.0.5', status: 'online' });
+  t.notOk(a.closed);
+  a.end();
+
+  const healthy = svc.device(B);
+  healthy.start();
+  await once(healthy, 'online');
+  t.pass('the gateway still serves devices');
+  await healthy.stop();
+});
