@@ -77,6 +77,7 @@ export class SimulatedDevice extends EventEmitter {
       this.state = 'online';
       client.subscribe(this.commandsTopic, { qos: 1 }, (err, granted) => {
         if (err || granted?.[0]?.qos === 128) this.emit('subscribe-refused', err ?? granted);
+        else this.emit('subscribed');
       });
       if (this.opts.hello !== false) {
         const hello = { model: this.opts.model, firmware: this.opts.firmware, uptime: Math.floor((Date.now() - this.startedAt) / 1000), ...(this.opts.configHash ? { configHash: this.opts.configHash } : {}) };

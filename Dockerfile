@@ -1,0 +1,29 @@
+# syntax=docker/dockerfile:1
+# Build stage: compile TypeScript with the full dependency set.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY simulators ./simulators
+RUN npm run build
+
+# Runtime stage: production dependencies, compiled code and migrations only, as a non-root user.
+FROM node:20-bookworm-slim AS runtime
+ENV NODE_ENV=production \
+    DATA_DIR=/var/lib/intercom-cloud \
+    HTTP_PORT=8080 \
+    MQTT_PORT=1883
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY migrations ./migrations
+RUN mkdir -p /var/lib/intercom-cloud && chown node:node /var/lib/intercom-cloud
+USER node
+EXPOSE 8080 1883 8883
+VOLUME ["/var/lib/intercom-cloud"]
+HEALTHCHECK --interval=15s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+(process.env.HTTP_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# Exec form so SIGTERM reaches node for the graceful shutdown.
+CMD ["node", "dist/src/main.js"]

@@ -1,0 +1,203 @@
+import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { fleetMacs } from '../simulators/fleet.js';
+import { cpuSeconds, freePort, rssBytes, sleep } from './lib/proc.js';
+
+// npm run bench:gateway -- --devices 19000 [--workers 4] [--reference mosquitto|none]
+const { values: args } = parseArgs({
+  options: {
+    devices: { type: 'string', default: '19000' },
+    workers: { type: 'string', default: '4' },
+    reference: { type: 'string', default: 'mosquitto' },
+    'pg-admin-url': { type: 'string', default: process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
+    timeout: { type: 'string', default: '120', description: 'seconds a storm may take' },
+  },
+});
+const N = Number(args.devices);
+const WORKERS = Number(args.workers);
+const TIMEOUT_MS = Number(args.timeout) * 1000;
+const root = resolve(import.meta.dirname, '..');
+const SECRET = randomBytes(24).toString('hex');
+const ADMIN_TOKEN = `ic_bench_${randomBytes(24).toString('hex')}`;
+const macs = fleetMacs('B0C5', N);
+const addresses = Array.from({ length: WORKERS }, (_, i) => `127.0.0.${i + 2}`);
+const children: ChildProcess[] = [];
+const cleanups: (() => Promise<void> | void)[] = [];
+
+const log = (...a: unknown[]) => console.log(`[${new Date().toISOString().slice(11, 23)}]`, ...a);
+const fmt = (n: number, d = 1) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+
+interface StormResult {
+  connectSeconds: number; // storm start until every device connected and subscribed
+  onlineViaApiSeconds: number | null;
+  connectsPerSecond: number;
+  rssPerSessionBytes: number;
+  rssBeforeMb: number;
+  rssAfterMb: number;
+  cpuSeconds: number;
+  refusals: number;
+}
+
+function startWorkers(url: string, secret: string | null, hello: boolean): Promise<ChildProcess[]> {
+  const per = Math.ceil(N / WORKERS);
+  return Promise.all(
+    addresses.map(
+      (address, i) =>
+        new Promise<ChildProcess>((resolveWorker, reject) => {
+          const child = fork(join(root, 'simulators/fleet-worker.ts'), [], {
+            execArgv: ['--import', 'tsx', '--max-old-space-size=4096'],
+            env: { ...process.env, FLEET_WORKER_CONFIG: JSON.stringify({ macs: macs.slice(i * per, (i + 1) * per), url, factorySecret: secret, localAddress: address, type: '0', hello }) },
+            stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+          });
+          children.push(child);
+          child.once('error', reject);
+          child.once('message', (m: any) => (m.type === 'ready' ? resolveWorker(child) : reject(new Error('worker did not start'))));
+        }),
+    ),
+  );
+}
+
+async function storm(brokerPid: number, url: string, secret: string | null, hello: boolean, apiOnline?: () => Promise<number>): Promise<StormResult> {
+  const workers = await startWorkers(url, secret, hello);
+  const progress = new Map<ChildProcess, { subscribed: number; refusals: number; lastSubscribedAt: number }>();
+  for (const w of workers) w.on('message', (m: any) => m.type === 'progress' && progress.set(w, m));
+  await sleep(1000);
+  const rssBefore = rssBytes(brokerPid);
+  const cpuBefore = cpuSeconds(brokerPid);
+  const t0 = Date.now();
+  for (const w of workers) w.send({ type: 'start' });
+  const total = () => [...progress.values()].reduce((a, p) => a + p.subscribed, 0);
+  let onlineViaApiSeconds: number | null = null;
+  while (Date.now() - t0 < TIMEOUT_MS) {
+    if (apiOnline && onlineViaApiSeconds === null && (await apiOnline()) >= N) onlineViaApiSeconds = (Date.now() - t0) / 1000;
+    if (total() >= N && (!apiOnline || onlineViaApiSeconds !== null)) break;
+    await sleep(50);
+  }
+  if (total() < N) log(`storm timed out: ${total()} of ${N} subscribed`);
+  const lastSubscribedAt = Math.max(...[...progress.values()].map((p) => p.lastSubscribedAt));
+  const connectSeconds = (lastSubscribedAt - t0) / 1000;
+  await sleep(2000); // let the broker settle before measuring memory
+  const rssAfter = rssBytes(brokerPid);
+  const cpuUsed = cpuSeconds(brokerPid) - cpuBefore;
+  const refusals = [...progress.values()].reduce((a, p) => a + p.refusals, 0);
+  await Promise.all(workers.map((w) => new Promise<void>((r) => (w.once('exit', () => r()), w.send({ type: 'stop' })))));
+  return {
+    connectSeconds,
+    onlineViaApiSeconds,
+    connectsPerSecond: N / connectSeconds,
+    rssPerSessionBytes: (rssAfter - rssBefore) / N,
+    rssBeforeMb: rssBefore / 2 ** 20,
+    rssAfterMb: rssAfter / 2 ** 20,
+    cpuSeconds: cpuUsed,
+    refusals,
+  };
+}
+
+async function api(base: string, method: string, path: string, body?: unknown, contentType = 'application/json') {
+  const res = await fetch(base + path, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': contentType } : {}) },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const json = (await res.json().catch(() => null)) as any;
+  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function benchGateway(): Promise<StormResult> {
+  const admin = new pg.Client({ connectionString: args['pg-admin-url'] });
+  await admin.connect();
+  const dbName = `icbench_${randomBytes(4).toString('hex')}`;
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  cleanups.push(async () => {
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await admin.end();
+  });
+  const dbUrl = new URL(args['pg-admin-url']);
+  dbUrl.pathname = `/${dbName}`;
+  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const dataDir = mkdtempSync(join(tmpdir(), 'icbench-'));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  log('building the service');
+  execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+  const service = spawn(process.execPath, [join(root, 'dist/src/main.js')], {
+    env: {
+      ...process.env,
+      DATABASE_URL: dbUrl.toString(),
+      HTTP_HOST: '127.0.0.1',
+      HTTP_PORT: String(httpPort),
+      MQTT_HOST: '0.0.0.0',
+      MQTT_PORT: String(mqttPort),
+      DATA_DIR: dataDir,
+      DEVICE_FACTORY_SECRET: SECRET,
+      ADMIN_TOKEN,
+      LOG_LEVEL: 'warn',
+      MQTT_MAX_CONNECTIONS: String(Math.max(N + 100, 19_000)),
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(service);
+  const base = `http://127.0.0.1:${httpPort}`;
+  for (let i = 0; ; i++) {
+    if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) break;
+    if (i > 200) throw new Error('service did not become ready');
+    await sleep(100);
+  }
+  log(`service up (pid ${service.pid}); registering ${N} MACs and devices`);
+  const installer = await api(base, 'POST', '/api/v1/installers', { name: 'Bench installer', email: `bench-${dbName}@example.com` });
+  await api(base, 'POST', `/api/v1/mac-library/import?installerId=${installer.installer.id}`, ['MAC', ...macs].join('\n'), 'text/csv');
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < macs.length) {
+        const mac = macs[next++]!;
+        await api(base, 'POST', '/api/v1/devices', { mac, name: `Door ${mac.slice(-5)}`, type: 0 }, 'application/json');
+      }
+    }),
+  );
+  log('registered; starting the storm');
+  const online = async () => (await api(base, 'GET', '/api/v1/devices?status=online&pageSize=1')).total as number;
+  const result = await storm(service.pid!, `mqtt://127.0.0.1:${mqttPort}`, SECRET, true, online);
+  service.kill('SIGTERM');
+  await new Promise((r) => service.once('exit', r));
+  return result;
+}
+
+async function benchMosquitto(): Promise<StormResult> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'icbench-mosquitto-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'mosquitto.conf'), `listener ${port} 0.0.0.0\nallow_anonymous true\nmax_connections -1\npersistence false\nlog_dest none\n`);
+  const broker = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(broker);
+  await sleep(500);
+  const result = await storm(broker.pid!, `mqtt://127.0.0.1:${port}`, null, false);
+  broker.kill('SIGTERM');
+  return result;
+}
+
+function row(name: string, r: StormResult) {
+  return `| ${name} | ${fmt(r.connectSeconds, 2)} s | ${r.onlineViaApiSeconds === null ? 'n/a' : `${fmt(r.onlineViaApiSeconds, 2)} s`} | ${fmt(r.connectsPerSecond, 0)} | ${fmt(r.rssPerSessionBytes / 1024, 2)} KB | ${fmt(r.rssBeforeMb)} → ${fmt(r.rssAfterMb)} MB | ${fmt(r.cpuSeconds, 2)} s | ${r.refusals} |`;
+}
+
+try {
+  log(`gateway benchmark: ${N} devices, ${WORKERS} fleet processes from ${addresses.join(', ')}`);
+  const ours = await benchGateway();
+  const reference = args.reference === 'mosquitto' ? await benchMosquitto() : null;
+  console.log(`\n| broker | all connected + subscribed | all online via API | connects/s | RSS per session | broker RSS | broker CPU | refusals |`);
+  console.log(`| --- | --- | --- | --- | --- | --- | --- | --- |`);
+  console.log(row('intercom gateway (auth + presence)', ours));
+  if (reference) {
+    console.log(row('mosquitto (no auth)', reference));
+    console.log(`\nratios gateway / mosquitto: storm time ${fmt(ours.connectSeconds / reference.connectSeconds, 2)}×, RSS per session ${fmt(ours.rssPerSessionBytes / reference.rssPerSessionBytes, 2)}×, CPU ${fmt(ours.cpuSeconds / reference.cpuSeconds, 2)}×`);
+  }
+} finally {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const c of cleanups.reverse()) await c();
+}

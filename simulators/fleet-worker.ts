@@ -1,0 +1,49 @@
+import { Fleet } from './fleet.js';
+
+// One process of a benchmark fleet: a slice of MACs from one source address. The parent sends
+// { type: 'start' } to begin the storm and { type: 'stop' } to end it; progress is reported over IPC.
+interface WorkerConfig {
+  macs: string[];
+  url: string;
+  factorySecret: string | null;
+  localAddress: string;
+  type: string;
+  hello: boolean;
+}
+
+const config = JSON.parse(process.env.FLEET_WORKER_CONFIG ?? '{}') as WorkerConfig;
+const send = (m: unknown) => process.send?.(m);
+const fleet = new Fleet({
+  macs: config.macs,
+  type: config.type,
+  url: config.url,
+  localAddresses: [config.localAddress],
+  hello: config.hello,
+  keepaliveSeconds: 120,
+  reconnect: { minMs: 500, maxMs: 10_000 },
+  ...(config.factorySecret ? { factorySecret: config.factorySecret } : { key: null }),
+});
+let subscribed = 0;
+let refusals = 0;
+let lastSubscribedAt = 0;
+for (const d of fleet.devices) {
+  d.on('subscribed', () => {
+    subscribed++;
+    lastSubscribedAt = Date.now();
+  });
+  d.on('refused', () => refusals++);
+}
+
+let ticker: NodeJS.Timeout | null = null;
+process.on('message', async (msg: { type: string }) => {
+  if (msg.type === 'start') {
+    await fleet.start();
+    ticker = setInterval(() => send({ type: 'progress', online: fleet.counts().online, subscribed, refusals, lastSubscribedAt }), 100);
+  } else if (msg.type === 'stop') {
+    if (ticker) clearInterval(ticker);
+    await fleet.stop(false);
+    send({ type: 'stopped' });
+    setTimeout(() => process.exit(0), 50);
+  }
+});
+send({ type: 'ready', devices: fleet.devices.length });
