@@ -13,9 +13,10 @@ const { values: args } = parseArgs({
   options: {
     devices: { type: 'string', default: '19000' },
     workers: { type: 'string', default: '4' },
-    reference: { type: 'string', default: 'mosquitto' },
+    reference: { type: 'string', default: 'mosquitto,aedes', description: 'comma-separated: mosquitto, aedes, or none' },
     'pg-admin-url': { type: 'string', default: process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
     timeout: { type: 'string', default: '120', description: 'seconds a storm may take' },
+    'cpu-prof-dir': { type: 'string', description: 'write a V8 CPU profile of the gateway process here' },
   },
 });
 const N = Number(args.devices);
@@ -81,7 +82,7 @@ async function storm(brokerPid: number, url: string, secret: string | null, hell
   if (total() < N) log(`storm timed out: ${total()} of ${N} subscribed`);
   const lastSubscribedAt = Math.max(...[...progress.values()].map((p) => p.lastSubscribedAt));
   const connectSeconds = (lastSubscribedAt - t0) / 1000;
-  await sleep(2000); // let the broker settle before measuring memory
+  await sleep(5000); // let the broker settle (and collect garbage) before measuring memory
   const rssAfter = rssBytes(brokerPid);
   const cpuUsed = cpuSeconds(brokerPid) - cpuBefore;
   const refusals = [...progress.values()].reduce((a, p) => a + p.refusals, 0);
@@ -126,30 +127,39 @@ async function benchGateway(): Promise<StormResult> {
 
   log('building the service');
   execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-  const service = spawn(process.execPath, [join(root, 'dist/src/main.js')], {
-    env: {
-      ...process.env,
-      DATABASE_URL: dbUrl.toString(),
-      HTTP_HOST: '127.0.0.1',
-      HTTP_PORT: String(httpPort),
-      MQTT_HOST: '0.0.0.0',
-      MQTT_PORT: String(mqttPort),
-      DATA_DIR: dataDir,
-      DEVICE_FACTORY_SECRET: SECRET,
-      ADMIN_TOKEN,
-      LOG_LEVEL: 'warn',
-      MQTT_MAX_CONNECTIONS: String(Math.max(N + 100, 19_000)),
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  children.push(service);
+  const profile = args['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof-dir']}`] : [];
   const base = `http://127.0.0.1:${httpPort}`;
-  for (let i = 0; ; i++) {
-    if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) break;
-    if (i > 200) throw new Error('service did not become ready');
-    await sleep(100);
-  }
-  log(`service up (pid ${service.pid}); registering ${N} MACs and devices`);
+  const startGateway = async (withProfile: boolean) => {
+    const child = spawn(process.execPath, [...(withProfile ? profile : []), join(root, 'dist/src/main.js')], {
+      env: {
+        ...process.env,
+        DATABASE_URL: dbUrl.toString(),
+        HTTP_HOST: '127.0.0.1',
+        HTTP_PORT: String(httpPort),
+        MQTT_HOST: '0.0.0.0',
+        MQTT_PORT: String(mqttPort),
+        DATA_DIR: dataDir,
+        DEVICE_FACTORY_SECRET: SECRET,
+        ADMIN_TOKEN,
+        LOG_LEVEL: 'warn',
+        MQTT_MAX_CONNECTIONS: String(Math.max(N + 100, 19_000)),
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    children.push(child);
+    for (let i = 0; ; i++) {
+      if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) break;
+      if (i > 200) throw new Error('service did not become ready');
+      await sleep(100);
+    }
+    return child;
+  };
+  const stopGateway = async (child: ChildProcess) => {
+    child.kill('SIGTERM');
+    if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+  };
+  const setup = await startGateway(false);
+  log(`service up (pid ${setup.pid}); registering ${N} MACs and devices`);
   const installer = await api(base, 'POST', '/api/v1/installers', { name: 'Bench installer', email: `bench-${dbName}@example.com` });
   await api(base, 'POST', `/api/v1/mac-library/import?installerId=${installer.installer.id}`, ['MAC', ...macs].join('\n'), 'text/csv');
   let next = 0;
@@ -161,11 +171,14 @@ async function benchGateway(): Promise<StormResult> {
       }
     }),
   );
-  log('registered; starting the storm');
+  // The storm hits a freshly started gateway, as after a power cut, so its baseline holds no garbage
+  // from the registration phase.
+  await stopGateway(setup);
+  const service = await startGateway(true);
+  log(`registered; gateway restarted (pid ${service.pid}); starting the storm`);
   const online = async () => (await api(base, 'GET', '/api/v1/devices?status=online&pageSize=1')).total as number;
   const result = await storm(service.pid!, `mqtt://127.0.0.1:${mqttPort}`, SECRET, true, online);
-  service.kill('SIGTERM');
-  await new Promise((r) => service.once('exit', r));
+  await stopGateway(service);
   return result;
 }
 
@@ -182,20 +195,34 @@ async function benchMosquitto(): Promise<StormResult> {
   return result;
 }
 
+async function benchBareAedes(): Promise<StormResult> {
+  const port = await freePort();
+  const broker = fork(join(root, 'bench/lib/bare-aedes.ts'), [String(port)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.push(broker);
+  await new Promise((r) => broker.once('message', r));
+  const result = await storm(broker.pid!, `mqtt://127.0.0.1:${port}`, null, false);
+  broker.kill('SIGTERM');
+  return result;
+}
+
 function row(name: string, r: StormResult) {
   return `| ${name} | ${fmt(r.connectSeconds, 2)} s | ${r.onlineViaApiSeconds === null ? 'n/a' : `${fmt(r.onlineViaApiSeconds, 2)} s`} | ${fmt(r.connectsPerSecond, 0)} | ${fmt(r.rssPerSessionBytes / 1024, 2)} KB | ${fmt(r.rssBeforeMb)} → ${fmt(r.rssAfterMb)} MB | ${fmt(r.cpuSeconds, 2)} s | ${r.refusals} |`;
 }
 
 try {
   log(`gateway benchmark: ${N} devices, ${WORKERS} fleet processes from ${addresses.join(', ')}`);
+  const references = args.reference.split(',').filter((r) => r !== 'none');
   const ours = await benchGateway();
-  const reference = args.reference === 'mosquitto' ? await benchMosquitto() : null;
+  const mosquitto = references.includes('mosquitto') ? await benchMosquitto() : null;
+  const aedes = references.includes('aedes') ? await benchBareAedes() : null;
   console.log(`\n| broker | all connected + subscribed | all online via API | connects/s | RSS per session | broker RSS | broker CPU | refusals |`);
   console.log(`| --- | --- | --- | --- | --- | --- | --- | --- |`);
   console.log(row('intercom gateway (auth + presence)', ours));
-  if (reference) {
-    console.log(row('mosquitto (no auth)', reference));
-    console.log(`\nratios gateway / mosquitto: storm time ${fmt(ours.connectSeconds / reference.connectSeconds, 2)}×, RSS per session ${fmt(ours.rssPerSessionBytes / reference.rssPerSessionBytes, 2)}×, CPU ${fmt(ours.cpuSeconds / reference.cpuSeconds, 2)}×`);
+  if (mosquitto) console.log(row('mosquitto 2 (no auth)', mosquitto));
+  if (aedes) console.log(row('bare aedes (no auth)', aedes));
+  console.log('');
+  for (const [name, ref] of [['mosquitto', mosquitto], ['bare aedes', aedes]] as const) {
+    if (ref) console.log(`ratios gateway / ${name}: storm time ${fmt(ours.connectSeconds / ref.connectSeconds, 2)}×, RSS per session ${fmt(ours.rssPerSessionBytes / ref.rssPerSessionBytes, 2)}×, CPU ${fmt(ours.cpuSeconds / ref.cpuSeconds, 2)}×`);
   }
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');

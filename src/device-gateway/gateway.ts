@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
@@ -6,7 +7,7 @@ import tls from 'node:tls';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Config } from '../config.js';
-import { verifyDeviceKey } from '../devices/device-key.js';
+import { deviceKeyBytes } from '../devices/device-key.js';
 import type { PresenceStore } from '../devices/presence.js';
 import type { Logger } from '../logger.js';
 import { isCanonicalMac } from '../mac-library/mac.js';
@@ -48,7 +49,8 @@ export class DeviceGateway {
   private broker!: Aedes;
   /** The current session of each connected MAC; a takeover replaces the entry. */
   private readonly sessions = new Map<string, Client>();
-  private readonly macLibrary = new Set<string>();
+  /** The MAC library, with each device's expected key once derived (null until its first connect). */
+  private readonly macLibrary = new Map<string, Buffer | null>();
   private readonly sourceAddress = new WeakMap<object, string>();
   private readonly limiter: AuthFailureLimiter;
   private readonly presence: PresenceTracker;
@@ -84,10 +86,10 @@ export class DeviceGateway {
   }
 
   async start(): Promise<void> {
-    for (const mac of await this.opts.loadMacLibrary()) this.macLibrary.add(mac);
+    for (const mac of await this.opts.loadMacLibrary()) this.macLibrary.set(mac, null);
     await this.opts.presenceStore.markAllOffline();
     this.unsubscribe.push(
-      this.opts.events.on('mac-library.added', ({ macs }) => macs.forEach((m) => this.macLibrary.add(m))),
+      this.opts.events.on('mac-library.added', ({ macs }) => macs.forEach((m) => this.macLibrary.set(m, null))),
       this.opts.events.on('mac-library.removed', ({ mac }) => {
         this.macLibrary.delete(mac);
         this.disconnect(mac, 'MAC removed from the MAC library');
@@ -144,8 +146,11 @@ export class DeviceGateway {
     if (!this.accepting) return done(authError(SERVER_UNAVAILABLE, 'shutting down'), false);
     if (typeof username !== 'string' || !isCanonicalMac(username)) return refuse(BAD_USERNAME_OR_PASSWORD, 'user name is not a MAC of 12 uppercase hex digits');
     if (client.id !== username) return refuse(NOT_AUTHORIZED, 'client id differs from the user name');
-    if (!this.macLibrary.has(username)) return refuse(NOT_AUTHORIZED, 'MAC not in the MAC library');
-    if (!verifyDeviceKey(this.opts.factorySecret, username, password)) return refuse(BAD_USERNAME_OR_PASSWORD, 'wrong device key');
+    const cached = this.macLibrary.get(username);
+    if (cached === undefined) return refuse(NOT_AUTHORIZED, 'MAC not in the MAC library');
+    const expected = cached ?? deviceKeyBytes(this.opts.factorySecret, username);
+    if (!cached) this.macLibrary.set(username, expected);
+    if (!password || password.length !== expected.length || !timingSafeEqual(password, expected)) return refuse(BAD_USERNAME_OR_PASSWORD, 'wrong device key');
     done(null, true);
   }
 
