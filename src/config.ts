@@ -28,6 +28,10 @@ export const configSchema = z
     AUTH_FAILURES_PER_MINUTE: positiveInt(30),
     MQTT_MAX_PAYLOAD_BYTES: positiveInt(64 * 1024),
     SHUTDOWN_GRACE_MS: positiveInt(10000),
+    JOB_ACK_TIMEOUT_MS: positiveInt(10_000),
+    JOB_IN_PROGRESS_TIMEOUT_MS: positiveInt(300_000),
+    JOB_MAX_ATTEMPTS: positiveInt(5),
+    JOB_WORKER_CONCURRENCY: positiveInt(50),
   })
   .superRefine((c, ctx) => {
     if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE)) {
@@ -57,6 +61,7 @@ export interface Config {
   logLevel: RawConfig['LOG_LEVEL'];
   presenceFlushMs: number;
   shutdownGraceMs: number;
+  jobs: { ackTimeoutMs: number; inProgressTimeoutMs: number; maxAttempts: number; concurrency: number };
 }
 
 export class ConfigError extends Error {
@@ -89,5 +94,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     logLevel: c.LOG_LEVEL,
     presenceFlushMs: c.PRESENCE_FLUSH_MS,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
+    jobs: { ackTimeoutMs: c.JOB_ACK_TIMEOUT_MS, inProgressTimeoutMs: c.JOB_IN_PROGRESS_TIMEOUT_MS, maxAttempts: c.JOB_MAX_ATTEMPTS, concurrency: c.JOB_WORKER_CONCURRENCY },
   };
 }

@@ -12,12 +12,16 @@ import { resolveFactorySecret } from './infra/secrets.js';
 import type { Logger } from './logger.js';
 import { MacLibraryService } from './mac-library/service.js';
 import { DomainEvents } from './shared/events.js';
+import { ProvisioningEngine } from './provisioning/engine.js';
+import { ProvisioningService } from './provisioning/service.js';
+import { verifyDeviceKey } from './devices/device-key.js';
 
 export interface RunningService {
   ports: { http: number } & ListeningPorts;
   database: Database;
   redis: RedisHandle;
   gateway: DeviceGateway;
+  engine: ProvisioningEngine;
   app: FastifyInstance;
   factorySecret: string;
   /** The first distributor's token when it was generated on this start (null otherwise). */
@@ -70,14 +74,32 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       events,
       logger,
     });
+    const engine = new ProvisioningEngine({
+      db: database.db,
+      redis: redis.client,
+      devices,
+      channel: gateway,
+      logger,
+      ...config.jobs,
+    });
+    const provisioning = new ProvisioningService(database.db, devices, engine);
+    gateway.setSink({
+      deviceConnected: (mac) => engine.deviceConnected(mac),
+      deviceHello: (mac, hash) => engine.deviceHello(mac, hash),
+      commandStatus: (mac, jobId, payload) => engine.deviceStatus(mac, jobId, payload),
+    });
     await gateway.start();
     cleanups.push(['device gateway', () => gateway.stop()]);
+    await engine.start();
+    cleanups.push(['provisioning engine', () => engine.stop()]);
 
     const app = await buildApi({
       logger,
       accounts,
       macLibrary,
       devices,
+      provisioning,
+      deviceConfig: { verifyDevice: (mac, key) => verifyDeviceKey(factorySecret, mac, key), effectiveConfig: (mac) => engine.effectiveConfig(mac) },
       version: packageVersion(),
       readiness: { database: () => database.ping(), redis: async () => void (await redis.client.ping()), broker: () => gateway.isReady() },
     });
@@ -110,6 +132,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       database,
       redis,
       gateway,
+      engine,
       app,
       factorySecret,
       generatedAdminToken: bootstrap.generatedToken,

@@ -13,12 +13,17 @@ import { accountRoutes } from './routes/accounts.js';
 import { deviceRoutes } from './routes/devices.js';
 import { healthRoutes, type ReadinessChecks } from './routes/health.js';
 import { macLibraryRoutes } from './routes/mac-library.js';
+import { deviceConfigRoutes, type DeviceConfigDeps } from './routes/device-config.js';
+import { provisioningRoutes } from './routes/provisioning.js';
+import type { ProvisioningService } from '../provisioning/service.js';
 
 export interface ApiDeps {
   logger: Logger;
   accounts: AccountService;
   macLibrary: MacLibraryService;
   devices: DeviceService;
+  provisioning: ProvisioningService;
+  deviceConfig: DeviceConfigDeps;
   readiness: ReadinessChecks;
   version: string;
 }
@@ -47,7 +52,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         version: deps.version,
         description: 'MAC library, device registry and accounts for installers and distributors. Devices use the MQTT protocol in docs/device-protocol.md.',
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, deviceBasic: { type: 'http', scheme: 'basic' } } },
       security: [{ bearer: [] }],
     },
     transform: jsonSchemaTransform,
@@ -55,12 +60,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
   await app.register(healthRoutes, { checks: deps.readiness });
+  await app.register(deviceConfigRoutes, deps.deviceConfig);
   await app.register(
     async (api) => {
       api.addHook('onRequest', bearerAuth(deps.accounts));
       await api.register(accountRoutes, { accounts: deps.accounts });
       await api.register(macLibraryRoutes, { macLibrary: deps.macLibrary });
       await api.register(deviceRoutes, { devices: deps.devices });
+      await api.register(provisioningRoutes, { provisioning: deps.provisioning });
     },
     { prefix: '/api/v1' },
   );

@@ -16,7 +16,7 @@ import { AuthFailureLimiter } from './auth-limiter.js';
 import { guardFrames } from './frame-guard.js';
 import { parseHello } from './hello.js';
 import { PresenceTracker } from './presence-tracker.js';
-import { checkDevicePublish, checkDeviceSubscribe, commandsTopic, helloTopic, MAX_TOPIC_LEVELS } from './topics.js';
+import { checkDevicePublish, checkDeviceSubscribe, commandStatusJobId, commandsTopic, helloTopic, MAX_TOPIC_LEVELS } from './topics.js';
 
 // CONNACK return codes of MQTT 3.1.1.
 const SERVER_UNAVAILABLE = 3;
@@ -27,6 +27,13 @@ const CONNACK_SERVER_UNAVAILABLE = Buffer.from([0x20, 0x02, 0x00, SERVER_UNAVAIL
 /** Room for the topic and headers on top of the largest accepted payload. */
 const FRAME_OVERHEAD = 1024;
 
+/** What the gateway reports to the provisioning engine. */
+export interface DeviceEventSink {
+  deviceConnected(mac: string): Promise<void>;
+  deviceHello(mac: string, configHash: string | undefined): Promise<void>;
+  commandStatus(mac: string, jobId: string, payload: Buffer): Promise<void>;
+}
+
 export interface GatewayOptions {
   mqtt: Config['mqtt'];
   presenceFlushMs: number;
@@ -36,6 +43,8 @@ export interface GatewayOptions {
   presenceStore: PresenceStore;
   events: DomainEvents;
   logger: Logger;
+  /** Set once the provisioning engine exists. */
+  sink?: DeviceEventSink;
 }
 
 export interface ListeningPorts {
@@ -49,6 +58,8 @@ export class DeviceGateway {
   private broker!: Aedes;
   /** The current session of each connected MAC; a takeover replaces the entry. */
   private readonly sessions = new Map<string, Client>();
+  private readonly sessionStart = new WeakMap<Client, number>();
+  private sink: DeviceEventSink | undefined;
   /** The MAC library, with each device's expected key once derived (null until its first connect). */
   private readonly macLibrary = new Map<string, Buffer | null>();
   private readonly sourceAddress = new WeakMap<object, string>();
@@ -64,6 +75,7 @@ export class DeviceGateway {
 
   constructor(private readonly opts: GatewayOptions) {
     this.log = opts.logger.child({ component: 'device-gateway' });
+    this.sink = opts.sink;
     this.limiter = new AuthFailureLimiter(opts.mqtt.authFailuresPerMinute);
     this.presence = new PresenceTracker(opts.presenceStore, opts.presenceFlushMs, this.log);
     this.wss = new WebSocketServer({
@@ -113,6 +125,10 @@ export class DeviceGateway {
         return done(new Error(verdict.reason));
       }
       if (packet.topic === helloTopic(client.id)) this.onHello(client, packet.payload as Buffer);
+      else {
+        const jobId = commandStatusJobId(client.id, packet.topic);
+        if (jobId) this.report(() => this.sink?.commandStatus(client.id, jobId, packet.payload as Buffer));
+      }
       done(null);
     };
     this.broker.authorizeSubscribe = (client, sub, done) => {
@@ -157,7 +173,25 @@ export class DeviceGateway {
   private onConnected(client: Client) {
     const now = new Date();
     this.sessions.set(client.id, client);
+    this.sessionStart.set(client, now.getTime());
     this.presence.mark({ mac: client.id, status: 'online', connectedAt: now, seenAt: now, ip: this.addressOf(client) });
+    this.report(() => this.sink?.deviceConnected(client.id));
+  }
+
+  /** Engine calls run detached from the MQTT flow; their failures are logged, never thrown at a device. */
+  private report(call: () => Promise<void> | undefined) {
+    const pending = call();
+    pending?.catch((err: unknown) => this.log.error({ err }, 'provisioning engine call failed'));
+  }
+
+  setSink(sink: DeviceEventSink) {
+    this.sink = sink;
+  }
+
+  /** When the device's current session began, or null (CommandChannel for the provisioning engine). */
+  connectedSince(mac: string): number | null {
+    const client = this.sessions.get(mac);
+    return client ? (this.sessionStart.get(client) ?? null) : null;
   }
 
   private onDisconnected(client: Client) {
@@ -174,11 +208,12 @@ export class DeviceGateway {
       return;
     }
     const { model, firmware, ip, configHash } = parsed.hello;
-    this.presence.mark({ mac: client.id, seenAt: new Date(), model, firmware, ip: ip ?? this.addressOf(client), configHash });
+    this.presence.mark({ mac: client.id, seenAt: new Date(), model, firmware, ip: ip ?? this.addressOf(client) });
+    this.report(() => this.sink?.deviceHello(client.id, configHash));
   }
 
   /** Publishes a message to a device's commands topic at QoS 1 (the narrow interface the provisioning engine uses). */
-  publishToDevice(mac: string, message: unknown): Promise<void> {
+  publish(mac: string, message: unknown): Promise<void> {
     return new Promise((resolve, reject) =>
       this.broker.publish({ cmd: 'publish', topic: commandsTopic(mac), payload: Buffer.from(JSON.stringify(message)), qos: 1, dup: false, retain: false }, (err) =>
         err ? reject(err) : resolve(),

@@ -12,6 +12,7 @@ export function checkDevicePublish(mac: string, topic: string, payloadBytes: num
   if (topic.length > MAX_TOPIC_LENGTH) return { ok: false, reason: `topic longer than ${MAX_TOPIC_LENGTH} characters` };
   if (topic.split('/').length > MAX_TOPIC_LEVELS) return { ok: false, reason: `topic deeper than ${MAX_TOPIC_LEVELS} levels` };
   if (!topic.startsWith(deviceRoot(mac)) || topic.length === deviceRoot(mac).length) return { ok: false, reason: `publish outside ${deviceRoot(mac)}` };
+  if (topic === commandsTopic(mac)) return { ok: false, reason: 'devices do not publish commands' };
   if (payloadBytes > maxPayloadBytes) return { ok: false, reason: `payload of ${payloadBytes} bytes exceeds ${maxPayloadBytes}` };
   return { ok: true };
 }
@@ -19,4 +20,12 @@ export function checkDevicePublish(mac: string, topic: string, payloadBytes: num
 export function checkDeviceSubscribe(mac: string, topic: string): TopicVerdict {
   if (topic !== commandsTopic(mac)) return { ok: false, reason: `subscription to ${topic.slice(0, MAX_TOPIC_LENGTH)} (only ${commandsTopic(mac)} is allowed)` };
   return { ok: true };
+}
+
+/** devices/{MAC}/commands/{jobId}/status → jobId, for the device's own MAC only. */
+export function commandStatusJobId(mac: string, topic: string): string | null {
+  const prefix = `${commandsTopic(mac)}/`;
+  if (!topic.startsWith(prefix) || !topic.endsWith('/status')) return null;
+  const id = topic.slice(prefix.length, -'/status'.length);
+  return id && !id.includes('/') ? id : null;
 }

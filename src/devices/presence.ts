@@ -10,7 +10,6 @@ export interface PresenceUpdate {
   ip?: string;
   model?: string;
   firmware?: string;
-  configHash?: string;
 }
 
 /**
@@ -31,7 +30,6 @@ export class PresenceStore {
         ip: u.ip ?? null,
         model: u.model ?? null,
         firmware: u.firmware ?? null,
-        config_hash: u.configHash ?? null,
       })),
     );
     await this.db.transaction(async (tx) => {
@@ -41,10 +39,9 @@ export class PresenceStore {
           last_connected_at = COALESCE(u.connected_at, d.last_connected_at),
           ip = COALESCE(u.ip, d.ip),
           model = COALESCE(u.model, d.model),
-          firmware = COALESCE(u.firmware, d.firmware),
-          config_hash = COALESCE(u.config_hash, d.config_hash)
+          firmware = COALESCE(u.firmware, d.firmware)
         FROM jsonb_to_recordset(${rows}::jsonb)
-          AS u(mac text, status text, connected_at timestamptz, ip text, model text, firmware text, config_hash text)
+          AS u(mac text, status text, connected_at timestamptz, ip text, model text, firmware text)
         WHERE d.mac = u.mac`);
       await tx.execute(sql`
         UPDATE mac_library m SET last_seen_at = u.seen_at

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
-import { and, count, desc, eq, ilike, or, sql, type SQL } from 'drizzle-orm';
+import { and, count, desc, eq, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
-import type { Db } from '../db/client.js';
+import type { Db, Queryable } from '../db/client.js';
 import { macLibrary } from '../mac-library/tables.js';
 import { conflict, notFound } from '../shared/errors.js';
 import type { DomainEvents } from '../shared/events.js';
@@ -9,7 +9,7 @@ import { likePattern, type Page } from '../shared/pagination.js';
 import { codeToType, deviceTypeNames, typeToCode, type CreateDeviceInput, type DeviceTypeCode, type DeviceView, type PatchDeviceInput } from './schemas.js';
 import { devices } from './tables.js';
 
-type DeviceRow = typeof devices.$inferSelect;
+export type DeviceRow = typeof devices.$inferSelect;
 
 const SIP_PASSWORD_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
 const newSipPassword = () => Array.from({ length: 16 }, () => SIP_PASSWORD_ALPHABET[randomInt(SIP_PASSWORD_ALPHABET.length)]).join('');
@@ -130,6 +130,41 @@ export class DeviceService {
       .returning({ mac: devices.mac });
     if (!rows[0]) throw notFound('device', { mac });
     this.events.emit('device.removed', { mac });
+  }
+
+  /** The full record, SIP password included, for rendering the device's configuration. */
+  async getRecord(mac: string): Promise<DeviceRow | null> {
+    const rows = await this.db.select().from(devices).where(eq(devices.mac, mac)).limit(1);
+    return rows[0] ?? null;
+  }
+
+  /** Which of these MACs are the caller's devices. */
+  async ownedMacs(principal: Principal, macs: string[]): Promise<Map<string, string>> {
+    if (!macs.length) return new Map();
+    const rows = await this.db
+      .select({ mac: devices.mac, installerId: devices.installerId })
+      .from(devices)
+      .where(and(inArray(devices.mac, macs), this.scope(principal)));
+    return new Map(rows.map((r) => [r.mac, r.installerId]));
+  }
+
+  async setConnectType(principal: Principal, mac: string, connectType: 'udp' | 'tcp' | 'tls', tx: Queryable = this.db): Promise<void> {
+    const rows = await tx
+      .update(devices)
+      .set({ connectType, updatedAt: new Date() })
+      .where(and(eq(devices.mac, mac), this.scope(principal)))
+      .returning({ mac: devices.mac });
+    if (!rows[0]) throw notFound('device', { mac });
+  }
+
+  /** Records the configuration hash a device reported and answers the one it had reported before. */
+  async exchangeConfigHash(mac: string, hash: string): Promise<{ previous: string | null } | null> {
+    const result = await this.db.execute<{ previous: string | null }>(sql`
+      WITH old AS (SELECT config_hash FROM devices WHERE mac = ${mac} FOR UPDATE)
+      UPDATE devices d SET config_hash = ${hash} FROM old WHERE d.mac = ${mac}
+      RETURNING old.config_hash AS previous`);
+    const row = result.rows[0];
+    return row ? { previous: row.previous } : null;
   }
 
   async countByStatus(status: 'online' | 'offline'): Promise<number> {

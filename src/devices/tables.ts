@@ -29,6 +29,8 @@ export const devices = pgTable(
     location: text('location'),
     relays: jsonb('relays').$type<Relay[]>().notNull().default([]),
     allowMonitoring: boolean('allow_monitoring').notNull().default(false),
+    /** SIP transmission type, set through remote maintenance. */
+    connectType: text('connect_type', { enum: ['udp', 'tcp', 'tls'] }).notNull().default('udp'),
     sipNumber: varchar('sip_number', { length: 10 }).notNull().unique(),
     sipPassword: text('sip_password').notNull(),
     status: text('status', { enum: ['online', 'offline'] }).notNull().default('offline'),

@@ -43,7 +43,7 @@ t.test("one device can never read another's commands", async (t) => {
   const b = await connected(B);
   subscribe(b, `devices/${B}/commands`);
   await b.next('suback');
-  await svc.service.gateway.publishToDevice(B, { id: 'x' });
+  await svc.service.gateway.publish(B, { id: 'x' });
   const got = await b.next('publish');
   t.equal(got?.topic, `devices/${B}/commands`, 'B gets its command');
   t.equal(await a.next('publish', 300), null, 'A gets nothing');
@@ -59,7 +59,7 @@ t.test("a device publishing outside its own topics is disconnected and nothing i
   publish(a, `devices/${B}/commands`, '{"id":"forged"}');
   t.ok(await a.waitClosed(), 'A is disconnected');
   t.equal(await b.next('publish', 300), null, 'B never sees the forged command');
-  for (const topic of [`devices/${B}/hello`, 'devices', `devices/${A}`, `other/${A}/x`]) {
+  for (const topic of [`devices/${B}/hello`, 'devices', `devices/${A}`, `other/${A}/x`, `devices/${A}/commands`]) {
     const c = await connected(A);
     publish(c, topic, '{}');
     t.ok(await c.waitClosed(), `refused: ${topic}`);

@@ -1,0 +1,56 @@
+import { createHash } from 'node:crypto';
+import type { Relay } from '../devices/tables.js';
+import { renderAutopLine } from './autop.js';
+import type { AutopLine } from './tables.js';
+
+/** The configuration hash a device in factory state reports (or it omits configHash). */
+export const FACTORY_CONFIG_HASH = 'factory';
+
+export interface ConfigSource {
+  mac: string;
+  name: string;
+  location: string | null;
+  networkGroup: number;
+  relays: Relay[];
+  sipNumber: string;
+  sipPassword: string;
+  connectType: 'udp' | 'tcp' | 'tls';
+  regularAutop: AutopLine[];
+  /** Lines of one-time Autop jobs not yet applied, in creation order. */
+  pendingOnce: AutopLine[];
+}
+
+const transport = { udp: 0, tcp: 1, tls: 2 } as const;
+const oneLine = (v: string) => v.replace(/[\r\n]+/g, ' ');
+
+/**
+ * The one renderer of a device's effective configuration: the device record, then regular Autop, then
+ * pending one-time Autop (later lines win on the device, as in the vendor's Autop files). The text is
+ * deterministic, so its SHA-256 is a stable hash; push (MQTT) and pull (HTTP) serve the same bytes.
+ */
+export function renderConfig(src: ConfigSource): { text: string; hash: string } {
+  const lines: string[] = [
+    `# Effective configuration of ${src.mac}, rendered by the intercom device cloud`,
+    'Config.Account1.GENERAL.Enable = 1',
+    `Config.Account1.GENERAL.UserName = ${src.sipNumber}`,
+    `Config.Account1.GENERAL.AuthName = ${src.sipNumber}`,
+    `Config.Account1.GENERAL.Pwd = ${src.sipPassword}`,
+    `Config.Account1.GENERAL.DisplayName = ${oneLine(src.name)}`,
+    `Config.Account1.SIP.TransType = ${transport[src.connectType]}`,
+    `Config.Settings.NETWORK.Group = ${src.networkGroup}`,
+    `Config.DoorSetting.DEVICENODE.Location = ${oneLine(src.location ?? '')}`,
+  ];
+  src.relays.forEach((r, i) => {
+    const n = i + 1;
+    lines.push(
+      `Config.DoorSetting.RELAY.Name${n} = ${oneLine(r.name)}`,
+      `Config.DoorSetting.RELAY.DTMF${n} = ${r.dtmf}`,
+      `Config.DoorSetting.RELAY.Enable${n} = ${r.enabled ? 1 : 0}`,
+      `Config.DoorSetting.RELAY.AccessMethods${n} = ${r.accessMethods.join(',')}`,
+    );
+  });
+  if (src.regularAutop.length) lines.push('# Regular Autop', ...src.regularAutop.map(renderAutopLine));
+  if (src.pendingOnce.length) lines.push('# One-time Autop', ...src.pendingOnce.map(renderAutopLine));
+  const text = `${lines.join('\n')}\n`;
+  return { text, hash: createHash('sha256').update(text).digest('hex') };
+}

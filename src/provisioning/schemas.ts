@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import { macInput } from '../mac-library/mac.js';
+import { pageQuery } from '../shared/pagination.js';
+import { jobKinds, jobStates } from './tables.js';
+
+const MAX_EXPIRY_SECONDS = 90 * 24 * 3600;
+
+export const commandsInput = z
+  .union([z.string().max(600_000), z.array(z.string().max(1024)).max(2000)])
+  .describe('Autop commands, "Key = Value" one per line: a text with newlines or an array of lines');
+
+const expiry = {
+  expiresInSeconds: z.number().int().min(10).max(MAX_EXPIRY_SECONDS).optional().describe('how long the job may wait for the device (default 7 days)'),
+};
+
+export const autopBody = z.strictObject({ commands: commandsInput, ...expiry });
+export const simpleJobBody = z.strictObject({ ...expiry }).optional();
+export const resetBody = z.strictObject({ mode: z.enum(['factory', 'config']), ...expiry });
+export const connectTypeBody = z.strictObject({ connectType: z.enum(['udp', 'tcp', 'tls']).describe('SIP transmission type'), ...expiry });
+export const batchBody = z.strictObject({
+  macs: z.array(macInput).min(1).max(500, 'at most 500 devices per batch Autop'),
+  commands: commandsInput,
+  mode: z.enum(['regular', 'once']),
+  ...expiry,
+});
+
+export const jobSchema = z.object({
+  id: z.uuid(),
+  kind: z.enum(jobKinds),
+  mac: z.string(),
+  batchId: z.uuid().nullable(),
+  state: z.enum(jobStates),
+  progress: z.number().int(),
+  attempts: z.number().int(),
+  params: z.record(z.string(), z.unknown()),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  expiresAt: z.string(),
+  finishedAt: z.string().nullable(),
+});
+export type JobView = z.infer<typeof jobSchema>;
+
+const droppedSchema = z.array(z.object({ line: z.number().int(), text: z.string(), reason: z.string() }));
+export const autopLineSchema = z.object({ key: z.string(), value: z.string() });
+
+export const acceptedJobSchema = z.object({ job: jobSchema, dropped: droppedSchema.optional() });
+export const autopSetSchema = z.object({ mac: z.string(), commands: z.array(z.string()), updatedAt: z.string().nullable() });
+export const acceptedAutopSchema = z.object({ job: jobSchema, autop: autopSetSchema, dropped: droppedSchema });
+export const batchAcceptedSchema = z.object({ batchId: z.uuid(), jobs: z.array(jobSchema), dropped: droppedSchema });
+export const batchProgressSchema = z.object({
+  batchId: z.uuid(),
+  mode: z.enum(['regular', 'once']),
+  commands: z.array(z.string()),
+  devices: z.number().int(),
+  counts: z.record(z.enum(jobStates), z.number().int()),
+  finished: z.boolean(),
+  createdAt: z.string(),
+});
+
+export const listJobsQuery = z.strictObject({
+  mac: macInput.optional(),
+  state: z.enum(jobStates).optional(),
+  kind: z.enum(jobKinds).optional(),
+  batchId: z.uuid().optional(),
+  ...pageQuery,
+});
+
+export const auditQuery = z.strictObject({ mac: macInput.optional(), jobId: z.uuid().optional(), ...pageQuery });
+export const auditEntrySchema = z.object({
+  id: z.uuid(),
+  at: z.string(),
+  actor: z.string(),
+  action: z.string(),
+  mac: z.string().nullable(),
+  jobId: z.uuid().nullable(),
+  batchId: z.uuid().nullable(),
+  details: z.record(z.string(), z.unknown()),
+});
+
+/** What a device publishes on devices/{MAC}/commands/{id}/status. */
+export const deviceStatusSchema = z.object({
+  state: z.enum(['accepted', 'in-progress', 'succeeded', 'failed']),
+  progress: z.number().int().min(0).max(100).optional(),
+  error: z.object({ code: z.string().min(1).max(64), message: z.string().max(512) }).optional(),
+  configHash: z.string().min(1).max(128).optional(),
+});
+export type DeviceStatus = z.infer<typeof deviceStatusSchema>;

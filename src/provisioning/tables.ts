@@ -1,0 +1,80 @@
+import { bigserial, index, integer, jsonb, pgTable, text, timestamp, uuid, varchar } from 'drizzle-orm/pg-core';
+import { accounts } from '../accounts/tables.js';
+import { devices } from '../devices/tables.js';
+
+export const jobKinds = ['autop', 'autop-once', 'reboot', 'reset', 'connect-type', 'provision'] as const;
+export type JobKind = (typeof jobKinds)[number];
+export const jobStates = ['queued', 'dispatched', 'in-progress', 'succeeded', 'failed', 'expired', 'canceled'] as const;
+export type JobState = (typeof jobStates)[number];
+export const finishedStates: readonly JobState[] = ['succeeded', 'failed', 'expired', 'canceled'];
+
+export interface AutopLine {
+  key: string;
+  value: string;
+}
+
+// A job is one command to one device. Its row is the truth; the BullMQ job of the same id only drives it.
+// The MAC is not a foreign key so a job's history outlives a deleted device.
+export const jobs = pgTable(
+  'jobs',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    /** Creation order: a device's jobs run in this order. */
+    seq: bigserial('seq', { mode: 'number' }).notNull(),
+    kind: text('kind', { enum: jobKinds }).notNull(),
+    mac: varchar('mac', { length: 12 }).notNull(),
+    /** The installer owning the device when the job was made: who may see and cancel it. */
+    installerId: uuid('installer_id').notNull(),
+    batchId: uuid('batch_id'),
+    state: text('state', { enum: jobStates }).notNull().default('queued'),
+    progress: integer('progress').notNull().default(0),
+    attempts: integer('attempts').notNull().default(0),
+    params: jsonb('params').$type<Record<string, unknown>>().notNull().default({}),
+    error: jsonb('error').$type<{ code: string; message: string } | null>(),
+    requestedBy: uuid('requested_by').references(() => accounts.id, { onDelete: 'set null' }),
+    createdAt: timestamp('created_at', { withTimezone: true, precision: 6 }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    /** When the command was last published to the device. */
+    deliveredAt: timestamp('delivered_at', { withTimezone: true }),
+    /** When the device must have answered the current delivery; redelivery after it. */
+    deadlineAt: timestamp('deadline_at', { withTimezone: true }),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (t) => [index('jobs_mac_seq_idx').on(t.mac, t.seq), index('jobs_state_idx').on(t.state), index('jobs_batch_idx').on(t.batchId), index('jobs_installer_idx').on(t.installerId, t.seq)],
+);
+
+export const autopBatches = pgTable('autop_batches', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  mode: text('mode', { enum: ['regular', 'once'] }).notNull(),
+  lines: jsonb('lines').$type<AutopLine[]>().notNull(),
+  deviceCount: integer('device_count').notNull(),
+  installerId: uuid('installer_id').notNull(),
+  requestedBy: uuid('requested_by').references(() => accounts.id, { onDelete: 'set null' }),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Regular Autop: always valid, part of the device's effective configuration. */
+export const regularAutop = pgTable('regular_autop', {
+  mac: varchar('mac', { length: 12 })
+    .primaryKey()
+    .references(() => devices.mac, { onDelete: 'cascade' }),
+  lines: jsonb('lines').$type<AutopLine[]>().notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Who asked for what, when, and what came of it. */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    at: timestamp('at', { withTimezone: true, precision: 6 }).notNull().defaultNow(),
+    actor: text('actor').notNull(),
+    action: text('action').notNull(),
+    mac: varchar('mac', { length: 12 }),
+    jobId: uuid('job_id'),
+    batchId: uuid('batch_id'),
+    details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
+  },
+  (t) => [index('audit_mac_idx').on(t.mac, t.at), index('audit_job_idx').on(t.jobId)],
+);
