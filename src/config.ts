@@ -32,6 +32,7 @@ export const configSchema = z
     JOB_IN_PROGRESS_TIMEOUT_MS: positiveInt(300_000),
     JOB_MAX_ATTEMPTS: positiveInt(5),
     JOB_WORKER_CONCURRENCY: positiveInt(50),
+    JOB_QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).default('provisioning'),
   })
   .superRefine((c, ctx) => {
     if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE)) {
@@ -61,7 +62,7 @@ export interface Config {
   logLevel: RawConfig['LOG_LEVEL'];
   presenceFlushMs: number;
   shutdownGraceMs: number;
-  jobs: { ackTimeoutMs: number; inProgressTimeoutMs: number; maxAttempts: number; concurrency: number };
+  jobs: { ackTimeoutMs: number; inProgressTimeoutMs: number; maxAttempts: number; concurrency: number; queueName: string };
 }
 
 export class ConfigError extends Error {
@@ -94,6 +95,6 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     logLevel: c.LOG_LEVEL,
     presenceFlushMs: c.PRESENCE_FLUSH_MS,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
-    jobs: { ackTimeoutMs: c.JOB_ACK_TIMEOUT_MS, inProgressTimeoutMs: c.JOB_IN_PROGRESS_TIMEOUT_MS, maxAttempts: c.JOB_MAX_ATTEMPTS, concurrency: c.JOB_WORKER_CONCURRENCY },
+    jobs: { ackTimeoutMs: c.JOB_ACK_TIMEOUT_MS, inProgressTimeoutMs: c.JOB_IN_PROGRESS_TIMEOUT_MS, maxAttempts: c.JOB_MAX_ATTEMPTS, concurrency: c.JOB_WORKER_CONCURRENCY, queueName: c.JOB_QUEUE_NAME },
   };
 }

@@ -39,7 +39,11 @@ const packageVersion = (): string => {
 
 /** Starts the whole service: database (migrated), Redis, device gateway, REST API. */
 export async function startService(config: Config, logger: Logger, env: { PATH?: string } = {}): Promise<RunningService> {
-  const database = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  const database = await openDatabase({
+    url: config.databaseUrl,
+    dataDir: config.dataDir,
+    onIdleError: (err) => logger.warn({ err: err.message }, 'idle database connection lost; the pool reconnects'),
+  });
   const cleanups: [string, () => Promise<void>][] = [['database', () => database.close()]];
   const cleanup = async () => {
     for (const [name, step] of cleanups.reverse()) {

@@ -30,9 +30,11 @@ export function migrationsDir(): string {
   throw new Error('migrations/ folder not found');
 }
 
-export async function openDatabase(opts: { url: string | undefined; dataDir: string; poolSize?: number }): Promise<Database> {
+export async function openDatabase(opts: { url: string | undefined; dataDir: string; poolSize?: number; onIdleError?: (err: Error) => void }): Promise<Database> {
   if (opts.url) {
     const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10 });
+    // An idle connection dropped by the server (restart, failover) must not bring the service down.
+    pool.on('error', (err) => opts.onIdleError?.(err));
     const db = drizzlePg({ client: pool, schema });
     return {
       db,

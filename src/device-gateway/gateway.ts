@@ -4,7 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { Aedes, type AedesPublishPacket, type AuthenticateError, type Client } from 'aedes';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Config } from '../config.js';
 import { deviceKeyBytes } from '../devices/device-key.js';
@@ -26,6 +26,8 @@ const NOT_AUTHORIZED = 5;
 const CONNACK_SERVER_UNAVAILABLE = Buffer.from([0x20, 0x02, 0x00, SERVER_UNAVAILABLE]);
 /** Room for the topic and headers on top of the largest accepted payload. */
 const FRAME_OVERHEAD = 1024;
+/** How long after CONNECT a device without a valid hello still gets its commands. */
+const HELLO_GRACE_MS = 5000;
 
 /** What the gateway reports to the provisioning engine. */
 export interface DeviceEventSink {
@@ -59,6 +61,7 @@ export class DeviceGateway {
   /** The current session of each connected MAC; a takeover replaces the entry. */
   private readonly sessions = new Map<string, Client>();
   private readonly sessionStart = new WeakMap<Client, number>();
+  private readonly helloSeen = new WeakSet<Client>();
   private sink: DeviceEventSink | undefined;
   /** The MAC library, with each device's expected key once derived (null until its first connect). */
   private readonly macLibrary = new Map<string, Buffer | null>();
@@ -139,6 +142,7 @@ export class DeviceGateway {
       }
       done(null, sub);
     };
+    this.broker.authorizeForward = (client, packet) => this.forward(client, packet);
     this.broker.on('client', (client) => this.onConnected(client));
     this.broker.on('clientDisconnect', (client) => this.onDisconnected(client));
     this.broker.on('keepaliveTimeout', (client) => this.log.info({ mac: client.id }, 'keepalive expired'));
@@ -167,15 +171,20 @@ export class DeviceGateway {
     const expected = cached ?? deviceKeyBytes(this.opts.factorySecret, username);
     if (!cached) this.macLibrary.set(username, expected);
     if (!password || password.length !== expected.length || !timingSafeEqual(password, expected)) return refuse(BAD_USERNAME_OR_PASSWORD, 'wrong device key');
+    // Recorded before the broker replays anything stored for the session (see forward()).
+    this.sessionStart.set(client, Date.now());
     done(null, true);
   }
 
   private onConnected(client: Client) {
     const now = new Date();
     this.sessions.set(client.id, client);
-    this.sessionStart.set(client, now.getTime());
     this.presence.mark({ mac: client.id, status: 'online', connectedAt: now, seenAt: now, ip: this.addressOf(client) });
-    this.report(() => this.sink?.deviceConnected(client.id));
+    // Commands start after the hello, which tells whether the device was reset; a device that sends no
+    // valid hello is served all the same after a grace period.
+    setTimeout(() => {
+      if (this.sessions.get(client.id) === client && !this.helloSeen.has(client)) this.markReady(client);
+    }, HELLO_GRACE_MS).unref();
   }
 
   /** Engine calls run detached from the MQTT flow; their failures are logged, never thrown at a device. */
@@ -188,10 +197,13 @@ export class DeviceGateway {
     this.sink = sink;
   }
 
-  /** When the device's current session began, or null (CommandChannel for the provisioning engine). */
+  /**
+   * When the device's current session began, or null while it is not connected or has not yet said hello
+   * (CommandChannel for the provisioning engine: commands wait for the hello, which may reveal a reset).
+   */
   connectedSince(mac: string): number | null {
     const client = this.sessions.get(mac);
-    return client ? (this.sessionStart.get(client) ?? null) : null;
+    return client && this.helloSeen.has(client) ? (this.sessionStart.get(client) ?? null) : null;
   }
 
   private onDisconnected(client: Client) {
@@ -205,20 +217,47 @@ export class DeviceGateway {
     const parsed = parseHello(payload);
     if (!parsed.ok) {
       this.log.warn({ mac: client.id, reason: parsed.reason }, 'hello ignored: invalid payload');
+      if (!this.helloSeen.has(client)) this.markReady(client);
       return;
     }
     const { model, firmware, ip, configHash } = parsed.hello;
     this.presence.mark({ mac: client.id, seenAt: new Date(), model, firmware, ip: ip ?? this.addressOf(client) });
-    this.report(() => this.sink?.deviceHello(client.id, configHash));
+    // The engine first learns what the hello says (a reset ends one-time Autop), then gets the device.
+    this.report(async () => {
+      await this.sink?.deviceHello(client.id, configHash);
+      this.markReady(client);
+    });
+  }
+
+  /** The device may now receive commands: the engine hands it what waits. */
+  private markReady(client: Client) {
+    this.helloSeen.add(client);
+    this.report(() => this.sink?.deviceConnected(client.id));
   }
 
   /** Publishes a message to a device's commands topic at QoS 1 (the narrow interface the provisioning engine uses). */
-  publish(mac: string, message: unknown): Promise<void> {
+  publish(mac: string, message: object): Promise<void> {
+    const payload = Buffer.from(JSON.stringify({ ...message, sentAt: Date.now() }));
     return new Promise((resolve, reject) =>
-      this.broker.publish({ cmd: 'publish', topic: commandsTopic(mac), payload: Buffer.from(JSON.stringify(message)), qos: 1, dup: false, retain: false }, (err) =>
-        err ? reject(err) : resolve(),
-      ),
+      this.broker.publish({ cmd: 'publish', topic: commandsTopic(mac), payload, qos: 1, dup: false, retain: false }, (err) => (err ? reject(err) : resolve())),
     );
+  }
+
+  /**
+   * The broker keeps QoS 1 messages for a persistent session that is offline and replays them on
+   * reconnect. Commands are redelivered by the provisioning engine, which knows whether they still
+   * stand (a canceled job, a reset device), so a command sent before the current session began is dropped.
+   */
+  private forward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
+    if (packet.topic !== commandsTopic(client.id)) return packet;
+    let sentAt = 0;
+    try {
+      sentAt = Number((JSON.parse((packet.payload as Buffer).toString('utf8')) as { sentAt?: unknown }).sentAt) || 0;
+    } catch {
+      return packet;
+    }
+    const since = this.sessionStart.get(client);
+    return since !== undefined && sentAt < since ? null : packet;
   }
 
   /** Closes a device's current session, if any. */

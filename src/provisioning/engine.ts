@@ -255,7 +255,7 @@ export class ProvisioningEngine {
 
   // ---- events from the gateway -------------------------------------------------------------------
 
-  /** A device connected: deliver what waits for it. */
+  /** A device is connected and has said hello (or its grace period passed): deliver what waits for it. */
   async deviceConnected(mac: string): Promise<void> {
     await this.wake(mac);
   }
@@ -291,7 +291,6 @@ export class ProvisioningEngine {
         await this.enqueue([created!.id]);
       }
     }
-    await this.wake(mac);
   }
 
   /** Ends a device's one-time Autop that has not been applied (reset requested or detected). */

@@ -14,7 +14,7 @@ const expiry = {
 };
 
 export const autopBody = z.strictObject({ commands: commandsInput, ...expiry });
-export const simpleJobBody = z.strictObject({ ...expiry }).optional();
+export const simpleJobBody = z.strictObject({ ...expiry }).nullish();
 export const resetBody = z.strictObject({ mode: z.enum(['factory', 'config']), ...expiry });
 export const connectTypeBody = z.strictObject({ connectType: z.enum(['udp', 'tcp', 'tls']).describe('SIP transmission type'), ...expiry });
 export const batchBody = z.strictObject({

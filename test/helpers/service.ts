@@ -69,6 +69,8 @@ export async function startTestService(t: Teardown, env: Record<string, string |
     DATA_DIR: dataDir,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     PRESENCE_FLUSH_MS: '50',
+    // Every test service has its own BullMQ queue on the shared Redis.
+    JOB_QUEUE_NAME: `test-${randomBytes(6).toString('hex')}`,
     ...env,
     DATABASE_URL: databaseUrl,
   });
@@ -106,6 +108,7 @@ export async function startTestService(t: Teardown, env: Record<string, string |
   };
 
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  pool.on('error', () => {});
   t.teardown(() => pool.end());
 
   return {
