@@ -1,12 +1,11 @@
-import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { fleetMacs } from '../simulators/fleet.js';
 import { cpuSeconds, freePort, rssBytes, sleep } from './lib/proc.js';
+import { benchService, build, registerFleet, root } from './lib/service.js';
 
 // npm run bench:gateway -- --devices 19000 [--workers 4] [--reference mosquitto|none]
 const { values: args } = parseArgs({
@@ -22,9 +21,6 @@ const { values: args } = parseArgs({
 const N = Number(args.devices);
 const WORKERS = Number(args.workers);
 const TIMEOUT_MS = Number(args.timeout) * 1000;
-const root = resolve(import.meta.dirname, '..');
-const SECRET = randomBytes(24).toString('hex');
-const ADMIN_TOKEN = `ic_bench_${randomBytes(24).toString('hex')}`;
 const macs = fleetMacs('B0C5', N);
 const addresses = Array.from({ length: WORKERS }, (_, i) => `127.0.0.${i + 2}`);
 const children: ChildProcess[] = [];
@@ -99,86 +95,25 @@ async function storm(brokerPid: number, url: string, secret: string | null, hell
   };
 }
 
-async function api(base: string, method: string, path: string, body?: unknown, contentType = 'application/json') {
-  const res = await fetch(base + path, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': contentType } : {}) },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const json = (await res.json().catch(() => null)) as any;
-  if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  return json;
-}
-
 async function benchGateway(): Promise<StormResult> {
-  const admin = new pg.Client({ connectionString: args['pg-admin-url'] });
-  await admin.connect();
-  const dbName = `icbench_${randomBytes(4).toString('hex')}`;
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  cleanups.push(async () => {
-    await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    await admin.end();
-  });
-  const dbUrl = new URL(args['pg-admin-url']);
-  dbUrl.pathname = `/${dbName}`;
-  const [httpPort, mqttPort] = [await freePort(), await freePort()];
-  const dataDir = mkdtempSync(join(tmpdir(), 'icbench-'));
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-
   log('building the service');
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+  build();
+  const svc = await benchService(args['pg-admin-url'], { MQTT_MAX_CONNECTIONS: String(Math.max(N + 100, 19_000)) });
+  cleanups.push(() => svc.cleanup());
   const profile = args['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof-dir']}`] : [];
-  const base = `http://127.0.0.1:${httpPort}`;
-  const startGateway = async (withProfile: boolean) => {
-    const child = spawn(process.execPath, [...(withProfile ? profile : []), join(root, 'dist/src/main.js')], {
-      env: {
-        ...process.env,
-        DATABASE_URL: dbUrl.toString(),
-        HTTP_HOST: '127.0.0.1',
-        HTTP_PORT: String(httpPort),
-        MQTT_HOST: '0.0.0.0',
-        MQTT_PORT: String(mqttPort),
-        DATA_DIR: dataDir,
-        DEVICE_FACTORY_SECRET: SECRET,
-        ADMIN_TOKEN,
-        LOG_LEVEL: 'warn',
-        MQTT_MAX_CONNECTIONS: String(Math.max(N + 100, 19_000)),
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    children.push(child);
-    for (let i = 0; ; i++) {
-      if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) break;
-      if (i > 200) throw new Error('service did not become ready');
-      await sleep(100);
-    }
-    return child;
-  };
-  const stopGateway = async (child: ChildProcess) => {
-    child.kill('SIGTERM');
-    if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
-  };
-  const setup = await startGateway(false);
+  const setup = await svc.start();
+  children.push(setup);
   log(`service up (pid ${setup.pid}); registering ${N} MACs and devices`);
-  const installer = await api(base, 'POST', '/api/v1/installers', { name: 'Bench installer', email: `bench-${dbName}@example.com` });
-  await api(base, 'POST', `/api/v1/mac-library/import?installerId=${installer.installer.id}`, ['MAC', ...macs].join('\n'), 'text/csv');
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      while (next < macs.length) {
-        const mac = macs[next++]!;
-        await api(base, 'POST', '/api/v1/devices', { mac, name: `Door ${mac.slice(-5)}`, type: 0 }, 'application/json');
-      }
-    }),
-  );
+  await registerFleet(svc, macs);
   // The storm hits a freshly started gateway, as after a power cut, so its baseline holds no garbage
   // from the registration phase.
-  await stopGateway(setup);
-  const service = await startGateway(true);
+  await svc.stop();
+  const service = await svc.start({}, profile);
+  children.push(service);
   log(`registered; gateway restarted (pid ${service.pid}); starting the storm`);
-  const online = async () => (await api(base, 'GET', '/api/v1/devices?status=online&pageSize=1')).total as number;
-  const result = await storm(service.pid!, `mqtt://127.0.0.1:${mqttPort}`, SECRET, true, online);
-  await stopGateway(service);
+  const online = async () => (await svc.api('GET', '/api/v1/devices?status=online&pageSize=1')).total as number;
+  const result = await storm(service.pid!, `mqtt://127.0.0.1:${svc.mqttPort}`, svc.secret, true, online);
+  await svc.stop();
   return result;
 }
 

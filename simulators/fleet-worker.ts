@@ -1,7 +1,8 @@
 import { Fleet } from './fleet.js';
 
 // One process of a benchmark fleet: a slice of MACs from one source address. The parent sends
-// { type: 'start' } to begin the storm and { type: 'stop' } to end it; progress is reported over IPC.
+// { type: 'start' } to begin the storm, { type: 'report' } for the commands' arrival times and
+// { type: 'stop' } to end it; progress is reported over IPC.
 interface WorkerConfig {
   macs: string[];
   url: string;
@@ -23,6 +24,8 @@ const fleet = new Fleet({
   reconnect: { minMs: 500, maxMs: 10_000 },
   ...(config.factorySecret ? { factorySecret: config.factorySecret } : { key: null }),
 });
+/** When each command id first reached a device of this process (for latency measurements). */
+const receivedAt = new Map<string, number>();
 let subscribed = 0;
 let refusals = 0;
 let lastSubscribedAt = 0;
@@ -32,6 +35,9 @@ for (const d of fleet.devices) {
     lastSubscribedAt = Date.now();
   });
   d.on('refused', () => refusals++);
+  d.on('command', (c: { id: string }) => {
+    if (!receivedAt.has(c.id)) receivedAt.set(c.id, Date.now());
+  });
 }
 
 let ticker: NodeJS.Timeout | null = null;
@@ -39,6 +45,8 @@ process.on('message', async (msg: { type: string }) => {
   if (msg.type === 'start') {
     await fleet.start();
     ticker = setInterval(() => send({ type: 'progress', online: fleet.counts().online, subscribed, refusals, lastSubscribedAt }), 100);
+  } else if (msg.type === 'report') {
+    send({ type: 'received', entries: [...receivedAt] });
   } else if (msg.type === 'stop') {
     if (ticker) clearInterval(ticker);
     await fleet.stop(false);

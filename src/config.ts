@@ -17,6 +17,7 @@ export const configSchema = z
     TLS_CERT_FILE: optionalString,
     TLS_KEY_FILE: optionalString,
     DATABASE_URL: optionalString,
+    DATABASE_POOL_SIZE: positiveInt(20),
     DATA_DIR: z.string().default('./data'),
     REDIS_URL: optionalString,
     DEVICE_FACTORY_SECRET: z.preprocess(emptyToUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
@@ -55,6 +56,7 @@ export interface Config {
     authFailuresPerMinute: number;
   };
   databaseUrl: string | undefined;
+  databasePoolSize: number;
   dataDir: string;
   redis: { url: string; explicit: boolean };
   deviceFactorySecret: string | undefined;
@@ -88,6 +90,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       authFailuresPerMinute: c.AUTH_FAILURES_PER_MINUTE,
     },
     databaseUrl: c.DATABASE_URL,
+    databasePoolSize: c.DATABASE_POOL_SIZE,
     dataDir: c.DATA_DIR,
     redis: { url: c.REDIS_URL ?? 'redis://127.0.0.1:6379', explicit: c.REDIS_URL !== undefined },
     deviceFactorySecret: c.DEVICE_FACTORY_SECRET,

@@ -42,6 +42,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
   const database = await openDatabase({
     url: config.databaseUrl,
     dataDir: config.dataDir,
+    poolSize: config.databasePoolSize,
     onIdleError: (err) => logger.warn({ err: err.message }, 'idle database connection lost; the pool reconnects'),
   });
   const cleanups: [string, () => Promise<void>][] = [['database', () => database.close()]];

@@ -144,12 +144,28 @@ export class ProvisioningEngine {
 
   // ---- the worker ---------------------------------------------------------------------------------
 
+  /** The job and the id of the job heading its device's queue, in one round trip. */
+  private async loadWithHead(id: string): Promise<{ row: JobRow; headId: string | null } | null> {
+    const rows = await this.opts.db
+      .select({
+        row: jobs,
+        // The outer row is named explicitly: an interpolated column renders unqualified in a select list
+        // and would bind to the subquery's own table.
+        headId: sql<string | null>`(SELECT h.id FROM jobs h WHERE h.mac = "jobs"."mac" AND h.state NOT IN ('succeeded', 'failed', 'expired', 'canceled') ORDER BY h.seq LIMIT 1)`,
+      })
+      .from(jobs)
+      .where(eq(jobs.id, id))
+      .limit(1);
+    return rows[0] ?? null;
+  }
+
   private async process(job: Job<{ id: string }>, token: string | undefined): Promise<void> {
     for (;;) {
-      const row = await this.load(job.data.id);
-      if (!row || finishedStates.includes(row.state)) return;
+      const loaded = await this.loadWithHead(job.data.id);
+      if (!loaded || finishedStates.includes(loaded.row.state)) return;
+      const { row, headId } = loaded;
       const generation = this.wakeGeneration(row.mac);
-      const parkUntil = await this.step(row);
+      const parkUntil = await this.step(row, headId);
       if (parkUntil === null) return;
       if (generation !== this.wakeGeneration(row.mac)) continue; // woken while deciding: decide again
       await job.moveToDelayed(parkUntil, token);
@@ -158,15 +174,14 @@ export class ProvisioningEngine {
   }
 
   /** One decision for a job; answers when to look again, or null when the job is finished. */
-  private async step(row: JobRow): Promise<number | null> {
+  private async step(row: JobRow, headId: string | null): Promise<number | null> {
     const now = Date.now();
     const expiresAt = row.expiresAt.getTime();
     if (now >= expiresAt) {
-      await this.finish(row, 'expired', { code: 'expired', message: `not finished before ${row.expiresAt.toISOString()}` });
+      await this.finish(row, 'expired', { code: 'expired', message: `not finished before ${row.expiresAt.toISOString()}` }, undefined, 'engine');
       return null;
     }
-    const head = await this.headJob(row.mac);
-    if (!head || head.id !== row.id) return expiresAt; // an earlier job of this device goes first
+    if (headId !== row.id) return expiresAt; // an earlier job of this device goes first
     const since = this.opts.channel.connectedSince(row.mac);
     if (since === null) return expiresAt; // delivered when the device next connects
 
@@ -176,12 +191,12 @@ export class ProvisioningEngine {
     if (!due) return Math.min(deadline, expiresAt);
 
     if (row.attempts >= this.opts.maxAttempts) {
-      await this.finish(row, 'failed', { code: 'no_answer', message: `the device did not answer ${row.attempts} deliveries` });
+      await this.finish(row, 'failed', { code: 'no_answer', message: `the device did not answer ${row.attempts} deliveries` }, undefined, 'engine');
       return null;
     }
     const command = await this.command(row);
     if (!command) {
-      await this.finish(row, 'failed', { code: 'device_deleted', message: 'the device no longer exists' });
+      await this.finish(row, 'failed', { code: 'device_deleted', message: 'the device no longer exists' }, undefined, 'engine');
       return null;
     }
     const backoff = Math.min(this.opts.ackTimeoutMs * 2 ** row.attempts, MAX_ACK_BACKOFF_MS);
@@ -213,16 +228,17 @@ export class ProvisioningEngine {
 
   /** The device's effective configuration: record, regular Autop, pending one-time Autop. */
   async effectiveConfig(mac: string): Promise<{ text: string; hash: string } | null> {
+    const sources = await this.opts.db
+      .select({
+        regular: sql<AutopLine[] | null>`(SELECT r.lines FROM regular_autop r WHERE r.mac = ${mac})`,
+        once: sql<{ lines?: AutopLine[] }[] | null>`(SELECT jsonb_agg(o.params ORDER BY o.seq) FROM jobs o
+          WHERE o.mac = ${mac} AND o.kind = 'autop-once' AND o.state NOT IN ('succeeded', 'failed', 'expired', 'canceled'))`,
+      })
+      .from(sql`(SELECT 1) AS one`);
     const device = await this.opts.devices.getRecord(mac);
     if (!device) return null;
-    const [regular, once] = await Promise.all([
-      this.opts.db.select({ lines: regularAutop.lines }).from(regularAutop).where(eq(regularAutop.mac, mac)).limit(1),
-      this.opts.db
-        .select({ params: jobs.params })
-        .from(jobs)
-        .where(and(eq(jobs.mac, mac), eq(jobs.kind, 'autop-once'), UNFINISHED))
-        .orderBy(asc(jobs.seq)),
-    ]);
+    const regular = [{ lines: sources[0]?.regular ?? [] }];
+    const once = (sources[0]?.once ?? []).map((params) => ({ params }));
     return renderConfig({
       mac,
       name: device.name,
@@ -237,14 +253,14 @@ export class ProvisioningEngine {
     });
   }
 
-  private async finish(row: Pick<JobRow, 'id' | 'mac' | 'batchId'>, state: JobState, error: { code: string; message: string } | null, progress?: number) {
+  private async finish(row: Pick<JobRow, 'id' | 'mac' | 'batchId'>, state: JobState, error: { code: string; message: string } | null, progress?: number, actor = 'device') {
     const done = await this.opts.db
       .update(jobs)
       .set({ state, error, finishedAt: new Date(), updatedAt: new Date(), deadlineAt: null, ...(progress !== undefined ? { progress } : {}) })
-      .where(and(eq(jobs.id, row.id), UNFINISHED))
-      .returning({ id: jobs.id });
+      .where(and(eq(jobs.id, row.id), eq(jobs.mac, row.mac), UNFINISHED))
+      .returning({ id: jobs.id, batchId: jobs.batchId });
     if (!done[0]) return false;
-    await this.audit(state === 'canceled' ? 'installer' : state === 'expired' ? 'engine' : 'device', `job.${state}`, row, error ? { error } : {});
+    await this.audit(actor, `job.${state}`, { ...row, batchId: done[0].batchId }, error ? { error } : {});
     this.log.info({ jobId: row.id, mac: row.mac, state }, 'job finished');
     return true;
   }
@@ -326,24 +342,21 @@ export class ProvisioningEngine {
       return;
     }
     const status = parsed.data;
-    const row = await this.load(jobId);
-    if (!row || row.mac !== mac) {
-      this.log.warn({ mac, jobId }, 'command status ignored: no such job for this device');
-      return;
-    }
-    if (finishedStates.includes(row.state)) return; // a late or repeated answer
+    // Conditional updates on (id, MAC): an answer for another device's job, an unknown job or a finished
+    // one (late or repeated) changes nothing.
     if (status.state === 'accepted' || status.state === 'in-progress') {
       await this.opts.db
         .update(jobs)
         .set({
           state: 'in-progress',
-          progress: status.progress ?? row.progress,
+          ...(status.progress !== undefined ? { progress: status.progress } : {}),
           deadlineAt: new Date(Date.now() + this.opts.inProgressTimeoutMs),
           updatedAt: new Date(),
         })
-        .where(and(eq(jobs.id, row.id), UNFINISHED));
+        .where(and(eq(jobs.id, jobId), eq(jobs.mac, mac), UNFINISHED));
       return;
     }
+    const row = { id: jobId, mac, batchId: null };
     const finished =
       status.state === 'succeeded'
         ? await this.finish(row, 'succeeded', null, 100)
@@ -358,8 +371,8 @@ export class ProvisioningEngine {
     await this.wake(row.mac);
   }
 
-  async cancel(row: JobRow): Promise<boolean> {
-    const done = await this.finish(row, 'canceled', { code: 'canceled', message: 'canceled by request' });
+  async cancel(row: JobRow, actor: string): Promise<boolean> {
+    const done = await this.finish(row, 'canceled', { code: 'canceled', message: 'canceled by request' }, undefined, actor);
     if (done) await this.afterFinish(row);
     return done;
   }

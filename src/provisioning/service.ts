@@ -236,7 +236,7 @@ export class ProvisioningService {
 
   async cancelJob(principal: Principal, id: string): Promise<JobView> {
     const row = await this.jobRow(principal, id);
-    if (finishedStates.includes(row.state) || !(await this.engine.cancel(row))) {
+    if (finishedStates.includes(row.state) || !(await this.engine.cancel(row, `account:${principal.accountId}`))) {
       throw conflict('job_finished', `job ${id} has already finished (${(await this.jobRow(principal, id)).state})`, { jobId: id });
     }
     return jobView(await this.jobRow(principal, id));

@@ -15,6 +15,22 @@ const provisioned = (mac: string, count = 1) =>
 let n = 0x100;
 const newMac = () => `0C11050${(n++).toString(16).toUpperCase().padStart(5, '0')}`;
 
+t.test("one device's waiting jobs never hold up another device's", async (t) => {
+  const offlineMac = newMac();
+  const onlineMac = newMac();
+  await svc.addDevice(token, offlineMac);
+  await svc.addDevice(token, onlineMac);
+  const waiting = await svc.api('POST', `/api/v1/devices/${offlineMac}/reboot`, { token });
+  const device = svc.device(onlineMac);
+  device.start();
+  await once(device, 'online');
+  const res = await svc.api('POST', `/api/v1/devices/${onlineMac}/autop/once`, { token, body: { commands: 'Config.Independent = 1' } });
+  t.equal((await until(res.body.job.id, ['succeeded'])).state, 'succeeded');
+  t.equal((await job(waiting.body.job.id)).state, 'queued', 'the older job of the offline device still waits');
+  await svc.api('DELETE', `/api/v1/jobs/${waiting.body.job.id}`, { token });
+  await device.stop();
+});
+
 t.test('jobs for an offline device wait and are delivered in creation order when it connects', async (t) => {
   const mac = newMac();
   await svc.addDevice(token, mac);
