@@ -93,17 +93,25 @@ async function waitUntil(probe: () => Promise<boolean> | boolean, timeoutMs: num
   return false;
 }
 
-/** Fires `count` requests at `rate` per second; answers each request's start time by job id. */
-async function fireAtRate(count: number, rate: number, request: (i: number) => Promise<string>): Promise<Map<string, number>> {
+/**
+ * Fires `count` requests at `rate` per second with at most `maxInFlight` open at once (the API caps its
+ * connections); answers each request's *scheduled* time by job id, so any queueing on this side counts
+ * against the service's latency, never for it.
+ */
+async function fireAtRate(count: number, rate: number, request: (i: number) => Promise<string>, maxInFlight = 256): Promise<Map<string, number>> {
   const started = new Map<string, number>();
   const t0 = performance.now();
-  const inFlight: Promise<void>[] = [];
+  const wall0 = Date.now();
+  const inFlight = new Set<Promise<void>>();
   for (let i = 0; i < count; i++) {
     const due = t0 + (i * 1000) / rate;
     const wait = due - performance.now();
     if (wait > 1) await sleep(wait);
-    const at = Date.now();
-    inFlight.push(request(i).then((id) => void started.set(id, at)));
+    while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+    const scheduled = wall0 + (i * 1000) / rate;
+    const p: Promise<void> = request(i).then((id) => void started.set(id, scheduled));
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
   }
   await Promise.all(inFlight);
   return started;

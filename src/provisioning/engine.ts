@@ -6,7 +6,7 @@ import type { DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
 import { FACTORY_CONFIG_HASH, renderConfig } from './config-renderer.js';
 import { deviceStatusSchema } from './schemas.js';
-import { auditLog, finishedStates, jobs, regularAutop, type AutopLine, type JobKind, type JobState } from './tables.js';
+import { auditLog, finishedStates, jobs, type AutopLine, type JobKind, type JobState } from './tables.js';
 
 /** The narrow interface to the device gateway: is a device connected, and publish a command to it. */
 export interface CommandChannel {
@@ -134,11 +134,6 @@ export class ProvisioningEngine {
       .where(and(eq(jobs.mac, mac), UNFINISHED))
       .orderBy(asc(jobs.seq))
       .limit(1);
-    return rows[0] ?? null;
-  }
-
-  private async load(id: string): Promise<JobRow | null> {
-    const rows = await this.opts.db.select().from(jobs).where(eq(jobs.id, id)).limit(1);
     return rows[0] ?? null;
   }
 

@@ -7,7 +7,7 @@ import type { Page } from '../shared/pagination.js';
 import { mergeAutop, parseAutop, renderAutopLine, type ParsedAutop } from './autop.js';
 import type { ProvisioningEngine } from './engine.js';
 import type { JobView } from './schemas.js';
-import { auditLog, autopBatches, finishedStates, jobs, jobStates, regularAutop, type AutopLine, type JobKind, type JobState } from './tables.js';
+import { auditLog, autopBatches, finishedStates, jobs, jobStates, regularAutop, type JobKind, type JobState } from './tables.js';
 
 const DEFAULT_EXPIRY_SECONDS = 7 * 24 * 3600;
 type JobRow = typeof jobs.$inferSelect;

@@ -101,6 +101,25 @@ t.test('lost acks are redelivered under the same id and applied once', async (t)
   await device.stop();
 });
 
+t.test('a device that goes offline mid-job gets the job again when it is back, and applies it once', async (t) => {
+  const mac = newMac();
+  await svc.addDevice(token, mac);
+  const behaviour = { offlineOnKinds: ['autop-once'] };
+  const device = svc.device(mac, { reconnect: { minMs: 50, maxMs: 200 }, behaviour });
+  device.start();
+  await once(device, 'online');
+  await provisioned(mac);
+  const res = await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.Flaky.Link = 1' } });
+  await once(device, 'offline'); // dropped the connection on receiving the command, without answering
+  behaviour.offlineOnKinds = [];
+  const done = await until(res.body.job.id, ['succeeded', 'failed'], 10_000);
+  t.equal(done.state, 'succeeded');
+  t.ok(done.attempts >= 2, `redelivered after the reconnect (${done.attempts} deliveries)`);
+  t.equal(device.applications.filter((a) => a.id === res.body.job.id).length, 1, 'applied once');
+  t.equal(device.config.get('Config.Flaky.Link'), '1');
+  await device.stop();
+});
+
 t.test('a device that never answers fails the job after the maximum attempts, with the reason', async (t) => {
   const mac = newMac();
   await svc.addDevice(token, mac);
