@@ -12,6 +12,15 @@ const settled = (mac: string) => waitFor(() => jobsOf(mac), (js) => js.every((j)
 /** Waits until a device's n-th boot provisioning has succeeded. */
 const provisioned = (mac: string, count = 1) =>
   waitFor(() => jobsOf(mac), (js) => js.filter((j) => j.kind === 'provision' && j.state === 'succeeded').length >= count && js.every((j) => ['succeeded', 'failed', 'expired', 'canceled'].includes(j.state)));
+/** Adds a device, connects its simulator and waits for its boot provisioning. */
+async function readyDevice(mac: string, opts: Parameters<typeof svc.device>[1] = {}) {
+  await svc.addDevice(token, mac);
+  const device = svc.device(mac, opts);
+  device.start();
+  await once(device, 'online');
+  await provisioned(mac);
+  return device;
+}
 let n = 0x100;
 const newMac = () => `0C11050${(n++).toString(16).toUpperCase().padStart(5, '0')}`;
 
@@ -87,11 +96,7 @@ t.test('an unfinished job can be canceled; a finished one answers 409', async (t
 
 t.test('lost acks are redelivered under the same id and applied once', async (t) => {
   const mac = newMac();
-  await svc.addDevice(token, mac);
-  const device = svc.device(mac, { behaviour: { dropAcks: 2 } });
-  device.start();
-  await once(device, 'online');
-  await provisioned(mac);
+  const device = await readyDevice(mac, { behaviour: { dropAcks: 2 } });
   const res = await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.Counter.Bump = 1' } });
   const done = await until(res.body.job.id, ['succeeded', 'failed'], 10_000);
   t.equal(done.state, 'succeeded');
@@ -147,11 +152,7 @@ t.test('a device that reports failure fails the job with its error', async (t) =
 
 t.test('a reset cancels pending one-time Autop; the reset device gets its regular Autop back but no one-time line', async (t) => {
   const mac = newMac();
-  await svc.addDevice(token, mac);
-  const device = svc.device(mac, { reconnect: { minMs: 50, maxMs: 100 } });
-  device.start();
-  await once(device, 'online');
-  await provisioned(mac);
+  const device = await readyDevice(mac, { reconnect: { minMs: 50, maxMs: 100 } });
   await svc.api('PUT', `/api/v1/devices/${mac}/autop`, { token, body: { commands: 'Config.Regular.Keep = yes' } });
   await settled(mac);
   await device.stop();
@@ -182,11 +183,7 @@ t.test('a reset cancels pending one-time Autop; the reset device gets its regula
 
 t.test('a device coming back reset by itself loses its pending one-time Autop', async (t) => {
   const mac = newMac();
-  await svc.addDevice(token, mac);
-  const device = svc.device(mac);
-  device.start();
-  await once(device, 'online');
-  await provisioned(mac);
+  const device = await readyDevice(mac);
   await device.stop();
   const pending = await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.Once.Gone = 1' } });
   const factoryFresh = svc.device(mac); // no configHash: factory state
@@ -240,11 +237,7 @@ t.test('batch Autop: at most 500 devices, only your own, progress by batch id', 
 
 t.test('connect type becomes part of the effective configuration', async (t) => {
   const mac = newMac();
-  await svc.addDevice(token, mac);
-  const device = svc.device(mac);
-  device.start();
-  await once(device, 'online');
-  await provisioned(mac);
+  const device = await readyDevice(mac);
   t.equal(device.config.get('Config.Account1.SIP.TransType'), '0', 'UDP by default');
   const res = await svc.api('PUT', `/api/v1/devices/${mac}/connect-type`, { token, body: { connectType: 'tcp' } });
   t.equal(res.status, 202);
@@ -275,11 +268,7 @@ t.test('a device reporting another configuration hash on boot is provisioned', a
 
 t.test('the audit log says who asked for what and what came of it', async (t) => {
   const mac = newMac();
-  await svc.addDevice(token, mac);
-  const device = svc.device(mac);
-  device.start();
-  await once(device, 'online');
-  await provisioned(mac);
+  const device = await readyDevice(mac);
   const res = await svc.api('POST', `/api/v1/devices/${mac}/reboot`, { token });
   await until(res.body.job.id, ['succeeded']);
   const audit = await svc.api('GET', `/api/v1/audit?jobId=${res.body.job.id}`, { token });
