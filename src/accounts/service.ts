@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { and, asc, count, eq, isNull } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { conflict, notFound } from '../shared/errors.js';
-import type { Page } from '../shared/pagination.js';
+import { paginate, type Page } from '../shared/pagination.js';
 import { accounts, apiTokens } from './tables.js';
 import type { AccountView, Role } from './schemas.js';
 
@@ -48,11 +48,13 @@ export class AccountService {
 
   async listInstallers(page: number, pageSize: number): Promise<Page<AccountView>> {
     const where = eq(accounts.role, 'installer');
-    const [rows, totals] = await Promise.all([
+    return paginate(
       this.db.select().from(accounts).where(where).orderBy(asc(accounts.createdAt), asc(accounts.id)).limit(pageSize).offset((page - 1) * pageSize),
       this.db.select({ n: count() }).from(accounts).where(where),
-    ]);
-    return { items: rows.map(view), total: totals[0]?.n ?? 0, page, pageSize };
+      view,
+      page,
+      pageSize,
+    );
   }
 
   async getAccount(id: string): Promise<AccountView | null> {

@@ -5,7 +5,7 @@ import type { Db, Queryable } from '../db/client.js';
 import { macLibrary } from '../mac-library/tables.js';
 import { conflict, notFound } from '../shared/errors.js';
 import type { DomainEvents } from '../shared/events.js';
-import { likePattern, type Page } from '../shared/pagination.js';
+import { likePattern, paginate, type Page } from '../shared/pagination.js';
 import { codeToType, deviceTypeNames, typeToCode, type CreateDeviceInput, type DeviceTypeCode, type DeviceView, type PatchDeviceInput } from './schemas.js';
 import { devices } from './tables.js';
 
@@ -98,7 +98,7 @@ export class DeviceService {
     if (q.status) conditions.push(eq(devices.status, q.status));
     if (q.type) conditions.push(eq(devices.type, q.type));
     const where = and(...conditions);
-    const [rows, totals] = await Promise.all([
+    return paginate(
       this.db
         .select()
         .from(devices)
@@ -107,8 +107,10 @@ export class DeviceService {
         .limit(q.pageSize)
         .offset((q.page - 1) * q.pageSize),
       this.db.select({ n: count() }).from(devices).where(where),
-    ]);
-    return { items: rows.map(deviceView), total: totals[0]?.n ?? 0, page: q.page, pageSize: q.pageSize };
+      deviceView,
+      q.page,
+      q.pageSize,
+    );
   }
 
   async update(principal: Principal, mac: string, patch: PatchDeviceInput): Promise<DeviceView> {

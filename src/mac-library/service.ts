@@ -5,7 +5,7 @@ import type { Db } from '../db/client.js';
 import { devices } from '../devices/tables.js';
 import { badRequest, conflict, forbidden, notFound } from '../shared/errors.js';
 import type { DomainEvents } from '../shared/events.js';
-import { likePattern, type Page } from '../shared/pagination.js';
+import { likePattern, paginate, type Page } from '../shared/pagination.js';
 import { parseMacCsv } from './csv.js';
 import type { MacEntry } from './schemas.js';
 import { macLibrary } from './tables.js';
@@ -100,7 +100,7 @@ export class MacLibraryService {
     }
     if (q.bound !== undefined) conditions.push(q.bound ? isNotNull(devices.mac) : isNull(devices.mac));
     const where = and(...conditions);
-    const [rows, totals] = await Promise.all([
+    return paginate(
       this.baseQuery()
         .where(where)
         .orderBy(desc(macLibrary.createdAt), desc(macLibrary.mac))
@@ -111,8 +111,10 @@ export class MacLibraryService {
         .from(macLibrary)
         .leftJoin(devices, eq(devices.mac, macLibrary.mac))
         .where(where),
-    ]);
-    return { items: rows.map(MacLibraryService.view), total: totals[0]?.n ?? 0, page: q.page, pageSize: q.pageSize };
+      MacLibraryService.view,
+      q.page,
+      q.pageSize,
+    );
   }
 
   async remove(principal: Principal, mac: string): Promise<void> {

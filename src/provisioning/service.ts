@@ -3,7 +3,7 @@ import type { Principal } from '../accounts/service.js';
 import type { Db, Tx } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
 import { AppError, badRequest, conflict, notFound } from '../shared/errors.js';
-import type { Page } from '../shared/pagination.js';
+import { paginate, type Page } from '../shared/pagination.js';
 import { mergeAutop, parseAutop, renderAutopLine, type ParsedAutop } from './autop.js';
 import type { ProvisioningEngine } from './engine.js';
 import type { JobView } from './schemas.js';
@@ -207,7 +207,7 @@ export class ProvisioningService {
       q.kind ? eq(jobs.kind, q.kind) : undefined,
       q.batchId ? eq(jobs.batchId, q.batchId) : undefined,
     );
-    const [rows, totals] = await Promise.all([
+    return paginate(
       this.db
         .select()
         .from(jobs)
@@ -216,8 +216,10 @@ export class ProvisioningService {
         .limit(q.pageSize)
         .offset((q.page - 1) * q.pageSize),
       this.db.select({ n: count() }).from(jobs).where(where),
-    ]);
-    return { items: rows.map(jobView), total: totals[0]?.n ?? 0, page: q.page, pageSize: q.pageSize };
+      jobView,
+      q.page,
+      q.pageSize,
+    );
   }
 
   private async jobRow(principal: Principal, id: string): Promise<JobRow> {
@@ -246,7 +248,7 @@ export class ProvisioningService {
     // An installer sees the audit of its own jobs.
     const mine = principal.role === 'distributor' ? undefined : inArray(auditLog.jobId, this.db.select({ id: jobs.id }).from(jobs).where(eq(jobs.installerId, principal.accountId)));
     const where = and(mine, q.mac ? eq(auditLog.mac, q.mac) : undefined, q.jobId ? eq(auditLog.jobId, q.jobId) : undefined);
-    const [rows, totals] = await Promise.all([
+    return paginate(
       this.db
         .select()
         .from(auditLog)
@@ -255,12 +257,9 @@ export class ProvisioningService {
         .limit(q.pageSize)
         .offset((q.page - 1) * q.pageSize),
       this.db.select({ n: count() }).from(auditLog).where(where),
-    ]);
-    return {
-      items: rows.map((r) => ({ ...r, at: r.at.toISOString() })),
-      total: totals[0]?.n ?? 0,
-      page: q.page,
-      pageSize: q.pageSize,
-    };
+      (r) => ({ ...r, at: r.at.toISOString() }),
+      q.page,
+      q.pageSize,
+    );
   }
 }

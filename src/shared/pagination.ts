@@ -17,3 +17,15 @@ export const pageOf = <T extends z.ZodTypeAny>(item: T) =>
 
 /** Escapes LIKE metacharacters so a search term is matched literally. */
 export const likePattern = (term: string) => `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+/** Runs a page query and its count together and answers the page. */
+export async function paginate<R, T>(
+  rows: PromiseLike<R[]>,
+  total: PromiseLike<{ n: number }[]>,
+  view: (row: R) => T,
+  page: number,
+  pageSize: number,
+): Promise<Page<T>> {
+  const [items, totals] = await Promise.all([rows, total]);
+  return { items: items.map(view), total: totals[0]?.n ?? 0, page, pageSize };
+}
