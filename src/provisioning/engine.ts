@@ -41,7 +41,9 @@ export interface EngineOptions {
 }
 
 type JobRow = typeof jobs.$inferSelect;
-const UNFINISHED = sql`${jobs.state} NOT IN ('succeeded', 'failed', 'expired', 'canceled')`;
+/** The finished states as an SQL list, for conditions written in raw SQL. */
+const FINISHED_LIST = sql.raw(finishedStates.map((s) => `'${s}'`).join(', '));
+const UNFINISHED = sql`${jobs.state} NOT IN (${FINISHED_LIST})`;
 /** Kinds whose delivery carries the effective configuration. */
 const CONFIG_KINDS: JobKind[] = ['autop', 'autop-once', 'provision', 'connect-type'];
 const MAX_ACK_BACKOFF_MS = 5 * 60_000;
@@ -146,7 +148,7 @@ export class ProvisioningEngine {
         row: jobs,
         // The outer row is named explicitly: an interpolated column renders unqualified in a select list
         // and would bind to the subquery's own table.
-        headId: sql<string | null>`(SELECT h.id FROM jobs h WHERE h.mac = "jobs"."mac" AND h.state NOT IN ('succeeded', 'failed', 'expired', 'canceled') ORDER BY h.seq LIMIT 1)`,
+        headId: sql<string | null>`(SELECT h.id FROM jobs h WHERE h.mac = "jobs"."mac" AND h.state NOT IN (${FINISHED_LIST}) ORDER BY h.seq LIMIT 1)`,
       })
       .from(jobs)
       .where(eq(jobs.id, id))
@@ -227,7 +229,7 @@ export class ProvisioningEngine {
       .select({
         regular: sql<AutopLine[] | null>`(SELECT r.lines FROM regular_autop r WHERE r.mac = ${mac})`,
         once: sql<{ lines?: AutopLine[] }[] | null>`(SELECT jsonb_agg(o.params ORDER BY o.seq) FROM jobs o
-          WHERE o.mac = ${mac} AND o.kind = 'autop-once' AND o.state NOT IN ('succeeded', 'failed', 'expired', 'canceled'))`,
+          WHERE o.mac = ${mac} AND o.kind = 'autop-once' AND o.state NOT IN (${FINISHED_LIST}))`,
       })
       .from(sql`(SELECT 1) AS one`);
     const device = await this.opts.devices.getRecord(mac);
