@@ -72,6 +72,7 @@ export class ProvisioningService {
 
   /**
    * Records jobs in one transaction, then makes them runnable in BullMQ; answers only when both hold.
+   * A new job needs no wake-up: its BullMQ job runs at once and either delivers or parks itself.
    * Should BullMQ refuse, the jobs stay recorded and the engine's reconciliation picks them up.
    */
   private async submit<T>(principal: Principal, work: (tx: Tx) => Promise<{ items: NewJob[]; extra: T }>): Promise<{ jobs: JobRow[]; extra: T }> {
@@ -84,7 +85,6 @@ export class ProvisioningService {
     } catch (err) {
       throw new AppError(503, 'queue_unavailable', 'the jobs are recorded but the queue did not accept them; they will run once it is back', { jobIds: rows.map((r) => r.id), cause: (err as Error).message });
     }
-    for (const mac of new Set(rows.map((r) => r.mac))) void this.engine.wake(mac).catch(() => {});
     return { jobs: rows, extra };
   }
 
