@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import net from 'node:net';
 import { delimiter, join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from '../logger.js';
+import { freePort } from './net.js';
 
 export interface RedisHandle {
   client: Redis;
@@ -39,15 +39,6 @@ function findBinary(name: string, pathEnv: string | undefined): string | null {
   return null;
 }
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 
 function persistentClient(url: string, logger: Logger): Redis {
   const client = new Redis(url, { maxRetriesPerRequest: null });

@@ -1,17 +1,10 @@
-import net from 'node:net';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { createTestDatabase, once, startTestService, waitFor, type TestService } from '../helpers/service.js';
+import { freePort } from '../../src/infra/net.js';
 import { SimulatedDevice } from '../../simulators/device-simulator.js';
 import { FACTORY_SECRET } from '../helpers/service.js';
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 
 const finished = ['succeeded', 'failed', 'expired', 'canceled'];
 
