@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import http from 'node:http';
 import net from 'node:net';
 import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
 import { deriveDeviceKey } from '../src/devices/device-key.js';
@@ -40,6 +41,20 @@ export interface DeviceBehaviour {
   offlineOnKinds?: string[];
   /** How long a reboot or reset keeps the device away. */
   rebootDelayMs?: number;
+  /** Cut the firmware download's connection once, after this fraction of the image; the device resumes with Range. */
+  dropDownloadAt?: number;
+  /** After an upgrade's reboot, come back on the old firmware version (a failed flash). */
+  stayOnOldVersion?: boolean;
+  /** Report download progress every this many percent (default 25). */
+  progressStepPercent?: number;
+}
+
+/** One HTTP request of a firmware download, as the device made it. */
+export interface DownloadRequest {
+  jobId: string;
+  status: number;
+  range: string | null;
+  bytes: number;
 }
 
 /** A command as the cloud sends it on devices/{MAC}/commands. */
@@ -75,11 +90,18 @@ export class SimulatedDevice extends EventEmitter {
   /** Commands applied, in order. */
   readonly applications: { id: string; kind: string }[] = [];
   readonly boots: number[] = [];
+  /** The firmware version the device runs (and reports in its hello). */
+  firmware: string;
+  /** Every HTTP request of every firmware download. */
+  readonly downloads: DownloadRequest[] = [];
+  /** Commands being applied now: a redelivery of one of them is ignored (the first delivery answers). */
+  private readonly working = new Set<string>();
 
   constructor(readonly opts: SimulatedDeviceOptions) {
     super();
     this.key = opts.key !== undefined ? opts.key : opts.factorySecret ? deriveDeviceKey(opts.factorySecret, opts.mac) : null;
     this.configHash = opts.configHash;
+    this.firmware = opts.firmware;
   }
 
   get commandsTopic() {
@@ -118,7 +140,7 @@ export class SimulatedDevice extends EventEmitter {
         else this.emit('subscribed');
       });
       if (this.opts.hello !== false) {
-        const hello = { model: this.opts.model, firmware: this.opts.firmware, uptime: Math.floor((Date.now() - this.startedAt) / 1000), ...(this.configHash ? { configHash: this.configHash } : {}) };
+        const hello = { model: this.opts.model, firmware: this.firmware, uptime: Math.floor((Date.now() - this.startedAt) / 1000), ...(this.configHash ? { configHash: this.configHash } : {}) };
         client.publish(`devices/${this.opts.mac}/hello`, JSON.stringify(hello), { qos: 1 });
       }
       this.emit('online');
@@ -185,29 +207,133 @@ export class SimulatedDevice extends EventEmitter {
       await answer({ state: 'failed', error: { code: 'simulated_failure', message: `the simulator refuses ${command.kind}` } });
       return;
     }
-    await answer({ state: 'accepted' });
-    if (command.config !== undefined) {
-      const hash = createHash('sha256').update(command.config).digest('hex');
-      if (hash !== command.configHash) {
-        await answer({ state: 'failed', error: { code: 'config_hash_mismatch', message: 'the configuration does not match its hash' } });
-        return;
-      }
-      // Autop applies key = value lines over the current configuration.
-      for (const line of command.config.split('\n')) {
-        const eq = line.indexOf('=');
-        if (line.startsWith('#') || eq < 0) continue;
-        this.config.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
-      }
-      this.configHash = command.configHash;
+    if (this.working.has(command.id)) return; // redelivered while being applied (e.g. mid-download)
+    if (command.kind === 'upgrade') {
+      await answer({ state: 'accepted' });
+      await this.upgrade(command, (status) => this.publish(`commands/${command.id}/status`, JSON.stringify(status)).catch(() => {}));
+      return;
     }
-    this.applied.add(command.id);
-    this.applications.push({ id: command.id, kind: command.kind });
+    this.working.add(command.id);
+    try {
+      await answer({ state: 'accepted' });
+      if (command.config !== undefined) {
+        const hash = createHash('sha256').update(command.config).digest('hex');
+        if (hash !== command.configHash) {
+          await answer({ state: 'failed', error: { code: 'config_hash_mismatch', message: 'the configuration does not match its hash' } });
+          return;
+        }
+        // Autop applies key = value lines over the current configuration.
+        for (const line of command.config.split('\n')) {
+          const eq = line.indexOf('=');
+          if (line.startsWith('#') || eq < 0) continue;
+          this.config.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
+        }
+        this.configHash = command.configHash;
+      }
+      this.applied.add(command.id);
+      this.applications.push({ id: command.id, kind: command.kind });
+    } finally {
+      this.working.delete(command.id);
+    }
     await answer({ state: 'succeeded', ...(this.configHash ? { configHash: this.configHash } : {}) });
     if (command.kind === 'reset') {
       this.config.clear();
       this.configHash = undefined;
     }
     if (command.kind === 'reboot' || command.kind === 'reset') await this.reboot();
+  }
+
+  /**
+   * A firmware upgrade as a device does it: download with Range resumption (and Retry-After when the
+   * server is busy), verify the SHA-256, install, reboot into the new version (or, misbehaving, the old).
+   */
+  private async upgrade(command: ReceivedCommand, report: (status: Record<string, unknown>) => Promise<void>): Promise<void> {
+    const p = command.params as { url: string; version: string; size: number; sha256: string; resetAfterUpgrade?: boolean };
+    const b = this.opts.behaviour ?? {};
+    this.working.add(command.id);
+    try {
+      const result = await this.download(command.id, p.url, p.size, report);
+      if (!result.ok) return void (await report({ state: 'failed', error: { code: result.code, message: result.message } }));
+      if (result.sha256 !== p.sha256) {
+        return void (await report({ state: 'failed', error: { code: 'checksum_mismatch', message: `the image hashes to ${result.sha256}, not ${p.sha256}; not installed` } }));
+      }
+      await report({ state: 'in-progress', stage: 'installing', progress: 100 });
+      await new Promise((r) => setTimeout(r, 20));
+      await report({ state: 'in-progress', stage: 'rebooting', progress: 100 });
+      if (!b.stayOnOldVersion) this.firmware = p.version;
+      if (p.resetAfterUpgrade) {
+        this.config.clear();
+        this.configHash = undefined;
+      }
+      this.applied.add(command.id);
+      this.applications.push({ id: command.id, kind: command.kind });
+    } finally {
+      this.working.delete(command.id);
+    }
+    await this.reboot();
+  }
+
+  private async download(jobId: string, url: string, size: number, report: (status: Record<string, unknown>) => Promise<void>) {
+    const b = this.opts.behaviour ?? {};
+    const step = b.progressStepPercent ?? 25;
+    let hash = createHash('sha256');
+    let received = 0;
+    let etag: string | undefined;
+    let dropped = false;
+    let reported = 0;
+    const auth = `Basic ${Buffer.from(`${this.opts.mac}:${this.key ?? ''}`).toString('base64')}`;
+    for (let attempt = 0; received < size || size === 0; attempt++) {
+      if (attempt >= 200 || this.state === 'stopped') return { ok: false as const, code: 'download_incomplete', message: `stopped after ${received} of ${size} bytes` };
+      const range = received > 0 ? `bytes=${received}-` : null;
+      const headers: Record<string, string> = { authorization: auth, ...(range ? { range } : {}), ...(range && etag ? { 'if-range': etag } : {}) };
+      let res: http.IncomingMessage;
+      try {
+        res = await new Promise<http.IncomingMessage>((resolve, reject) =>
+          http.get(url, { headers, agent: false, ...(this.opts.localAddress ? { localAddress: this.opts.localAddress } : {}) }, resolve).on('error', reject),
+        );
+      } catch {
+        await new Promise((r) => setTimeout(r, 500 + Math.random() * 1000));
+        continue;
+      }
+      const status = res.statusCode ?? 0;
+      const record: DownloadRequest = { jobId, status, range, bytes: 0 };
+      this.downloads.push(record);
+      if (status === 503) {
+        res.resume();
+        await new Promise((r) => setTimeout(r, Number(res.headers['retry-after'] ?? 2) * 1000));
+        continue;
+      }
+      if (status !== 200 && status !== 206) {
+        res.resume();
+        return { ok: false as const, code: 'download_failed', message: `the server answered ${status}` };
+      }
+      if (status === 200 && received > 0) {
+        hash = createHash('sha256'); // the image changed (If-Range): start over
+        received = 0;
+      }
+      etag = typeof res.headers.etag === 'string' ? res.headers.etag : undefined;
+      try {
+        for await (const chunk of res as AsyncIterable<Buffer>) {
+          hash.update(chunk);
+          received += chunk.length;
+          record.bytes += chunk.length;
+          const percent = Math.floor((received / size) * 100);
+          if (percent >= reported + step && percent < 100) {
+            reported = percent - (percent % step);
+            void report({ state: 'in-progress', stage: 'downloading', progress: reported });
+          }
+          if (!dropped && b.dropDownloadAt !== undefined && received >= b.dropDownloadAt * size) {
+            dropped = true;
+            res.destroy(); // the connection drops mid-download
+            break;
+          }
+        }
+      } catch {
+        // cut off: the next request resumes from what arrived
+      }
+      if (size === 0) break;
+    }
+    return { ok: true as const, sha256: hash.digest('hex') };
   }
 
   /** Drops the connection and comes back after the reboot delay with a fresh uptime. */

@@ -34,6 +34,9 @@ export const configSchema = z
     JOB_MAX_ATTEMPTS: positiveInt(5),
     JOB_WORKER_CONCURRENCY: positiveInt(50),
     JOB_QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).default('provisioning'),
+    FIRMWARE_MAX_BYTES: positiveInt(256 * 1024 * 1024),
+    FIRMWARE_MAX_DOWNLOADS: positiveInt(200),
+    PUBLIC_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^https?$/ }).optional()),
   })
   .superRefine((c, ctx) => {
     if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE)) {
@@ -65,6 +68,9 @@ export interface Config {
   presenceFlushMs: number;
   shutdownGraceMs: number;
   jobs: { ackTimeoutMs: number; inProgressTimeoutMs: number; maxAttempts: number; concurrency: number; queueName: string };
+  firmware: { maxImageBytes: number; maxDownloads: number };
+  /** The address devices use for HTTP (firmware downloads); derived from HTTP_HOST and the port when unset. */
+  publicUrl: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -99,5 +105,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     presenceFlushMs: c.PRESENCE_FLUSH_MS,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     jobs: { ackTimeoutMs: c.JOB_ACK_TIMEOUT_MS, inProgressTimeoutMs: c.JOB_IN_PROGRESS_TIMEOUT_MS, maxAttempts: c.JOB_MAX_ATTEMPTS, concurrency: c.JOB_WORKER_CONCURRENCY, queueName: c.JOB_QUEUE_NAME },
+    firmware: { maxImageBytes: c.FIRMWARE_MAX_BYTES, maxDownloads: c.FIRMWARE_MAX_DOWNLOADS },
+    publicUrl: c.PUBLIC_URL?.replace(/\/+$/, ''),
   };
 }

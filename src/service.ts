@@ -15,6 +15,10 @@ import { DomainEvents } from './shared/events.js';
 import { ProvisioningEngine } from './provisioning/engine.js';
 import { ProvisioningService } from './provisioning/service.js';
 import { verifyDeviceKey } from './devices/device-key.js';
+import { FirmwareCatalogue } from './firmware/catalogue.js';
+import { UpgradeScheduler } from './firmware/scheduler.js';
+import { FirmwareStorage } from './firmware/storage.js';
+import { UpgradeService } from './firmware/upgrades.js';
 
 export interface RunningService {
   ports: { http: number } & ListeningPorts;
@@ -22,6 +26,7 @@ export interface RunningService {
   redis: RedisHandle;
   gateway: DeviceGateway;
   engine: ProvisioningEngine;
+  upgrades: UpgradeService;
   app: FastifyInstance;
   factorySecret: string;
   /** The first distributor's token when it was generated on this start (null otherwise). */
@@ -79,6 +84,8 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       events,
       logger,
     });
+    // Devices learn the download address from the upgrade command; the HTTP port is known after listen.
+    let publicUrl = config.publicUrl ?? '';
     const engine = new ProvisioningEngine({
       db: database.db,
       redis: redis.client,
@@ -86,17 +93,26 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       channel: gateway,
       logger,
       ...config.jobs,
+      firmwareUrl: (id) => `${publicUrl}/firmware/${id}/image`,
     });
     const provisioning = new ProvisioningService(database.db, devices, engine);
+    const storage = new FirmwareStorage(config.dataDir);
+    await storage.init();
+    const catalogue = new FirmwareCatalogue(database.db, storage, config.firmware.maxImageBytes);
+    const upgrades = new UpgradeService(database.db, devices, provisioning);
+    const scheduler = new UpgradeScheduler({ redis: redis.client, queueName: `${config.jobs.queueName}-upgrades`, logger, fire: async (id) => void (await upgrades.start(id)) });
+    upgrades.useScheduler(scheduler);
     gateway.setSink({
       deviceConnected: (mac) => engine.deviceConnected(mac),
-      deviceHello: (mac, hash) => engine.deviceHello(mac, hash),
+      deviceHello: (mac, hello) => engine.deviceHello(mac, hello),
       commandStatus: (mac, jobId, payload) => engine.deviceStatus(mac, jobId, payload),
     });
     await gateway.start();
     cleanups.push(['device gateway', () => gateway.stop()]);
     await engine.start();
     cleanups.push(['provisioning engine', () => engine.stop()]);
+    await scheduler.start(await upgrades.pending());
+    cleanups.push(['upgrade scheduler', () => scheduler.stop()]);
 
     const app = await buildApi({
       logger,
@@ -105,6 +121,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       devices,
       provisioning,
       deviceConfig: { verifyDevice: (mac, key) => verifyDeviceKey(factorySecret, mac, key), effectiveConfig: (mac) => engine.effectiveConfig(mac) },
+      firmware: { catalogue, upgrades, maxImageBytes: config.firmware.maxImageBytes, maxDownloads: config.firmware.maxDownloads },
       version: packageVersion(),
       readiness: { database: () => database.ping(), redis: async () => void (await redis.client.ping()), broker: () => gateway.isReady() },
     });
@@ -128,6 +145,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       },
     ]);
     const httpPort = (app.server.address() as { port: number }).port;
+    if (!publicUrl) publicUrl = `http://${['0.0.0.0', '::', ''].includes(config.http.host) ? '127.0.0.1' : config.http.host}:${httpPort}`;
     const mqttPorts = await gateway.listen();
     logger.info({ http: httpPort, mqtt: mqttPorts.mqtt, mqtts: mqttPorts.mqtts, websocket: `ws://${config.http.host}:${httpPort}/mqtt` }, 'intercom device cloud listening');
 
@@ -138,6 +156,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       redis,
       gateway,
       engine,
+      upgrades,
       app,
       factorySecret,
       generatedAdminToken: bootstrap.generatedToken,

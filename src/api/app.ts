@@ -16,6 +16,11 @@ import { macLibraryRoutes } from './routes/mac-library.js';
 import { deviceConfigRoutes, type DeviceConfigDeps } from './routes/device-config.js';
 import { provisioningRoutes } from './routes/provisioning.js';
 import type { ProvisioningService } from '../provisioning/service.js';
+import type { FirmwareCatalogue } from '../firmware/catalogue.js';
+import type { UpgradeService } from '../firmware/upgrades.js';
+import { firmwareRoutes } from './routes/firmware.js';
+import { firmwareDownloadRoutes } from './routes/firmware-download.js';
+import { upgradeRoutes } from './routes/upgrades.js';
 
 export interface ApiDeps {
   logger: Logger;
@@ -24,6 +29,7 @@ export interface ApiDeps {
   devices: DeviceService;
   provisioning: ProvisioningService;
   deviceConfig: DeviceConfigDeps;
+  firmware: { catalogue: FirmwareCatalogue; upgrades: UpgradeService; maxImageBytes: number; maxDownloads: number };
   readiness: ReadinessChecks;
   version: string;
 }
@@ -50,7 +56,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       info: {
         title: 'Intercom device cloud',
         version: deps.version,
-        description: 'MAC library, device registry and accounts for installers and distributors. Devices use the MQTT protocol in docs/device-protocol.md.',
+        description: 'MAC library, device registry, remote maintenance, firmware and upgrades for installers and distributors. Devices use the MQTT protocol in docs/device-protocol.md.',
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, deviceBasic: { type: 'http', scheme: 'basic' } } },
       security: [{ bearer: [] }],
@@ -61,6 +67,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   await app.register(healthRoutes, { checks: deps.readiness });
   await app.register(deviceConfigRoutes, deps.deviceConfig);
+  await app.register(firmwareDownloadRoutes, { catalogue: deps.firmware.catalogue, verifyDevice: deps.deviceConfig.verifyDevice, maxDownloads: deps.firmware.maxDownloads });
   await app.register(
     async (api) => {
       api.addHook('onRequest', bearerAuth(deps.accounts));
@@ -68,6 +75,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       await api.register(macLibraryRoutes, { macLibrary: deps.macLibrary });
       await api.register(deviceRoutes, { devices: deps.devices });
       await api.register(provisioningRoutes, { provisioning: deps.provisioning });
+      await api.register(firmwareRoutes, { catalogue: deps.firmware.catalogue, maxImageBytes: deps.firmware.maxImageBytes });
+      await api.register(upgradeRoutes, { upgrades: deps.firmware.upgrades });
     },
     { prefix: '/api/v1' },
   );

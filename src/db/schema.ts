@@ -3,3 +3,4 @@ export * from '../accounts/tables.js';
 export * from '../mac-library/tables.js';
 export * from '../devices/tables.js';
 export * from '../provisioning/tables.js';
+export * from '../firmware/tables.js';

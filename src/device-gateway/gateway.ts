@@ -32,7 +32,7 @@ const HELLO_GRACE_MS = 5000;
 /** What the gateway reports to the provisioning engine. */
 export interface DeviceEventSink {
   deviceConnected(mac: string): Promise<void>;
-  deviceHello(mac: string, configHash: string | undefined): Promise<void>;
+  deviceHello(mac: string, hello: { configHash?: string; firmware?: string }): Promise<void>;
   commandStatus(mac: string, jobId: string, payload: Buffer): Promise<void>;
 }
 
@@ -224,7 +224,7 @@ export class DeviceGateway {
     this.presence.mark({ mac: client.id, seenAt: new Date(), model, firmware, ip: ip ?? this.addressOf(client) });
     // The engine first learns what the hello says (a reset ends one-time Autop), then gets the device.
     this.report(async () => {
-      await this.sink?.deviceHello(client.id, configHash);
+      await this.sink?.deviceHello(client.id, { configHash, firmware });
       this.markReady(client);
     });
   }

@@ -150,6 +150,26 @@ export class DeviceService {
     return new Map(rows.map((r) => [r.mac, r.installerId]));
   }
 
+  /** The caller's devices among these MACs, with the model and firmware they last reported. */
+  async ownedWithFirmware(principal: Principal, macs: string[], tx: Queryable = this.db): Promise<Map<string, { installerId: string; model: string | null; firmware: string | null }>> {
+    if (!macs.length) return new Map();
+    const rows = await tx
+      .select({ mac: devices.mac, installerId: devices.installerId, model: devices.model, firmware: devices.firmware })
+      .from(devices)
+      .where(and(inArray(devices.mac, macs), this.scope(principal)));
+    return new Map(rows.map(({ mac, ...rest }) => [mac, rest]));
+  }
+
+  /** Owner, model and firmware of these devices, whoever owns them (for work started on an owner's behalf). */
+  async firmwareOf(macs: string[], tx: Queryable = this.db): Promise<Map<string, { installerId: string; model: string | null; firmware: string | null }>> {
+    if (!macs.length) return new Map();
+    const rows = await tx
+      .select({ mac: devices.mac, installerId: devices.installerId, model: devices.model, firmware: devices.firmware })
+      .from(devices)
+      .where(inArray(devices.mac, macs));
+    return new Map(rows.map(({ mac, ...rest }) => [mac, rest]));
+  }
+
   async setConnectType(principal: Principal, mac: string, connectType: 'udp' | 'tcp' | 'tls', tx: Queryable = this.db): Promise<void> {
     const rows = await tx
       .update(devices)

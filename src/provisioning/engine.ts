@@ -1,12 +1,12 @@
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
-import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, ne, sql, type SQL } from 'drizzle-orm';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
 import { FACTORY_CONFIG_HASH, renderConfig } from './config-renderer.js';
 import { deviceStatusSchema } from './schemas.js';
-import { auditLog, finishedStates, jobs, type AutopLine, type JobKind, type JobState } from './tables.js';
+import { auditLog, finishedStates, jobs, type AutopLine, type JobKind, type JobState, type UpgradeStage } from './tables.js';
 
 /** The narrow interface to the device gateway: is a device connected, and publish a command to it. */
 export interface CommandChannel {
@@ -38,6 +38,14 @@ export interface EngineOptions {
   inProgressTimeoutMs: number;
   maxAttempts: number;
   concurrency: number;
+  /** Where a device downloads a firmware image (the API's public address). */
+  firmwareUrl?: (firmwareId: string) => string;
+}
+
+/** What the engine needs of a device's hello. */
+export interface HelloFacts {
+  configHash?: string;
+  firmware?: string;
 }
 
 type JobRow = typeof jobs.$inferSelect;
@@ -47,6 +55,12 @@ const UNFINISHED = sql`${jobs.state} NOT IN (${FINISHED_LIST})`;
 /** Kinds whose delivery carries the effective configuration. */
 const CONFIG_KINDS: JobKind[] = ['autop', 'autop-once', 'provision', 'connect-type'];
 const MAX_ACK_BACKOFF_MS = 5 * 60_000;
+/** Why an upgrade that went silent failed, by the stage it was last in. */
+const UPGRADE_SILENCE: Record<UpgradeStage, { code: string; message: string }> = {
+  downloading: { code: 'download_incomplete', message: 'the download did not finish in time' },
+  installing: { code: 'install_timeout', message: 'the installation did not finish in time' },
+  rebooting: { code: 'no_hello', message: 'the device did not say hello after rebooting in time' },
+};
 
 /**
  * Drives provisioning jobs. PostgreSQL holds each job's state; a BullMQ job of the same id drives it.
@@ -179,11 +193,20 @@ export class ProvisioningEngine {
       return null;
     }
     if (headId !== row.id) return expiresAt; // an earlier job of this device goes first
-    const since = this.opts.channel.connectedSince(row.mac);
-    if (since === null) return expiresAt; // delivered when the device next connects
-
     const delivered = row.deliveredAt?.getTime() ?? null;
     const deadline = row.deadlineAt?.getTime() ?? 0;
+    const upgrading = row.kind === 'upgrade' && row.state === 'in-progress';
+    if (upgrading) {
+      // A running upgrade ends by the device's hello; silence past the deadline fails it, connected or not.
+      if (now >= deadline) {
+        await this.finish(row, 'failed', UPGRADE_SILENCE[row.stage ?? 'downloading'], undefined, 'engine');
+        return null;
+      }
+      if (row.stage === 'installing' || row.stage === 'rebooting') return Math.min(deadline, expiresAt);
+    }
+    const since = this.opts.channel.connectedSince(row.mac);
+    // Delivered when the device next connects; a running upgrade still times out meanwhile.
+    if (since === null) return upgrading ? Math.min(deadline, expiresAt) : expiresAt;
     const due = row.state === 'queued' || delivered === null || now >= deadline || since > delivered;
     if (!due) return Math.min(deadline, expiresAt);
 
@@ -217,6 +240,10 @@ export class ProvisioningEngine {
 
   private async command(row: JobRow): Promise<DeviceCommand | null> {
     const base: DeviceCommand = { id: row.id, kind: row.kind, params: row.params, expiresAt: row.expiresAt.toISOString() };
+    if (row.kind === 'upgrade') {
+      const firmwareId = String(row.params.firmwareId);
+      return { ...base, params: { ...row.params, url: this.opts.firmwareUrl?.(firmwareId) ?? `/firmware/${firmwareId}/image` } };
+    }
     if (!CONFIG_KINDS.includes(row.kind)) return base;
     const config = await this.effectiveConfig(row.mac);
     if (!config) return null;
@@ -250,11 +277,11 @@ export class ProvisioningEngine {
     });
   }
 
-  private async finish(row: Pick<JobRow, 'id' | 'mac' | 'batchId'>, state: JobState, error: { code: string; message: string } | null, progress?: number, actor = 'device') {
+  private async finish(row: Pick<JobRow, 'id' | 'mac' | 'batchId'>, state: JobState, error: { code: string; message: string } | null, progress?: number, actor = 'device', only?: SQL) {
     const done = await this.opts.db
       .update(jobs)
       .set({ state, error, finishedAt: new Date(), updatedAt: new Date(), deadlineAt: null, ...(progress !== undefined ? { progress } : {}) })
-      .where(and(eq(jobs.id, row.id), eq(jobs.mac, row.mac), UNFINISHED))
+      .where(and(eq(jobs.id, row.id), eq(jobs.mac, row.mac), UNFINISHED, only))
       .returning({ id: jobs.id, batchId: jobs.batchId });
     if (!done[0]) return false;
     await this.audit(actor, `job.${state}`, { ...row, batchId: done[0].batchId }, error ? { error } : {});
@@ -278,8 +305,9 @@ export class ProvisioningEngine {
    * reset: its one-time Autop from before ends. A configuration hash other than the effective one queues a
    * provisioning job unless one that delivers the configuration is already waiting.
    */
-  async deviceHello(mac: string, configHash: string | undefined): Promise<void> {
-    const reported = configHash ?? FACTORY_CONFIG_HASH;
+  async deviceHello(mac: string, hello: HelloFacts): Promise<void> {
+    if (hello.firmware) await this.upgradeHello(mac, hello.firmware);
+    const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
     const exchanged = await this.opts.devices.exchangeConfigHash(mac, reported);
     if (!exchanged) return; // a MAC without a device record
     if (reported === FACTORY_CONFIG_HASH && exchanged.previous && exchanged.previous !== FACTORY_CONFIG_HASH) {
@@ -302,6 +330,30 @@ export class ProvisioningEngine {
           .returning();
         await this.audit('device', 'job.created', created!, { kind: 'provision', reason: 'configuration hash differs', reported });
         await this.enqueue([created!.id]);
+      }
+    }
+  }
+
+  /**
+   * The hello after an upgrade decides it: the target version is success (whatever stage the device was
+   * in, even undelivered); another version after installing or rebooting means it came back on the old one.
+   */
+  private async upgradeHello(mac: string, firmware: string): Promise<void> {
+    const rows = await this.opts.db
+      .select({ id: jobs.id, mac: jobs.mac, batchId: jobs.batchId, params: jobs.params, state: jobs.state, stage: jobs.stage })
+      .from(jobs)
+      .where(and(eq(jobs.mac, mac), eq(jobs.kind, 'upgrade'), UNFINISHED))
+      .orderBy(asc(jobs.seq));
+    for (const row of rows) {
+      const target = String(row.params.version);
+      let finished = false;
+      if (firmware === target) finished = await this.finish(row, 'succeeded', null, 100, 'device');
+      else if (row.state === 'in-progress' && (row.stage === 'installing' || row.stage === 'rebooting')) {
+        finished = await this.finish(row, 'failed', { code: 'old_version', message: `the device came back on ${firmware} instead of ${target}` }, undefined, 'device');
+      }
+      if (finished) {
+        this.log.info({ mac, jobId: row.id, firmware, target }, 'upgrade ended by the hello');
+        await this.afterFinish(row);
       }
     }
   }
@@ -347,6 +399,7 @@ export class ProvisioningEngine {
         .set({
           state: 'in-progress',
           ...(status.progress !== undefined ? { progress: status.progress } : {}),
+          ...(status.stage !== undefined ? { stage: status.stage } : {}),
           deadlineAt: new Date(Date.now() + this.opts.inProgressTimeoutMs),
           updatedAt: new Date(),
         })
@@ -354,9 +407,10 @@ export class ProvisioningEngine {
       return;
     }
     const row = { id: jobId, mac, batchId: null };
+    // An upgrade succeeds only by the hello with the new version, never by the device's word alone.
     const finished =
       status.state === 'succeeded'
-        ? await this.finish(row, 'succeeded', null, 100)
+        ? await this.finish(row, 'succeeded', null, 100, 'device', ne(jobs.kind, 'upgrade'))
         : await this.finish(row, 'failed', status.error ?? { code: 'device_failed', message: 'the device reported failure' });
     if (status.configHash) await this.opts.devices.exchangeConfigHash(mac, status.configHash);
     if (finished) await this.afterFinish(row);

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { macInput } from '../mac-library/mac.js';
 import { pageQuery } from '../shared/pagination.js';
-import { jobKinds, jobStates } from './tables.js';
+import { jobKinds, jobStates, upgradeStages } from './tables.js';
 
 const MAX_EXPIRY_SECONDS = 90 * 24 * 3600;
 
@@ -31,6 +31,7 @@ export const jobSchema = z.object({
   batchId: z.uuid().nullable(),
   state: z.enum(jobStates),
   progress: z.number().int(),
+  stage: z.enum(upgradeStages).nullable().describe('within an upgrade: downloading, installing or rebooting'),
   attempts: z.number().int(),
   params: z.record(z.string(), z.unknown()),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
@@ -82,6 +83,8 @@ export const auditEntrySchema = z.object({
 export const deviceStatusSchema = z.object({
   state: z.enum(['accepted', 'in-progress', 'succeeded', 'failed']),
   progress: z.number().int().min(0).max(100).optional(),
+  /** Within an upgrade: what the device is doing now. */
+  stage: z.enum(upgradeStages).optional(),
   error: z.object({ code: z.string().min(1).max(64), message: z.string().max(512) }).optional(),
   configHash: z.string().min(1).max(128).optional(),
 });

@@ -20,6 +20,7 @@ export function jobView(j: JobRow): JobView {
     batchId: j.batchId,
     state: j.state,
     progress: j.progress,
+    stage: j.stage ?? null,
     attempts: j.attempts,
     params: j.params,
     error: j.error ?? null,
@@ -30,7 +31,14 @@ export function jobView(j: JobRow): JobView {
   };
 }
 
-interface NewJob {
+/** Who makes jobs: an account, or the scheduler acting for the account that asked earlier. */
+export interface JobActor {
+  accountId: string | null;
+  label: string;
+}
+export const accountActor = (principal: Principal): JobActor => ({ accountId: principal.accountId, label: `account:${principal.accountId}` });
+
+export interface NewJob {
   kind: JobKind;
   mac: string;
   installerId: string;
@@ -47,7 +55,8 @@ export class ProvisioningService {
     private readonly engine: ProvisioningEngine,
   ) {}
 
-  private async insertJobs(tx: Tx, principal: Principal, items: NewJob[]): Promise<JobRow[]> {
+  /** Records jobs and their audit entries inside the caller's transaction; enqueue them after it commits. */
+  async insertJobs(tx: Tx, actor: JobActor, items: NewJob[]): Promise<JobRow[]> {
     if (!items.length) return [];
     const now = Date.now();
     const rows = await tx
@@ -59,13 +68,13 @@ export class ProvisioningService {
           installerId: i.installerId,
           batchId: i.batchId ?? null,
           params: i.params ?? {},
-          requestedBy: principal.accountId,
+          requestedBy: actor.accountId,
           expiresAt: new Date(now + (i.expiresInSeconds ?? DEFAULT_EXPIRY_SECONDS) * 1000),
         })),
       )
       .returning();
     await tx.insert(auditLog).values(
-      rows.map((r) => ({ actor: `account:${principal.accountId}`, action: 'job.created', mac: r.mac, jobId: r.id, batchId: r.batchId, details: { kind: r.kind, params: r.params } })),
+      rows.map((r) => ({ actor: actor.label, action: 'job.created', mac: r.mac, jobId: r.id, batchId: r.batchId, details: { kind: r.kind, params: r.params } })),
     );
     return rows;
   }
@@ -78,14 +87,30 @@ export class ProvisioningService {
   private async submit<T>(principal: Principal, work: (tx: Tx) => Promise<{ items: NewJob[]; extra: T }>): Promise<{ jobs: JobRow[]; extra: T }> {
     const { rows, extra } = await this.db.transaction(async (tx) => {
       const { items, extra } = await work(tx);
-      return { rows: await this.insertJobs(tx, principal, items), extra };
+      return { rows: await this.insertJobs(tx, accountActor(principal), items), extra };
     });
-    try {
-      await this.engine.enqueue(rows.map((r) => r.id));
-    } catch (err) {
-      throw new AppError(503, 'queue_unavailable', 'the jobs are recorded but the queue did not accept them; they will run once it is back', { jobIds: rows.map((r) => r.id), cause: (err as Error).message });
-    }
+    await this.enqueue(rows.map((r) => r.id));
     return { jobs: rows, extra };
+  }
+
+  /** Makes recorded jobs runnable; should BullMQ refuse, they stay recorded and reconciliation runs them. */
+  async enqueue(ids: string[]): Promise<void> {
+    try {
+      await this.engine.enqueue(ids);
+    } catch (err) {
+      throw new AppError(503, 'queue_unavailable', 'the jobs are recorded but the queue did not accept them; they will run once it is back', { jobIds: ids, cause: (err as Error).message });
+    }
+  }
+
+  /** Cancels the jobs of a batch that no device has started yet (queued, or delivered and unanswered). */
+  async cancelNotStarted(batchId: string, actor: JobActor): Promise<string[]> {
+    const rows = await this.db
+      .select()
+      .from(jobs)
+      .where(and(eq(jobs.batchId, batchId), inArray(jobs.state, ['queued', 'dispatched'])));
+    const canceled: string[] = [];
+    for (const row of rows) if (await this.engine.cancel(row, actor.label)) canceled.push(row.id);
+    return canceled;
   }
 
   private async device(principal: Principal, mac: string) {

@@ -2,11 +2,14 @@ import { bigserial, index, integer, jsonb, pgTable, text, timestamp, uuid, varch
 import { accounts } from '../accounts/tables.js';
 import { devices } from '../devices/tables.js';
 
-export const jobKinds = ['autop', 'autop-once', 'reboot', 'reset', 'connect-type', 'provision'] as const;
+export const jobKinds = ['autop', 'autop-once', 'reboot', 'reset', 'connect-type', 'provision', 'upgrade'] as const;
 export type JobKind = (typeof jobKinds)[number];
 export const jobStates = ['queued', 'dispatched', 'in-progress', 'succeeded', 'failed', 'expired', 'canceled'] as const;
 export type JobState = (typeof jobStates)[number];
 export const finishedStates: readonly JobState[] = ['succeeded', 'failed', 'expired', 'canceled'];
+/** What a device reports it is doing within an in-progress firmware upgrade. */
+export const upgradeStages = ['downloading', 'installing', 'rebooting'] as const;
+export type UpgradeStage = (typeof upgradeStages)[number];
 
 export interface AutopLine {
   key: string;
@@ -28,6 +31,8 @@ export const jobs = pgTable(
     batchId: uuid('batch_id'),
     state: text('state', { enum: jobStates }).notNull().default('queued'),
     progress: integer('progress').notNull().default(0),
+    /** The stage the device last reported for an in-progress upgrade. */
+    stage: text('stage', { enum: upgradeStages }),
     attempts: integer('attempts').notNull().default(0),
     params: jsonb('params').$type<Record<string, unknown>>().notNull().default({}),
     error: jsonb('error').$type<{ code: string; message: string } | null>(),

@@ -1,0 +1,100 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { FirmwareCatalogue } from '../../firmware/catalogue.js';
+import { firmwareParams } from '../../firmware/schemas.js';
+import { AppError } from '../../shared/errors.js';
+import { authenticateDevice, type VerifyDevice } from '../device-auth.js';
+import { errorSchema } from '../errors.js';
+
+export interface FirmwareDownloadDeps {
+  catalogue: FirmwareCatalogue;
+  verifyDevice: VerifyDevice;
+  /** Downloads served at once; a device over it is told when to retry. */
+  maxDownloads: number;
+}
+
+/** The one byte range a device asks for, or null for the whole image; 'unsatisfiable' past the end. */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | 'unsatisfiable' {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return null; // not a single byte range: serve the whole image (RFC 9110)
+  if (m[1] === '') {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  if (start >= size || end < start) return 'unsatisfiable';
+  return { start, end };
+}
+
+/**
+ * Devices download firmware images here with their own credentials, only while an upgrade to that image
+ * is running for them. Range requests resume a cut download; the ETag is the image's SHA-256.
+ */
+export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps> = async (app, deps) => {
+  let active = 0;
+
+  app.get(
+    '/firmware/:id/image',
+    {
+      schema: {
+        tags: ['devices (device-facing)'],
+        summary: 'Download a firmware image (device credentials; Range and If-Range supported)',
+        description:
+          'Basic auth with the MAC and device key. 200 with the whole image or 206 with the asked range; ETag is the quoted SHA-256 and X-Firmware-Sha256 carries it in hex. ' +
+          'Only a device with an unfinished upgrade to this firmware may download it (403 otherwise). Over the download cap the answer is 503 with Retry-After (seconds).',
+        params: firmwareParams,
+        security: [{ deviceBasic: [] }],
+        response: { 200: z.any().describe('the whole image (application/octet-stream)'), 206: z.any().describe('the asked byte range'), 401: errorSchema, 403: errorSchema, 404: errorSchema, 416: errorSchema, 503: errorSchema },
+      },
+    },
+    async (request, reply) => {
+      const mac = authenticateDevice(request, reply, deps.verifyDevice);
+      const fw = await deps.catalogue.forDownload(request.params.id);
+      if (!fw) throw new AppError(404, 'not_found', `no firmware ${request.params.id}`, { firmwareId: request.params.id });
+      if (!(await deps.catalogue.mayDownload(mac, fw.id))) {
+        throw new AppError(403, 'no_upgrade', `device ${mac} has no upgrade to firmware ${fw.id} in progress`, { mac, firmwareId: fw.id });
+      }
+      const etag = `"${fw.sha256}"`;
+      reply.header('etag', etag).header('accept-ranges', 'bytes').header('x-firmware-sha256', fw.sha256).header('cache-control', 'private, no-transform');
+      // If-Range: a range of another image (the ETag changed) is worthless; send the whole new image.
+      const ifRange = request.headers['if-range'];
+      const range = ifRange && ifRange !== etag ? null : parseRange(request.headers.range, fw.size);
+      if (range === 'unsatisfiable') {
+        reply.header('content-range', `bytes */${fw.size}`);
+        throw new AppError(416, 'range_not_satisfiable', `the image has ${fw.size} bytes`, { size: fw.size });
+      }
+      if (active >= deps.maxDownloads) {
+        // Jittered so that the devices turned away do not all come back in the same second.
+        const retryAfter = 1 + Math.floor(Math.random() * 5);
+        reply.header('retry-after', String(retryAfter));
+        throw new AppError(503, 'download_busy', `${active} downloads are running; retry in ${retryAfter} s`, { retryAfterSeconds: retryAfter });
+      }
+      active++;
+      let released = false;
+      const release = () => {
+        if (!released) active--;
+        released = true;
+      };
+      reply.raw.once('close', release);
+      const { start, end } = range ?? { start: 0, end: fw.size - 1 };
+      try {
+        const stream = deps.catalogue.readImage(fw.id, start, end);
+        reply.header('content-type', 'application/octet-stream').header('content-length', String(end - start + 1));
+        if (range) reply.status(206).header('content-range', `bytes ${start}-${end}/${fw.size}`);
+        if (request.method === 'HEAD') {
+          stream.destroy();
+          release();
+          return reply.send(null);
+        }
+        return reply.send(stream);
+      } catch (err) {
+        release();
+        throw err;
+      }
+    },
+  );
+};
+

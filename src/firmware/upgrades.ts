@@ -1,0 +1,332 @@
+import { and, count, desc, eq, inArray, isNull, lte, or, sql, type SQL } from 'drizzle-orm';
+import type { Principal } from '../accounts/service.js';
+import type { Db, Tx } from '../db/client.js';
+import type { DeviceService } from '../devices/service.js';
+import { accountActor, type JobActor, type ProvisioningService } from '../provisioning/service.js';
+import { finishedStates, jobs } from '../provisioning/tables.js';
+import { badRequest, conflict, notFound } from '../shared/errors.js';
+import type { Page } from '../shared/pagination.js';
+import { normalizeModel } from './models.js';
+import {
+  deviceUpgradeStates,
+  type CreateUpgrade,
+  type DeviceUpgradeState,
+  type PatchUpgrade,
+  type UpgradeDetail,
+  type UpgradeStatus,
+  type UpgradeView,
+} from './schemas.js';
+import type { UpgradeScheduler } from './scheduler.js';
+import { firmware, upgrades, type SkippedDevice } from './tables.js';
+
+type UpgradeRow = typeof upgrades.$inferSelect;
+type FirmwareRow = typeof firmware.$inferSelect;
+type JobRow = typeof jobs.$inferSelect;
+type DeviceJob = Pick<JobRow, 'id' | 'mac' | 'state' | 'stage' | 'progress' | 'error' | 'updatedAt'>;
+
+const DEFAULT_EXPIRY_SECONDS = 7 * 24 * 3600;
+const FINISHED_LIST = sql.raw(finishedStates.map((s) => `'${s}'`).join(', '));
+// Written with explicit table names: an interpolated column would render unqualified in a select list
+// and bind to the subquery's own "id".
+const STATUS = sql<UpgradeStatus>`(CASE WHEN "upgrades"."started_at" IS NULL THEN 'pending'
+  WHEN EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = "upgrades"."id" AND j.state NOT IN (${FINISHED_LIST})) THEN 'processing'
+  ELSE 'executed' END)`;
+
+/** A device's state within an upgrade, in the portal's words, from its engine job. */
+export function deviceUpgradeState(job: DeviceJob): { state: DeviceUpgradeState; percent: number; reason: { code: string; message: string } | null } {
+  switch (job.state) {
+    case 'queued':
+    case 'dispatched':
+      return { state: 'pending', percent: 0, reason: null };
+    case 'in-progress':
+      return { state: job.stage ?? 'downloading', percent: job.progress, reason: null };
+    case 'succeeded':
+      return { state: 'succeeded', percent: 100, reason: null };
+    case 'canceled':
+      return { state: 'canceled', percent: job.progress, reason: job.error ?? null };
+    default: // failed, expired
+      return { state: 'failed', percent: job.progress, reason: job.error ?? { code: job.state, message: job.state } };
+  }
+}
+
+const emptyCounts = () => Object.fromEntries(deviceUpgradeStates.map((s) => [s, 0])) as Record<DeviceUpgradeState, number>;
+
+/**
+ * Upgrades as installers manage them in the portal: a firmware, that model's devices, now or at a time.
+ * At its time an upgrade becomes one `upgrade` job per device in the provisioning engine (batch id =
+ * upgrade id); the engine delivers, times out and records them like any other job.
+ */
+export class UpgradeService {
+  private scheduler: UpgradeScheduler | null = null;
+
+  constructor(
+    private readonly db: Db,
+    private readonly devices: DeviceService,
+    private readonly provisioning: ProvisioningService,
+  ) {}
+
+  /** The scheduler is made after this service (it calls start); until then nothing is scheduled. */
+  useScheduler(scheduler: UpgradeScheduler) {
+    this.scheduler = scheduler;
+  }
+
+  private scope(principal: Principal): SQL | undefined {
+    return principal.role === 'distributor' ? undefined : or(eq(upgrades.installerId, principal.accountId), eq(upgrades.requestedBy, principal.accountId));
+  }
+
+  private async firmwareRow(id: string): Promise<FirmwareRow> {
+    const rows = await this.db.select().from(firmware).where(eq(firmware.id, id)).limit(1);
+    if (!rows[0]) throw badRequest('unknown_firmware', `no firmware ${id} in the catalogue`, { firmwareId: id });
+    return rows[0];
+  }
+
+  /** Every MAC must be the caller's device of the firmware's model; devices already on the version are left out. */
+  private async checkDevices(principal: Principal, fw: FirmwareRow, requested: string[]) {
+    const macs = [...new Set(requested)];
+    const owned = await this.devices.ownedWithFirmware(principal, macs);
+    const notYours = macs.filter((m) => !owned.has(m));
+    const otherModel = macs
+      .filter((m) => owned.has(m) && normalizeModel(owned.get(m)!.model ?? '') !== fw.model)
+      .map((mac) => ({ mac, model: owned.get(mac)!.model }));
+    if (notYours.length || otherModel.length) {
+      const parts = [
+        notYours.length ? `not your devices: ${notYours.join(', ')}` : '',
+        otherModel.length ? `not ${fw.model} devices: ${otherModel.map((o) => `${o.mac} (${o.model ?? 'model unknown until it connects'})`).join(', ')}` : '',
+      ].filter(Boolean);
+      throw badRequest('invalid_devices', parts.join('; '), { notYours, otherModel });
+    }
+    const skipped: SkippedDevice[] = macs.filter((m) => owned.get(m)!.firmware === fw.version).map((mac) => ({ mac, reason: 'already_on_version' }));
+    const targets = macs.filter((m) => owned.get(m)!.firmware !== fw.version);
+    if (!targets.length) throw badRequest('already_on_version', `every device already runs ${fw.version}`, { macs });
+    const owners = new Set(targets.map((m) => owned.get(m)!.installerId));
+    const installerId = principal.role === 'installer' ? principal.accountId : owners.size === 1 ? [...owners][0]! : null;
+    return { targets, skipped, installerId };
+  }
+
+  private static when(at: string | undefined | null): Date | null {
+    if (at === undefined || at === null) return null;
+    const date = new Date(at);
+    if (date.getTime() <= Date.now()) throw badRequest('time_in_past', `the upgrade time ${at} is not in the future`, { at });
+    return date;
+  }
+
+  async create(principal: Principal, body: CreateUpgrade): Promise<UpgradeDetail> {
+    const at = UpgradeService.when(body.at);
+    const fw = await this.firmwareRow(body.firmwareId);
+    const checked = await this.checkDevices(principal, fw, body.macs);
+    const { upgrade, jobIds } = await this.db.transaction(async (tx) => {
+      // Shares the firmware row with other upgrades; a concurrent delete waits and then sees this upgrade.
+      const locked = await tx.select({ id: firmware.id }).from(firmware).where(eq(firmware.id, fw.id)).for('share');
+      if (!locked[0]) throw badRequest('unknown_firmware', `no firmware ${fw.id} in the catalogue`, { firmwareId: fw.id });
+      const [upgrade] = await tx
+        .insert(upgrades)
+        .values({
+          firmwareId: fw.id,
+          model: fw.model,
+          version: fw.version,
+          installerId: checked.installerId,
+          requestedBy: principal.accountId,
+          macs: checked.targets,
+          skipped: checked.skipped,
+          at: at ?? new Date(),
+          resetAfterUpgrade: body.resetAfterUpgrade,
+          expirySeconds: body.expiresInSeconds ?? DEFAULT_EXPIRY_SECONDS,
+        })
+        .returning();
+      const jobIds = at ? [] : await this.startIn(tx, upgrade!, accountActor(principal));
+      return { upgrade: upgrade!, jobIds };
+    });
+    if (at) await this.scheduler?.schedule(upgrade.id, at);
+    else await this.provisioning.enqueue(jobIds);
+    return this.get(principal, upgrade.id);
+  }
+
+  /** Turns a pending upgrade into one job per device, inside the caller's transaction. */
+  private async startIn(tx: Tx, upgrade: UpgradeRow, actor: JobActor): Promise<string[]> {
+    const fw = upgrade.firmwareId ? (await tx.select().from(firmware).where(eq(firmware.id, upgrade.firmwareId)).limit(1))[0] : undefined;
+    const current = await this.devices.firmwareOf(upgrade.macs, tx);
+    const skipped = [...upgrade.skipped];
+    const targets: string[] = [];
+    for (const mac of upgrade.macs) {
+      const device = current.get(mac);
+      if (!fw) skipped.push({ mac, reason: 'firmware_deleted' });
+      else if (!device) skipped.push({ mac, reason: 'device_deleted' });
+      else if (device.firmware === upgrade.version) skipped.push({ mac, reason: 'already_on_version' });
+      else targets.push(mac);
+    }
+    const rows = fw
+      ? await this.provisioning.insertJobs(
+          tx,
+          actor,
+          targets.map((mac) => ({
+            kind: 'upgrade' as const,
+            mac,
+            installerId: current.get(mac)!.installerId,
+            batchId: upgrade.id,
+            expiresInSeconds: upgrade.expirySeconds,
+            params: {
+              firmwareId: fw.id,
+              model: fw.model,
+              version: fw.version,
+              size: fw.size,
+              sha256: fw.sha256,
+              resetAfterUpgrade: upgrade.resetAfterUpgrade,
+              fromVersion: current.get(mac)!.firmware,
+            },
+          })),
+        )
+      : [];
+    await tx.update(upgrades).set({ startedAt: new Date(), macs: targets, skipped, updatedAt: new Date() }).where(eq(upgrades.id, upgrade.id));
+    return rows.map((r) => r.id);
+  }
+
+  /** The scheduler's entry: starts the upgrade if it is still pending and due; at most once. */
+  async start(upgradeId: string): Promise<string[]> {
+    const ids = await this.db.transaction(async (tx) => {
+      const rows = await tx
+        .select()
+        .from(upgrades)
+        .where(and(eq(upgrades.id, upgradeId), isNull(upgrades.startedAt), lte(upgrades.at, new Date(Date.now() + 1000))))
+        .for('update');
+      if (!rows[0]) return [];
+      return this.startIn(tx, rows[0], { accountId: rows[0].requestedBy, label: 'scheduler' });
+    });
+    await this.provisioning.enqueue(ids);
+    return ids;
+  }
+
+  /** Pending upgrades and their times, for rescheduling after a restart. */
+  async pending(): Promise<{ id: string; at: Date }[]> {
+    return this.db.select({ id: upgrades.id, at: upgrades.at }).from(upgrades).where(isNull(upgrades.startedAt));
+  }
+
+  private async jobsOf(ids: string[]): Promise<DeviceJob[]> {
+    if (!ids.length) return [];
+    return this.db
+      .select({ id: jobs.id, mac: jobs.mac, state: jobs.state, stage: jobs.stage, progress: jobs.progress, error: jobs.error, updatedAt: jobs.updatedAt, batchId: jobs.batchId })
+      .from(jobs)
+      .where(inArray(jobs.batchId, ids))
+      .orderBy(jobs.seq);
+  }
+
+  private view(u: UpgradeRow, status: UpgradeStatus, deviceJobs: DeviceJob[]): UpgradeDetail {
+    const byMac = new Map(deviceJobs.map((j) => [j.mac, j]));
+    const counts = emptyCounts();
+    const deviceStates = u.macs.map((mac) => {
+      const job = byMac.get(mac);
+      const s = job ? deviceUpgradeState(job) : { state: 'pending' as const, percent: 0, reason: null };
+      counts[s.state]++;
+      return { mac, ...s, jobId: job?.id ?? null, updatedAt: job?.updatedAt.toISOString() ?? null };
+    });
+    return {
+      id: u.id,
+      firmwareId: u.firmwareId,
+      version: u.version,
+      model: u.model,
+      devices: u.macs.length,
+      macs: u.macs,
+      status,
+      upgradeTime: u.at.toISOString(),
+      resetAfterUpgrade: u.resetAfterUpgrade,
+      counts,
+      succeeded: counts.succeeded,
+      failed: counts.failed,
+      skipped: u.skipped,
+      startedAt: u.startedAt?.toISOString() ?? null,
+      createdTime: u.createdAt.toISOString(),
+      deviceStates,
+    };
+  }
+
+  private async load(principal: Principal, id: string): Promise<{ row: UpgradeRow; status: UpgradeStatus }> {
+    const rows = await this.db
+      .select({ row: upgrades, status: STATUS })
+      .from(upgrades)
+      .where(and(eq(upgrades.id, id), this.scope(principal)))
+      .limit(1);
+    if (!rows[0]) throw notFound('upgrade', { upgradeId: id });
+    return rows[0];
+  }
+
+  async get(principal: Principal, id: string): Promise<UpgradeDetail> {
+    const { row, status } = await this.load(principal, id);
+    return this.view(row, status, await this.jobsOf([id]));
+  }
+
+  async list(principal: Principal, q: { status?: UpgradeStatus; model?: string; page: number; pageSize: number }): Promise<Page<UpgradeView>> {
+    const where = and(this.scope(principal), q.status ? sql`${STATUS} = ${q.status}` : undefined, q.model ? eq(upgrades.model, normalizeModel(q.model)) : undefined);
+    const [rows, totals] = await Promise.all([
+      this.db
+        .select({ row: upgrades, status: STATUS })
+        .from(upgrades)
+        .where(where)
+        .orderBy(desc(upgrades.createdAt))
+        .limit(q.pageSize)
+        .offset((q.page - 1) * q.pageSize),
+      this.db.select({ n: count() }).from(upgrades).where(where),
+    ]);
+    const deviceJobs = await this.jobsOf(rows.map((r) => r.row.id));
+    const byUpgrade = new Map<string, DeviceJob[]>();
+    for (const j of deviceJobs as (DeviceJob & { batchId: string })[]) byUpgrade.set(j.batchId, [...(byUpgrade.get(j.batchId) ?? []), j]);
+    const items = rows.map(({ row, status }) => {
+      const { deviceStates: _rows, ...summary } = this.view(row, status, byUpgrade.get(row.id) ?? []);
+      return summary;
+    });
+    return { items, total: totals[0]?.n ?? 0, page: q.page, pageSize: q.pageSize };
+  }
+
+  /** Changes the time, the devices or the reset flag while the upgrade is pending. */
+  async patch(principal: Principal, id: string, body: PatchUpgrade): Promise<UpgradeDetail> {
+    const { row } = await this.load(principal, id);
+    if (row.startedAt) throw conflict('upgrade_started', `upgrade ${id} has started; only a pending upgrade can be changed`, { upgradeId: id });
+    const at = body.at === undefined ? undefined : UpgradeService.when(body.at);
+    let devices: { targets: string[]; skipped: SkippedDevice[]; installerId: string | null } | undefined;
+    if (body.macs) {
+      if (!row.firmwareId) throw conflict('firmware_deleted', 'the firmware of this upgrade is no longer in the catalogue');
+      devices = await this.checkDevices(principal, await this.firmwareRow(row.firmwareId), body.macs);
+    }
+    const startNow = at === null;
+    const jobIds = await this.db.transaction(async (tx) => {
+      const [updated] = await tx
+        .update(upgrades)
+        .set({
+          ...(at !== undefined ? { at: at ?? new Date() } : {}),
+          ...(devices ? { macs: devices.targets, skipped: devices.skipped, installerId: devices.installerId } : {}),
+          ...(body.resetAfterUpgrade !== undefined ? { resetAfterUpgrade: body.resetAfterUpgrade } : {}),
+          updatedAt: new Date(),
+        })
+        .where(and(eq(upgrades.id, id), isNull(upgrades.startedAt)))
+        .returning();
+      if (!updated) throw conflict('upgrade_started', `upgrade ${id} has started; only a pending upgrade can be changed`, { upgradeId: id });
+      return startNow ? this.startIn(tx, updated, accountActor(principal)) : [];
+    });
+    if (startNow) {
+      await this.scheduler?.unschedule(id);
+      await this.provisioning.enqueue(jobIds);
+    } else if (at) await this.scheduler?.reschedule(id, at);
+    return this.get(principal, id);
+  }
+
+  /**
+   * Deletes a pending upgrade or a finished record. An upgrade in progress answers 409, unless forced:
+   * then the devices that have not started are canceled and the record stays (it answers the upgrade).
+   */
+  async remove(principal: Principal, id: string, force: boolean): Promise<UpgradeDetail | null> {
+    const { row } = await this.load(principal, id);
+    if (!row.startedAt) {
+      const deleted = await this.db.delete(upgrades).where(and(eq(upgrades.id, id), isNull(upgrades.startedAt))).returning({ id: upgrades.id });
+      if (deleted[0]) {
+        await this.scheduler?.unschedule(id);
+        return null;
+      }
+    }
+    const { status } = await this.load(principal, id);
+    if (status === 'executed') {
+      await this.db.delete(upgrades).where(eq(upgrades.id, id));
+      return null;
+    }
+    if (!force) throw conflict('upgrade_in_progress', `upgrade ${id} is in progress; ?force=true cancels the devices that have not started`, { upgradeId: id });
+    await this.provisioning.cancelNotStarted(id, accountActor(principal));
+    return this.get(principal, id);
+  }
+}

@@ -1,0 +1,89 @@
+import http from 'node:http';
+import { createHash } from 'node:crypto';
+import t from 'tap';
+import { deriveDeviceKey } from '../../src/devices/device-key.js';
+import { firmwareImage } from '../../simulators/firmware-image.js';
+import { uploadFirmware } from '../helpers/firmware.js';
+import { FACTORY_SECRET, once, startTestService, waitFor } from '../helpers/service.js';
+
+// One download at a time, so the cap can be seen with two requests.
+const svc = await startTestService(t, { FIRMWARE_MAX_DOWNLOADS: '1' });
+const installer = await svc.createInstaller();
+const token = installer.token;
+const SIZE = 4 * 1024 * 1024;
+const image = firmwareImage('R29', '29.30.10.200', SIZE);
+const sha256 = createHash('sha256').update(image).digest('hex');
+const fw = (await uploadFirmware(svc, { model: 'R29', version: '29.30.10.200', image })).body;
+
+/** A device the service knows as an R29 (it said hello once), now offline so its upgrade job waits. */
+async function offlineR29(mac: string) {
+  await svc.addDevice(token, mac);
+  const d = svc.device(mac);
+  d.start();
+  await once(d, 'online');
+  await waitFor(() => svc.api('GET', `/api/v1/devices/${mac}`, { token }).then((r) => r.body.model), (m) => m === 'R29');
+  await d.stop(false);
+}
+const basic = (mac: string, key = deriveDeviceKey(FACTORY_SECRET, mac)) => `Basic ${Buffer.from(`${mac}:${key}`).toString('base64')}`;
+const get = (mac: string, headers: Record<string, string> = {}, id = fw.id) => fetch(`${svc.httpUrl}/firmware/${id}/image`, { headers: { authorization: basic(mac), ...headers } });
+
+const WITH = '0C1105D00001';
+const WITHOUT = '0C1105D00002';
+await offlineR29(WITH);
+await offlineR29(WITHOUT);
+const up = await svc.api('POST', '/api/v1/upgrades', { token, body: { firmwareId: fw.id, macs: [WITH] } });
+
+t.test('only a device with an unfinished upgrade to the image may download it', async (t) => {
+  t.equal(up.status, 201);
+  t.equal((await fetch(`${svc.httpUrl}/firmware/${fw.id}/image`)).status, 401, 'no credentials');
+  t.equal((await get(WITH, { authorization: basic(WITH, 'wrong-key') })).status, 401, 'a wrong device key');
+  const other = await get(WITHOUT);
+  t.equal(other.status, 403, 'a device without an upgrade to it');
+  t.equal(((await other.json()) as any).error.code, 'no_upgrade');
+  t.equal((await get(WITH, {}, '00000000-0000-4000-8000-000000000000')).status, 404, 'unknown firmware');
+});
+
+t.test('the whole image, with its SHA-256 as header and ETag', async (t) => {
+  const res = await get(WITH);
+  t.equal(res.status, 200);
+  t.equal(res.headers.get('x-firmware-sha256'), sha256);
+  t.equal(res.headers.get('etag'), `"${sha256}"`);
+  t.equal(res.headers.get('accept-ranges'), 'bytes');
+  t.equal(res.headers.get('content-length'), String(SIZE));
+  const body = Buffer.from(await res.arrayBuffer());
+  t.equal(createHash('sha256').update(body).digest('hex'), sha256, 'the bytes are the image');
+});
+
+t.test('Range resumes a download; If-Range with another ETag gets the whole image', async (t) => {
+  const part = await get(WITH, { range: `bytes=${SIZE - 1000}-` });
+  t.equal(part.status, 206);
+  t.equal(part.headers.get('content-range'), `bytes ${SIZE - 1000}-${SIZE - 1}/${SIZE}`);
+  t.same(Buffer.from(await part.arrayBuffer()), image.subarray(SIZE - 1000));
+  const middle = await get(WITH, { range: 'bytes=100-199', 'if-range': `"${sha256}"` });
+  t.equal(middle.status, 206, 'If-Range with the current ETag keeps the range');
+  t.same(Buffer.from(await middle.arrayBuffer()), image.subarray(100, 200));
+  const changed = await get(WITH, { range: 'bytes=100-199', 'if-range': '"an-older-image"' });
+  t.equal(changed.status, 200, 'If-Range with an old ETag: the whole new image');
+  t.equal(changed.headers.get('content-length'), String(SIZE));
+  await changed.arrayBuffer();
+  const past = await get(WITH, { range: `bytes=${SIZE}-` });
+  t.equal(past.status, 416);
+  t.equal(past.headers.get('content-range'), `bytes */${SIZE}`);
+});
+
+t.test('over the download cap a device is told when to retry', async (t) => {
+  // A download whose reader does not read holds its slot.
+  const held = await new Promise<http.IncomingMessage>((resolve, reject) =>
+    http.get(`${svc.httpUrl}/firmware/${fw.id}/image`, { headers: { authorization: basic(WITH) } }, resolve).on('error', reject),
+  );
+  t.equal(held.statusCode, 200);
+  held.pause();
+  const busy = await get(WITH);
+  t.equal(busy.status, 503);
+  const retry = Number(busy.headers.get('retry-after'));
+  t.ok(retry >= 1 && retry <= 5, `Retry-After: ${retry} s`);
+  t.equal(((await busy.json()) as any).error.code, 'download_busy');
+  held.destroy();
+  const after = await waitFor(() => get(WITH, { range: 'bytes=0-9' }).then(async (r) => (await r.arrayBuffer(), r.status)), (s) => s === 206);
+  t.equal(after, 206, 'the slot is free again once the held download is gone');
+});

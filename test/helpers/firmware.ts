@@ -1,0 +1,35 @@
+import { firmwareImage } from '../../simulators/firmware-image.js';
+import { ADMIN_TOKEN, type ApiResponse, type TestService } from './service.js';
+
+export interface Upload {
+  model?: string;
+  version?: string;
+  changelog?: string;
+  image?: Buffer;
+  fileName?: string;
+  token?: string;
+  /** Extra or replacement parts. */
+  fields?: Record<string, string>;
+}
+
+/** Uploads a firmware image as a distributor would, through multipart/form-data. */
+export async function uploadFirmware(svc: TestService, u: Upload = {}): Promise<ApiResponse> {
+  const model = u.model ?? 'R29';
+  const version = u.version ?? '29.30.10.200';
+  const form = new FormData();
+  form.set('model', model);
+  form.set('version', version);
+  form.set('changelog', u.changelog ?? `${model} ${version}`);
+  for (const [k, v] of Object.entries(u.fields ?? {})) form.set(k, v);
+  const image = u.image ?? firmwareImage(model, version, 64 * 1024);
+  form.set('file', new Blob([image]), u.fileName ?? `${model}-${version}.bin`);
+  const res = await fetch(`${svc.httpUrl}/api/v1/firmware`, { method: 'POST', headers: { authorization: `Bearer ${u.token ?? ADMIN_TOKEN}` }, body: form });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, body: body as any, headers: res.headers };
+}
