@@ -45,6 +45,17 @@ process.on('message', async (msg: { type: string }) => {
   if (msg.type === 'start') {
     await fleet.start();
     ticker = setInterval(() => send({ type: 'progress', online: fleet.counts().online, subscribed, refusals, lastSubscribedAt }), 100);
+  } else if (msg.type === 'downloads') {
+    // Firmware download requests of every device, by HTTP status, and the bytes they carried.
+    const byStatus: Record<number, number> = {};
+    let bytes = 0;
+    for (const d of fleet.devices) {
+      for (const r of d.downloads) {
+        byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+        bytes += r.bytes;
+      }
+    }
+    send({ type: 'downloads', byStatus, bytes, firmware: fleet.devices.map((d) => d.firmware) });
   } else if (msg.type === 'report') {
     send({ type: 'received', entries: [...receivedAt] });
   } else if (msg.type === 'stop') {

@@ -16,6 +16,7 @@ export interface BenchService {
   adminToken: string;
   databaseUrl: string;
   queueName: string;
+  dataDir: string;
   start(extraEnv?: Record<string, string>, nodeArgs?: string[]): Promise<ChildProcess>;
   stop(): Promise<void>;
   process(): ChildProcess;
@@ -70,6 +71,7 @@ export async function benchService(pgAdminUrl: string, env: Record<string, strin
     adminToken,
     databaseUrl: dbUrl.toString(),
     queueName,
+    dataDir,
     async start(extraEnv = {}, nodeArgs = []) {
       child = spawn(process.execPath, [...nodeArgs, join(root, 'dist/src/main.js')], {
         env: {

@@ -74,6 +74,6 @@ export class FirmwareStorage {
 
   /** A byte range of an image, streamed from disk (end inclusive). */
   read(id: string, start: number, end: number): Readable {
-    return createReadStream(this.imagePath(id), { start, end, highWaterMark: 256 * 1024 });
+    return createReadStream(this.imagePath(id), { start, end, highWaterMark: 64 * 1024 });
   }
 }
