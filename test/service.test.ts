@@ -14,10 +14,11 @@ t.test('health, readiness, OpenAPI and request ids', async (t) => {
 
   const doc = await svc.api('GET', '/docs/json', { token: null });
   t.equal(doc.status, 200);
-  for (const path of ['/api/v1/mac-library', '/api/v1/mac-library/import', '/api/v1/mac-library/{mac}', '/api/v1/devices', '/api/v1/devices/{mac}', '/api/v1/installers', '/readyz']) {
+  for (const path of ['/api/v1/mac-library', '/api/v1/mac-library/import', '/api/v1/mac-library/{mac}', '/api/v1/devices', '/api/v1/devices/{mac}', '/api/v1/installers', '/readyz', '/api/v1/firmware', '/api/v1/firmware/{id}', '/firmware/{id}/image', '/api/v1/upgrades', '/api/v1/upgrades/{id}']) {
     t.ok(doc.body.paths[path], `OpenAPI documents ${path}`);
   }
   t.ok(doc.body.paths['/api/v1/devices'].post.requestBody, 'request bodies come from the zod schemas');
+  t.ok(doc.body.paths['/api/v1/upgrades/{id}'].patch && doc.body.paths['/api/v1/upgrades/{id}'].delete, 'upgrades can be edited and deleted');
   const ui = await fetch(`${svc.httpUrl}/docs`, { redirect: 'follow' });
   t.equal(ui.status, 200);
   t.match(await ui.text(), /swagger/i);

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { uploadFirmware } from '../helpers/firmware.js';
 import { once, startTestService, waitFor } from '../helpers/service.js';
 
 // Smoke test of the embedded database: DATABASE_URL unset runs the same migrations on PGlite under DATA_DIR.
@@ -18,5 +19,14 @@ t.test('the service runs on embedded PGlite', async (t) => {
     (r) => r.body.status === 'online',
   );
   t.equal(d.body.status, 'online');
+
+  // Firmware and an upgrade run on PGlite too (row locks, the scheduler's conditional start).
+  const fw = await uploadFirmware(svc, { model: 'R29', version: '29.30.10.200' });
+  t.equal(fw.status, 201);
+  await waitFor(() => svc.api('GET', '/api/v1/devices/0C11050B9814', { token: installer.token }).then((r) => r.body.firmware), (f) => f === '29.30.10.112');
+  const up = await svc.api('POST', '/api/v1/upgrades', { token: installer.token, body: { firmwareId: fw.body.id, macs: ['0C11050B9814'], at: new Date(Date.now() + 1000).toISOString() } });
+  t.equal(up.status, 201, JSON.stringify(up.body));
+  const done = await waitFor(() => svc.api('GET', `/api/v1/upgrades/${up.body.id}`, { token: installer.token }).then((r) => r.body), (u) => u.status === 'executed', 20_000, 100);
+  t.equal(done.succeeded, 1, 'the scheduled upgrade ran to success on PGlite');
   await device.stop();
 });

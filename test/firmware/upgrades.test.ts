@@ -141,6 +141,23 @@ t.test('a scheduled upgrade waits for its time, can be edited while pending, and
   t.equal(late.body.error.code, 'upgrade_started');
 });
 
+t.test("a pending upgrade's devices can be changed, and are checked as on creation", async (t) => {
+  const a = await device();
+  const b = await device();
+  const theirs = await device({ owner: other.token });
+  const res = await svc.api('POST', '/api/v1/upgrades', { token, body: { firmwareId: fw.id, macs: [mac(a)], at: new Date(Date.now() + 3_600_000).toISOString() } });
+  const refused = await svc.api('PATCH', `/api/v1/upgrades/${res.body.id}`, { token, body: { macs: [mac(b), mac(theirs)] } });
+  t.equal(refused.status, 400);
+  t.same(refused.body.error.details.notYours, [mac(theirs)]);
+  t.same((await upgrade(res.body.id)).macs, [mac(a)], 'a refused change changes nothing');
+  const changed = await svc.api('PATCH', `/api/v1/upgrades/${res.body.id}`, { token, body: { macs: [mac(a), mac(b)] } });
+  t.equal(changed.status, 200);
+  t.same(changed.body.macs, [mac(a), mac(b)]);
+  t.equal(changed.body.devices, 2);
+  t.equal((await svc.api('PATCH', `/api/v1/upgrades/${res.body.id}`, { token, body: {} })).status, 400, 'an empty change');
+  t.equal((await svc.api('DELETE', `/api/v1/upgrades/${res.body.id}`, { token })).status, 204);
+});
+
 t.test('an offline device starts its upgrade when it comes back', async (t) => {
   const d = await device();
   await d.stop(false);
