@@ -1,11 +1,12 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { firmwareImage } from '../simulators/firmware-image.js';
 import { fleetMacs } from '../simulators/fleet.js';
 import { cpuSeconds, rssBytes, sleep } from './lib/proc.js';
-import { benchService, build, registerFleet, root } from './lib/service.js';
+import { startFleet } from './lib/fleet.js';
+import { benchService, build, registerFleet } from './lib/service.js';
 
 // npm run bench:firmware -- [--devices 1000] [--mib 8] [--workers 4]
 // 1,000 simulated devices upgrade to an 8 MiB image at once with the download cap at its default (200).
@@ -59,34 +60,8 @@ try {
   log(`uploaded ${args.mib} MiB image in ${fmt(performance.now() - uploadStarted, 0)} ms`);
 
   // The fleet, in worker processes from 127.0.0.2.. as in the other benchmarks.
-  const per = Math.ceil(N / WORKERS);
-  const online = new Map<ChildProcess, number>();
-  const workers = await Promise.all(
-    Array.from({ length: WORKERS }, (_, i) =>
-      new Promise<ChildProcess>((resolve, reject) => {
-        const child = fork(join(root, 'simulators/fleet-worker.ts'), [], {
-          execArgv: ['--import', 'tsx'],
-          env: { ...process.env, FLEET_WORKER_CONFIG: JSON.stringify({ macs: macs.slice(i * per, (i + 1) * per), url: `mqtt://127.0.0.1:${svc.mqttPort}`, factorySecret: svc.secret, localAddress: `127.0.0.${i + 2}`, type: '0', hello: true }) },
-          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        });
-        children.push(child);
-        child.on('message', (m: any) => m.type === 'progress' && online.set(child, m.subscribed));
-        child.once('error', reject);
-        child.once('message', (m: any) => (m.type === 'ready' ? resolve(child) : reject(new Error('worker did not start'))));
-      }),
-    ),
-  );
-  for (const w of workers) w.send({ type: 'start' });
-  const ask = <T>(w: ChildProcess, type: string) =>
-    new Promise<T>((resolve) => {
-      const on = (m: any) => {
-        if (m.type !== type) return;
-        w.off('message', on);
-        resolve(m as T);
-      };
-      w.on('message', on);
-      w.send({ type });
-    });
+  const fleet = await startFleet({ url: `mqtt://127.0.0.1:${svc.mqttPort}`, secret: svc.secret, hello: true, macs, workers: WORKERS, children });
+  const workers = fleet.workers;
 
   // Settled: every device connected, said hello (firmware recorded) and got its boot provisioning.
   for (let i = 0; ; i++) {
@@ -136,7 +111,7 @@ try {
   const cpu = cpuSeconds(pid) - cpuBefore;
   const fleetCpu = workers.reduce((a, w) => a + cpuSeconds(w.pid!), 0) - fleetCpuBefore;
   const detail = await svc.api('GET', `/api/v1/upgrades/${created.id}`);
-  const downloads = await Promise.all(workers.map((w) => ask<{ byStatus: Record<string, number>; bytes: number; firmware: string[] }>(w, 'downloads')));
+  const downloads = await fleet.ask<{ byStatus: Record<string, number>; bytes: number; firmware: string[] }>('downloads');
   const byStatus: Record<string, number> = {};
   for (const d of downloads) for (const [k, v] of Object.entries(d.byStatus)) byStatus[k] = (byStatus[k] ?? 0) + v;
   const bytes = downloads.reduce((a, d) => a + d.bytes, 0);

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import mqtt from 'mqtt';
 import { fleetMacs } from '../simulators/fleet.js';
 import { cpuSeconds, freePort, sleep } from './lib/proc.js';
+import { startFleet } from './lib/fleet.js';
 import { benchService, build, registerFleet, root } from './lib/service.js';
 
 // npm run bench:provisioning -- [--devices 10000] [--rate 500] [--seconds 20]
@@ -29,60 +30,6 @@ const children: ChildProcess[] = [];
 const log = (...a: unknown[]) => console.log(`[${new Date().toISOString().slice(11, 23)}]`, ...a);
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const fmt = (n: number, d = 1) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-
-interface Fleet {
-  workers: ChildProcess[];
-  subscribed(): number;
-  received(): Promise<Map<string, number>>;
-  stop(): Promise<void>;
-}
-
-async function startFleet(url: string, secret: string | null, hello: boolean, fleetMacsList: string[]): Promise<Fleet> {
-  const per = Math.ceil(fleetMacsList.length / WORKERS);
-  const progress = new Map<ChildProcess, number>();
-  const workers = await Promise.all(
-    Array.from({ length: WORKERS }, (_, i) =>
-      new Promise<ChildProcess>((resolve, reject) => {
-        const child = fork(join(root, 'simulators/fleet-worker.ts'), [], {
-          execArgv: ['--import', 'tsx', '--max-old-space-size=4096'],
-          env: { ...process.env, FLEET_WORKER_CONFIG: JSON.stringify({ macs: fleetMacsList.slice(i * per, (i + 1) * per), url, factorySecret: secret, localAddress: `127.0.0.${i + 2}`, type: '0', hello }) },
-          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        });
-        children.push(child);
-        child.on('message', (m: any) => m.type === 'progress' && progress.set(child, m.subscribed));
-        child.once('error', reject);
-        child.once('message', (m: any) => (m.type === 'ready' ? resolve(child) : reject(new Error('worker did not start'))));
-      }),
-    ),
-  );
-  for (const w of workers) w.send({ type: 'start' });
-  return {
-    workers,
-    subscribed: () => [...progress.values()].reduce((a, b) => a + b, 0),
-    async received() {
-      const all = new Map<string, number>();
-      await Promise.all(
-        workers.map(
-          (w) =>
-            new Promise<void>((resolve) => {
-              const onMessage = (m: any) => {
-                if (m.type !== 'received') return;
-                w.off('message', onMessage);
-                for (const [id, at] of m.entries as [string, number][]) if (!all.has(id) || all.get(id)! > at) all.set(id, at);
-                resolve();
-              };
-              w.on('message', onMessage);
-              w.send({ type: 'report' });
-            }),
-        ),
-      );
-      return all;
-    },
-    async stop() {
-      await Promise.all(workers.map((w) => new Promise<void>((r) => (w.once('exit', () => r()), w.send({ type: 'stop' })))));
-    },
-  };
-}
 
 async function waitUntil(probe: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 50): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -143,7 +90,7 @@ try {
 
   // 2. Boot storm: every device, each with a pending one-time Autop, connects at once.
   const stormStart = Date.now();
-  const fleet = await startFleet(`mqtt://127.0.0.1:${svc.mqttPort}`, svc.secret, true, macs);
+  const fleet = await startFleet({ url: `mqtt://127.0.0.1:${svc.mqttPort}`, secret: svc.secret, hello: true, macs, workers: WORKERS, children });
   const pendingOnce = async () => (await svc.sql(`select count(*)::int as n from jobs where kind = 'autop-once' and state not in ('succeeded','failed','expired','canceled')`))[0].n as number;
   const stormDone = await waitUntil(async () => (await pendingOnce()) === 0, 300_000, 200);
   const stormSeconds = (Date.now() - stormStart) / 1000;
@@ -180,7 +127,7 @@ try {
   const broker = fork(join(root, 'bench/lib/bare-aedes.ts'), [String(port)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.push(broker);
   await new Promise((r) => broker.once('message', r));
-  const floorFleet = await startFleet(`mqtt://127.0.0.1:${port}`, null, false, macs.slice(0, LATENCY_DEVICES));
+  const floorFleet = await startFleet({ url: `mqtt://127.0.0.1:${port}`, secret: null, hello: false, macs: macs.slice(0, LATENCY_DEVICES), workers: WORKERS, children });
   await waitUntil(() => floorFleet.subscribed() >= LATENCY_DEVICES, 120_000, 100);
   const publisher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'bench-publisher' });
   const floorStarted = await fireAtRate(count, RATE, async (i) => {
