@@ -5,7 +5,7 @@ import type { DeviceService } from '../devices/service.js';
 import { accountActor, type JobActor, type ProvisioningService } from '../provisioning/service.js';
 import { finishedStates, jobs } from '../provisioning/tables.js';
 import { badRequest, conflict, notFound } from '../shared/errors.js';
-import type { Page } from '../shared/pagination.js';
+import { paginate, type Page } from '../shared/pagination.js';
 import { normalizeModel } from './models.js';
 import {
   deviceUpgradeStates,
@@ -255,7 +255,7 @@ export class UpgradeService {
 
   async list(principal: Principal, q: { status?: UpgradeStatus; model?: string; page: number; pageSize: number }): Promise<Page<UpgradeView>> {
     const where = and(this.scope(principal), q.status ? sql`${STATUS} = ${q.status}` : undefined, q.model ? eq(upgrades.model, normalizeModel(q.model)) : undefined);
-    const [rows, totals] = await Promise.all([
+    const page = await paginate(
       this.db
         .select({ row: upgrades, status: STATUS })
         .from(upgrades)
@@ -264,15 +264,18 @@ export class UpgradeService {
         .limit(q.pageSize)
         .offset((q.page - 1) * q.pageSize),
       this.db.select({ n: count() }).from(upgrades).where(where),
-    ]);
-    const deviceJobs = await this.jobsOf(rows.map((r) => r.row.id));
+      (r) => r,
+      q.page,
+      q.pageSize,
+    );
+    // The page's device jobs in one query, then each upgrade's summary.
     const byUpgrade = new Map<string, DeviceJob[]>();
-    for (const j of deviceJobs as (DeviceJob & { batchId: string })[]) byUpgrade.set(j.batchId, [...(byUpgrade.get(j.batchId) ?? []), j]);
-    const items = rows.map(({ row, status }) => {
+    for (const j of (await this.jobsOf(page.items.map((r) => r.row.id))) as (DeviceJob & { batchId: string })[]) byUpgrade.set(j.batchId, [...(byUpgrade.get(j.batchId) ?? []), j]);
+    const items = page.items.map(({ row, status }) => {
       const { deviceStates: _rows, ...summary } = this.view(row, status, byUpgrade.get(row.id) ?? []);
       return summary;
     });
-    return { items, total: totals[0]?.n ?? 0, page: q.page, pageSize: q.pageSize };
+    return { ...page, items };
   }
 
   /** Changes the time, the devices or the reset flag while the upgrade is pending. */

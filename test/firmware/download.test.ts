@@ -3,8 +3,8 @@ import { createHash } from 'node:crypto';
 import t from 'tap';
 import { deriveDeviceKey } from '../../src/devices/device-key.js';
 import { firmwareImage } from '../../simulators/firmware-image.js';
-import { uploadFirmware } from '../helpers/firmware.js';
-import { FACTORY_SECRET, once, startTestService, waitFor } from '../helpers/service.js';
+import { knownDevice, uploadFirmware } from '../helpers/firmware.js';
+import { FACTORY_SECRET, startTestService, waitFor } from '../helpers/service.js';
 
 // One download at a time, so the cap can be seen with two requests.
 const svc = await startTestService(t, { FIRMWARE_MAX_DOWNLOADS: '1' });
@@ -15,22 +15,14 @@ const image = firmwareImage('R29', '29.30.10.200', SIZE);
 const sha256 = createHash('sha256').update(image).digest('hex');
 const fw = (await uploadFirmware(svc, { model: 'R29', version: '29.30.10.200', image })).body;
 
-/** A device the service knows as an R29 (it said hello once), now offline so its upgrade job waits. */
-async function offlineR29(mac: string) {
-  await svc.addDevice(token, mac);
-  const d = svc.device(mac);
-  d.start();
-  await once(d, 'online');
-  await waitFor(() => svc.api('GET', `/api/v1/devices/${mac}`, { token }).then((r) => r.body.model), (m) => m === 'R29');
-  await d.stop(false);
-}
 const basic = (mac: string, key = deriveDeviceKey(FACTORY_SECRET, mac)) => `Basic ${Buffer.from(`${mac}:${key}`).toString('base64')}`;
 const get = (mac: string, headers: Record<string, string> = {}, id = fw.id) => fetch(`${svc.httpUrl}/firmware/${id}/image`, { headers: { authorization: basic(mac), ...headers } });
 
 const WITH = '0C1105D00001';
 const WITHOUT = '0C1105D00002';
-await offlineR29(WITH);
-await offlineR29(WITHOUT);
+// Devices the service knows as R29s, offline so the upgrade job waits.
+await knownDevice(svc, token, WITH, { offline: true });
+await knownDevice(svc, token, WITHOUT, { offline: true });
 const up = await svc.api('POST', '/api/v1/upgrades', { token, body: { firmwareId: fw.id, macs: [WITH] } });
 
 t.test('only a device with an unfinished upgrade to the image may download it', async (t) => {

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { freePort } from '../../src/infra/net.js';
-import { uploadFirmware } from '../helpers/firmware.js';
-import { createTestDatabase, once, startTestService, waitFor } from '../helpers/service.js';
+import { knownDevice, uploadFirmware } from '../helpers/firmware.js';
+import { createTestDatabase, startTestService, waitFor } from '../helpers/service.js';
 
 t.test('a scheduled upgrade survives a restart of the service, even one where Redis lost it, and starts once', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'icloud-schedule-'));
@@ -17,12 +17,7 @@ t.test('a scheduled upgrade survives a restart of the service, even one where Re
   const token = installer.token;
   const fw = (await uploadFirmware(first, { model: 'R29', version: '29.30.10.200' })).body;
   const mac = '0C1105E00001';
-  await first.addDevice(token, mac);
-  const probe = first.device(mac);
-  probe.start();
-  await once(probe, 'online');
-  await waitFor(() => first.api('GET', `/api/v1/devices/${mac}`, { token }).then((r) => r.body.model), (m) => m === 'R29');
-  await probe.stop(false);
+  await knownDevice(first, token, mac, { offline: true });
 
   const at = new Date(Date.now() + 4000);
   const created = await first.api('POST', '/api/v1/upgrades', { token, body: { firmwareId: fw.id, macs: [mac], at: at.toISOString() } });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { deriveDeviceKey } from '../../src/devices/device-key.js';
 import type { DeviceBehaviour, SimulatedDevice } from '../../simulators/device-simulator.js';
-import { uploadFirmware } from '../helpers/firmware.js';
+import { knownDevice, uploadFirmware } from '../helpers/firmware.js';
 import { FACTORY_SECRET, once, startTestService, waitFor } from '../helpers/service.js';
 
 const svc = await startTestService(t, { JOB_IN_PROGRESS_TIMEOUT_MS: '4000', JOB_ACK_TIMEOUT_MS: '1000' });
@@ -22,13 +22,7 @@ const count = async (table: string) => Number((await svc.sql(`SELECT count(*) AS
 
 /** A connected R29 (or other model) whose model and firmware the service has recorded from its hello. */
 async function device(opts: { model?: string; firmware?: string; behaviour?: DeviceBehaviour; owner?: string } = {}): Promise<SimulatedDevice> {
-  const mac = newMac();
-  await svc.addDevice(opts.owner ?? token, mac);
-  const d = svc.device(mac, { model: opts.model ?? 'R29', firmware: opts.firmware ?? OLD, reconnect: { minMs: 50, maxMs: 100 }, behaviour: opts.behaviour ?? {} });
-  d.start();
-  await once(d, 'online');
-  await waitFor(() => svc.api('GET', `/api/v1/devices/${mac}`, { token: opts.owner ?? token }).then((r) => r.body), (v) => v.firmware === (opts.firmware ?? OLD));
-  return d;
+  return knownDevice(svc, opts.owner ?? token, newMac(), { model: opts.model ?? 'R29', firmware: opts.firmware ?? OLD, reconnect: { minMs: 50, maxMs: 100 }, behaviour: opts.behaviour ?? {} });
 }
 const mac = (d: SimulatedDevice) => d.opts.mac;
 

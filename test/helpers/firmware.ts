@@ -1,5 +1,22 @@
 import { firmwareImage } from '../../simulators/firmware-image.js';
-import { ADMIN_TOKEN, type ApiResponse, type TestService } from './service.js';
+import type { SimulatedDevice, SimulatedDeviceOptions } from '../../simulators/device-simulator.js';
+import { ADMIN_TOKEN, once, waitFor, type ApiResponse, type TestService } from './service.js';
+
+/**
+ * Adds a device, connects its simulator and waits until the service has recorded the model and firmware
+ * of its hello (upgrades check both); `offline` stops it again afterwards.
+ */
+export async function knownDevice(svc: TestService, token: string, mac: string, opts: Partial<SimulatedDeviceOptions> & { offline?: boolean } = {}): Promise<SimulatedDevice> {
+  const { offline, ...deviceOptions } = opts;
+  await svc.addDevice(token, mac);
+  const device = svc.device(mac, deviceOptions);
+  device.start();
+  await once(device, 'online');
+  const firmware = deviceOptions.firmware ?? device.firmware;
+  await waitFor(() => svc.api('GET', `/api/v1/devices/${mac}`, { token }).then((r) => r.body.firmware), (f) => f === firmware);
+  if (offline) await device.stop(false);
+  return device;
+}
 
 export interface Upload {
   model?: string;
