@@ -19,7 +19,9 @@ export class UpgradeScheduler {
     this.log = opts.logger.child({ component: 'upgrade-scheduler' });
   }
 
-  private static jobId = (upgradeId: string) => `upgrade-${upgradeId}`;
+  // The time is part of the id: a rescheduled upgrade gets a new job even while its old one is running
+  // (and cannot be removed); the old one then finds the upgrade not yet due and starts nothing.
+  private static jobId = (upgradeId: string, at: Date) => `upgrade-${upgradeId}-${at.getTime()}`;
 
   async start(pending: { id: string; at: Date }[]): Promise<void> {
     this.queue = new Queue(this.opts.queueName, { connection: this.opts.redis });
@@ -37,22 +39,22 @@ export class UpgradeScheduler {
     this.workerConnection?.disconnect();
   }
 
-  /** Adds the start of an upgrade; an upgrade already scheduled keeps its job. */
+  /** Adds the start of an upgrade; an upgrade already scheduled for that time keeps its job. */
   async schedule(upgradeId: string, at: Date): Promise<void> {
     await this.queue.add(
       'start',
       { id: upgradeId },
-      { jobId: UpgradeScheduler.jobId(upgradeId), delay: Math.max(0, at.getTime() - Date.now()), removeOnComplete: true, removeOnFail: 100, attempts: 10, backoff: { type: 'exponential', delay: 1000 } },
+      { jobId: UpgradeScheduler.jobId(upgradeId, at), delay: Math.max(0, at.getTime() - Date.now()), removeOnComplete: true, removeOnFail: 100, attempts: 10, backoff: { type: 'exponential', delay: 1000 } },
     );
   }
 
-  async reschedule(upgradeId: string, at: Date): Promise<void> {
-    await this.unschedule(upgradeId);
-    await this.schedule(upgradeId, at);
+  async reschedule(upgradeId: string, from: Date, to: Date): Promise<void> {
+    await this.unschedule(upgradeId, from);
+    await this.schedule(upgradeId, to);
   }
 
-  async unschedule(upgradeId: string): Promise<void> {
+  async unschedule(upgradeId: string, at: Date): Promise<void> {
     // A job already running cannot be removed; it finds the upgrade changed and does nothing.
-    await this.queue.remove(UpgradeScheduler.jobId(upgradeId)).catch(() => 0);
+    await this.queue.remove(UpgradeScheduler.jobId(upgradeId, at)).catch(() => 0);
   }
 }

@@ -180,7 +180,11 @@ export class UpgradeService {
     return rows.map((r) => r.id);
   }
 
-  /** The scheduler's entry: starts the upgrade if it is still pending and due; at most once. */
+  /**
+   * The scheduler's entry: starts the upgrade if it is still pending and due, at most once, and answers the
+   * jobs it created. A retry after the queue refused the jobs finds the upgrade started and enqueues its
+   * unfinished jobs again (BullMQ keeps the ones it has).
+   */
   async start(upgradeId: string): Promise<string[]> {
     const ids = await this.db.transaction(async (tx) => {
       const rows = await tx
@@ -191,7 +195,8 @@ export class UpgradeService {
       if (!rows[0]) return [];
       return this.startIn(tx, rows[0], { accountId: rows[0].requestedBy, label: 'scheduler' });
     });
-    await this.provisioning.enqueue(ids);
+    const waiting = ids.length ? ids : (await this.jobsOf([upgradeId])).filter((j) => !finishedStates.includes(j.state)).map((j) => j.id);
+    await this.provisioning.enqueue(waiting);
     return ids;
   }
 
@@ -304,9 +309,9 @@ export class UpgradeService {
       return startNow ? this.startIn(tx, updated, accountActor(principal)) : [];
     });
     if (startNow) {
-      await this.scheduler?.unschedule(id);
+      await this.scheduler?.unschedule(id, row.at);
       await this.provisioning.enqueue(jobIds);
-    } else if (at) await this.scheduler?.reschedule(id, at);
+    } else if (at) await this.scheduler?.reschedule(id, row.at, at);
     return this.get(principal, id);
   }
 
@@ -319,7 +324,7 @@ export class UpgradeService {
     if (!row.startedAt) {
       const deleted = await this.db.delete(upgrades).where(and(eq(upgrades.id, id), isNull(upgrades.startedAt))).returning({ id: upgrades.id });
       if (deleted[0]) {
-        await this.scheduler?.unschedule(id);
+        await this.scheduler?.unschedule(id, row.at);
         return null;
       }
     }
