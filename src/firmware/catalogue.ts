@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { and, count, desc, eq, isNull, or, sql } from 'drizzle-orm';
 import type { Readable } from 'node:stream';
 import type { Principal } from '../accounts/service.js';
@@ -98,21 +99,24 @@ export class FirmwareCatalogue {
       const model = normalizeModel(parsed.data.model);
       const mismatch = versionMismatch(model, parsed.data.version);
       if (mismatch) throw badRequest('version_model_mismatch', mismatch, { model, version: parsed.data.version });
+      // The image is in place before its row exists: a catalogue row always has its file, and a crash in
+      // between leaves at most a file without a row.
+      const id = randomUUID();
       const image = received;
-      const [row] = await this.db
-        .insert(firmware)
-        .values({ model, version: parsed.data.version, changelog: parsed.data.changelog, size: image.size, sha256: image.sha256, fileName, uploadedBy: principal.accountId })
-        .onConflictDoNothing()
-        .returning();
-      if (!row) throw conflict('firmware_exists', `firmware ${parsed.data.version} for ${model} is already in the catalogue`, { model, version: parsed.data.version });
+      await this.storage.keep(image, id);
+      received = null;
       try {
-        await this.storage.keep(image, row.id);
+        const [row] = await this.db
+          .insert(firmware)
+          .values({ id, model, version: parsed.data.version, changelog: parsed.data.changelog, size: image.size, sha256: image.sha256, fileName, uploadedBy: principal.accountId })
+          .onConflictDoNothing()
+          .returning();
+        if (!row) throw conflict('firmware_exists', `firmware ${parsed.data.version} for ${model} is already in the catalogue`, { model, version: parsed.data.version });
+        return firmwareView(row);
       } catch (err) {
-        await this.db.delete(firmware).where(eq(firmware.id, row.id));
+        await this.storage.remove(id);
         throw err;
       }
-      received = null;
-      return firmwareView(row);
     } finally {
       if (received) await this.storage.discard(received.path);
     }
@@ -153,7 +157,9 @@ export class FirmwareCatalogue {
     return rows[0] ?? null;
   }
 
-  readImage(id: string, start: number, end: number): Readable {
+  /** A byte range of the image from disk, or null when its file is missing (DATA_DIR lost or tampered with). */
+  async readImage(id: string, start: number, end: number): Promise<Readable | null> {
+    if ((await this.storage.size(id)) === null) return null;
     return this.storage.read(id, start, end);
   }
 }

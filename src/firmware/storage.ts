@@ -25,6 +25,8 @@ export class FirmwareStorage {
 
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
+    // Uploads cut off by a crash or restart are never finished: start with an empty incoming folder.
+    await rm(join(this.dir, 'incoming'), { recursive: true, force: true });
     await mkdir(join(this.dir, 'incoming'), { recursive: true });
   }
 

@@ -1,4 +1,6 @@
+import { renameSync } from 'node:fs';
 import http from 'node:http';
+import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import t from 'tap';
 import { deriveDeviceKey } from '../../src/devices/device-key.js';
@@ -78,4 +80,14 @@ t.test('over the download cap a device is told when to retry', async (t) => {
   held.destroy();
   const after = await waitFor(() => get(WITH, { range: 'bytes=0-9' }).then(async (r) => (await r.arrayBuffer(), r.status)), (s) => s === 206);
   t.equal(after, 206, 'the slot is free again once the held download is gone');
+});
+
+t.test('an image file missing on the server is a clear server error, and the slot is given back', async (t) => {
+  const path = join(svc.dataDir, 'firmware', `${fw.id}.bin`);
+  renameSync(path, `${path}.away`);
+  const res = await get(WITH);
+  t.equal(res.status, 500);
+  t.equal(((await res.json()) as any).error.code, 'image_missing');
+  renameSync(`${path}.away`, path);
+  t.equal((await get(WITH, { range: 'bytes=0-9' })).status, 206, 'with a cap of 1, the failed request did not keep its slot');
 });

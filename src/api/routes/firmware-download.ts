@@ -47,7 +47,7 @@ export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps>
           'Only a device with an unfinished upgrade to this firmware may download it (403 otherwise). Over the download cap the answer is 503 with Retry-After (seconds).',
         params: firmwareParams,
         security: [{ deviceBasic: [] }],
-        response: { 200: z.any().describe('the whole image (application/octet-stream)'), 206: z.any().describe('the asked byte range'), 401: errorSchema, 403: errorSchema, 404: errorSchema, 416: errorSchema, 503: errorSchema },
+        response: { 200: z.any().describe('the whole image (application/octet-stream)'), 206: z.any().describe('the asked byte range'), 401: errorSchema, 403: errorSchema, 404: errorSchema, 416: errorSchema, 500: errorSchema, 503: errorSchema },
       },
     },
     async (request, reply) => {
@@ -81,7 +81,11 @@ export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps>
       reply.raw.once('close', release);
       const { start, end } = range ?? { start: 0, end: fw.size - 1 };
       try {
-        const stream = deps.catalogue.readImage(fw.id, start, end);
+        const stream = await deps.catalogue.readImage(fw.id, start, end);
+        if (!stream) {
+          request.log.error({ firmwareId: fw.id }, 'firmware image file is missing from DATA_DIR');
+          throw new AppError(500, 'image_missing', `the image of firmware ${fw.id} is missing on the server`, { firmwareId: fw.id });
+        }
         reply.header('content-type', 'application/octet-stream').header('content-length', String(end - start + 1));
         if (range) reply.status(206).header('content-range', `bytes ${start}-${end}/${fw.size}`);
         if (request.method === 'HEAD') {
