@@ -1,10 +1,11 @@
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
-import { and, asc, eq, inArray, ne, sql, type SQL } from 'drizzle-orm';
+import { and, eq, inArray } from 'drizzle-orm';
 import type { Redis } from 'ioredis';
 import type { Db } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
 import { FACTORY_CONFIG_HASH, renderConfig } from './config-renderer.js';
+import { engineQueries, UNFINISHED, type EngineQueries } from './engine-queries.js';
 import { deviceStatusSchema } from './schemas.js';
 import { auditLog, finishedStates, jobs, type AutopLine, type JobKind, type JobState, type UpgradeStage } from './tables.js';
 
@@ -49,9 +50,6 @@ export interface HelloFacts {
 }
 
 type JobRow = typeof jobs.$inferSelect;
-/** The finished states as an SQL list, for conditions written in raw SQL. */
-const FINISHED_LIST = sql.raw(finishedStates.map((s) => `'${s}'`).join(', '));
-const UNFINISHED = sql`${jobs.state} NOT IN (${FINISHED_LIST})`;
 /** Kinds whose delivery carries the effective configuration. */
 const CONFIG_KINDS: JobKind[] = ['autop', 'autop-once', 'provision', 'connect-type'];
 const MAX_ACK_BACKOFF_MS = 5 * 60_000;
@@ -76,9 +74,11 @@ export class ProvisioningEngine {
   /** Bumped on every wake-up of a device, so a worker about to park a job notices a wake it raced with. */
   private readonly wakes = new Map<string, number>();
   private readonly log: Logger;
+  private readonly q: EngineQueries;
 
   constructor(private readonly opts: EngineOptions) {
     this.log = opts.logger.child({ component: 'provisioning' });
+    this.q = engineQueries(opts.db);
   }
 
   async start(): Promise<void> {
@@ -143,13 +143,8 @@ export class ProvisioningEngine {
     if (await job.isDelayed()) await job.promote().catch(() => {}); // it may have started meanwhile
   }
 
-  private async headJob(mac: string): Promise<JobRow | null> {
-    const rows = await this.opts.db
-      .select()
-      .from(jobs)
-      .where(and(eq(jobs.mac, mac), UNFINISHED))
-      .orderBy(asc(jobs.seq))
-      .limit(1);
+  private async headJob(mac: string): Promise<{ id: string } | null> {
+    const rows = await this.q.headJob.execute({ mac });
     return rows[0] ?? null;
   }
 
@@ -157,16 +152,7 @@ export class ProvisioningEngine {
 
   /** The job and the id of the job heading its device's queue, in one round trip. */
   private async loadWithHead(id: string): Promise<{ row: JobRow; headId: string | null } | null> {
-    const rows = await this.opts.db
-      .select({
-        row: jobs,
-        // The outer row is named explicitly: an interpolated column renders unqualified in a select list
-        // and would bind to the subquery's own table.
-        headId: sql<string | null>`(SELECT h.id FROM jobs h WHERE h.mac = "jobs"."mac" AND h.state NOT IN (${FINISHED_LIST}) ORDER BY h.seq LIMIT 1)`,
-      })
-      .from(jobs)
-      .where(eq(jobs.id, id))
-      .limit(1);
+    const rows = await this.q.loadWithHead.execute({ id });
     return rows[0] ?? null;
   }
 
@@ -221,17 +207,14 @@ export class ProvisioningEngine {
     }
     const backoff = Math.min(this.opts.ackTimeoutMs * 2 ** row.attempts, MAX_ACK_BACKOFF_MS);
     const newDeadline = new Date(Date.now() + (row.state === 'in-progress' ? this.opts.inProgressTimeoutMs : backoff));
-    const updated = await this.opts.db
-      .update(jobs)
-      .set({
-        state: row.state === 'queued' ? 'dispatched' : row.state,
-        attempts: row.attempts + 1,
-        deliveredAt: new Date(),
-        deadlineAt: newDeadline,
-        updatedAt: new Date(),
-      })
-      .where(and(eq(jobs.id, row.id), eq(jobs.attempts, row.attempts), UNFINISHED))
-      .returning({ id: jobs.id });
+    const updated = await this.q.dispatch.execute({
+      id: row.id,
+      state: row.state === 'queued' ? 'dispatched' : row.state,
+      attempts: row.attempts,
+      nextAttempts: row.attempts + 1,
+      now: new Date(),
+      deadline: newDeadline,
+    });
     if (!updated[0]) return Date.now(); // changed under us: look again at once
     await this.opts.channel.publish(row.mac, command);
     await this.audit('engine', row.attempts === 0 ? 'job.dispatched' : 'job.redelivered', row, { attempt: row.attempts + 1 });
@@ -252,13 +235,7 @@ export class ProvisioningEngine {
 
   /** The device's effective configuration: record, regular Autop, pending one-time Autop. */
   async effectiveConfig(mac: string): Promise<{ text: string; hash: string } | null> {
-    const sources = await this.opts.db
-      .select({
-        regular: sql<AutopLine[] | null>`(SELECT r.lines FROM regular_autop r WHERE r.mac = ${mac})`,
-        once: sql<{ lines?: AutopLine[] }[] | null>`(SELECT jsonb_agg(o.params ORDER BY o.seq) FROM jobs o
-          WHERE o.mac = ${mac} AND o.kind = 'autop-once' AND o.state NOT IN (${FINISHED_LIST}))`,
-      })
-      .from(sql`(SELECT 1) AS one`);
+    const sources = await this.q.configSources.execute({ mac });
     const device = await this.opts.devices.getRecord(mac);
     if (!device) return null;
     const regular = [{ lines: sources[0]?.regular ?? [] }];
@@ -277,12 +254,10 @@ export class ProvisioningEngine {
     });
   }
 
-  private async finish(row: Pick<JobRow, 'id' | 'mac' | 'batchId'>, state: JobState, error: { code: string; message: string } | null, progress?: number, actor = 'device', only?: SQL) {
-    const done = await this.opts.db
-      .update(jobs)
-      .set({ state, error, finishedAt: new Date(), updatedAt: new Date(), deadlineAt: null, ...(progress !== undefined ? { progress } : {}) })
-      .where(and(eq(jobs.id, row.id), eq(jobs.mac, row.mac), UNFINISHED, only))
-      .returning({ id: jobs.id, batchId: jobs.batchId });
+  /** Finishes an unfinished job; `unlessUpgrade` leaves an upgrade alone (a device's word does not end it). */
+  private async finish(row: Pick<JobRow, 'id' | 'mac' | 'batchId'>, state: JobState, error: { code: string; message: string } | null, progress?: number, actor = 'device', unlessUpgrade = false) {
+    const values = { id: row.id, mac: row.mac, state, error: error ? JSON.stringify(error) : null, progress: progress ?? null };
+    const done = await (unlessUpgrade ? this.q.finishUnlessUpgrade : this.q.finish).execute(values);
     if (!done[0]) return false;
     await this.audit(actor, `job.${state}`, { ...row, batchId: done[0].batchId }, error ? { error } : {});
     this.log.info({ jobId: row.id, mac: row.mac, state }, 'job finished');
@@ -290,7 +265,7 @@ export class ProvisioningEngine {
   }
 
   private async audit(actor: string, action: string, row: Pick<JobRow, 'id' | 'mac' | 'batchId'>, details: Record<string, unknown>) {
-    await this.opts.db.insert(auditLog).values({ actor, action, mac: row.mac, jobId: row.id, batchId: row.batchId, details });
+    await this.q.audit.execute({ actor, action, mac: row.mac, jobId: row.id, batchId: row.batchId, details: JSON.stringify(details) });
   }
 
   // ---- events from the gateway -------------------------------------------------------------------
@@ -339,11 +314,7 @@ export class ProvisioningEngine {
    * in, even undelivered); another version after installing or rebooting means it came back on the old one.
    */
   private async upgradeHello(mac: string, firmware: string): Promise<void> {
-    const rows = await this.opts.db
-      .select({ id: jobs.id, mac: jobs.mac, batchId: jobs.batchId, params: jobs.params, state: jobs.state, stage: jobs.stage })
-      .from(jobs)
-      .where(and(eq(jobs.mac, mac), eq(jobs.kind, 'upgrade'), UNFINISHED))
-      .orderBy(asc(jobs.seq));
+    const rows = await this.q.unfinishedUpgrades.execute({ mac });
     for (const row of rows) {
       const target = String(row.params.version);
       let finished = false;
@@ -394,23 +365,14 @@ export class ProvisioningEngine {
     // Conditional updates on (id, MAC): an answer for another device's job, an unknown job or a finished
     // one (late or repeated) changes nothing.
     if (status.state === 'accepted' || status.state === 'in-progress') {
-      await this.opts.db
-        .update(jobs)
-        .set({
-          state: 'in-progress',
-          ...(status.progress !== undefined ? { progress: status.progress } : {}),
-          ...(status.stage !== undefined ? { stage: status.stage } : {}),
-          deadlineAt: new Date(Date.now() + this.opts.inProgressTimeoutMs),
-          updatedAt: new Date(),
-        })
-        .where(and(eq(jobs.id, jobId), eq(jobs.mac, mac), UNFINISHED));
+      await this.q.progress.execute({ id: jobId, mac, progress: status.progress ?? null, stage: status.stage ?? null, deadline: new Date(Date.now() + this.opts.inProgressTimeoutMs) });
       return;
     }
     const row = { id: jobId, mac, batchId: null };
     // An upgrade succeeds only by the hello with the new version, never by the device's word alone.
     const finished =
       status.state === 'succeeded'
-        ? await this.finish(row, 'succeeded', null, 100, 'device', ne(jobs.kind, 'upgrade'))
+        ? await this.finish(row, 'succeeded', null, 100, 'device', true)
         : await this.finish(row, 'failed', status.error ?? { code: 'device_failed', message: 'the device reported failure' });
     if (status.configHash) await this.opts.devices.exchangeConfigHash(mac, status.configHash);
     if (finished) await this.afterFinish(row);

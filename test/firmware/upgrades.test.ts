@@ -4,7 +4,7 @@ import t from 'tap';
 import { deriveDeviceKey } from '../../src/devices/device-key.js';
 import type { DeviceBehaviour, SimulatedDevice } from '../../simulators/device-simulator.js';
 import { knownDevice, uploadFirmware } from '../helpers/firmware.js';
-import { FACTORY_SECRET, once, startTestService, waitFor } from '../helpers/service.js';
+import { FACTORY_SECRET, startTestService, waitFor } from '../helpers/service.js';
 
 const svc = await startTestService(t, { JOB_IN_PROGRESS_TIMEOUT_MS: '4000', JOB_ACK_TIMEOUT_MS: '1000' });
 const installer = await svc.createInstaller();
