@@ -17,6 +17,8 @@ const { values: args } = parseArgs({
     ramp: { type: 'string', default: '0', description: 'devices started per 100 ms (0: all at once)' },
     keepalive: { type: 'string', default: '60' },
     duration: { type: 'string', default: '0', description: 'seconds to run (0: until Ctrl-C)' },
+    'drop-download-at': { type: 'string', description: 'cut each firmware download once at this fraction (0-1); the device resumes with Range' },
+    'stay-on-old-version': { type: 'boolean', default: false, description: 'come back on the old firmware after an upgrade' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -31,7 +33,9 @@ if (args.help) {
   --secret S           DEVICE_FACTORY_SECRET (default: env, else DATA_DIR/device-factory-secret)
   --local-addresses A  comma-separated source addresses (127.0.0.2,127.0.0.3)
   --ramp N             devices started per 100 ms (0: all at once)
-  --duration S         stop after S seconds (0: until Ctrl-C)`);
+  --duration S         stop after S seconds (0: until Ctrl-C)
+  --drop-download-at F cut each firmware download once at fraction F (0-1); it resumes with Range
+  --stay-on-old-version  come back on the old firmware after an upgrade (a failed flash)`);
   process.exit(0);
 }
 
@@ -47,7 +51,10 @@ if (!secret) {
   }
 }
 
+const dropAt = args['drop-download-at'] !== undefined ? Number(args['drop-download-at']) : undefined;
+if (dropAt !== undefined && !(dropAt > 0 && dropAt < 1)) throw new Error('--drop-download-at must be between 0 and 1');
 const fleet = new Fleet({
+  behaviour: { ...(dropAt !== undefined ? { dropDownloadAt: dropAt } : {}), ...(args['stay-on-old-version'] ? { stayOnOldVersion: true } : {}) },
   macs: fleetMacs(args['mac-prefix'], count, Number(args['mac-offset'])),
   type: args.type,
   url: args.url,
