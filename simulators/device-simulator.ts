@@ -47,6 +47,8 @@ export interface DeviceBehaviour {
   stayOnOldVersion?: boolean;
   /** Report download progress every this many percent (default 25). */
   progressStepPercent?: number;
+  /** Pause this long after each download progress report (a slow link). */
+  downloadPauseMs?: number;
 }
 
 /** One HTTP request of a firmware download, as the device made it. */
@@ -321,6 +323,7 @@ export class SimulatedDevice extends EventEmitter {
           if (percent >= reported + step && percent < 100) {
             reported = percent - (percent % step);
             void report({ state: 'in-progress', stage: 'downloading', progress: reported });
+            if (b.downloadPauseMs) await new Promise((r) => setTimeout(r, b.downloadPauseMs));
           }
           if (!dropped && b.dropDownloadAt !== undefined && received >= b.dropDownloadAt * size) {
             dropped = true;

@@ -56,6 +56,18 @@ t.test('an upgrade started now takes devices to the new version; a cut download 
   t.notOk((await svc.api('GET', '/api/v1/upgrades?status=pending', { token })).body.items.some((u: any) => u.id === res.body.id));
 });
 
+t.test('while a device downloads, the upgrade shows it downloading with its percent', async (t) => {
+  const slow = await device({ behaviour: { progressStepPercent: 20, downloadPauseMs: 400 } });
+  const res = await svc.api('POST', '/api/v1/upgrades', { token, body: { firmwareId: fw.id, macs: [mac(slow)] } });
+  const midway = await waitFor(() => upgrade(res.body.id), (u) => u.deviceStates[0].state === 'downloading' && u.deviceStates[0].percent > 0, 10_000, 50);
+  t.equal(midway.deviceStates[0].state, 'downloading');
+  t.ok(midway.deviceStates[0].percent > 0 && midway.deviceStates[0].percent < 100, `percent ${midway.deviceStates[0].percent}`);
+  t.equal(midway.status, 'processing');
+  t.equal(midway.counts.downloading, 1);
+  const done = await executed(res.body.id);
+  t.equal(done.succeeded, 1);
+});
+
 t.test('a tampered image is never installed: the device reports the checksum failure', async (t) => {
   const tampered = (await uploadFirmware(svc, { model: 'R29', version: '29.30.10.201' })).body;
   const path = join(svc.dataDir, 'firmware', `${tampered.id}.bin`);
