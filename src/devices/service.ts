@@ -37,10 +37,15 @@ export function deviceView(d: DeviceRow): DeviceView {
 }
 
 export class DeviceService {
+  // Every configuration rendered for a device reads its record: built once, prepared per connection.
+  private readonly recordByMac;
+
   constructor(
     private readonly db: Db,
     private readonly events: DomainEvents,
-  ) {}
+  ) {
+    this.recordByMac = db.select().from(devices).where(eq(devices.mac, sql.placeholder('mac'))).limit(1).prepare('devices_record_by_mac');
+  }
 
   private scope(principal: Principal): SQL | undefined {
     return principal.role === 'distributor' ? undefined : eq(devices.installerId, principal.accountId);
@@ -136,7 +141,7 @@ export class DeviceService {
 
   /** The full record, SIP password included, for rendering the device's configuration. */
   async getRecord(mac: string): Promise<DeviceRow | null> {
-    const rows = await this.db.select().from(devices).where(eq(devices.mac, mac)).limit(1);
+    const rows = await this.recordByMac.execute({ mac });
     return rows[0] ?? null;
   }
 
