@@ -19,6 +19,7 @@ t.test('health, readiness, OpenAPI and request ids', async (t) => {
   }
   t.ok(doc.body.paths['/api/v1/devices'].post.requestBody, 'request bodies come from the zod schemas');
   t.ok(doc.body.paths['/api/v1/upgrades/{id}'].patch && doc.body.paths['/api/v1/upgrades/{id}'].delete, 'upgrades can be edited and deleted');
+  t.same(Object.keys(doc.body.paths['/api/v1/firmware'].post.requestBody?.content?.['multipart/form-data']?.schema?.properties ?? {}), ['model', 'version', 'changelog', 'file'], 'the firmware upload documents its multipart parts');
   const ui = await fetch(`${svc.httpUrl}/docs`, { redirect: 'follow' });
   t.equal(ui.status, 200);
   t.match(await ui.text(), /swagger/i);

@@ -61,7 +61,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, deviceBasic: { type: 'http', scheme: 'basic' } } },
       security: [{ bearer: [] }],
     },
-    transform: jsonSchemaTransform,
+    // A multipart route validates its parts itself; `config.openapiBody` documents them.
+    transform: (args) => {
+      const out = jsonSchemaTransform(args);
+      const documented = (args.route.config as { openapiBody?: unknown } | undefined)?.openapiBody;
+      return documented ? { ...out, schema: { ...out.schema, body: documented } } : out;
+    },
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 

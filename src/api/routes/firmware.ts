@@ -47,6 +47,18 @@ export const firmwareRoutes: FastifyPluginAsyncZod<{ catalogue: FirmwareCatalogu
         consumes: ['multipart/form-data'],
         response: { 201: firmwareSchema, ...errorResponses(400, 403, 409, 413, 415) },
       },
+      config: {
+        openapiBody: {
+          type: 'object',
+          required: ['model', 'version', 'file'],
+          properties: {
+            model: { type: 'string', description: 'model name, e.g. R29, X916, IXGW-TGW' },
+            version: { type: 'string', description: "dotted version whose first part names the model, e.g. 29.30.2.805" },
+            changelog: { type: 'string', maxLength: 4000 },
+            file: { type: 'string', format: 'binary', description: 'the image, with a plain file name' },
+          },
+        },
+      },
     },
     async (request, reply) => {
       requireDistributor(request);
