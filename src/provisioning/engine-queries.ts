@@ -14,6 +14,15 @@ const p = sql.placeholder;
  * garbage. Values go in as placeholders; `sql` wrappers pass them to the driver as they are.
  */
 export function engineQueries(db: Db) {
+  // What finishing a job writes, with or without the condition that it is no upgrade.
+  const finishing = {
+    state: sql`${p('state')}`,
+    error: sql`${p('error')}::jsonb`,
+    progress: sql`COALESCE(${p('progress')}::int, ${jobs.progress})`,
+    finishedAt: sql`now()`,
+    updatedAt: sql`now()`,
+    deadlineAt: null,
+  };
   return {
     /** The job and the id of the job heading its device's queue, in one round trip. */
     loadWithHead: db
@@ -65,14 +74,7 @@ export function engineQueries(db: Db) {
 
     finish: db
       .update(jobs)
-      .set({
-        state: sql`${p('state')}`,
-        error: sql`${p('error')}::jsonb`,
-        progress: sql`COALESCE(${p('progress')}::int, ${jobs.progress})`,
-        finishedAt: sql`now()`,
-        updatedAt: sql`now()`,
-        deadlineAt: null,
-      })
+      .set(finishing)
       .where(and(eq(jobs.id, p('id')), eq(jobs.mac, p('mac')), UNFINISHED))
       .returning({ id: jobs.id, batchId: jobs.batchId })
       .prepare('engine_finish'),
@@ -80,14 +82,7 @@ export function engineQueries(db: Db) {
     /** The same, for a device's `succeeded`, which never ends an upgrade (its hello does). */
     finishUnlessUpgrade: db
       .update(jobs)
-      .set({
-        state: sql`${p('state')}`,
-        error: sql`${p('error')}::jsonb`,
-        progress: sql`COALESCE(${p('progress')}::int, ${jobs.progress})`,
-        finishedAt: sql`now()`,
-        updatedAt: sql`now()`,
-        deadlineAt: null,
-      })
+      .set(finishing)
       .where(and(eq(jobs.id, p('id')), eq(jobs.mac, p('mac')), UNFINISHED, ne(jobs.kind, 'upgrade')))
       .returning({ id: jobs.id, batchId: jobs.batchId })
       .prepare('engine_finish_unless_upgrade'),
