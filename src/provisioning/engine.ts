@@ -140,7 +140,8 @@ export class ProvisioningEngine {
       await this.enqueue([id]); // lost from Redis: make it runnable again
       return;
     }
-    if (await job.isDelayed()) await job.promote().catch(() => {}); // it may have started meanwhile
+    // Promoting a job that is not delayed (it started meanwhile) fails harmlessly: one round trip, not two.
+    await job.promote().catch(() => {});
   }
 
   private async headJob(mac: string): Promise<{ id: string } | null> {
