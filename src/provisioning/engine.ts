@@ -217,8 +217,9 @@ export class ProvisioningEngine {
       deadline: newDeadline,
     });
     if (!updated[0]) return Date.now(); // changed under us: look again at once
-    await this.opts.channel.publish(row.mac, command);
+    // Recorded before publishing: a fast device's answer must not reach the audit log before its delivery.
     await this.audit('engine', row.attempts === 0 ? 'job.dispatched' : 'job.redelivered', row, { attempt: row.attempts + 1 });
+    await this.opts.channel.publish(row.mac, command);
     return Math.min(newDeadline.getTime(), expiresAt);
   }
 
