@@ -155,23 +155,16 @@ export class DeviceService {
     return new Map(rows.map((r) => [r.mac, r.installerId]));
   }
 
-  /** The caller's devices among these MACs, with the model and firmware they last reported. */
-  async ownedWithFirmware(principal: Principal, macs: string[], tx: Queryable = this.db): Promise<Map<string, { installerId: string; model: string | null; firmware: string | null }>> {
+  /**
+   * Owner, model and firmware (as last reported) of these devices: the caller's only, or, with no
+   * principal, whoever owns them (work started on an owner's behalf, e.g. a scheduled upgrade).
+   */
+  async firmwareOf(macs: string[], principal: Principal | null, tx: Queryable = this.db): Promise<Map<string, { installerId: string; model: string | null; firmware: string | null }>> {
     if (!macs.length) return new Map();
     const rows = await tx
       .select({ mac: devices.mac, installerId: devices.installerId, model: devices.model, firmware: devices.firmware })
       .from(devices)
-      .where(and(inArray(devices.mac, macs), this.scope(principal)));
-    return new Map(rows.map(({ mac, ...rest }) => [mac, rest]));
-  }
-
-  /** Owner, model and firmware of these devices, whoever owns them (for work started on an owner's behalf). */
-  async firmwareOf(macs: string[], tx: Queryable = this.db): Promise<Map<string, { installerId: string; model: string | null; firmware: string | null }>> {
-    if (!macs.length) return new Map();
-    const rows = await tx
-      .select({ mac: devices.mac, installerId: devices.installerId, model: devices.model, firmware: devices.firmware })
-      .from(devices)
-      .where(inArray(devices.mac, macs));
+      .where(and(inArray(devices.mac, macs), principal ? this.scope(principal) : undefined));
     return new Map(rows.map(({ mac, ...rest }) => [mac, rest]));
   }
 

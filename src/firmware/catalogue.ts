@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { and, count, desc, eq, isNull, or, sql } from 'drizzle-orm';
+import { and, count, desc, eq, sql } from 'drizzle-orm';
 import type { Readable } from 'node:stream';
 import type { Principal } from '../accounts/service.js';
 import type { Db } from '../db/client.js';
-import { finishedStates, jobs } from '../provisioning/tables.js';
+import { jobs, UNFINISHED } from '../provisioning/tables.js';
 import { badRequest, conflict, notFound } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import { normalizeModel, versionMismatch } from './models.js';
 import { firmwareUploadFields, type FirmwareView } from './schemas.js';
 import type { FirmwareStorage, ReceivedImage } from './storage.js';
 import { firmware, upgrades } from './tables.js';
+import { UPGRADE_STATUS } from './upgrades.js';
 
 type FirmwareRow = typeof firmware.$inferSelect;
 
@@ -25,8 +26,6 @@ export const firmwareView = (f: FirmwareRow): FirmwareView => ({
 
 /** One part of a multipart upload, as the API hands it over: a text field or the file's stream. */
 export type UploadPart = { kind: 'field'; name: string; value: string } | { kind: 'file'; name: string; fileName: string; stream: Readable };
-
-const FINISHED_LIST = sql.raw(finishedStates.map((s) => `'${s}'`).join(', '));
 
 /** The firmware catalogue: images per model and version, stored on disk, verified by SHA-256. */
 export class FirmwareCatalogue {
@@ -130,30 +129,27 @@ export class FirmwareCatalogue {
       const users = await tx
         .select({ id: upgrades.id })
         .from(upgrades)
-        .where(
-          and(
-            eq(upgrades.firmwareId, id),
-            or(isNull(upgrades.startedAt), sql`EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = ${upgrades.id} AND j.state NOT IN (${FINISHED_LIST}))`),
-          ),
-        );
+        .where(and(eq(upgrades.firmwareId, id), sql`${UPGRADE_STATUS} <> 'executed'`));
       if (users.length) throw conflict('firmware_in_use', `firmware ${id} is used by ${users.length} unfinished upgrade(s)`, { upgradeIds: users.map((u) => u.id) });
       await tx.delete(firmware).where(eq(firmware.id, id));
     });
     await this.storage.remove(id);
   }
 
-  /** A device may download an image only while it has an unfinished upgrade to it. */
-  async mayDownload(mac: string, firmwareId: string): Promise<boolean> {
-    const rows = await this.db
+  /**
+   * The firmware a device asks to download, and whether it may: only while it has an unfinished upgrade
+   * to it. One query per download request.
+   */
+  async forDownload(mac: string, id: string): Promise<{ firmware: FirmwareRow; allowed: boolean } | null> {
+    const allowed = this.db
       .select({ id: jobs.id })
       .from(jobs)
-      .where(and(eq(jobs.mac, mac), eq(jobs.kind, 'upgrade'), sql`${jobs.params}->>'firmwareId' = ${firmwareId}`, sql`${jobs.state} NOT IN (${FINISHED_LIST})`))
+      .where(and(eq(jobs.mac, mac), eq(jobs.kind, 'upgrade'), sql`${jobs.params}->>'firmwareId' = ${id}`, UNFINISHED));
+    const rows = await this.db
+      .select({ firmware, allowed: sql<boolean>`EXISTS (${allowed})` })
+      .from(firmware)
+      .where(eq(firmware.id, id))
       .limit(1);
-    return rows.length > 0;
-  }
-
-  async forDownload(id: string): Promise<FirmwareRow | null> {
-    const rows = await this.db.select().from(firmware).where(eq(firmware.id, id)).limit(1);
     return rows[0] ?? null;
   }
 

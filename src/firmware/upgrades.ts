@@ -3,7 +3,7 @@ import type { Principal } from '../accounts/service.js';
 import type { Db, Tx } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
 import { accountActor, type JobActor, type ProvisioningService } from '../provisioning/service.js';
-import { finishedStates, jobs } from '../provisioning/tables.js';
+import { FINISHED_LIST, finishedStates, jobs } from '../provisioning/tables.js';
 import { badRequest, conflict, notFound } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import { normalizeModel } from './models.js';
@@ -22,13 +22,12 @@ import { firmware, upgrades, type SkippedDevice } from './tables.js';
 type UpgradeRow = typeof upgrades.$inferSelect;
 type FirmwareRow = typeof firmware.$inferSelect;
 type JobRow = typeof jobs.$inferSelect;
-type DeviceJob = Pick<JobRow, 'id' | 'mac' | 'state' | 'stage' | 'progress' | 'error' | 'updatedAt'>;
+type DeviceJob = Pick<JobRow, 'id' | 'mac' | 'batchId' | 'state' | 'stage' | 'progress' | 'error' | 'updatedAt'>;
 
 const DEFAULT_EXPIRY_SECONDS = 7 * 24 * 3600;
-const FINISHED_LIST = sql.raw(finishedStates.map((s) => `'${s}'`).join(', '));
-// Written with explicit table names: an interpolated column would render unqualified in a select list
-// and bind to the subquery's own "id".
-const STATUS = sql<UpgradeStatus>`(CASE WHEN "upgrades"."started_at" IS NULL THEN 'pending'
+// An upgrade's status from its jobs. Written with explicit table names: an interpolated column would
+// render unqualified in a select list and bind to the subquery's own "id".
+export const UPGRADE_STATUS = sql<UpgradeStatus>`(CASE WHEN "upgrades"."started_at" IS NULL THEN 'pending'
   WHEN EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = "upgrades"."id" AND j.state NOT IN (${FINISHED_LIST})) THEN 'processing'
   ELSE 'executed' END)`;
 
@@ -83,7 +82,7 @@ export class UpgradeService {
   /** Every MAC must be the caller's device of the firmware's model; devices already on the version are left out. */
   private async checkDevices(principal: Principal, fw: FirmwareRow, requested: string[]) {
     const macs = [...new Set(requested)];
-    const owned = await this.devices.ownedWithFirmware(principal, macs);
+    const owned = await this.devices.firmwareOf(macs, principal);
     const notYours = macs.filter((m) => !owned.has(m));
     const otherModel = macs
       .filter((m) => owned.has(m) && normalizeModel(owned.get(m)!.model ?? '') !== fw.model)
@@ -144,7 +143,7 @@ export class UpgradeService {
   /** Turns a pending upgrade into one job per device, inside the caller's transaction. */
   private async startIn(tx: Tx, upgrade: UpgradeRow, actor: JobActor): Promise<string[]> {
     const fw = upgrade.firmwareId ? (await tx.select().from(firmware).where(eq(firmware.id, upgrade.firmwareId)).limit(1))[0] : undefined;
-    const current = await this.devices.firmwareOf(upgrade.macs, tx);
+    const current = await this.devices.firmwareOf(upgrade.macs, null, tx);
     const skipped = [...upgrade.skipped];
     const targets: string[] = [];
     for (const mac of upgrade.macs) {
@@ -245,7 +244,7 @@ export class UpgradeService {
 
   private async load(principal: Principal, id: string): Promise<{ row: UpgradeRow; status: UpgradeStatus }> {
     const rows = await this.db
-      .select({ row: upgrades, status: STATUS })
+      .select({ row: upgrades, status: UPGRADE_STATUS })
       .from(upgrades)
       .where(and(eq(upgrades.id, id), this.scope(principal)))
       .limit(1);
@@ -259,10 +258,10 @@ export class UpgradeService {
   }
 
   async list(principal: Principal, q: { status?: UpgradeStatus; model?: string; page: number; pageSize: number }): Promise<Page<UpgradeView>> {
-    const where = and(this.scope(principal), q.status ? sql`${STATUS} = ${q.status}` : undefined, q.model ? eq(upgrades.model, normalizeModel(q.model)) : undefined);
+    const where = and(this.scope(principal), q.status ? sql`${UPGRADE_STATUS} = ${q.status}` : undefined, q.model ? eq(upgrades.model, normalizeModel(q.model)) : undefined);
     const page = await paginate(
       this.db
-        .select({ row: upgrades, status: STATUS })
+        .select({ row: upgrades, status: UPGRADE_STATUS })
         .from(upgrades)
         .where(where)
         .orderBy(desc(upgrades.createdAt))
@@ -275,7 +274,11 @@ export class UpgradeService {
     );
     // The page's device jobs in one query, then each upgrade's summary.
     const byUpgrade = new Map<string, DeviceJob[]>();
-    for (const j of (await this.jobsOf(page.items.map((r) => r.row.id))) as (DeviceJob & { batchId: string })[]) byUpgrade.set(j.batchId, [...(byUpgrade.get(j.batchId) ?? []), j]);
+    for (const j of await this.jobsOf(page.items.map((r) => r.row.id))) {
+      const list = byUpgrade.get(j.batchId!);
+      if (list) list.push(j);
+      else byUpgrade.set(j.batchId!, [j]);
+    }
     const items = page.items.map(({ row, status }) => {
       const { deviceStates: _rows, ...summary } = this.view(row, status, byUpgrade.get(row.id) ?? []);
       return summary;

@@ -1,10 +1,6 @@
 import { and, asc, eq, ne, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
-import { auditLog, finishedStates, jobs, type AutopLine } from './tables.js';
-
-/** The finished states as an SQL list, for conditions written in raw SQL. */
-export const FINISHED_LIST = sql.raw(finishedStates.map((s) => `'${s}'`).join(', '));
-export const UNFINISHED = sql`${jobs.state} NOT IN (${FINISHED_LIST})`;
+import { auditLog, FINISHED_LIST, jobs, UNFINISHED, type AutopLine } from './tables.js';
 
 const p = sql.placeholder;
 

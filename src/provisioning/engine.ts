@@ -5,9 +5,9 @@ import type { Db } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
 import { FACTORY_CONFIG_HASH, renderConfig } from './config-renderer.js';
-import { engineQueries, UNFINISHED, type EngineQueries } from './engine-queries.js';
+import { engineQueries, type EngineQueries } from './engine-queries.js';
 import { deviceStatusSchema } from './schemas.js';
-import { auditLog, finishedStates, jobs, type AutopLine, type JobKind, type JobState, type UpgradeStage } from './tables.js';
+import { auditLog, finishedStates, jobs, UNFINISHED, type AutopLine, type JobKind, type JobState, type UpgradeStage } from './tables.js';
 
 /** The narrow interface to the device gateway: is a device connected, and publish a command to it. */
 export interface CommandChannel {
@@ -53,6 +53,8 @@ type JobRow = typeof jobs.$inferSelect;
 /** Kinds whose delivery carries the effective configuration. */
 const CONFIG_KINDS: JobKind[] = ['autop', 'autop-once', 'provision', 'connect-type'];
 const MAX_ACK_BACKOFF_MS = 5 * 60_000;
+/** Stages after the download: from here the device's next hello decides the upgrade. */
+const AWAITING_HELLO: readonly (UpgradeStage | null)[] = ['installing', 'rebooting'];
 /** Why an upgrade that went silent failed, by the stage it was last in. */
 const UPGRADE_SILENCE: Record<UpgradeStage, { code: string; message: string }> = {
   downloading: { code: 'download_incomplete', message: 'the download did not finish in time' },
@@ -189,7 +191,7 @@ export class ProvisioningEngine {
         await this.finish(row, 'failed', UPGRADE_SILENCE[row.stage ?? 'downloading'], undefined, 'engine');
         return null;
       }
-      if (row.stage === 'installing' || row.stage === 'rebooting') return Math.min(deadline, expiresAt);
+      if (AWAITING_HELLO.includes(row.stage)) return Math.min(deadline, expiresAt);
     }
     const since = this.opts.channel.connectedSince(row.mac);
     // Delivered when the device next connects; a running upgrade still times out meanwhile.
@@ -321,7 +323,7 @@ export class ProvisioningEngine {
       const target = String(row.params.version);
       let finished = false;
       if (firmware === target) finished = await this.finish(row, 'succeeded', null, 100, 'device');
-      else if (row.state === 'in-progress' && (row.stage === 'installing' || row.stage === 'rebooting')) {
+      else if (row.state === 'in-progress' && AWAITING_HELLO.includes(row.stage)) {
         finished = await this.finish(row, 'failed', { code: 'old_version', message: `the device came back on ${firmware} instead of ${target}` }, undefined, 'device');
       }
       if (finished) {

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { bigserial, index, integer, jsonb, pgTable, text, timestamp, uuid, varchar } from 'drizzle-orm/pg-core';
 import { accounts } from '../accounts/tables.js';
 import { devices } from '../devices/tables.js';
@@ -48,6 +49,11 @@ export const jobs = pgTable(
   },
   (t) => [index('jobs_mac_seq_idx').on(t.mac, t.seq), index('jobs_state_idx').on(t.state), index('jobs_batch_idx').on(t.batchId), index('jobs_installer_idx').on(t.installerId, t.seq)],
 );
+
+/** The finished states as an SQL list, for conditions written in raw SQL. */
+export const FINISHED_LIST = sql.raw(finishedStates.map((s) => `'${s}'`).join(', '));
+/** A job still to run or running. */
+export const UNFINISHED = sql`${jobs.state} NOT IN (${FINISHED_LIST})`;
 
 export const autopBatches = pgTable('autop_batches', {
   id: uuid('id').primaryKey().defaultRandom(),

@@ -52,9 +52,10 @@ export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps>
     },
     async (request, reply) => {
       const mac = authenticateDevice(request, reply, deps.verifyDevice);
-      const fw = await deps.catalogue.forDownload(request.params.id);
-      if (!fw) throw new AppError(404, 'not_found', `no firmware ${request.params.id}`, { firmwareId: request.params.id });
-      if (!(await deps.catalogue.mayDownload(mac, fw.id))) {
+      const found = await deps.catalogue.forDownload(mac, request.params.id);
+      if (!found) throw new AppError(404, 'not_found', `no firmware ${request.params.id}`, { firmwareId: request.params.id });
+      const fw = found.firmware;
+      if (!found.allowed) {
         throw new AppError(403, 'no_upgrade', `device ${mac} has no upgrade to firmware ${fw.id} in progress`, { mac, firmwareId: fw.id });
       }
       const etag = `"${fw.sha256}"`;
