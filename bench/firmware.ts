@@ -24,7 +24,7 @@ const SIZE = Number(args.mib) * 1024 * 1024;
 const WORKERS = Number(args.workers);
 const FROM = '29.30.10.112';
 const TO = '29.30.99.1';
-const macs = fleetMacs('F1C5', N);
+const macs = fleetMacs('F2C5', N);
 const children: ChildProcess[] = [];
 const log = (...a: unknown[]) => console.log(`[${new Date().toISOString().slice(11, 23)}]`, ...a);
 const fmt = (n: number, d = 1) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });

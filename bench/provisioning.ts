@@ -25,7 +25,7 @@ const LATENCY_DEVICES = Math.min(N, Number(args['latency-devices']));
 const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 const WORKERS = Number(args.workers);
-const macs = fleetMacs('B1C5', N);
+const macs = fleetMacs('B2C5', N);
 const children: ChildProcess[] = [];
 const log = (...a: unknown[]) => console.log(`[${new Date().toISOString().slice(11, 23)}]`, ...a);
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;

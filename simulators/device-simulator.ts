@@ -59,6 +59,13 @@ export interface DownloadRequest {
   bytes: number;
 }
 
+/** A document the cloud names in a command, fetched over HTTP with the device's credentials. */
+export interface DocumentReference {
+  url: string;
+  sha256: string;
+  size: number;
+}
+
 /** A command as the cloud sends it on devices/{MAC}/commands. */
 export interface ReceivedCommand {
   id: string;
@@ -66,7 +73,15 @@ export interface ReceivedCommand {
   params: Record<string, unknown>;
   config?: string;
   configHash?: string;
+  configDocument?: DocumentReference;
   expiresAt: string;
+  sentAt: number;
+}
+
+/** A command's payload size as received, for tests of the 64 KiB limit. */
+export interface ReceivedSize {
+  id: string;
+  bytes: number;
 }
 
 /**
@@ -83,6 +98,14 @@ export class SimulatedDevice extends EventEmitter {
   readonly key: string | null;
   /** The device's configuration (Autop keys and values); empty in factory state. */
   readonly config = new Map<string, string>();
+  /** The keys the last managed configuration set: a key that leaves it goes back to its default (absent here). */
+  private managed = new Set<string>();
+  /** Settings a configuration reset keeps and a factory reset clears (the device's own network setup). */
+  readonly network = new Map<string, string>([['Network.Mode', 'dhcp']]);
+  /** Every command's size on the wire. */
+  readonly sizes: ReceivedSize[] = [];
+  /** Every document fetched: its URL and the HTTP status. */
+  readonly documentFetches: { url: string; status: number }[] = [];
   /** Hash of the last configuration applied; undefined in factory state. */
   configHash: string | undefined;
   /** Job ids applied, kept across reboots and resets (flash), so a redelivered job is never applied twice. */
@@ -137,14 +160,16 @@ export class SimulatedDevice extends EventEmitter {
     client.on('connect', () => {
       this.attempt = 0;
       this.state = 'online';
+      // Subscribe first and say hello once the subscription stands: the first command can follow the hello
+      // within milliseconds.
       client.subscribe(this.commandsTopic, { qos: 1 }, (err, granted) => {
         if (err || granted?.[0]?.qos === 128) this.emit('subscribe-refused', err ?? granted);
         else this.emit('subscribed');
+        if (this.opts.hello !== false && this.client === client) {
+          const hello = { model: this.opts.model, firmware: this.firmware, uptime: Math.floor((Date.now() - this.startedAt) / 1000), ...(this.configHash ? { configHash: this.configHash } : {}) };
+          client.publish(`devices/${this.opts.mac}/hello`, JSON.stringify(hello), { qos: 1 }, () => this.emit('hello'));
+        }
       });
-      if (this.opts.hello !== false) {
-        const hello = { model: this.opts.model, firmware: this.firmware, uptime: Math.floor((Date.now() - this.startedAt) / 1000), ...(this.configHash ? { configHash: this.configHash } : {}) };
-        client.publish(`devices/${this.opts.mac}/hello`, JSON.stringify(hello), { qos: 1 });
-      }
       this.emit('online');
     });
     client.on('message', (topic, payload) => {
@@ -189,6 +214,7 @@ export class SimulatedDevice extends EventEmitter {
     }
     if (typeof command.id !== 'string') return;
     this.received.push(command);
+    this.sizes.push({ id: command.id, bytes: payload.length });
     this.emit('command', command);
     const b = this.opts.behaviour ?? {};
     const deliveries = this.received.filter((c) => c.id === command.id).length;
@@ -218,31 +244,79 @@ export class SimulatedDevice extends EventEmitter {
     this.working.add(command.id);
     try {
       await answer({ state: 'accepted' });
-      if (command.config !== undefined) {
-        const hash = createHash('sha256').update(command.config).digest('hex');
+      if (command.configHash !== undefined) {
+        const text = command.config ?? (command.configDocument ? await this.fetchDocument(command.configDocument) : null);
+        if (text === null) {
+          await answer({ state: 'failed', error: { code: 'document_unavailable', message: 'the configuration document could not be fetched' } });
+          return;
+        }
+        const hash = createHash('sha256').update(text).digest('hex');
         if (hash !== command.configHash) {
           await answer({ state: 'failed', error: { code: 'config_hash_mismatch', message: 'the configuration does not match its hash' } });
           return;
         }
-        // Autop applies key = value lines over the current configuration.
-        for (const line of command.config.split('\n')) {
-          const eq = line.indexOf('=');
-          if (line.startsWith('#') || eq < 0) continue;
-          this.config.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
-        }
+        this.applyManaged(text);
         this.configHash = command.configHash;
+      }
+      if (command.kind === 'autop-once') {
+        const p = command.params as { lines?: { key: string; value: string }[]; linesDocument?: DocumentReference };
+        const lines = p.lines ?? (p.linesDocument ? (JSON.parse((await this.fetchDocument(p.linesDocument)) ?? 'null') as { key: string; value: string }[] | null) : null);
+        if (!lines) {
+          await answer({ state: 'failed', error: { code: 'document_unavailable', message: 'the one-time Autop document could not be fetched' } });
+          return;
+        }
+        // One-time lines go over the configuration, outside the managed set: carried out once.
+        for (const { key, value } of lines) this.config.set(key, value);
       }
       this.applied.add(command.id);
       this.applications.push({ id: command.id, kind: command.kind });
     } finally {
       this.working.delete(command.id);
     }
+    // The answer is published and acknowledged (PUBACK) before a reboot or reset takes the link down.
     await answer({ state: 'succeeded', ...(this.configHash ? { configHash: this.configHash } : {}) });
-    if (command.kind === 'reset') {
-      this.config.clear();
-      this.configHash = undefined;
-    }
+    if (command.kind === 'reset') this.reset((command.params as { mode?: string }).mode === 'factory' ? 'factory' : 'config');
     if (command.kind === 'reboot' || command.kind === 'reset') await this.reboot();
+  }
+
+  /**
+   * Applies a managed configuration as a whole: its lines replace the previous managed configuration, and
+   * a key the previous one set that this one does not goes back to its default.
+   */
+  private applyManaged(text: string) {
+    const next = new Map<string, string>();
+    for (const line of text.split('\n')) {
+      const eq = line.indexOf('=');
+      if (line.startsWith('#') || eq < 0) continue;
+      next.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
+    }
+    for (const key of this.managed) if (!next.has(key)) this.config.delete(key);
+    for (const [key, value] of next) this.config.set(key, value);
+    this.managed = new Set(next.keys());
+  }
+
+  /** A configuration reset clears what was configured; a factory reset also the device's own network setup. */
+  private reset(mode: 'config' | 'factory') {
+    this.config.clear();
+    this.managed.clear();
+    this.configHash = undefined;
+    if (mode === 'factory') this.network.clear();
+  }
+
+  /** Fetches a document with the device's credentials and checks its bytes against the SHA-256 that names it. */
+  async fetchDocument(ref: DocumentReference): Promise<string | null> {
+    const auth = `Basic ${Buffer.from(`${this.opts.mac}:${this.key ?? ''}`).toString('base64')}`;
+    try {
+      const res = await fetch(ref.url, { headers: { authorization: auth, 'accept-encoding': 'gzip' } });
+      this.documentFetches.push({ url: ref.url, status: res.status });
+      if (res.status !== 200) return null;
+      const body = Buffer.from(await res.arrayBuffer());
+      if (createHash('sha256').update(body).digest('hex') !== ref.sha256) return null;
+      return body.toString('utf8');
+    } catch {
+      this.documentFetches.push({ url: ref.url, status: 0 });
+      return null;
+    }
   }
 
   /**
@@ -263,10 +337,7 @@ export class SimulatedDevice extends EventEmitter {
       await new Promise((r) => setTimeout(r, 20));
       await report({ state: 'in-progress', stage: 'rebooting', progress: 100 });
       if (!b.stayOnOldVersion) this.firmware = p.version;
-      if (p.resetAfterUpgrade) {
-        this.config.clear();
-        this.configHash = undefined;
-      }
+      if (p.resetAfterUpgrade) this.reset('config');
       this.applied.add(command.id);
       this.applications.push({ id: command.id, kind: command.kind });
     } finally {

@@ -33,7 +33,9 @@ export const configSchema = z
     JOB_IN_PROGRESS_TIMEOUT_MS: positiveInt(300_000),
     JOB_MAX_ATTEMPTS: positiveInt(5),
     JOB_WORKER_CONCURRENCY: positiveInt(50),
-    JOB_QUEUE_NAME: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).default('provisioning'),
+    QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/).default('ic'),
+    QUEUE_TIMEOUT_MS: positiveInt(3000),
+    RECONCILE_INTERVAL_MS: positiveInt(30_000),
     FIRMWARE_MAX_BYTES: positiveInt(256 * 1024 * 1024),
     FIRMWARE_MAX_DOWNLOADS: positiveInt(200),
     PUBLIC_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^https?$/ }).optional()),
@@ -67,7 +69,15 @@ export interface Config {
   logLevel: RawConfig['LOG_LEVEL'];
   presenceFlushMs: number;
   shutdownGraceMs: number;
-  jobs: { ackTimeoutMs: number; inProgressTimeoutMs: number; maxAttempts: number; concurrency: number; queueName: string };
+  jobs: { ackTimeoutMs: number; inProgressTimeoutMs: number; maxAttempts: number; concurrency: number };
+  queues: {
+    /** Redis keys are `{prefix}:{deployment id}:…`: the deployment id comes from the database. */
+    prefix: string;
+    /** How long a request waits for Redis to take new jobs before answering 503. */
+    timeoutMs: number;
+    /** How often PostgreSQL and Redis are reconciled. */
+    reconcileIntervalMs: number;
+  };
   firmware: { maxImageBytes: number; maxDownloads: number };
   /** The address devices use for HTTP (firmware downloads); derived from HTTP_HOST and the port when unset. */
   publicUrl: string | undefined;
@@ -104,7 +114,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     logLevel: c.LOG_LEVEL,
     presenceFlushMs: c.PRESENCE_FLUSH_MS,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
-    jobs: { ackTimeoutMs: c.JOB_ACK_TIMEOUT_MS, inProgressTimeoutMs: c.JOB_IN_PROGRESS_TIMEOUT_MS, maxAttempts: c.JOB_MAX_ATTEMPTS, concurrency: c.JOB_WORKER_CONCURRENCY, queueName: c.JOB_QUEUE_NAME },
+    jobs: { ackTimeoutMs: c.JOB_ACK_TIMEOUT_MS, inProgressTimeoutMs: c.JOB_IN_PROGRESS_TIMEOUT_MS, maxAttempts: c.JOB_MAX_ATTEMPTS, concurrency: c.JOB_WORKER_CONCURRENCY },
+    queues: { prefix: c.QUEUE_PREFIX, timeoutMs: c.QUEUE_TIMEOUT_MS, reconcileIntervalMs: c.RECONCILE_INTERVAL_MS },
     firmware: { maxImageBytes: c.FIRMWARE_MAX_BYTES, maxDownloads: c.FIRMWARE_MAX_DOWNLOADS },
     publicUrl: c.PUBLIC_URL?.replace(/\/+$/, ''),
   };

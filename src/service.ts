@@ -3,29 +3,41 @@ import type { FastifyInstance } from 'fastify';
 import { AccountService } from './accounts/service.js';
 import { buildApi } from './api/app.js';
 import type { Config } from './config.js';
-import { openDatabase, runMigrations, type Database } from './db/client.js';
+import { deploymentId, openDatabase, runMigrations, type Database } from './db/client.js';
 import { DeviceGateway, type ListeningPorts } from './device-gateway/gateway.js';
+import { DeviceKeys } from './devices/device-key.js';
 import { PresenceStore } from './devices/presence.js';
 import { DeviceService } from './devices/service.js';
+import { DocumentStore } from './documents/service.js';
+import { FirmwareCatalogue } from './firmware/catalogue.js';
+import { UpgradeScheduler } from './firmware/scheduler.js';
+import { FirmwareStorage } from './firmware/storage.js';
+import { upgradeKind } from './firmware/upgrade-kind.js';
+import { UpgradeService } from './firmware/upgrades.js';
 import { connectRedis, type RedisHandle } from './infra/redis.js';
 import { resolveFactorySecret } from './infra/secrets.js';
 import type { Logger } from './logger.js';
 import { MacLibraryService } from './mac-library/service.js';
-import { DomainEvents } from './shared/events.js';
+import { Configurations } from './provisioning/configuration.js';
 import { ProvisioningEngine } from './provisioning/engine.js';
+import { IdempotentRequests } from './provisioning/idempotency.js';
+import { JobStore } from './provisioning/job-store.js';
+import { provisioningKinds } from './provisioning/job-kinds.js';
+import { JobKinds } from './provisioning/kinds.js';
 import { ProvisioningService } from './provisioning/service.js';
-import { verifyDeviceKey } from './devices/device-key.js';
-import { FirmwareCatalogue } from './firmware/catalogue.js';
-import { UpgradeScheduler } from './firmware/scheduler.js';
-import { FirmwareStorage } from './firmware/storage.js';
-import { UpgradeService } from './firmware/upgrades.js';
+import { DomainEvents } from './shared/events.js';
 
 export interface RunningService {
   ports: { http: number } & ListeningPorts;
+  /** The address devices and installers reach the HTTP port at. */
+  publicUrl: string;
   database: Database;
   redis: RedisHandle;
+  /** Where this deployment's queues live in Redis (`{QUEUE_PREFIX}:{deployment id}`). */
+  queuePrefix: string;
   gateway: DeviceGateway;
   engine: ProvisioningEngine;
+  scheduler: UpgradeScheduler;
   upgrades: UpgradeService;
   app: FastifyInstance;
   factorySecret: string;
@@ -42,7 +54,10 @@ const packageVersion = (): string => {
   }
 };
 
-/** Starts the whole service: database (migrated), Redis, device gateway, REST API. */
+/** How often expired idempotency keys and documents no device may fetch any more are removed. */
+const HOUSEKEEPING_MS = 3600_000;
+
+/** Starts the whole service: database (migrated), Redis, device gateway, provisioning engine, REST API. */
 export async function startService(config: Config, logger: Logger, env: { PATH?: string } = {}): Promise<RunningService> {
   const database = await openDatabase({
     url: config.databaseUrl,
@@ -60,59 +75,85 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
   };
   try {
     await runMigrations(database);
-    logger.info({ database: database.kind }, 'database ready');
+    // Redis keys belong to this deployment: two deployments on one Redis never take each other's jobs.
+    const queuePrefix = `${config.queues.prefix}:${await deploymentId(database)}`;
+    logger.info({ database: database.kind, queuePrefix }, 'database ready');
     const redis = await connectRedis({ url: config.redis.url, explicit: config.redis.explicit, pathEnv: env.PATH, logger });
     cleanups.push(['redis', () => redis.close()]);
 
     const factorySecret = resolveFactorySecret(config.deviceFactorySecret, config.dataDir, logger);
+    const keys = new DeviceKeys(factorySecret);
     const events = new DomainEvents();
     const accounts = new AccountService(database.db);
-    const macLibrary = new MacLibraryService(database.db, accounts, events);
     const devices = new DeviceService(database.db, events);
-
+    const macLibrary = new MacLibraryService(database.db, accounts, events);
     const bootstrap = await accounts.bootstrapDistributor(config.adminToken);
-    if (bootstrap.generatedToken) {
-      logger.warn(`First start: created the distributor account. Its API token (shown only now): ${bootstrap.generatedToken}`);
-    }
 
+    const presence = new PresenceStore(database.db);
     const gateway = new DeviceGateway({
       mqtt: config.mqtt,
       presenceFlushMs: config.presenceFlushMs,
-      factorySecret,
+      keys,
       loadMacLibrary: () => macLibrary.allMacs(),
-      presenceStore: new PresenceStore(database.db),
+      presence: {
+        write: async (updates) => {
+          await presence.apply(updates);
+          await macLibrary.recordSeen(updates);
+        },
+        markAllOffline: () => presence.markAllOffline(),
+      },
       events,
       logger,
     });
-    // Devices learn the download address from the upgrade command; the HTTP port is known after listen.
+
+    // Devices learn the HTTP address from commands (downloads, documents); the port is known after listen.
     let publicUrl = config.publicUrl ?? '';
+    const documents = new DocumentStore(database);
+    const configurations = new Configurations(database, devices, documents, (sha256) => `${publicUrl}/documents/${sha256}`);
+    const kinds = new JobKinds();
+    for (const kind of provisioningKinds(configurations)) kinds.register(kind);
+    kinds.register(upgradeKind((firmwareId) => `${publicUrl}/firmware/${firmwareId}/image`));
     const engine = new ProvisioningEngine({
-      db: database.db,
+      store: new JobStore(database),
       redis: redis.client,
       devices,
+      kinds,
       channel: gateway,
       logger,
-      ...config.jobs,
-      firmwareUrl: (id) => `${publicUrl}/firmware/${id}/image`,
+      queuePrefix,
+      policy: { ackTimeoutMs: config.jobs.ackTimeoutMs, maxAckBackoffMs: 5 * 60_000, inProgressTimeoutMs: config.jobs.inProgressTimeoutMs, maxAttempts: config.jobs.maxAttempts },
+      concurrency: config.jobs.concurrency,
+      queueTimeoutMs: config.queues.timeoutMs,
+      reconcileIntervalMs: config.queues.reconcileIntervalMs,
     });
-    const provisioning = new ProvisioningService(database.db, devices, engine);
+    const idempotency = new IdempotentRequests(database.db);
+    const provisioning = new ProvisioningService(database.db, devices, engine, idempotency);
     const storage = new FirmwareStorage(config.dataDir);
     await storage.init();
     const catalogue = new FirmwareCatalogue(database.db, storage, config.firmware.maxImageBytes);
     const upgrades = new UpgradeService(database.db, devices, provisioning);
-    const scheduler = new UpgradeScheduler({ redis: redis.client, queueName: `${config.jobs.queueName}-upgrades`, logger, fire: async (id) => void (await upgrades.start(id)) });
-    upgrades.useScheduler(scheduler);
-    gateway.setSink({
-      deviceConnected: (mac) => engine.deviceConnected(mac),
-      deviceHello: (mac, hello) => engine.deviceHello(mac, hello),
-      commandStatus: (mac, jobId, payload) => engine.deviceStatus(mac, jobId, payload),
+    const scheduler = new UpgradeScheduler({
+      redis: redis.client,
+      queuePrefix,
+      logger,
+      fire: async (id) => void (await upgrades.start(id)),
+      pending: () => upgrades.pending(),
+      queueTimeoutMs: config.queues.timeoutMs,
+      reconcileIntervalMs: config.queues.reconcileIntervalMs,
     });
+    upgrades.useScheduler(scheduler);
+    gateway.setSink(engine);
     await gateway.start();
     cleanups.push(['device gateway', () => gateway.stop()]);
     await engine.start();
     cleanups.push(['provisioning engine', () => engine.stop()]);
-    await scheduler.start(await upgrades.pending());
+    await scheduler.start();
     cleanups.push(['upgrade scheduler', () => scheduler.stop()]);
+    const housekeeping = setInterval(() => {
+      Promise.all([idempotency.sweep(), documents.sweep()]).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'housekeeping failed'));
+    }, HOUSEKEEPING_MS);
+    housekeeping.unref();
+    cleanups.push(['housekeeping', async () => clearInterval(housekeeping)]);
 
     const app = await buildApi({
       logger,
@@ -120,7 +161,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       macLibrary,
       devices,
       provisioning,
-      deviceConfig: { verifyDevice: (mac, key) => verifyDeviceKey(factorySecret, mac, key), effectiveConfig: (mac) => engine.effectiveConfig(mac) },
+      deviceAccess: { keys, effectiveConfig: (mac) => configurations.effective(mac), documents },
       firmware: { catalogue, upgrades, maxImageBytes: config.firmware.maxImageBytes, maxDownloads: config.firmware.maxDownloads },
       version: packageVersion(),
       readiness: { database: () => database.ping(), redis: async () => void (await redis.client.ping()), broker: () => gateway.isReady() },
@@ -152,10 +193,13 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
     let closing: Promise<void> | null = null;
     return {
       ports: { http: httpPort, ...mqttPorts },
+      publicUrl,
       database,
       redis,
+      queuePrefix,
       gateway,
       engine,
+      scheduler,
       upgrades,
       app,
       factorySecret,

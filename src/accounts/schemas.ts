@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { singleLine } from '../shared/text.js';
 
 export const roleSchema = z.enum(['distributor', 'installer']);
 export type Role = z.infer<typeof roleSchema>;
@@ -13,7 +14,7 @@ export const accountSchema = z.object({
 export type AccountView = z.infer<typeof accountSchema>;
 
 export const createInstallerBody = z.strictObject({
-  name: z.string().trim().min(1).max(128),
+  name: singleLine(128, 1),
   email: z.email().max(254).transform((e) => e.toLowerCase()),
 });
 

@@ -13,7 +13,7 @@ import { accountRoutes } from './routes/accounts.js';
 import { deviceRoutes } from './routes/devices.js';
 import { healthRoutes, type ReadinessChecks } from './routes/health.js';
 import { macLibraryRoutes } from './routes/mac-library.js';
-import { deviceConfigRoutes, type DeviceConfigDeps } from './routes/device-config.js';
+import { deviceDocumentRoutes, type DeviceDocumentDeps } from './routes/device-documents.js';
 import { provisioningRoutes } from './routes/provisioning.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 import type { FirmwareCatalogue } from '../firmware/catalogue.js';
@@ -28,7 +28,7 @@ export interface ApiDeps {
   macLibrary: MacLibraryService;
   devices: DeviceService;
   provisioning: ProvisioningService;
-  deviceConfig: DeviceConfigDeps;
+  deviceAccess: DeviceDocumentDeps;
   firmware: { catalogue: FirmwareCatalogue; upgrades: UpgradeService; maxImageBytes: number; maxDownloads: number };
   readiness: ReadinessChecks;
   version: string;
@@ -71,8 +71,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
   await app.register(healthRoutes, { checks: deps.readiness });
-  await app.register(deviceConfigRoutes, deps.deviceConfig);
-  await app.register(firmwareDownloadRoutes, { catalogue: deps.firmware.catalogue, verifyDevice: deps.deviceConfig.verifyDevice, maxDownloads: deps.firmware.maxDownloads });
+  await app.register(deviceDocumentRoutes, deps.deviceAccess);
+  await app.register(firmwareDownloadRoutes, { catalogue: deps.firmware.catalogue, keys: deps.deviceAccess.keys, maxDownloads: deps.firmware.maxDownloads });
   await app.register(
     async (api) => {
       api.addHook('onRequest', bearerAuth(deps.accounts));

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AccountService, Principal } from '../accounts/service.js';
-import { AppError } from '../shared/errors.js';
+import { HttpError } from './errors.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -13,13 +13,13 @@ export function bearerAuth(accounts: AccountService) {
   return async (request: FastifyRequest, _reply: FastifyReply) => {
     const header = request.headers.authorization;
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    if (!match) throw new AppError(401, 'unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
+    if (!match) throw new HttpError(401, 'unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
     const principal = await accounts.authenticate(match[1]!);
-    if (!principal) throw new AppError(401, 'unauthorized', 'invalid or revoked token');
+    if (!principal) throw new HttpError(401, 'unauthorized', 'invalid or revoked token');
     request.principal = principal;
   };
 }
 
 export function requireDistributor(request: FastifyRequest): void {
-  if (request.principal.role !== 'distributor') throw new AppError(403, 'forbidden', 'only a distributor may do this');
+  if (request.principal.role !== 'distributor') throw new HttpError(403, 'forbidden', 'only a distributor may do this');
 }

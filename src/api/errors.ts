@@ -1,15 +1,42 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { AppError } from '../shared/errors.js';
+import { databaseErrorCode, isUnreachable } from '../db/errors.js';
+import { DomainError, type DomainErrorKind } from '../shared/errors.js';
 
 export const errorSchema = z
   .object({ error: z.object({ code: z.string(), message: z.string(), details: z.unknown() }) })
   .describe('Every error answers this shape');
 
+type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 422 | 500 | 503;
+
 /** The error responses a route documents, merged into its response schemas. */
-export const errorResponses = (...statuses: (400 | 401 | 403 | 404 | 409 | 413 | 415)[]) =>
+export const errorResponses = (...statuses: ErrorStatus[]) =>
   Object.fromEntries([401, ...statuses].map((s) => [s, errorSchema])) as Record<number, typeof errorSchema>;
+
+/** An error that only the HTTP layer knows (credentials, media types, ranges, download cap). */
+export class HttpError extends Error {
+  constructor(
+    readonly status: ErrorStatus,
+    readonly code: string,
+    message: string,
+    readonly details: unknown = null,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+/** The one place where a domain's kind of error becomes an HTTP status. */
+const statusOfKind: Record<DomainErrorKind, ErrorStatus> = {
+  invalid: 400,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  too_large: 413,
+  unprocessable: 422,
+  unavailable: 503,
+};
 
 const fastifyCodes: Record<string, [number, string]> = {
   FST_ERR_CTP_BODY_TOO_LARGE: [413, 'payload_too_large'],
@@ -22,7 +49,11 @@ const fastifyCodes: Record<string, [number, string]> = {
 const pgCodes: Record<string, [number, string, string]> = {
   '23505': [409, 'conflict', 'the record already exists'],
   '23503': [409, 'conflict', 'the record is still referenced or refers to a missing record'],
+  // Text PostgreSQL cannot store (NUL): the boundary checks should have refused it; never a 500.
+  '22P05': [400, 'invalid_text', 'the request holds characters that cannot be stored'],
+  '22021': [400, 'invalid_text', 'the request holds characters that cannot be stored'],
 };
+
 
 /** One error handler for the whole API: every error leaves as { error: { code, message, details } }. */
 export function registerErrorHandling(app: FastifyInstance) {
@@ -30,7 +61,8 @@ export function registerErrorHandling(app: FastifyInstance) {
     const send = (status: number, code: string, message: string, details: unknown = null) =>
       reply.status(status).send({ error: { code, message, details } });
 
-    if (err instanceof AppError) return send(err.status, err.code, err.message, err.details);
+    if (err instanceof DomainError) return send(statusOfKind[err.kind], err.code, err.message, err.details);
+    if (err instanceof HttpError) return send(err.status, err.code, err.message, err.details);
     if (hasZodFastifySchemaValidationErrors(err)) {
       const issues = err.validation.map((v) => ({
         in: err.validationContext,
@@ -47,8 +79,13 @@ export function registerErrorHandling(app: FastifyInstance) {
     const known = err.code ? fastifyCodes[err.code] : undefined;
     if (known) return send(known[0], known[1], err.message);
     if (err.code && (err.code === 'FST_ERR_VALIDATION' || err.validation)) return send(400, 'validation_error', err.message);
-    const pg = err.code ? pgCodes[err.code] : undefined;
+    const sqlState = databaseErrorCode(err);
+    const pg = sqlState ? pgCodes[sqlState] : undefined;
     if (pg) return send(pg[0], pg[1], pg[2]);
+    if (isUnreachable(err)) {
+      request.log.warn({ err: err.message }, 'database unreachable');
+      return send(503, 'database_unavailable', 'the database is not reachable; nothing was changed, retry later');
+    }
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
       return send(err.statusCode, (err.code ?? 'bad_request').toLowerCase(), err.message);
     }

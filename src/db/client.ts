@@ -1,22 +1,40 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import { drizzle as drizzlePg, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
 import * as schema from './schema.js';
+import { deployment } from './tables.js';
 
 export type Db = NodePgDatabase<typeof schema>;
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 /** Either the database or an open transaction: queries that must join a caller's transaction take this. */
 export type Queryable = Db | Tx;
 
+/** A statement written as SQL text with $1… placeholders, named so PostgreSQL plans it once per connection. */
+export interface Statement {
+  name: string;
+  text: string;
+}
+
 export interface Database {
   db: Db;
   kind: 'postgres' | 'pglite';
+  /** Runs a named statement outside any transaction (prepared once per connection on PostgreSQL). */
+  run<T = Record<string, unknown>>(statement: Statement, values: unknown[]): Promise<T[]>;
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The same statement inside a caller's transaction (drizzle), unprepared. */
+export async function runIn<T = Record<string, unknown>>(q: Queryable, statement: Statement, values: unknown[]): Promise<T[]> {
+  const parts = statement.text.split(/\$(\d+)/);
+  const chunks: SQL[] = [];
+  parts.forEach((part, i) => chunks.push(i % 2 === 0 ? sql.raw(part) : sql`${values[Number(part) - 1]}`));
+  const result = (await q.execute(sql.join(chunks))) as unknown as { rows: T[] };
+  return result.rows;
 }
 
 /** Finds migrations/ whether running from src/ (tsx) or from dist/src/ (built). */
@@ -39,6 +57,7 @@ export async function openDatabase(opts: { url: string | undefined; dataDir: str
     return {
       db,
       kind: 'postgres',
+      run: async <T,>(st: Statement, values: unknown[]) => (await pool.query({ name: st.name, text: st.text, values })).rows as T[],
       ping: async () => {
         await db.execute(sql`select 1`);
       },
@@ -56,6 +75,7 @@ export async function openDatabase(opts: { url: string | undefined; dataDir: str
   return {
     db,
     kind: 'pglite',
+    run: async <T,>(st: Statement, values: unknown[]) => (await client.query<T>(st.text, values)).rows,
     ping: async () => {
       await client.query('select 1');
     },
@@ -71,4 +91,11 @@ export async function runMigrations(database: Database): Promise<void> {
     const { migrate } = await import('drizzle-orm/pglite/migrator');
     await migrate(database.db as never, { migrationsFolder });
   }
+}
+
+/** This database's deployment id, made on first start (see db/tables.ts). */
+export async function deploymentId(database: Database): Promise<string> {
+  await database.db.insert(deployment).values({ singleton: 1 }).onConflictDoNothing();
+  const rows = await database.db.select({ id: deployment.id }).from(deployment).limit(1);
+  return rows[0]!.id;
 }

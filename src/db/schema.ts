@@ -4,3 +4,5 @@ export * from '../mac-library/tables.js';
 export * from '../devices/tables.js';
 export * from '../provisioning/tables.js';
 export * from '../firmware/tables.js';
+export * from '../documents/tables.js';
+export * from './tables.js';

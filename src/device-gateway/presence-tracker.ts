@@ -1,9 +1,15 @@
+import { isDataError } from '../db/errors.js';
 import type { Logger } from '../logger.js';
-import type { PresenceStore, PresenceUpdate } from '../devices/presence.js';
+import type { PresenceUpdate } from '../devices/presence.js';
+
+/** Where batched presence goes: the devices' status and the MAC library's last-seen time. */
+export type PresenceWriter = (updates: PresenceUpdate[]) => Promise<void>;
 
 /**
  * Collects presence changes in memory and writes them in one batch per interval, so the API shows a
  * device online within a fraction of a second while a boot storm costs a few statements, not thousands.
+ * A batch the database refuses is split until the refused rows stand alone: those are dropped (and
+ * logged), the rest are written, so one device's bad row never holds the others hostage.
  */
 export class PresenceTracker {
   private pending = new Map<string, PresenceUpdate>();
@@ -11,7 +17,7 @@ export class PresenceTracker {
   private flushing: Promise<void> | null = null;
 
   constructor(
-    private readonly store: PresenceStore,
+    private readonly write: PresenceWriter,
     private readonly intervalMs: number,
     private readonly logger: Logger,
   ) {}
@@ -34,18 +40,44 @@ export class PresenceTracker {
   async flush(): Promise<void> {
     if (this.flushing) return this.flushing;
     if (!this.pending.size) return;
-    const batch = this.pending;
+    const batch = [...this.pending.values()];
     this.pending = new Map();
-    this.flushing = this.store
-      .apply([...batch.values()])
-      .catch((err: unknown) => {
-        this.logger.error({ err, devices: batch.size }, 'presence write failed; retrying with the next batch');
-        for (const [mac, update] of batch) if (!this.pending.has(mac)) this.pending.set(mac, update);
-      })
-      .finally(() => {
-        this.flushing = null;
-      });
+    this.flushing = this.writeIsolated(batch).finally(() => {
+      this.flushing = null;
+    });
     return this.flushing;
+  }
+
+  /**
+   * Writes a batch; when it fails, writes its halves. A database that is down fails every half: then the
+   * whole batch goes back into the queue for the next flush instead of being dropped row by row.
+   */
+  private async writeIsolated(batch: PresenceUpdate[]): Promise<void> {
+    try {
+      await this.write(batch);
+      return;
+    } catch (err) {
+      if (batch.length === 1) {
+        if (isDataError(err)) {
+          this.logger.error({ err, mac: batch[0]!.mac }, 'presence of this device could not be written; dropped');
+          return;
+        }
+        this.requeue(batch, err);
+        return;
+      }
+      if (!isDataError(err)) {
+        this.requeue(batch, err);
+        return;
+      }
+    }
+    const half = Math.ceil(batch.length / 2);
+    await this.writeIsolated(batch.slice(0, half));
+    await this.writeIsolated(batch.slice(half));
+  }
+
+  private requeue(batch: PresenceUpdate[], err: unknown) {
+    this.logger.error({ err, devices: batch.length }, 'presence write failed; retrying with the next batch');
+    for (const update of batch) if (!this.pending.has(update.mac)) this.pending.set(update.mac, update);
   }
 
   async stop(): Promise<void> {

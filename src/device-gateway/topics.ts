@@ -8,12 +8,27 @@ export const commandsTopic = (mac: string) => `devices/${mac}/commands`;
 
 export type TopicVerdict = { ok: true } | { ok: false; reason: string };
 
-export function checkDevicePublish(mac: string, topic: string, payloadBytes: number, maxPayloadBytes: number): TopicVerdict {
+export interface DevicePublish {
+  topic: string;
+  payloadBytes: number;
+  qos: number;
+  retain: boolean;
+}
+
+/**
+ * What a device may publish. Retained messages are refused: nothing here reads them, and each would be
+ * held by the broker until replaced. QoS 2 is refused: the broker would hold every message until its
+ * PUBREL, and the protocol needs no more than QoS 1.
+ */
+export function checkDevicePublish(mac: string, p: DevicePublish, maxPayloadBytes: number): TopicVerdict {
+  const { topic } = p;
   if (topic.length > MAX_TOPIC_LENGTH) return { ok: false, reason: `topic longer than ${MAX_TOPIC_LENGTH} characters` };
   if (topic.split('/').length > MAX_TOPIC_LEVELS) return { ok: false, reason: `topic deeper than ${MAX_TOPIC_LEVELS} levels` };
   if (!topic.startsWith(deviceRoot(mac)) || topic.length === deviceRoot(mac).length) return { ok: false, reason: `publish outside ${deviceRoot(mac)}` };
   if (topic === commandsTopic(mac)) return { ok: false, reason: 'devices do not publish commands' };
-  if (payloadBytes > maxPayloadBytes) return { ok: false, reason: `payload of ${payloadBytes} bytes exceeds ${maxPayloadBytes}` };
+  if (p.retain) return { ok: false, reason: 'retained messages are not accepted' };
+  if (p.qos > 1) return { ok: false, reason: 'QoS 2 is not accepted (use QoS 0 or 1)' };
+  if (p.payloadBytes > maxPayloadBytes) return { ok: false, reason: `payload of ${p.payloadBytes} bytes exceeds ${maxPayloadBytes}` };
   return { ok: true };
 }
 
@@ -22,10 +37,12 @@ export function checkDeviceSubscribe(mac: string, topic: string): TopicVerdict {
   return { ok: true };
 }
 
-/** devices/{MAC}/commands/{jobId}/status → jobId, for the device's own MAC only. */
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** devices/{MAC}/commands/{jobId}/status → jobId, for the device's own MAC and a well-formed id only. */
 export function commandStatusJobId(mac: string, topic: string): string | null {
   const prefix = `${commandsTopic(mac)}/`;
   if (!topic.startsWith(prefix) || !topic.endsWith('/status')) return null;
   const id = topic.slice(prefix.length, -'/status'.length);
-  return id && !id.includes('/') ? id : null;
+  return JOB_ID.test(id) ? id : null;
 }

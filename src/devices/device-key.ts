@@ -5,12 +5,27 @@ export function deriveDeviceKey(factorySecret: string, mac: string): string {
   return createHmac('sha256', factorySecret).update(mac).digest('hex');
 }
 
-/** The key as the bytes a device sends as its MQTT password. */
-export const deviceKeyBytes = (factorySecret: string, mac: string): Buffer => Buffer.from(deriveDeviceKey(factorySecret, mac), 'utf8');
+/**
+ * The one check of a device key, used by the MQTT gateway and the device-facing HTTP routes alike.
+ * A MAC's expected key is kept once it has been presented correctly, so a fleet reconnecting costs no
+ * HMAC per connect; wrong guesses are never cached, so they cannot grow the cache.
+ */
+export class DeviceKeys {
+  private readonly known = new Map<string, Buffer>();
 
-export function verifyDeviceKey(factorySecret: string, mac: string, presented: string | Buffer | undefined): boolean {
-  if (presented === undefined) return false;
-  const expected = deviceKeyBytes(factorySecret, mac);
-  const given = Buffer.isBuffer(presented) ? presented : Buffer.from(presented, 'utf8');
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  constructor(private readonly factorySecret: string) {}
+
+  verify(mac: string, presented: string | Buffer | undefined | null): boolean {
+    if (presented === undefined || presented === null) return false;
+    const given = Buffer.isBuffer(presented) ? presented : Buffer.from(presented, 'utf8');
+    const expected = this.known.get(mac) ?? Buffer.from(deriveDeviceKey(this.factorySecret, mac), 'utf8');
+    const ok = given.length === expected.length && timingSafeEqual(given, expected);
+    if (ok) this.known.set(mac, expected);
+    return ok;
+  }
+
+  /** Forgets a MAC's key (the MAC left the MAC library). */
+  forget(mac: string): void {
+    this.known.delete(mac);
+  }
 }

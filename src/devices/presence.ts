@@ -13,7 +13,7 @@ export interface PresenceUpdate {
 }
 
 /**
- * Writes presence in batches: one statement per table for any number of devices, so a boot storm of
+ * Writes the devices' presence in batches: one statement for any number of devices, so a boot storm of
  * thousands of connects costs a handful of round trips instead of one per device.
  */
 export class PresenceStore {
@@ -24,7 +24,6 @@ export class PresenceStore {
     const rows = JSON.stringify(
       updates.map((u) => ({
         mac: u.mac,
-        seen_at: u.seenAt.toISOString(),
         status: u.status ?? null,
         connected_at: u.connectedAt?.toISOString() ?? null,
         ip: u.ip ?? null,
@@ -32,22 +31,16 @@ export class PresenceStore {
         firmware: u.firmware ?? null,
       })),
     );
-    await this.db.transaction(async (tx) => {
-      await tx.execute(sql`
-        UPDATE devices d SET
-          status = COALESCE(u.status, d.status),
-          last_connected_at = COALESCE(u.connected_at, d.last_connected_at),
-          ip = COALESCE(u.ip, d.ip),
-          model = COALESCE(u.model, d.model),
-          firmware = COALESCE(u.firmware, d.firmware)
-        FROM jsonb_to_recordset(${rows}::jsonb)
-          AS u(mac text, status text, connected_at timestamptz, ip text, model text, firmware text)
-        WHERE d.mac = u.mac`);
-      await tx.execute(sql`
-        UPDATE mac_library m SET last_seen_at = u.seen_at
-        FROM jsonb_to_recordset(${rows}::jsonb) AS u(mac text, seen_at timestamptz)
-        WHERE m.mac = u.mac`);
-    });
+    await this.db.execute(sql`
+      UPDATE devices d SET
+        status = COALESCE(u.status, d.status),
+        last_connected_at = COALESCE(u.connected_at, d.last_connected_at),
+        ip = COALESCE(u.ip, d.ip),
+        model = COALESCE(u.model, d.model),
+        firmware = COALESCE(u.firmware, d.firmware)
+      FROM jsonb_to_recordset(${rows}::jsonb)
+        AS u(mac text, status text, connected_at timestamptz, ip text, model text, firmware text)
+      WHERE d.mac = u.mac`);
   }
 
   /** At gateway start no session exists yet, so every device is offline until it connects again. */

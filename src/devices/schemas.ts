@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { singleLine } from '../shared/text.js';
 import { macInput } from '../mac-library/mac.js';
 import { pageQuery } from '../shared/pagination.js';
 import { accessMethods } from './tables.js';
@@ -23,7 +24,7 @@ export const typeToCode = (t: DeviceType): DeviceTypeCode => String(t) as Device
 export const codeToType = (c: string): DeviceType => (c === 'ixgw' ? 'ixgw' : (Number(c) as DeviceType));
 
 export const relaySchema = z.strictObject({
-  name: z.string().trim().min(1).max(64),
+  name: singleLine(64, 1),
   dtmf: z
     .string()
     .regex(/^[0-9*#]{1,4}$/, 'DTMF code: 1 to 4 of 0-9, * and #')
@@ -37,10 +38,10 @@ export const relaySchema = z.strictObject({
 });
 
 const deviceFields = {
-  name: z.string().trim().min(1).max(128),
+  name: singleLine(128, 1),
   type: deviceTypeSchema,
   networkGroup: z.number().int().min(1).max(1000).describe('devices in the same local network share a network group (they call each other by IP)'),
-  location: z.string().trim().max(128).nullable(),
+  location: singleLine(128).nullable(),
   relays: z.array(relaySchema).max(8),
   allowMonitoring: z.boolean(),
 };
@@ -94,7 +95,7 @@ export const createdDeviceSchema = deviceSchema.extend({
 });
 
 export const listDevicesQuery = z.strictObject({
-  search: z.string().max(128).optional().describe('part of the MAC, name or SIP number'),
+  search: singleLine(128).optional().describe('part of the MAC, name or SIP number'),
   status: z.enum(['online', 'offline']).optional(),
   type: z.enum(deviceTypeCodes).optional(),
   ...pageQuery,

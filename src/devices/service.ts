@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { and, count, desc, eq, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
 import type { Db, Queryable } from '../db/client.js';
-import { macLibrary } from '../mac-library/tables.js';
+import { lockLibraryEntry } from '../mac-library/queries.js';
 import { conflict, notFound } from '../shared/errors.js';
 import type { DomainEvents } from '../shared/events.js';
 import { likePattern, paginate, type Page } from '../shared/pagination.js';
@@ -55,8 +55,7 @@ export class DeviceService {
   async create(principal: Principal, input: CreateDeviceInput): Promise<DeviceView & { sip: { number: string; password: string } }> {
     return this.db.transaction(async (tx) => {
       // Locking the MAC library row serialises concurrent binds of the same MAC.
-      const entries = await tx.select().from(macLibrary).where(eq(macLibrary.mac, input.mac)).for('update').limit(1);
-      const entry = entries[0];
+      const entry = await lockLibraryEntry(tx, input.mac);
       if (!entry || (principal.role === 'installer' && entry.installerId !== principal.accountId)) {
         throw conflict('mac_not_in_library', `MAC ${input.mac} is not in your MAC library; add it there first`, { mac: input.mac });
       }
@@ -177,14 +176,14 @@ export class DeviceService {
     if (!rows[0]) throw notFound('device', { mac });
   }
 
-  /** Records the configuration hash a device reported and answers the one it had reported before. */
-  async exchangeConfigHash(mac: string, hash: string): Promise<{ previous: string | null } | null> {
-    const result = await this.db.execute<{ previous: string | null }>(sql`
+  /** Records the configuration hash a device reported; answers the one it had reported before, and its owner. */
+  async exchangeConfigHash(mac: string, hash: string): Promise<{ previous: string | null; installerId: string } | null> {
+    const result = await this.db.execute<{ previous: string | null; installer_id: string }>(sql`
       WITH old AS (SELECT config_hash FROM devices WHERE mac = ${mac} FOR UPDATE)
       UPDATE devices d SET config_hash = ${hash} FROM old WHERE d.mac = ${mac}
-      RETURNING old.config_hash AS previous`);
+      RETURNING old.config_hash AS previous, d.installer_id`);
     const row = result.rows[0];
-    return row ? { previous: row.previous } : null;
+    return row ? { previous: row.previous, installerId: row.installer_id } : null;
   }
 
   async countByStatus(status: 'online' | 'offline'): Promise<number> {

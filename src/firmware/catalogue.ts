@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { hasControlCharacters } from '../shared/text.js';
 import { and, count, desc, eq, sql } from 'drizzle-orm';
 import type { Readable } from 'node:stream';
 import type { Principal } from '../accounts/service.js';
 import type { Db } from '../db/client.js';
-import { jobs, UNFINISHED } from '../provisioning/tables.js';
+import { deviceHasUnfinishedJob } from '../provisioning/service.js';
 import { badRequest, conflict, notFound } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import { normalizeModel, versionMismatch } from './models.js';
@@ -82,7 +83,7 @@ export class FirmwareCatalogue {
           throw badRequest('validation_error', 'exactly one file, in the part named "file"', { field: part.name });
         }
         fileName = part.fileName;
-        if (!fileName || /[\\/\0]|^\.|\.\./.test(fileName) || fileName.length > 255) {
+        if (!fileName || /[\\/]|^\.|\.\./.test(fileName) || hasControlCharacters(fileName) || fileName.length > 255) {
           part.stream.resume();
           throw badRequest('invalid_file_name', `the file name ${JSON.stringify(fileName)} must be a plain name, not a path`, { fileName });
         }
@@ -141,16 +142,16 @@ export class FirmwareCatalogue {
    * to it. One query per download request.
    */
   async forDownload(mac: string, id: string): Promise<{ firmware: FirmwareRow; allowed: boolean } | null> {
-    const allowed = this.db
-      .select({ id: jobs.id })
-      .from(jobs)
-      .where(and(eq(jobs.mac, mac), eq(jobs.kind, 'upgrade'), sql`${jobs.params}->>'firmwareId' = ${id}`, UNFINISHED));
     const rows = await this.db
-      .select({ firmware, allowed: sql<boolean>`EXISTS (${allowed})` })
+      .select({ firmware, allowed: sql<boolean>`${deviceHasUnfinishedJob(mac, 'upgrade', 'firmwareId', id)}` })
       .from(firmware)
       .where(eq(firmware.id, id))
       .limit(1);
     return rows[0] ?? null;
+  }
+
+  async hasImage(id: string): Promise<boolean> {
+    return (await this.storage.size(id)) !== null;
   }
 
   /** A byte range of the image from disk, or null when its file is missing (DATA_DIR lost or tampered with). */

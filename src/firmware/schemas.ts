@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { multiLine, singleLine } from '../shared/text.js';
 import { macInput } from '../mac-library/mac.js';
 import { pageQuery } from '../shared/pagination.js';
 
@@ -14,7 +15,7 @@ export const firmwareSchema = z.object({
 export type FirmwareView = z.infer<typeof firmwareSchema>;
 
 export const firmwareParams = z.strictObject({ id: z.uuid() });
-export const listFirmwareQuery = z.strictObject({ model: z.string().max(32).optional(), ...pageQuery });
+export const listFirmwareQuery = z.strictObject({ model: singleLine(32).optional(), ...pageQuery });
 
 /** The text fields of a firmware upload (multipart/form-data beside the `file` part). */
 export const firmwareUploadFields = z.strictObject({
@@ -22,8 +23,8 @@ export const firmwareUploadFields = z.strictObject({
     .string()
     .trim()
     .regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/, 'a model name such as R29, X916 or IXGW-TGW'),
-  version: z.string().trim().min(1).max(40),
-  changelog: z.string().max(4000).default(''),
+  version: singleLine(40, 1),
+  changelog: multiLine(4000).default(''),
 });
 
 export const upgradeStatuses = ['pending', 'processing', 'executed'] as const;
@@ -62,7 +63,7 @@ export const deleteUpgradeQuery = z.strictObject({
 });
 export const listUpgradesQuery = z.strictObject({
   status: z.enum(upgradeStatuses).optional(),
-  model: z.string().max(32).optional(),
+  model: singleLine(32).optional(),
   ...pageQuery,
 });
 

@@ -4,7 +4,7 @@ import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AppError } from '../shared/errors.js';
+import { tooLarge } from '../shared/errors.js';
 
 export interface ReceivedImage {
   path: string;
@@ -42,7 +42,7 @@ export class FirmwareStorage {
     const meter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         size += chunk.length;
-        if (size > maxBytes) return done(new AppError(413, 'payload_too_large', `the firmware image is larger than ${maxBytes} bytes`, { maxBytes }));
+        if (size > maxBytes) return done(tooLarge('payload_too_large', `the firmware image is larger than ${maxBytes} bytes`, { maxBytes }));
         hash.update(chunk);
         done(null, chunk);
       },
@@ -50,7 +50,7 @@ export class FirmwareStorage {
     try {
       await pipeline(source, meter, createWriteStream(path, { flags: 'wx' }));
       // A stream cut off by the upload limit ends early instead of failing; treat it as too large.
-      if ((source as Readable & { truncated?: boolean }).truncated) throw new AppError(413, 'payload_too_large', `the firmware image is larger than ${maxBytes} bytes`, { maxBytes });
+      if ((source as Readable & { truncated?: boolean }).truncated) throw tooLarge('payload_too_large', `the firmware image is larger than ${maxBytes} bytes`, { maxBytes });
     } catch (err) {
       await rm(path, { force: true });
       throw err;

@@ -1,9 +1,10 @@
 import { and, count, desc, eq, inArray, isNull, lte, or, sql, type SQL } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
-import type { Db, Tx } from '../db/client.js';
+import type { Db, Queryable, Tx } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
-import { accountActor, type JobActor, type ProvisioningService } from '../provisioning/service.js';
-import { FINISHED_LIST, finishedStates, jobs } from '../provisioning/tables.js';
+import type { JobRow } from '../provisioning/job-store.js';
+import { accountActor, batchHasUnfinishedJob, type JobActor, type ProvisioningService, type RequestContext, type Submitted } from '../provisioning/service.js';
+import { finishedStates } from '../provisioning/tables.js';
 import { badRequest, conflict, notFound } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import { normalizeModel } from './models.js';
@@ -17,18 +18,18 @@ import {
   type UpgradeView,
 } from './schemas.js';
 import type { UpgradeScheduler } from './scheduler.js';
+import { upgradeStages, type UpgradeStage } from './upgrade-kind.js';
 import { firmware, upgrades, type SkippedDevice } from './tables.js';
 
 type UpgradeRow = typeof upgrades.$inferSelect;
 type FirmwareRow = typeof firmware.$inferSelect;
-type JobRow = typeof jobs.$inferSelect;
 type DeviceJob = Pick<JobRow, 'id' | 'mac' | 'batchId' | 'state' | 'stage' | 'progress' | 'error' | 'updatedAt'>;
 
 const DEFAULT_EXPIRY_SECONDS = 7 * 24 * 3600;
-// An upgrade's status from its jobs. Written with explicit table names: an interpolated column would
-// render unqualified in a select list and bind to the subquery's own "id".
+// An upgrade's status from its jobs. The upgrade's id is named with its table: an interpolated column
+// would render unqualified in a select list and bind to the subquery's own "id".
 export const UPGRADE_STATUS = sql<UpgradeStatus>`(CASE WHEN "upgrades"."started_at" IS NULL THEN 'pending'
-  WHEN EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = "upgrades"."id" AND j.state NOT IN (${FINISHED_LIST})) THEN 'processing'
+  WHEN ${batchHasUnfinishedJob(sql`"upgrades"."id"`)} THEN 'processing'
   ELSE 'executed' END)`;
 
 /** A device's state within an upgrade, in the portal's words, from its engine job. */
@@ -38,7 +39,7 @@ export function deviceUpgradeState(job: DeviceJob): { state: DeviceUpgradeState;
     case 'dispatched':
       return { state: 'pending', percent: 0, reason: null };
     case 'in-progress':
-      return { state: job.stage ?? 'downloading', percent: job.progress, reason: null };
+      return { state: isUpgradeStage(job.stage) ? job.stage : 'downloading', percent: job.progress, reason: null };
     case 'succeeded':
       return { state: 'succeeded', percent: 100, reason: null };
     case 'canceled':
@@ -48,6 +49,7 @@ export function deviceUpgradeState(job: DeviceJob): { state: DeviceUpgradeState;
   }
 }
 
+const isUpgradeStage = (s: string | null): s is UpgradeStage => (upgradeStages as readonly (string | null)[]).includes(s);
 const emptyCounts = () => Object.fromEntries(deviceUpgradeStates.map((s) => [s, 0])) as Record<DeviceUpgradeState, number>;
 
 /**
@@ -109,11 +111,12 @@ export class UpgradeService {
     return date;
   }
 
-  async create(principal: Principal, body: CreateUpgrade): Promise<UpgradeDetail> {
+  async create(ctx: RequestContext, body: CreateUpgrade): Promise<Submitted<UpgradeDetail>> {
+    const { principal } = ctx;
     const at = UpgradeService.when(body.at);
     const fw = await this.firmwareRow(body.firmwareId);
     const checked = await this.checkDevices(principal, fw, body.macs);
-    const { upgrade, jobIds } = await this.db.transaction(async (tx) => {
+    return this.provisioning.submit(ctx, async (tx) => {
       // Shares the firmware row with other upgrades; a concurrent delete waits and then sees this upgrade.
       const locked = await tx.select({ id: firmware.id }).from(firmware).where(eq(firmware.id, fw.id)).for('share');
       if (!locked[0]) throw badRequest('unknown_firmware', `no firmware ${fw.id} in the catalogue`, { firmwareId: fw.id });
@@ -132,16 +135,18 @@ export class UpgradeService {
           expirySeconds: body.expiresInSeconds ?? DEFAULT_EXPIRY_SECONDS,
         })
         .returning();
-      const jobIds = at ? [] : await this.startIn(tx, upgrade!, accountActor(principal));
-      return { upgrade: upgrade!, jobIds };
+      const jobs = at ? [] : await this.startIn(tx, upgrade!, accountActor(principal));
+      return {
+        jobs,
+        answer: await this.get(principal, upgrade!.id, tx),
+        // A schedule Redis did not take is made again by the scheduler's reconciliation.
+        after: at ? () => this.scheduler!.schedule(upgrade!.id, at) : undefined,
+      };
     });
-    if (at) await this.scheduler?.schedule(upgrade.id, at);
-    else await this.provisioning.enqueue(jobIds);
-    return this.get(principal, upgrade.id);
   }
 
   /** Turns a pending upgrade into one job per device, inside the caller's transaction. */
-  private async startIn(tx: Tx, upgrade: UpgradeRow, actor: JobActor): Promise<string[]> {
+  private async startIn(tx: Tx, upgrade: UpgradeRow, actor: JobActor): Promise<JobRow[]> {
     const fw = upgrade.firmwareId ? (await tx.select().from(firmware).where(eq(firmware.id, upgrade.firmwareId)).limit(1))[0] : undefined;
     const current = await this.devices.firmwareOf(upgrade.macs, null, tx);
     const skipped = [...upgrade.skipped];
@@ -176,7 +181,7 @@ export class UpgradeService {
         )
       : [];
     await tx.update(upgrades).set({ startedAt: new Date(), macs: targets, skipped, updatedAt: new Date() }).where(eq(upgrades.id, upgrade.id));
-    return rows.map((r) => r.id);
+    return rows;
   }
 
   /**
@@ -192,7 +197,7 @@ export class UpgradeService {
         .where(and(eq(upgrades.id, upgradeId), isNull(upgrades.startedAt), lte(upgrades.at, new Date(Date.now() + 1000))))
         .for('update');
       if (!rows[0]) return [];
-      return this.startIn(tx, rows[0], { accountId: rows[0].requestedBy, label: 'scheduler' });
+      return (await this.startIn(tx, rows[0], { accountId: rows[0].requestedBy, label: 'scheduler' })).map((j) => j.id);
     });
     const waiting = ids.length ? ids : (await this.jobsOf([upgradeId])).filter((j) => !finishedStates.includes(j.state)).map((j) => j.id);
     await this.provisioning.enqueue(waiting);
@@ -204,13 +209,8 @@ export class UpgradeService {
     return this.db.select({ id: upgrades.id, at: upgrades.at }).from(upgrades).where(isNull(upgrades.startedAt));
   }
 
-  private async jobsOf(ids: string[]): Promise<DeviceJob[]> {
-    if (!ids.length) return [];
-    return this.db
-      .select({ id: jobs.id, mac: jobs.mac, state: jobs.state, stage: jobs.stage, progress: jobs.progress, error: jobs.error, updatedAt: jobs.updatedAt, batchId: jobs.batchId })
-      .from(jobs)
-      .where(inArray(jobs.batchId, ids))
-      .orderBy(jobs.seq);
+  private jobsOf(ids: string[], q: Queryable = this.db): Promise<DeviceJob[]> {
+    return this.provisioning.jobsOfBatches(ids, q);
   }
 
   private view(u: UpgradeRow, status: UpgradeStatus, deviceJobs: DeviceJob[]): UpgradeDetail {
@@ -242,8 +242,8 @@ export class UpgradeService {
     };
   }
 
-  private async load(principal: Principal, id: string): Promise<{ row: UpgradeRow; status: UpgradeStatus }> {
-    const rows = await this.db
+  private async load(principal: Principal, id: string, q: Queryable = this.db): Promise<{ row: UpgradeRow; status: UpgradeStatus }> {
+    const rows = await q
       .select({ row: upgrades, status: UPGRADE_STATUS })
       .from(upgrades)
       .where(and(eq(upgrades.id, id), this.scope(principal)))
@@ -252,9 +252,9 @@ export class UpgradeService {
     return rows[0];
   }
 
-  async get(principal: Principal, id: string): Promise<UpgradeDetail> {
-    const { row, status } = await this.load(principal, id);
-    return this.view(row, status, await this.jobsOf([id]));
+  async get(principal: Principal, id: string, q: Queryable = this.db): Promise<UpgradeDetail> {
+    const { row, status } = await this.load(principal, id, q);
+    return this.view(row, status, await this.jobsOf([id], q));
   }
 
   async list(principal: Principal, q: { status?: UpgradeStatus; model?: string; page: number; pageSize: number }): Promise<Page<UpgradeView>> {
@@ -287,7 +287,8 @@ export class UpgradeService {
   }
 
   /** Changes the time, the devices or the reset flag while the upgrade is pending. */
-  async patch(principal: Principal, id: string, body: PatchUpgrade): Promise<UpgradeDetail> {
+  async patch(ctx: RequestContext, id: string, body: PatchUpgrade): Promise<Submitted<UpgradeDetail>> {
+    const { principal } = ctx;
     const { row } = await this.load(principal, id);
     if (row.startedAt) throw conflict('upgrade_started', `upgrade ${id} has started; only a pending upgrade can be changed`, { upgradeId: id });
     const at = body.at === undefined ? undefined : UpgradeService.when(body.at);
@@ -297,7 +298,7 @@ export class UpgradeService {
       devices = await this.checkDevices(principal, await this.firmwareRow(row.firmwareId), body.macs);
     }
     const startNow = at === null;
-    const jobIds = await this.db.transaction(async (tx) => {
+    return this.provisioning.submit(ctx, async (tx) => {
       const [updated] = await tx
         .update(upgrades)
         .set({
@@ -309,13 +310,11 @@ export class UpgradeService {
         .where(and(eq(upgrades.id, id), isNull(upgrades.startedAt)))
         .returning();
       if (!updated) throw conflict('upgrade_started', `upgrade ${id} has started; only a pending upgrade can be changed`, { upgradeId: id });
-      return startNow ? this.startIn(tx, updated, accountActor(principal)) : [];
+      const jobs = startNow ? await this.startIn(tx, updated, accountActor(principal)) : [];
+      const scheduler = this.scheduler!;
+      const after = startNow ? () => scheduler.unschedule(id, row.at) : at ? () => scheduler.reschedule(id, row.at, at) : undefined;
+      return { jobs, answer: await this.get(principal, id, tx), after };
     });
-    if (startNow) {
-      await this.scheduler?.unschedule(id, row.at);
-      await this.provisioning.enqueue(jobIds);
-    } else if (at) await this.scheduler?.reschedule(id, row.at, at);
-    return this.get(principal, id);
   }
 
   /**

@@ -1,5 +1,8 @@
 import { badRequest } from '../shared/errors.js';
-import { normalizeMac } from './mac.js';
+import { NOT_A_MAC, parseMac } from './mac.js';
+
+/** Written like a MAC, valid or not (a headerless file's first row). */
+const looksLikeMac = (value: string) => (parseMac(value) as { reason?: string }).reason !== NOT_A_MAC;
 
 export const MAX_IMPORT_ROWS = 50_000;
 
@@ -48,7 +51,7 @@ export function parseMacCsv(text: string): ParsedMacCsv {
   if (macColumn >= 0) {
     column = macColumn;
     start++;
-  } else if (!normalizeMac(header[0] ?? '')) {
+  } else if (!looksLikeMac(header[0] ?? '')) {
     throw badRequest('csv_header_missing', 'the CSV file needs a "MAC" header column as in the MAC template', { line: start + 1, value: lines[start]!.slice(0, 100) });
   }
 
@@ -67,9 +70,9 @@ export function parseMacCsv(text: string): ParsedMacCsv {
       result.invalid.push({ line, value, reason: 'empty MAC cell' });
       continue;
     }
-    const mac = normalizeMac(value);
-    if (mac) result.rows.push({ line, mac });
-    else result.invalid.push({ line, value: value.slice(0, 100), reason: 'not a MAC address (expected 12 hex digits, optionally separated by ":" or "-")' });
+    const parsed = parseMac(value);
+    if ('mac' in parsed) result.rows.push({ line, mac: parsed.mac });
+    else result.invalid.push({ line, value: value.slice(0, 100), reason: parsed.reason });
   }
   return result;
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { singleLine } from '../shared/text.js';
 import { macInput } from './mac.js';
 import { pageQuery } from '../shared/pagination.js';
 
@@ -27,7 +28,7 @@ export const importResultSchema = z.object({
 });
 
 export const listMacQuery = z.strictObject({
-  search: z.string().max(64).optional().describe("part of a MAC (any separator) or of the bound device's name"),
+  search: singleLine(64).optional().describe("part of a MAC (any separator) or of the bound device's name"),
   bound: z.enum(['true', 'false']).optional().transform((v) => (v === undefined ? undefined : v === 'true')),
   ...pageQuery,
 });

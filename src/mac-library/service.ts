@@ -1,8 +1,8 @@
-import { and, count, desc, eq, ilike, isNotNull, isNull, or, type SQL } from 'drizzle-orm';
+import { and, count, desc, eq, ilike, isNotNull, isNull, or, sql, type SQL } from 'drizzle-orm';
 import type { AccountService, Principal } from '../accounts/service.js';
 import { accounts } from '../accounts/tables.js';
 import type { Db } from '../db/client.js';
-import { devices } from '../devices/tables.js';
+import { boundDevices, isBound } from '../devices/queries.js';
 import { badRequest, conflict, forbidden, notFound } from '../shared/errors.js';
 import type { DomainEvents } from '../shared/events.js';
 import { likePattern, paginate, type Page } from '../shared/pagination.js';
@@ -13,11 +13,15 @@ import { macLibrary } from './tables.js';
 const INSERT_CHUNK = 5000;
 
 export class MacLibraryService {
+  private readonly bound;
+
   constructor(
     private readonly db: Db,
     private readonly accounts: AccountService,
     private readonly events: DomainEvents,
-  ) {}
+  ) {
+    this.bound = boundDevices(db);
+  }
 
   /** Whose library receives new MACs: an installer's own; a distributor must name an existing installer. */
   private async targetInstaller(principal: Principal, installerId: string | undefined): Promise<string> {
@@ -65,13 +69,13 @@ export class MacLibraryService {
         mac: macLibrary.mac,
         installerId: accounts.id,
         installerName: accounts.name,
-        owner: devices.name,
+        owner: this.bound.name,
         lastSeenAt: macLibrary.lastSeenAt,
         createdAt: macLibrary.createdAt,
       })
       .from(macLibrary)
       .innerJoin(accounts, eq(accounts.id, macLibrary.installerId))
-      .leftJoin(devices, eq(devices.mac, macLibrary.mac));
+      .leftJoin(this.bound, eq(this.bound.mac, macLibrary.mac));
   }
 
   private static view(r: { mac: string; installerId: string; installerName: string; owner: string | null; lastSeenAt: Date | null; createdAt: Date }): MacEntry {
@@ -96,9 +100,9 @@ export class MacLibraryService {
     const conditions: (SQL | undefined)[] = [this.scope(principal)];
     if (q.search) {
       const macPart = q.search.replace(/[:\-\s]/g, '').toUpperCase();
-      conditions.push(or(macPart ? ilike(macLibrary.mac, likePattern(macPart)) : undefined, ilike(devices.name, likePattern(q.search))));
+      conditions.push(or(macPart ? ilike(macLibrary.mac, likePattern(macPart)) : undefined, ilike(this.bound.name, likePattern(q.search))));
     }
-    if (q.bound !== undefined) conditions.push(q.bound ? isNotNull(devices.mac) : isNull(devices.mac));
+    if (q.bound !== undefined) conditions.push(q.bound ? isNotNull(this.bound.mac) : isNull(this.bound.mac));
     const where = and(...conditions);
     return paginate(
       this.baseQuery()
@@ -109,7 +113,7 @@ export class MacLibraryService {
       this.db
         .select({ n: count() })
         .from(macLibrary)
-        .leftJoin(devices, eq(devices.mac, macLibrary.mac))
+        .leftJoin(this.bound, eq(this.bound.mac, macLibrary.mac))
         .where(where),
       MacLibraryService.view,
       q.page,
@@ -120,18 +124,26 @@ export class MacLibraryService {
   async remove(principal: Principal, mac: string): Promise<void> {
     await this.db.transaction(async (tx) => {
       const rows = await tx
-        .select({ mac: macLibrary.mac, bound: devices.mac })
+        .select({ mac: macLibrary.mac })
         .from(macLibrary)
-        .leftJoin(devices, eq(devices.mac, macLibrary.mac))
         .where(and(eq(macLibrary.mac, mac), this.scope(principal)))
-        .for('update', { of: macLibrary })
+        .for('update')
         .limit(1);
-      const row = rows[0];
-      if (!row) throw notFound('MAC', { mac });
-      if (row.bound) throw conflict('mac_bound', `MAC ${mac} is bound to a device; delete the device first`, { mac });
+      if (!rows[0]) throw notFound('MAC', { mac });
+      if (await isBound(tx, mac)) throw conflict('mac_bound', `MAC ${mac} is bound to a device; delete the device first`, { mac });
       await tx.delete(macLibrary).where(eq(macLibrary.mac, mac));
     });
     this.events.emit('mac-library.removed', { mac });
+  }
+
+  /** Records when these MACs were last seen connected (one statement for a whole batch). */
+  async recordSeen(seen: { mac: string; seenAt: Date }[]): Promise<void> {
+    if (!seen.length) return;
+    const rows = JSON.stringify(seen.map((s) => ({ mac: s.mac, seen_at: s.seenAt.toISOString() })));
+    await this.db.execute(sql`
+      UPDATE mac_library m SET last_seen_at = u.seen_at
+      FROM jsonb_to_recordset(${rows}::jsonb) AS u(mac text, seen_at timestamptz)
+      WHERE m.mac = u.mac`);
   }
 
   /** Every registered MAC: the gateway's authentication cache is filled from this once at start. */

@@ -4,6 +4,10 @@ import type { AutopLine } from './tables.js';
 export const MAX_AUTOP_LINES = 1000;
 export const MAX_KEY_LENGTH = 128;
 export const MAX_VALUE_LENGTH = 512;
+/** One line as sent: key, separator and value with room for spacing. */
+export const MAX_AUTOP_LINE = 1024;
+/** The commands as one text: the lines, blank lines and comments included. */
+export const MAX_AUTOP_TEXT = 600_000;
 const KEY = /^[A-Za-z][A-Za-z0-9_.]*$/;
 
 export interface ParsedAutop {

@@ -16,17 +16,18 @@ export interface ConfigSource {
   sipPassword: string;
   connectType: 'udp' | 'tcp' | 'tls';
   regularAutop: AutopLine[];
-  /** Lines of one-time Autop jobs not yet applied, in creation order. */
-  pendingOnce: AutopLine[];
 }
 
 const transport = { udp: 0, tcp: 1, tls: 2 } as const;
-const oneLine = (v: string) => v.replace(/[\r\n]+/g, ' ');
+// Records written before text was checked at the boundary may hold control characters; none reach a device.
+const oneLine = (v: string) => v.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
 
 /**
- * The one renderer of a device's effective configuration: the device record, then regular Autop, then
- * pending one-time Autop (later lines win on the device, as in the vendor's Autop files). The text is
- * deterministic, so its SHA-256 is a stable hash; push (MQTT) and pull (HTTP) serve the same bytes.
+ * The one renderer of a device's effective configuration: the device record, then its regular Autop
+ * (a later line wins over an earlier one with the same key, as in the vendor's Autop files). It is the
+ * whole managed configuration: a device replaces its previous one with it, so a key that left it goes back
+ * to the device's default. One-time Autop is not part of it (it is carried out once, by its own command).
+ * The text is deterministic, so its SHA-256 is a stable hash; push (MQTT) and pull (HTTP) serve these bytes.
  */
 export function renderConfig(src: ConfigSource): { text: string; hash: string } {
   const lines: string[] = [
@@ -50,7 +51,6 @@ export function renderConfig(src: ConfigSource): { text: string; hash: string } 
     );
   });
   if (src.regularAutop.length) lines.push('# Regular Autop', ...src.regularAutop.map(renderAutopLine));
-  if (src.pendingOnce.length) lines.push('# One-time Autop', ...src.pendingOnce.map(renderAutopLine));
   const text = `${lines.join('\n')}\n`;
   return { text, hash: createHash('sha256').update(text).digest('hex') };
 }

@@ -1,128 +1,195 @@
+import { EventEmitter } from 'node:events';
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
-import { and, eq, inArray } from 'drizzle-orm';
 import type { Redis } from 'ioredis';
-import type { Db } from '../db/client.js';
+import type { Queryable } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
-import { FACTORY_CONFIG_HASH, renderConfig } from './config-renderer.js';
-import { engineQueries, type EngineQueries } from './engine-queries.js';
-import { deviceStatusSchema } from './schemas.js';
-import { auditLog, finishedStates, jobs, UNFINISHED, type AutopLine, type JobKind, type JobState, type UpgradeStage } from './tables.js';
-
-/** The narrow interface to the device gateway: is a device connected, and publish a command to it. */
-export interface CommandChannel {
-  /** When the device's current session began (ms since epoch), or null when it is not connected. */
-  connectedSince(mac: string): number | null;
-  publish(mac: string, command: DeviceCommand): Promise<void>;
-}
-
-/** What a device receives on devices/{MAC}/commands (docs/device-protocol.md). */
-export interface DeviceCommand {
-  id: string;
-  kind: JobKind;
-  params: Record<string, unknown>;
-  config?: string;
-  configHash?: string;
-  expiresAt: string;
-}
+import type { CommandChannel, CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from './channel.js';
+import { FACTORY_CONFIG_HASH } from './config-renderer.js';
+import { decide, type DeliveryPolicy } from './decide.js';
+import { JobStore, type JobActor, type JobRow, type NewJob } from './job-store.js';
+import { defaultAnswer, type HelloContext, type JobKinds, type JobOutcome } from './kinds.js';
+import { finishedStates, type JobError, type JobKind } from './tables.js';
 
 export interface EngineOptions {
-  db: Db;
+  store: JobStore;
+  /** A Redis connection to copy: the queue and the worker each get their own. */
   redis: Redis;
   devices: DeviceService;
+  kinds: JobKinds;
   channel: CommandChannel;
   logger: Logger;
-  queueName?: string;
-  /** How long a device has to answer a delivery before it is redelivered (doubling per attempt). */
-  ackTimeoutMs: number;
-  /** How long an accepted or in-progress command may go without news. */
-  inProgressTimeoutMs: number;
-  maxAttempts: number;
+  /** Namespace of this deployment's queues in Redis (derived from its database). */
+  queuePrefix: string;
+  policy: DeliveryPolicy;
   concurrency: number;
-  /** Where a device downloads a firmware image (the API's public address). */
-  firmwareUrl?: (firmwareId: string) => string;
+  /** How long a request waits for Redis to take new jobs before it answers 503. */
+  queueTimeoutMs: number;
+  /** How often PostgreSQL and BullMQ are reconciled (besides at start and whenever Redis comes back). */
+  reconcileIntervalMs: number;
+  now?: () => number;
 }
 
-/** What the engine needs of a device's hello. */
-export interface HelloFacts {
-  configHash?: string;
-  firmware?: string;
+/** The queue did not take the jobs in time; they are recorded and run once reconciliation re-adds them. */
+export class QueueUnavailableError extends Error {
+  override name = 'QueueUnavailableError';
 }
 
-type JobRow = typeof jobs.$inferSelect;
-/** Kinds whose delivery carries the effective configuration. */
-const CONFIG_KINDS: JobKind[] = ['autop', 'autop-once', 'provision', 'connect-type'];
-const MAX_ACK_BACKOFF_MS = 5 * 60_000;
-/** Stages after the download: from here the device's next hello decides the upgrade. */
-const AWAITING_HELLO: readonly (UpgradeStage | null)[] = ['installing', 'rebooting'];
-/** Why an upgrade that went silent failed, by the stage it was last in. */
-const UPGRADE_SILENCE: Record<UpgradeStage, { code: string; message: string }> = {
-  downloading: { code: 'download_incomplete', message: 'the download did not finish in time' },
-  installing: { code: 'install_timeout', message: 'the installation did not finish in time' },
-  rebooting: { code: 'no_hello', message: 'the device did not say hello after rebooting in time' },
-};
+const QUEUE = 'provisioning';
+/** A step that failed (database or Redis trouble) is tried again after this long, doubling up to a minute. */
+const RETRY_BASE_MS = 1000;
+const RETRY_MAX_MS = 60_000;
+
+export interface EngineEvents {
+  /** A device's hello has been processed (its jobs updated, provisioning queued if needed). */
+  hello: [mac: string];
+  /** A device's answer has been processed. */
+  status: [mac: string, jobId: string];
+  /** Reconciliation re-added these jobs to the queue. */
+  reconciled: [readded: string[]];
+}
 
 /**
- * Drives provisioning jobs. PostgreSQL holds each job's state; a BullMQ job of the same id drives it.
- * A job is delivered only when it heads its device's queue and the device is connected; otherwise its
- * BullMQ job waits delayed until the job expires, costing no worker slot and no CPU. Device answers,
- * reconnects and finished predecessors promote the waiting job. Every transition is a conditional update,
- * so a restart or a duplicate wake-up re-evaluates safely; devices apply a job id at most once.
+ * The provisioning engine: the generic job machine. PostgreSQL holds each job's state; a BullMQ job of the
+ * same id (its twin) drives it. A job is delivered only when it heads its device's queue and the device is
+ * connected; otherwise its twin waits delayed until the job expires, costing no worker slot and no CPU.
+ * Device answers, reconnects and finished predecessors promote the waiting twin. Every transition is a
+ * conditional update written with its audit row, so a restart or a duplicate wake-up re-evaluates safely.
+ * What differs by kind is asked of the kind's handler. Reconciliation keeps every unfinished job with a
+ * live twin: at start, whenever Redis comes back, and periodically.
  */
-export class ProvisioningEngine {
+export class ProvisioningEngine extends EventEmitter<EngineEvents> implements DeviceEventSink {
   private queue!: Queue;
   private worker!: Worker;
+  private queueConnection: Redis | null = null;
   private workerConnection: Redis | null = null;
+  private reconcileTimer: NodeJS.Timeout | null = null;
+  private reconciling: Promise<unknown> | null = null;
+  private stopped = false;
   /** Bumped on every wake-up of a device, so a worker about to park a job notices a wake it raced with. */
   private readonly wakes = new Map<string, number>();
   private readonly log: Logger;
-  private readonly q: EngineQueries;
+  private readonly store: JobStore;
+  private readonly now: () => number;
 
   constructor(private readonly opts: EngineOptions) {
+    super();
     this.log = opts.logger.child({ component: 'provisioning' });
-    this.q = engineQueries(opts.db);
+    this.store = opts.store;
+    this.now = opts.now ?? Date.now;
   }
 
   async start(): Promise<void> {
-    const name = this.opts.queueName ?? 'provisioning';
-    this.queue = new Queue(name, { connection: this.opts.redis });
-    // The worker blocks on its own connection; BullMQ leaves a connection it was given open, so we close it.
+    // Requests must not hang on a Redis that is away: the queue's connection fails fast instead of
+    // buffering commands, and the worker blocks on a connection of its own.
+    this.queueConnection = this.opts.redis.duplicate({ enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: this.opts.queueTimeoutMs });
+    this.queueConnection.on('error', () => {});
+    this.queue = new Queue(QUEUE, { connection: this.queueConnection, prefix: this.opts.queuePrefix });
+    this.queue.on('error', (err) => this.log.warn({ err: err.message }, 'provisioning queue error'));
     this.workerConnection = this.opts.redis.duplicate();
-    this.worker = new Worker(name, (job, token) => this.process(job, token), {
+    this.workerConnection.on('error', () => {});
+    this.worker = new Worker(QUEUE, (job, token) => this.process(job, token), {
       connection: this.workerConnection,
+      prefix: this.opts.queuePrefix,
       concurrency: this.opts.concurrency,
-      autorun: true,
+      // A twin whose worker died is put back, however often: reconciliation is the backstop, not failure.
+      maxStalledCount: 1000,
     });
-    this.worker.on('error', (err) => this.log.error({ err: err.message }, 'provisioning worker error'));
-    this.worker.on('failed', (job, err) => this.log.error({ jobId: job?.id, err: err.message }, 'provisioning step failed; BullMQ retries it'));
+    this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'provisioning worker error'));
+    this.worker.on('failed', (job, err) => this.log.error({ jobId: job?.id, err: err.message }, 'provisioning twin failed; reconciliation re-adds it'));
     await this.reconcile();
+    // Redis here keeps nothing on disk: when it comes back it may be empty.
+    let first = true;
+    this.queueConnection.on('ready', () => {
+      if (first) return void (first = false);
+      this.log.info('Redis is back; reconciling the provisioning queue');
+      void this.reconcileSafely();
+    });
+    if (this.queueConnection.status === 'ready') first = false;
+    this.reconcileTimer = setInterval(() => void this.reconcileSafely(), this.opts.reconcileIntervalMs);
+    this.reconcileTimer.unref();
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
+    await this.reconciling?.catch(() => {});
     await this.worker?.close();
     await this.queue?.close();
+    this.queueConnection?.disconnect();
     this.workerConnection?.disconnect();
   }
 
-  /** Re-adds the BullMQ job of every unfinished job (Redis may have lost them); existing ids are kept. */
-  async reconcile(): Promise<number> {
-    const rows = await this.opts.db.select({ id: jobs.id }).from(jobs).where(UNFINISHED);
-    await this.enqueue(rows.map((r) => r.id));
-    return rows.length;
+  // ---- creating jobs: the one path ------------------------------------------------------------------
+
+  /** Records jobs and their audit rows in the caller's transaction; `enqueue` them after it commits. */
+  create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<JobRow[]> {
+    return this.opts.store.create(q, actor, items, details);
   }
 
-  /** Makes jobs recorded in PostgreSQL runnable; called after the transaction that created them. */
+  /**
+   * Gives recorded jobs their twins. Throws QueueUnavailableError when Redis does not take them within
+   * the queue timeout; the jobs stay recorded and reconciliation adds their twins once Redis is back.
+   */
   async enqueue(ids: string[]): Promise<void> {
-    for (let i = 0; i < ids.length; i += 1000) {
-      await this.queue.addBulk(
-        ids.slice(i, i + 1000).map((id) => ({
-          name: 'job',
-          data: { id },
-          opts: { jobId: id, removeOnComplete: true, removeOnFail: 1000, attempts: 10, backoff: { type: 'exponential', delay: 1000 } },
-        })),
-      );
+    try {
+      for (let i = 0; i < ids.length; i += 1000) {
+        await withTimeout(
+          this.queue.addBulk(ids.slice(i, i + 1000).map((id) => ({ name: 'job', data: { id }, opts: twinOptions(id) }))),
+          this.opts.queueTimeoutMs,
+        );
+      }
+    } catch (err) {
+      throw new QueueUnavailableError(`the queue did not take the jobs: ${(err as Error).message}`);
     }
   }
+
+  // ---- reconciliation ---------------------------------------------------------------------------------
+
+  private reconcileSafely(): Promise<unknown> {
+    if (this.stopped) return Promise.resolve();
+    this.reconciling ??= this.reconcile()
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'reconciliation failed; it runs again at the next period'))
+      .finally(() => {
+        this.reconciling = null;
+      });
+    return this.reconciling;
+  }
+
+  /**
+   * Every unfinished job gets a live twin: a twin that is missing (Redis lost it) or finished (it failed
+   * after its retries) is made again. Answers the ids re-added.
+   */
+  async reconcile(): Promise<string[]> {
+    const ids = await this.store.unfinishedIds();
+    await withTimeout(this.queue.waitUntilReady(), this.opts.queueTimeoutMs);
+    const client = this.queueConnection!;
+    const readd: string[] = [];
+    for (let i = 0; i < ids.length; i += 1000) {
+      const chunk = ids.slice(i, i + 1000);
+      const pipeline = client.pipeline();
+      for (const id of chunk) pipeline.hmget(this.queue.toKey(id), 'timestamp', 'finishedOn');
+      const results = (await withTimeout(pipeline.exec(), this.opts.queueTimeoutMs)) ?? [];
+      for (const [k, [err, fields]] of results.entries()) {
+        if (err) throw err;
+        const [timestamp, finishedOn] = fields as [string | null, string | null];
+        const id = chunk[k]!;
+        if (timestamp === null) readd.push(id);
+        else if (finishedOn !== null) {
+          await this.queue.remove(id);
+          readd.push(id);
+        }
+      }
+    }
+    if (readd.length) {
+      await this.enqueue(readd);
+      this.log.info({ jobs: readd.length }, 'reconciliation gave unfinished jobs their twins again');
+    }
+    this.emit('reconciled', readd);
+    return readd;
+  }
+
+  // ---- waking -----------------------------------------------------------------------------------------
 
   private wakeGeneration(mac: string) {
     return this.wakes.get(mac) ?? 0;
@@ -131,9 +198,8 @@ export class ProvisioningEngine {
   /** Promotes the job at the head of a device's queue (device connected, predecessor finished). */
   async wake(mac: string): Promise<void> {
     this.wakes.set(mac, this.wakeGeneration(mac) + 1);
-    const head = await this.headJob(mac);
-    if (!head) return;
-    await this.promote(head.id);
+    const head = await this.store.headOf(mac);
+    if (head) await this.promote(head);
   }
 
   private async promote(id: string): Promise<void> {
@@ -146,256 +212,187 @@ export class ProvisioningEngine {
     await job.promote().catch(() => {});
   }
 
-  private async headJob(mac: string): Promise<{ id: string } | null> {
-    const rows = await this.q.headJob.execute({ mac });
-    return rows[0] ?? null;
+  /** Lets the twins of jobs finished outside the worker complete now instead of at their expiry. */
+  async settle(ids: string[]): Promise<void> {
+    await Promise.all(ids.map((id) => this.promote(id).catch(() => {})));
+  }
+
+  /** Completes the finished job's twin and hands the device to its next job. */
+  private async afterFinish(row: Pick<JobRow, 'id' | 'mac'>): Promise<void> {
+    await this.promote(row.id);
+    await this.wake(row.mac);
   }
 
   // ---- the worker ---------------------------------------------------------------------------------
 
-  /** The job and the id of the job heading its device's queue, in one round trip. */
-  private async loadWithHead(id: string): Promise<{ row: JobRow; headId: string | null } | null> {
-    const rows = await this.q.loadWithHead.execute({ id });
-    return rows[0] ?? null;
+  private async process(job: Job<{ id: string; retries?: number }>, token: string | undefined): Promise<void> {
+    try {
+      const parkUntil = await this.drive(job.data.id);
+      if (parkUntil === null) return;
+      await job.moveToDelayed(parkUntil, token);
+    } catch (err) {
+      if (err instanceof DelayedError) throw err;
+      // Database or Redis trouble: look again later rather than fail the twin (a failed twin stops driving
+      // its job until reconciliation notices).
+      const retries = job.data.retries ?? 0;
+      this.log.warn({ jobId: job.data.id, err: (err as Error).message, retries }, 'provisioning step failed; trying again later');
+      await job.updateData({ ...job.data, retries: retries + 1 }).catch(() => {});
+      await job.moveToDelayed(this.now() + Math.min(RETRY_BASE_MS * 2 ** retries, RETRY_MAX_MS), token);
+    }
+    throw new DelayedError();
   }
 
-  private async process(job: Job<{ id: string }>, token: string | undefined): Promise<void> {
+  /** Decides and acts for one job until it is finished (null) or waits (when to look again). */
+  private async drive(id: string): Promise<number | null> {
     for (;;) {
-      const loaded = await this.loadWithHead(job.data.id);
-      if (!loaded || finishedStates.includes(loaded.row.state)) return;
+      const loaded = await this.store.loadWithHead(id);
+      if (!loaded || finishedStates.includes(loaded.row.state)) return null;
       const { row, headId } = loaded;
       const generation = this.wakeGeneration(row.mac);
-      const parkUntil = await this.step(row, headId);
-      if (parkUntil === null) return;
-      if (generation !== this.wakeGeneration(row.mac)) continue; // woken while deciding: decide again
-      await job.moveToDelayed(parkUntil, token);
-      throw new DelayedError();
-    }
-  }
-
-  /** One decision for a job; answers when to look again, or null when the job is finished. */
-  private async step(row: JobRow, headId: string | null): Promise<number | null> {
-    const now = Date.now();
-    const expiresAt = row.expiresAt.getTime();
-    if (now >= expiresAt) {
-      await this.finish(row, 'expired', { code: 'expired', message: `not finished before ${row.expiresAt.toISOString()}` }, undefined, 'engine');
-      return null;
-    }
-    if (headId !== row.id) return expiresAt; // an earlier job of this device goes first
-    const delivered = row.deliveredAt?.getTime() ?? null;
-    const deadline = row.deadlineAt?.getTime() ?? 0;
-    const upgrading = row.kind === 'upgrade' && row.state === 'in-progress';
-    if (upgrading) {
-      // A running upgrade ends by the device's hello; silence past the deadline fails it, connected or not.
-      if (now >= deadline) {
-        await this.finish(row, 'failed', UPGRADE_SILENCE[row.stage ?? 'downloading'], undefined, 'engine');
+      const handler = this.opts.kinds.get(row.kind);
+      const now = this.now();
+      const decision = decide(
+        {
+          state: row.state,
+          attempts: row.attempts,
+          expiresAt: row.expiresAt.getTime(),
+          deliveredAt: row.deliveredAt?.getTime() ?? null,
+          deadlineAt: row.deadlineAt?.getTime() ?? null,
+          isHead: headId === row.id,
+        },
+        this.opts.channel.connectedSince(row.mac),
+        now,
+        this.opts.policy,
+        row.state === 'in-progress' ? (handler.inProgress?.(row) ?? null) : null,
+      );
+      if (decision.action === 'finish') {
+        await this.finish(row, { state: decision.state, error: decision.error }, 'engine');
         return null;
       }
-      if (AWAITING_HELLO.includes(row.stage)) return Math.min(deadline, expiresAt);
+      if (decision.action === 'wait') {
+        if (generation !== this.wakeGeneration(row.mac)) continue; // woken while deciding: decide again
+        return decision.until;
+      }
+      const body = await handler.command(row);
+      if ('fail' in body) {
+        await this.finish(row, { state: 'failed', error: body.fail }, 'engine');
+        return null;
+      }
+      const dispatched = await this.store.dispatch(row, { state: decision.state, attempts: decision.attempts, at: new Date(now), deadline: new Date(decision.deadline) });
+      if (!dispatched) continue; // changed under us: decide again
+      // The delivery is audited (in the dispatch statement) before it is published, so a fast device's
+      // answer never reaches the audit log before its delivery.
+      const command: DeviceCommand = { id: row.id, kind: row.kind, ...body, expiresAt: row.expiresAt.toISOString() };
+      await this.opts.channel.publish(row.mac, command);
+      const until = Math.min(decision.deadline, row.expiresAt.getTime());
+      if (generation !== this.wakeGeneration(row.mac)) continue;
+      return until;
     }
-    const since = this.opts.channel.connectedSince(row.mac);
-    // Delivered when the device next connects; a running upgrade still times out meanwhile.
-    if (since === null) return upgrading ? Math.min(deadline, expiresAt) : expiresAt;
-    const due = row.state === 'queued' || delivered === null || now >= deadline || since > delivered;
-    if (!due) return Math.min(deadline, expiresAt);
-
-    if (row.attempts >= this.opts.maxAttempts) {
-      await this.finish(row, 'failed', { code: 'no_answer', message: `the device did not answer ${row.attempts} deliveries` }, undefined, 'engine');
-      return null;
-    }
-    const command = await this.command(row);
-    if (!command) {
-      await this.finish(row, 'failed', { code: 'device_deleted', message: 'the device no longer exists' }, undefined, 'engine');
-      return null;
-    }
-    const backoff = Math.min(this.opts.ackTimeoutMs * 2 ** row.attempts, MAX_ACK_BACKOFF_MS);
-    const newDeadline = new Date(Date.now() + (row.state === 'in-progress' ? this.opts.inProgressTimeoutMs : backoff));
-    const updated = await this.q.dispatch.execute({
-      id: row.id,
-      state: row.state === 'queued' ? 'dispatched' : row.state,
-      attempts: row.attempts,
-      nextAttempts: row.attempts + 1,
-      now: new Date(),
-      deadline: newDeadline,
-    });
-    if (!updated[0]) return Date.now(); // changed under us: look again at once
-    // Recorded before publishing: a fast device's answer must not reach the audit log before its delivery.
-    await this.audit('engine', row.attempts === 0 ? 'job.dispatched' : 'job.redelivered', row, { attempt: row.attempts + 1 });
-    await this.opts.channel.publish(row.mac, command);
-    return Math.min(newDeadline.getTime(), expiresAt);
   }
 
-  private async command(row: JobRow): Promise<DeviceCommand | null> {
-    const base: DeviceCommand = { id: row.id, kind: row.kind, params: row.params, expiresAt: row.expiresAt.toISOString() };
-    if (row.kind === 'upgrade') {
-      const firmwareId = String(row.params.firmwareId);
-      return { ...base, params: { ...row.params, url: this.opts.firmwareUrl?.(firmwareId) ?? `/firmware/${firmwareId}/image` } };
-    }
-    if (!CONFIG_KINDS.includes(row.kind)) return base;
-    const config = await this.effectiveConfig(row.mac);
-    if (!config) return null;
-    return { ...base, config: config.text, configHash: config.hash };
-  }
-
-  /** The device's effective configuration: record, regular Autop, pending one-time Autop. */
-  async effectiveConfig(mac: string): Promise<{ text: string; hash: string } | null> {
-    const sources = await this.q.configSources.execute({ mac });
-    const device = await this.opts.devices.getRecord(mac);
-    if (!device) return null;
-    const regular = [{ lines: sources[0]?.regular ?? [] }];
-    const once = (sources[0]?.once ?? []).map((params) => ({ params }));
-    return renderConfig({
-      mac,
-      name: device.name,
-      location: device.location,
-      networkGroup: device.networkGroup,
-      relays: device.relays,
-      sipNumber: device.sipNumber,
-      sipPassword: device.sipPassword,
-      connectType: device.connectType,
-      regularAutop: regular[0]?.lines ?? [],
-      pendingOnce: once.flatMap((o) => (o.params.lines as AutopLine[] | undefined) ?? []),
-    });
-  }
-
-  /** Finishes an unfinished job; `unlessUpgrade` leaves an upgrade alone (a device's word does not end it). */
-  private async finish(row: Pick<JobRow, 'id' | 'mac' | 'batchId'>, state: JobState, error: { code: string; message: string } | null, progress?: number, actor = 'device', unlessUpgrade = false) {
-    const values = { id: row.id, mac: row.mac, state, error: error ? JSON.stringify(error) : null, progress: progress ?? null };
-    const done = await (unlessUpgrade ? this.q.finishUnlessUpgrade : this.q.finish).execute(values);
-    if (!done[0]) return false;
-    await this.audit(actor, `job.${state}`, { ...row, batchId: done[0].batchId }, error ? { error } : {});
-    this.log.info({ jobId: row.id, mac: row.mac, state }, 'job finished');
+  /** Finishes an unfinished job and moves its device on; false when it had finished already. */
+  private async finish(row: Pick<JobRow, 'id' | 'mac'>, end: { state: JobRow['state']; error: JobError | null; progress?: number }, actor: string): Promise<boolean> {
+    const done = await this.store.finish(row.id, row.mac, end, actor);
+    if (!done) return false;
+    this.log.info({ jobId: row.id, mac: row.mac, state: end.state }, 'job finished');
+    // The job has finished whatever Redis says; a twin or a successor left waiting is found by the next
+    // wake-up or reconciliation.
+    await this.afterFinish(row).catch((err: unknown) => this.log.warn({ jobId: row.id, err: (err as Error).message }, 'could not hand the device to its next job now'));
     return true;
   }
 
-  private async audit(actor: string, action: string, row: Pick<JobRow, 'id' | 'mac' | 'batchId'>, details: Record<string, unknown>) {
-    await this.q.audit.execute({ actor, action, mac: row.mac, jobId: row.id, batchId: row.batchId, details: JSON.stringify(details) });
+  /** Applies what an answer or a hello means for a job. */
+  private async apply(row: JobRow, outcome: JobOutcome, actor: string): Promise<void> {
+    if (outcome.type === 'ignore') return;
+    if (outcome.type === 'progress') {
+      await this.store.progress(row.id, row.mac, { progress: outcome.progress, stage: outcome.stage, deadline: new Date(this.now() + this.opts.policy.inProgressTimeoutMs) });
+      return;
+    }
+    await this.finish(row, { state: outcome.state, error: outcome.error, progress: outcome.progress }, actor);
   }
 
   // ---- events from the gateway -------------------------------------------------------------------
 
   /** A device is connected and has said hello (or its grace period passed): deliver what waits for it. */
-  async deviceConnected(mac: string): Promise<void> {
+  async deviceReady(mac: string): Promise<void> {
     await this.wake(mac);
   }
 
   /**
-   * A device said hello. A device that had been provisioned and now reports the factory configuration was
-   * reset: its one-time Autop from before ends. A configuration hash other than the effective one queues a
-   * provisioning job unless one that delivers the configuration is already waiting.
+   * A device said hello. Each unfinished job's kind reads it (an upgrade ends by the version, a reset
+   * ends one-time Autop); then each kind may want a job made (provisioning after a hash mismatch).
    */
   async deviceHello(mac: string, hello: HelloFacts): Promise<void> {
-    if (hello.firmware) await this.upgradeHello(mac, hello.firmware);
-    const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
-    const exchanged = await this.opts.devices.exchangeConfigHash(mac, reported);
-    if (!exchanged) return; // a MAC without a device record
-    if (reported === FACTORY_CONFIG_HASH && exchanged.previous && exchanged.previous !== FACTORY_CONFIG_HASH) {
-      const canceled = await this.cancelOneTimeAutop(mac, 'the device was reset');
-      if (canceled.length) this.log.info({ mac, canceled: canceled.length }, 'device came back reset; its one-time Autop ended');
-      await this.settle(canceled);
-    }
-    const effective = await this.effectiveConfig(mac);
-    if (effective && effective.hash !== reported) {
-      const pending = await this.opts.db
-        .select({ id: jobs.id })
-        .from(jobs)
-        .where(and(eq(jobs.mac, mac), inArray(jobs.kind, CONFIG_KINDS), UNFINISHED))
-        .limit(1);
-      if (!pending[0]) {
-        const device = await this.opts.devices.getRecord(mac);
-        const [created] = await this.opts.db
-          .insert(jobs)
-          .values({ kind: 'provision', mac, installerId: device!.installerId, params: {}, expiresAt: new Date(Date.now() + 24 * 3600_000) })
-          .returning();
-        await this.audit('device', 'job.created', created!, { kind: 'provision', reason: 'configuration hash differs', reported });
-        await this.enqueue([created!.id]);
+    try {
+      const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
+      const exchanged = await this.opts.devices.exchangeConfigHash(mac, reported);
+      if (!exchanged) return; // a MAC without a device record
+      const context: HelloContext = { ...hello, wasReset: reported === FACTORY_CONFIG_HASH && !!exchanged.previous && exchanged.previous !== FACTORY_CONFIG_HASH };
+      let unfinished = await this.store.unfinishedOf(mac);
+      let changed = false;
+      for (const row of unfinished) {
+        const outcome = this.opts.kinds.get(row.kind).hello?.(row, context);
+        if (outcome && outcome.type !== 'ignore') {
+          await this.apply(row, outcome, outcome.type === 'finish' && outcome.state === 'canceled' ? 'engine' : 'device');
+          changed = true;
+        }
       }
-    }
-  }
-
-  /**
-   * The hello after an upgrade decides it: the target version is success (whatever stage the device was
-   * in, even undelivered); another version after installing or rebooting means it came back on the old one.
-   */
-  private async upgradeHello(mac: string, firmware: string): Promise<void> {
-    const rows = await this.q.unfinishedUpgrades.execute({ mac });
-    for (const row of rows) {
-      const target = String(row.params.version);
-      let finished = false;
-      if (firmware === target) finished = await this.finish(row, 'succeeded', null, 100, 'device');
-      else if (row.state === 'in-progress' && AWAITING_HELLO.includes(row.stage)) {
-        finished = await this.finish(row, 'failed', { code: 'old_version', message: `the device came back on ${firmware} instead of ${target}` }, undefined, 'device');
+      if (changed) unfinished = await this.store.unfinishedOf(mac);
+      for (const handler of this.opts.kinds.all()) {
+        const wanted = await handler.afterHello?.(mac, context, unfinished, this.opts.kinds.carriesConfiguration);
+        if (!wanted) continue;
+        const [created] = await this.create(this.store.db, { accountId: null, label: 'device' }, [{ ...wanted.job, installerId: exchanged.installerId }], { reason: wanted.reason });
+        if (created) {
+          unfinished.push(created);
+          await this.enqueue([created.id]);
+        }
       }
-      if (finished) {
-        this.log.info({ mac, jobId: row.id, firmware, target }, 'upgrade ended by the hello');
-        await this.afterFinish(row);
-      }
+    } finally {
+      this.emit('hello', mac);
     }
-  }
-
-  /** Ends a device's one-time Autop that has not been applied (reset requested or detected). */
-  async cancelOneTimeAutop(mac: string, reason: string, tx: Pick<Db, 'update' | 'insert'> = this.opts.db): Promise<string[]> {
-    const rows = await tx
-      .update(jobs)
-      .set({ state: 'canceled', error: { code: 'reset', message: reason }, finishedAt: new Date(), updatedAt: new Date() })
-      .where(and(eq(jobs.mac, mac), eq(jobs.kind, 'autop-once'), UNFINISHED))
-      .returning({ id: jobs.id, batchId: jobs.batchId });
-    if (rows.length) {
-      await tx.insert(auditLog).values(rows.map((r) => ({ actor: 'engine', action: 'job.canceled', mac, jobId: r.id, batchId: r.batchId, details: { reason } })));
-    }
-    return rows.map((r) => r.id);
-  }
-
-  /** Lets the BullMQ jobs of jobs finished outside the worker complete now instead of at their expiry. */
-  async settle(ids: string[]): Promise<void> {
-    await Promise.all(ids.map((id) => this.promote(id).catch(() => {})));
   }
 
   /** A device answered on devices/{MAC}/commands/{id}/status. */
-  async deviceStatus(mac: string, jobId: string, payload: Buffer): Promise<void> {
-    let json: unknown;
+  async commandStatus(mac: string, jobId: string, status: CommandStatus): Promise<void> {
     try {
-      json = JSON.parse(payload.toString('utf8'));
-    } catch {
-      this.log.warn({ mac, jobId }, 'command status ignored: not JSON');
-      return;
+      // Only an unfinished job of this very device: an answer for another device's job, an unknown job
+      // or a finished one (late or repeated) changes nothing.
+      const row = await this.store.unfinishedById(jobId, mac);
+      if (row) {
+        const handler = this.opts.kinds.get(row.kind);
+        await this.apply(row, handler.answer ? handler.answer(row, status) : defaultAnswer(status), 'device');
+      }
+      if (status.configHash) await this.opts.devices.exchangeConfigHash(mac, status.configHash);
+    } finally {
+      this.emit('status', mac, jobId);
     }
-    const parsed = deviceStatusSchema.safeParse(json);
-    if (!parsed.success || !/^[0-9a-f-]{36}$/.test(jobId)) {
-      this.log.warn({ mac, jobId: jobId.slice(0, 64) }, 'command status ignored: invalid');
-      return;
-    }
-    const status = parsed.data;
-    // Conditional updates on (id, MAC): an answer for another device's job, an unknown job or a finished
-    // one (late or repeated) changes nothing.
-    if (status.state === 'accepted' || status.state === 'in-progress') {
-      await this.q.progress.execute({ id: jobId, mac, progress: status.progress ?? null, stage: status.stage ?? null, deadline: new Date(Date.now() + this.opts.inProgressTimeoutMs) });
-      return;
-    }
-    const row = { id: jobId, mac, batchId: null };
-    // An upgrade succeeds only by the hello with the new version, never by the device's word alone.
-    const finished =
-      status.state === 'succeeded'
-        ? await this.finish(row, 'succeeded', null, 100, 'device', true)
-        : await this.finish(row, 'failed', status.error ?? { code: 'device_failed', message: 'the device reported failure' });
-    if (status.configHash) await this.opts.devices.exchangeConfigHash(mac, status.configHash);
-    if (finished) await this.afterFinish(row);
   }
 
-  /** Completes the finished job's BullMQ job and hands the device to its next job. */
-  async afterFinish(row: Pick<JobRow, 'id' | 'mac'>): Promise<void> {
-    await this.promote(row.id);
-    await this.wake(row.mac);
+  // ---- requests -----------------------------------------------------------------------------------
+
+  async cancel(row: Pick<JobRow, 'id' | 'mac'>, actor: string): Promise<boolean> {
+    return this.finish(row, { state: 'canceled', error: { code: 'canceled', message: 'canceled by request' } }, actor);
   }
 
-  async cancel(row: JobRow, actor: string): Promise<boolean> {
-    const done = await this.finish(row, 'canceled', { code: 'canceled', message: 'canceled by request' }, undefined, actor);
-    if (done) await this.afterFinish(row);
-    return done;
+  /** Ends a device's unfinished jobs of one kind inside the caller's transaction; `settle` them after. */
+  async cancelOfKind(q: Queryable, mac: string, kind: JobKind, reason: string, actor: string): Promise<string[]> {
+    const rows = await this.store.finishOfKind(q, mac, kind, { state: 'canceled', error: { code: 'reset', message: reason } }, actor);
+    return rows.map((r) => r.id);
   }
 
   /** Jobs waiting in BullMQ (for the benchmark and operators). */
   async queueCounts() {
     return this.queue.getJobCounts('waiting', 'delayed', 'active', 'completed', 'failed');
   }
+}
+
+/** A twin is removed when done; one that keeps failing is removed too, and reconciliation makes it again. */
+const twinOptions = (id: string) => ({ jobId: id, removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } });
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,13 +1,14 @@
 import { z } from 'zod';
+import { MAX_AUTOP_LINE, MAX_AUTOP_LINES, MAX_AUTOP_TEXT } from './autop.js';
 import { macInput } from '../mac-library/mac.js';
 import { pageQuery } from '../shared/pagination.js';
-import { jobKinds, jobStates, upgradeStages } from './tables.js';
+import { jobKinds, jobStates } from './tables.js';
 
 const MAX_EXPIRY_SECONDS = 90 * 24 * 3600;
 
 export const commandsInput = z
-  .union([z.string().max(600_000), z.array(z.string().max(1024)).max(2000)])
-  .describe('Autop commands, "Key = Value" one per line: a text with newlines or an array of lines');
+  .union([z.string().max(MAX_AUTOP_TEXT), z.array(z.string().max(MAX_AUTOP_LINE)).max(MAX_AUTOP_LINES)])
+  .describe(`Autop commands, "Key = Value" one per line: a text with newlines or an array of lines; at most ${MAX_AUTOP_LINES} commands`);
 
 const expiry = {
   expiresInSeconds: z.number().int().min(10).max(MAX_EXPIRY_SECONDS).optional().describe('how long the job may wait for the device (default 7 days)'),
@@ -31,7 +32,7 @@ export const jobSchema = z.object({
   batchId: z.uuid().nullable(),
   state: z.enum(jobStates),
   progress: z.number().int(),
-  stage: z.enum(upgradeStages).nullable().describe('within an upgrade: downloading, installing or rebooting'),
+  stage: z.string().nullable().describe('what the device last reported doing, by kind: within an upgrade downloading, installing or rebooting'),
   attempts: z.number().int(),
   params: z.record(z.string(), z.unknown()),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
@@ -78,14 +79,3 @@ export const auditEntrySchema = z.object({
   batchId: z.uuid().nullable(),
   details: z.record(z.string(), z.unknown()),
 });
-
-/** What a device publishes on devices/{MAC}/commands/{id}/status. */
-export const deviceStatusSchema = z.object({
-  state: z.enum(['accepted', 'in-progress', 'succeeded', 'failed']),
-  progress: z.number().int().min(0).max(100).optional(),
-  /** Within an upgrade: what the device is doing now. */
-  stage: z.enum(upgradeStages).optional(),
-  error: z.object({ code: z.string().min(1).max(64), message: z.string().max(512) }).optional(),
-  configHash: z.string().min(1).max(128).optional(),
-});
-export type DeviceStatus = z.infer<typeof deviceStatusSchema>;

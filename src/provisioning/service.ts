@@ -1,16 +1,19 @@
 import { and, count, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
-import type { Db, Tx } from '../db/client.js';
+import type { Db, Queryable, Tx } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
-import { AppError, badRequest, conflict, notFound } from '../shared/errors.js';
+import { badRequest, conflict, notFound, unavailable } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import { mergeAutop, parseAutop, renderAutopLine, type ParsedAutop } from './autop.js';
-import type { ProvisioningEngine } from './engine.js';
+import { QueueUnavailableError, type ProvisioningEngine } from './engine.js';
+import type { IdempotencyKey, IdempotentRequests } from './idempotency.js';
+import type { JobActor, JobRow, NewJob } from './job-store.js';
 import type { JobView } from './schemas.js';
-import { auditLog, autopBatches, finishedStates, jobs, jobStates, regularAutop, type JobKind, type JobState } from './tables.js';
+import { auditLog, autopBatches, FINISHED_LIST, finishedStates, jobs, jobStates, regularAutop, type JobKind, type JobState } from './tables.js';
 
 const DEFAULT_EXPIRY_SECONDS = 7 * 24 * 3600;
-type JobRow = typeof jobs.$inferSelect;
+
+export type { JobActor } from './job-store.js';
 
 export function jobView(j: JobRow): JobView {
   return {
@@ -31,20 +34,23 @@ export function jobView(j: JobRow): JobView {
   };
 }
 
-/** Who makes jobs: an account, or the scheduler acting for the account that asked earlier. */
-export interface JobActor {
-  accountId: string | null;
-  label: string;
-}
 export const accountActor = (principal: Principal): JobActor => ({ accountId: principal.accountId, label: `account:${principal.accountId}` });
 
-export interface NewJob {
-  kind: JobKind;
-  mac: string;
-  installerId: string;
-  params?: Record<string, unknown>;
-  batchId?: string;
+/** A job as a request asks for it; its expiry is counted from now. */
+export interface JobRequest extends Omit<NewJob, 'expiresAt'> {
   expiresInSeconds?: number;
+}
+
+/** Who asks, and with which Idempotency-Key (if any). */
+export interface RequestContext {
+  principal: Principal;
+  idempotency?: IdempotencyKey;
+}
+
+/** An answer to a job-creating request; `replayed` when it is the stored answer of an earlier request with the same key. */
+export interface Submitted<T> {
+  answer: T;
+  replayed: boolean;
 }
 
 /** Remote maintenance as installers ask for it; every request becomes recorded, queued jobs. */
@@ -53,59 +59,61 @@ export class ProvisioningService {
     private readonly db: Db,
     private readonly devices: DeviceService,
     private readonly engine: ProvisioningEngine,
+    private readonly idempotency: IdempotentRequests,
   ) {}
 
-  /** Records jobs and their audit entries inside the caller's transaction; enqueue them after it commits. */
-  async insertJobs(tx: Tx, actor: JobActor, items: NewJob[]): Promise<JobRow[]> {
-    if (!items.length) return [];
+  /** Records jobs (with their audit rows) inside the caller's transaction; they run once `submit` enqueues them. */
+  insertJobs(tx: Queryable, actor: JobActor, items: JobRequest[]): Promise<JobRow[]> {
     const now = Date.now();
-    const rows = await tx
-      .insert(jobs)
-      .values(
-        items.map((i) => ({
-          kind: i.kind,
-          mac: i.mac,
-          installerId: i.installerId,
-          batchId: i.batchId ?? null,
-          params: i.params ?? {},
-          requestedBy: actor.accountId,
-          expiresAt: new Date(now + (i.expiresInSeconds ?? DEFAULT_EXPIRY_SECONDS) * 1000),
-        })),
-      )
-      .returning();
-    await tx.insert(auditLog).values(
-      rows.map((r) => ({ actor: actor.label, action: 'job.created', mac: r.mac, jobId: r.id, batchId: r.batchId, details: { kind: r.kind, params: r.params } })),
+    return this.engine.create(
+      tx,
+      actor,
+      items.map(({ expiresInSeconds, ...i }) => ({ ...i, expiresAt: new Date(now + (expiresInSeconds ?? DEFAULT_EXPIRY_SECONDS) * 1000) })),
     );
-    return rows;
   }
 
   /**
-   * Records jobs in one transaction, then makes them runnable in BullMQ; answers only when both hold.
-   * A new job needs no wake-up: its BullMQ job runs at once and either delivers or parks itself.
-   * Should BullMQ refuse, the jobs stay recorded and the engine's reconciliation picks them up.
+   * Runs a job-creating request: in one transaction the idempotency key is claimed, `work` records what it
+   * records and builds its answer, and the answer is stored with the key; then the jobs are given to the
+   * queue. A retry with the same key gets the stored answer (its jobs re-offered to the queue, which keeps
+   * the ones it has). When Redis does not take the jobs in time the answer is 503 `queue_unavailable` with
+   * the job ids: they are recorded and run once reconciliation finds Redis back.
    */
-  private async submit<T>(principal: Principal, work: (tx: Tx) => Promise<{ items: NewJob[]; extra: T }>): Promise<{ jobs: JobRow[]; extra: T }> {
-    const { rows, extra } = await this.db.transaction(async (tx) => {
-      const { items, extra } = await work(tx);
-      return { rows: await this.insertJobs(tx, accountActor(principal), items), extra };
+  async submit<T>(ctx: RequestContext, work: (tx: Tx) => Promise<{ jobs: JobRow[]; answer: T; after?: () => Promise<void> }>): Promise<Submitted<T>> {
+    const result = await this.db.transaction(async (tx) => {
+      const earlier = ctx.idempotency ? await this.idempotency.claim(tx, ctx.idempotency) : null;
+      if (earlier) return { replayed: true as const, answer: earlier.body as T, jobIds: earlier.jobIds, after: undefined };
+      const done = await work(tx);
+      const jobIds = done.jobs.map((j) => j.id);
+      if (ctx.idempotency) await this.idempotency.record(tx, ctx.idempotency, done.answer, jobIds);
+      return { replayed: false as const, answer: done.answer, jobIds, after: done.after };
     });
-    await this.enqueue(rows.map((r) => r.id));
-    return { jobs: rows, extra };
+    await this.enqueue(result.jobIds);
+    if (result.after) {
+      try {
+        await result.after();
+      } catch (err) {
+        throw unavailable('queue_unavailable', 'the request is recorded but the queue did not take it; it takes effect once the queue is back', { cause: (err as Error).message });
+      }
+    }
+    return { answer: result.answer, replayed: result.replayed };
   }
 
-  /** Makes recorded jobs runnable; should BullMQ refuse, they stay recorded and reconciliation runs them. */
+  /** Makes recorded jobs runnable; should the queue refuse, they stay recorded and reconciliation runs them. */
   async enqueue(ids: string[]): Promise<void> {
+    if (!ids.length) return;
     try {
       await this.engine.enqueue(ids);
     } catch (err) {
-      throw new AppError(503, 'queue_unavailable', 'the jobs are recorded but the queue did not accept them; they will run once it is back', { jobIds: ids, cause: (err as Error).message });
+      if (!(err instanceof QueueUnavailableError)) throw err;
+      throw unavailable('queue_unavailable', 'the jobs are recorded but the queue did not take them; they will run once it is back', { jobIds: ids, cause: err.message });
     }
   }
 
   /** Cancels the jobs of a batch that no device has started yet (queued, or delivered and unanswered). */
   async cancelNotStarted(batchId: string, actor: JobActor): Promise<string[]> {
     const rows = await this.db
-      .select()
+      .select({ id: jobs.id, mac: jobs.mac })
       .from(jobs)
       .where(and(eq(jobs.batchId, batchId), inArray(jobs.state, ['queued', 'dispatched'])));
     const canceled: string[] = [];
@@ -113,9 +121,9 @@ export class ProvisioningService {
     return canceled;
   }
 
-  private async device(principal: Principal, mac: string) {
-    const view = await this.devices.get(principal, mac); // 404 when not the caller's
-    return view;
+  /** The caller's device (404 when it is not the caller's). */
+  private device(principal: Principal, mac: string) {
+    return this.devices.get(principal, mac);
   }
 
   async getRegularAutop(principal: Principal, mac: string) {
@@ -125,37 +133,39 @@ export class ProvisioningService {
   }
 
   /** Replaces the device's regular Autop and delivers its effective configuration. */
-  async putRegularAutop(principal: Principal, mac: string, commands: string | string[], expiresInSeconds?: number) {
-    const device = await this.device(principal, mac);
+  async putRegularAutop(ctx: RequestContext, mac: string, commands: string | string[], expiresInSeconds?: number) {
+    const device = await this.device(ctx.principal, mac);
     const parsed = parseAutop(commands);
-    const { jobs: created } = await this.submit(principal, async (tx) => {
-      await tx
+    return this.submit(ctx, async (tx) => {
+      const [set] = await tx
         .insert(regularAutop)
         .values({ mac, lines: parsed.lines })
-        .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: parsed.lines, updatedAt: new Date() } });
-      return { items: [{ kind: 'autop' as const, mac, installerId: device.installerId, params: { commands: parsed.lines.map(renderAutopLine) }, expiresInSeconds }], extra: null };
+        .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: parsed.lines, updatedAt: new Date() } })
+        .returning({ updatedAt: regularAutop.updatedAt });
+      const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'autop', mac, installerId: device.installerId, params: { lines: parsed.lines.length }, expiresInSeconds }]);
+      const autop = { mac, commands: parsed.lines.map(renderAutopLine), updatedAt: set!.updatedAt.toISOString() };
+      return { jobs: created, answer: { job: jobView(created[0]!), autop, dropped: parsed.dropped } };
     });
-    return { job: jobView(created[0]!), autop: await this.getRegularAutop(principal, mac), dropped: parsed.dropped };
   }
 
-  async oneTimeAutop(principal: Principal, mac: string, commands: string | string[], expiresInSeconds?: number) {
-    const device = await this.device(principal, mac);
+  async oneTimeAutop(ctx: RequestContext, mac: string, commands: string | string[], expiresInSeconds?: number) {
+    const device = await this.device(ctx.principal, mac);
     const parsed = parseAutop(commands);
-    const { jobs: created } = await this.submit(principal, async () => ({
-      items: [{ kind: 'autop-once' as const, mac, installerId: device.installerId, params: { lines: parsed.lines, commands: parsed.lines.map(renderAutopLine) }, expiresInSeconds }],
-      extra: null,
-    }));
-    return { job: jobView(created[0]!), dropped: parsed.dropped };
+    return this.submit(ctx, async (tx) => {
+      const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'autop-once', mac, installerId: device.installerId, params: { lines: parsed.lines }, expiresInSeconds }]);
+      return { jobs: created, answer: { job: jobView(created[0]!), dropped: parsed.dropped } };
+    });
   }
 
   /** Batch Autop: up to 500 of the caller's devices, one job each under one batch id. */
-  async batchAutop(principal: Principal, body: { macs: string[]; commands: string | string[]; mode: 'regular' | 'once'; expiresInSeconds?: number }) {
+  async batchAutop(ctx: RequestContext, body: { macs: string[]; commands: string | string[]; mode: 'regular' | 'once'; expiresInSeconds?: number }) {
+    const { principal } = ctx;
     const macs = [...new Set(body.macs)];
     const owned = await this.devices.ownedMacs(principal, macs);
     const notYours = macs.filter((m) => !owned.has(m));
     if (notYours.length) throw badRequest('unknown_devices', `not your devices: ${notYours.join(', ')}`, { macs: notYours });
     const parsed: ParsedAutop = parseAutop(body.commands);
-    const { jobs: created, extra: batchId } = await this.submit(principal, async (tx) => {
+    return this.submit(ctx, async (tx) => {
       const [batch] = await tx
         .insert(autopBatches)
         .values({ mode: body.mode, lines: parsed.lines, deviceCount: macs.length, installerId: principal.role === 'installer' ? principal.accountId : owned.get(macs[0]!)!, requestedBy: principal.accountId })
@@ -170,13 +180,15 @@ export class ProvisioningService {
           .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: sql`excluded.lines`, updatedAt: new Date() } });
       }
       const kind: JobKind = body.mode === 'regular' ? 'autop' : 'autop-once';
-      const params = body.mode === 'regular' ? { commands: parsed.lines.map(renderAutopLine) } : { lines: parsed.lines, commands: parsed.lines.map(renderAutopLine) };
-      return {
-        items: macs.map((mac) => ({ kind, mac, installerId: owned.get(mac)!, batchId: batch!.id, params, expiresInSeconds: body.expiresInSeconds })),
-        extra: batch!.id,
-      };
+      // The batch keeps its lines; a regular job's params only count them (the configuration carries them).
+      const params = body.mode === 'regular' ? { lines: parsed.lines.length } : { lines: parsed.lines };
+      const created = await this.insertJobs(
+        tx,
+        accountActor(principal),
+        macs.map((mac) => ({ kind, mac, installerId: owned.get(mac)!, batchId: batch!.id, params, expiresInSeconds: body.expiresInSeconds })),
+      );
+      return { jobs: created, answer: { batchId: batch!.id, jobs: created.map(jobView), dropped: parsed.dropped } };
     });
-    return { batchId, jobs: created.map(jobView), dropped: parsed.dropped };
   }
 
   async batchProgress(principal: Principal, batchId: string) {
@@ -187,37 +199,48 @@ export class ProvisioningService {
       .limit(1);
     const batch = rows[0];
     if (!batch) throw notFound('batch', { batchId });
-    const states = await this.db.select({ state: jobs.state, n: count() }).from(jobs).where(eq(jobs.batchId, batchId)).groupBy(jobs.state);
-    const counts = Object.fromEntries(jobStates.map((s) => [s, 0])) as Record<JobState, number>;
-    for (const s of states) counts[s.state] = s.n;
+    const counts = await this.batchCounts(batchId);
     const finished = finishedStates.reduce((a, s) => a + counts[s], 0) === batch.deviceCount;
     return { batchId, mode: batch.mode, commands: batch.lines.map(renderAutopLine), devices: batch.deviceCount, counts, finished, createdAt: batch.createdAt.toISOString() };
   }
 
-  async reboot(principal: Principal, mac: string, expiresInSeconds?: number) {
-    const device = await this.device(principal, mac);
-    const { jobs: created } = await this.submit(principal, async () => ({ items: [{ kind: 'reboot' as const, mac, installerId: device.installerId, expiresInSeconds }], extra: null }));
-    return { job: jobView(created[0]!) };
+  private async batchCounts(batchId: string): Promise<Record<JobState, number>> {
+    const states = await this.db.select({ state: jobs.state, n: count() }).from(jobs).where(eq(jobs.batchId, batchId)).groupBy(jobs.state);
+    const counts = Object.fromEntries(jobStates.map((s) => [s, 0])) as Record<JobState, number>;
+    for (const s of states) counts[s.state] = s.n;
+    return counts;
+  }
+
+  /** A request that makes one job for one of the caller's devices. */
+  private single(ctx: RequestContext, mac: string, kind: JobKind, params: Record<string, unknown>, expiresInSeconds: number | undefined, before?: (tx: Tx) => Promise<void>) {
+    return this.device(ctx.principal, mac).then((device) =>
+      this.submit(ctx, async (tx) => {
+        await before?.(tx);
+        const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind, mac, installerId: device.installerId, params, expiresInSeconds }]);
+        return { jobs: created, answer: { job: jobView(created[0]!) } };
+      }),
+    );
+  }
+
+  reboot(ctx: RequestContext, mac: string, expiresInSeconds?: number) {
+    return this.single(ctx, mac, 'reboot', {}, expiresInSeconds);
   }
 
   /** A reset ends the device's one-time Autop not yet applied ("not valid once you reset the device"). */
-  async reset(principal: Principal, mac: string, mode: 'factory' | 'config', expiresInSeconds?: number) {
-    const device = await this.device(principal, mac);
-    const { jobs: created, extra: canceled } = await this.submit(principal, async (tx) => {
-      const canceled = await this.engine.cancelOneTimeAutop(mac, `a ${mode} reset was requested`, tx);
-      return { items: [{ kind: 'reset' as const, mac, installerId: device.installerId, params: { mode }, expiresInSeconds }], extra: canceled };
+  async reset(ctx: RequestContext, mac: string, mode: 'factory' | 'config', expiresInSeconds?: number) {
+    const device = await this.device(ctx.principal, mac);
+    let canceled: string[] = [];
+    const submitted = await this.submit(ctx, async (tx) => {
+      canceled = await this.engine.cancelOfKind(tx, mac, 'autop-once', `a ${mode} reset was requested`, accountActor(ctx.principal).label);
+      const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'reset', mac, installerId: device.installerId, params: { mode }, expiresInSeconds }]);
+      return { jobs: created, answer: { job: jobView(created[0]!), canceledOneTimeJobs: canceled } };
     });
     await this.engine.settle(canceled);
-    return { job: jobView(created[0]!), canceledOneTimeJobs: canceled };
+    return submitted;
   }
 
-  async setConnectType(principal: Principal, mac: string, connectType: 'udp' | 'tcp' | 'tls', expiresInSeconds?: number) {
-    const device = await this.device(principal, mac);
-    const { jobs: created } = await this.submit(principal, async (tx) => {
-      await this.devices.setConnectType(principal, mac, connectType, tx);
-      return { items: [{ kind: 'connect-type' as const, mac, installerId: device.installerId, params: { connectType }, expiresInSeconds }], extra: null };
-    });
-    return { job: jobView(created[0]!) };
+  setConnectType(ctx: RequestContext, mac: string, connectType: 'udp' | 'tcp' | 'tls', expiresInSeconds?: number) {
+    return this.single(ctx, mac, 'connect-type', { connectType }, expiresInSeconds, (tx) => this.devices.setConnectType(ctx.principal, mac, connectType, tx));
   }
 
   private scope(principal: Principal): SQL | undefined {
@@ -287,4 +310,21 @@ export class ProvisioningService {
       q.pageSize,
     );
   }
+
+  // ---- what other domains ask of jobs (they never touch the jobs table) ----------------------------
+
+  /** The jobs of these batches (an upgrade's devices), in creation order. */
+  async jobsOfBatches(batchIds: string[], q: Queryable = this.db): Promise<JobRow[]> {
+    if (!batchIds.length) return [];
+    return q.select().from(jobs).where(inArray(jobs.batchId, batchIds)).orderBy(jobs.seq);
+  }
 }
+
+// Conditions other domains put into their own queries, so they never name the jobs table themselves.
+
+/** The batch whose id is `batchId` (an upgrade's id) still has an unfinished job. */
+export const batchHasUnfinishedJob = (batchId: SQL) => sql`EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = ${batchId} AND j.state NOT IN (${FINISHED_LIST}))`;
+
+/** The device has an unfinished job of this kind whose params hold `value` under `param`. */
+export const deviceHasUnfinishedJob = (mac: string, kind: JobKind, param: string, value: string) =>
+  sql`EXISTS (SELECT 1 FROM jobs j WHERE j.mac = ${mac} AND j.kind = ${kind} AND j.params->>${param} = ${value} AND j.state NOT IN (${FINISHED_LIST}))`;

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigserial, index, integer, jsonb, pgTable, text, timestamp, uuid, varchar } from 'drizzle-orm/pg-core';
+import { bigserial, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid, varchar } from 'drizzle-orm/pg-core';
 import { accounts } from '../accounts/tables.js';
 import { devices } from '../devices/tables.js';
 
@@ -8,9 +8,10 @@ export type JobKind = (typeof jobKinds)[number];
 export const jobStates = ['queued', 'dispatched', 'in-progress', 'succeeded', 'failed', 'expired', 'canceled'] as const;
 export type JobState = (typeof jobStates)[number];
 export const finishedStates: readonly JobState[] = ['succeeded', 'failed', 'expired', 'canceled'];
-/** What a device reports it is doing within an in-progress firmware upgrade. */
-export const upgradeStages = ['downloading', 'installing', 'rebooting'] as const;
-export type UpgradeStage = (typeof upgradeStages)[number];
+export interface JobError {
+  code: string;
+  message: string;
+}
 
 export interface AutopLine {
   key: string;
@@ -32,11 +33,11 @@ export const jobs = pgTable(
     batchId: uuid('batch_id'),
     state: text('state', { enum: jobStates }).notNull().default('queued'),
     progress: integer('progress').notNull().default(0),
-    /** The stage the device last reported for an in-progress upgrade. */
-    stage: text('stage', { enum: upgradeStages }),
+    /** The kind-specific stage the device last reported (an upgrade's downloading, installing, rebooting). */
+    stage: text('stage'),
     attempts: integer('attempts').notNull().default(0),
     params: jsonb('params').$type<Record<string, unknown>>().notNull().default({}),
-    error: jsonb('error').$type<{ code: string; message: string } | null>(),
+    error: jsonb('error').$type<JobError | null>(),
     requestedBy: uuid('requested_by').references(() => accounts.id, { onDelete: 'set null' }),
     createdAt: timestamp('created_at', { withTimezone: true, precision: 6 }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
@@ -88,4 +89,25 @@ export const auditLog = pgTable(
     details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
   },
   (t) => [index('audit_mac_idx').on(t.mac, t.at), index('audit_job_idx').on(t.jobId)],
+);
+
+/**
+ * Job-creating requests made with an Idempotency-Key: a retry with the same key answers the first answer
+ * instead of making new jobs. Written in the transaction that creates the jobs.
+ */
+export const idempotentRequests = pgTable(
+  'idempotent_requests',
+  {
+    accountId: uuid('account_id')
+      .notNull()
+      .references(() => accounts.id, { onDelete: 'cascade' }),
+    key: text('key').notNull(),
+    /** SHA-256 of method, route and body: the same key with another request is refused. */
+    fingerprint: varchar('fingerprint', { length: 64 }).notNull(),
+    /** The first answer, returned again to a retry; null until the creating transaction has made it. */
+    body: jsonb('body').$type<unknown>(),
+    jobIds: jsonb('job_ids').$type<string[]>().notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.accountId, t.key] }), index('idempotent_requests_created_idx').on(t.createdAt)],
 );

@@ -8,7 +8,7 @@ const deviceCount = async () => (await svc.sql('select count(*)::int as n from d
 for (const mac of ['0C11050B9814', '0C11050B9815', '0C11050B9816', '0C11050B9817']) {
   await svc.api('POST', '/api/v1/mac-library', { token: alice.token, body: { mac } });
 }
-await svc.api('POST', '/api/v1/mac-library', { token: bob.token, body: { mac: 'BB0000000001' } });
+await svc.api('POST', '/api/v1/mac-library', { token: bob.token, body: { mac: 'BA0000000001' } });
 
 t.test('a device binds a MAC of the installer’s library and gets a SIP account once', async (t) => {
   const res = await svc.api('POST', '/api/v1/devices', {
@@ -69,10 +69,10 @@ t.test('every device type code of the portal and the IXGW gateway is accepted; S
 
 t.test('the MAC must be the caller’s, in the library and unbound: 409 with the reason', async (t) => {
   const before = await deviceCount();
-  const notInLibrary = await svc.api('POST', '/api/v1/devices', { token: alice.token, body: { mac: 'DD0000000001', name: 'X', type: 1 } });
+  const notInLibrary = await svc.api('POST', '/api/v1/devices', { token: alice.token, body: { mac: 'DC0000000001', name: 'X', type: 1 } });
   t.equal(notInLibrary.status, 409);
   t.equal(notInLibrary.body.error.code, 'mac_not_in_library');
-  const bobs = await svc.api('POST', '/api/v1/devices', { token: alice.token, body: { mac: 'BB0000000001', name: 'X', type: 1 } });
+  const bobs = await svc.api('POST', '/api/v1/devices', { token: alice.token, body: { mac: 'BA0000000001', name: 'X', type: 1 } });
   t.equal(bobs.status, 409);
   t.equal(bobs.body.error.code, 'mac_not_in_library');
   const bound = await svc.api('POST', '/api/v1/devices', { token: alice.token, body: { mac: '0C11050B9814', name: 'Again', type: 1 } });

@@ -70,12 +70,12 @@ t.test('the MAC template imports valid rows, skips duplicates and reports invali
 
 t.test('imports refuse wrong content types, bodies too large and too many rows, writing nothing', async (t) => {
   const before = await count();
-  const json = await svc.api('POST', '/api/v1/mac-library/import', { token: alice.token, body: { mac: 'BB0000000001' } });
+  const json = await svc.api('POST', '/api/v1/mac-library/import', { token: alice.token, body: { mac: 'BA0000000001' } });
   t.equal(json.status, 415);
   t.equal(json.body.error.code, 'unsupported_media_type');
 
   const rows = ['MAC'];
-  for (let i = 0; i < 50_001; i++) rows.push(`BB${i.toString(16).toUpperCase().padStart(10, '0')}`);
+  for (let i = 0; i < 50_001; i++) rows.push(`BA${i.toString(16).toUpperCase().padStart(10, '0')}`);
   const tooMany = await svc.api('POST', '/api/v1/mac-library/import', { token: alice.token, raw: rows.join('\n') });
   t.equal(tooMany.status, 400);
   t.equal(tooMany.body.error.code, 'too_many_rows');

@@ -10,8 +10,7 @@ import { createTestDatabase, startTestService, waitFor } from '../helpers/servic
 t.test('a scheduled upgrade survives a restart of the service, even one where Redis lost it, and starts once', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'icloud-schedule-'));
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
-  const queue = `schedule-${Date.now()}`;
-  const env = { DATABASE_URL: await createTestDatabase(t), DATA_DIR: dataDir, JOB_QUEUE_NAME: queue, MQTT_PORT: String(await freePort()) };
+  const env = { DATABASE_URL: await createTestDatabase(t), DATA_DIR: dataDir, MQTT_PORT: String(await freePort()) };
   const first = await startTestService(t, env);
   const installer = await first.createInstaller();
   const token = installer.token;
@@ -25,7 +24,7 @@ t.test('a scheduled upgrade survives a restart of the service, even one where Re
   await first.service.close();
   // Redis keeps nothing on disk here: a Redis restart loses the delayed job. The service schedules it again.
   const redis = new Redis('redis://127.0.0.1:6379');
-  const keys = await redis.keys(`bull:${queue}-upgrades:*`);
+  const keys = await redis.keys(`${first.service.queuePrefix}:upgrades:*`);
   t.ok(keys.length > 0, 'the start was scheduled in Redis');
   await redis.del(...keys);
   await redis.quit();

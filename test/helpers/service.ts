@@ -2,7 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Redis } from 'ioredis';
 import pg from 'pg';
+import { freePort } from '../../src/infra/net.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService } from '../../src/service.js';
@@ -69,8 +72,6 @@ export async function startTestService(t: Teardown, env: Record<string, string |
     DATA_DIR: dataDir,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     PRESENCE_FLUSH_MS: '50',
-    // Every test service has its own BullMQ queue on the shared Redis.
-    JOB_QUEUE_NAME: `test-${randomBytes(6).toString('hex')}`,
     ...env,
     DATABASE_URL: databaseUrl,
   });
@@ -79,6 +80,8 @@ export async function startTestService(t: Teardown, env: Record<string, string |
   t.teardown(async () => {
     await Promise.all(devices.map((d) => d.stop(false)));
     await service.close();
+    // Every test database is a deployment of its own, with its own queues: they leave with the test.
+    await removeQueues(config.redis.url, service.queuePrefix);
     rmSync(dataDir, { recursive: true, force: true });
   });
   const httpUrl = `http://127.0.0.1:${service.ports.http}`;
@@ -140,15 +143,69 @@ export async function startTestService(t: Teardown, env: Record<string, string |
   };
 }
 
-export async function waitFor<T>(probe: () => Promise<T> | T, accept: (v: T) => boolean, timeoutMs = 5000, stepMs = 25): Promise<T> {
+/**
+ * Polls until `accept` holds and answers the value; throws when it never does. The timeout is a guard
+ * against a hang, not a measure: it is generous so that a loaded machine passes.
+ */
+export async function waitFor<T>(probe: () => Promise<T> | T, accept: (v: T) => boolean, timeoutMs = 60_000, stepMs = 25): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last = await probe();
   while (!accept(last)) {
-    if (Date.now() > deadline) return last;
+    if (Date.now() > deadline) throw new Error(`waitFor: still not there after ${timeoutMs} ms; last value: ${JSON.stringify(last)?.slice(0, 500)}`);
     await new Promise((r) => setTimeout(r, stepMs));
     last = await probe();
   }
   return last;
+}
+
+/** Deletes a deployment's queues from Redis (every key under its prefix). */
+export async function removeQueues(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  redis.on('error', () => {});
+  try {
+    await redis.connect();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+  } catch {
+    /* a Redis a test stopped has nothing left to remove */
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** A private redis-server (no persistence) a test may stop and start again, empty, on the same port. */
+export async function startRedis(t: Teardown): Promise<{ url: string; stop(): Promise<void>; start(): Promise<void> }> {
+  const port = await freePort();
+  let child: ChildProcess | null = null;
+  const start = async () => {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const ping = () => {
+      const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => {});
+      return probe
+        .connect()
+        .then(() => probe.ping())
+        .catch(() => null)
+        .finally(() => probe.disconnect());
+    };
+    await waitFor(ping, (pong) => pong === 'PONG', 30_000, 50);
+  };
+  const stop = async () => {
+    const c = child;
+    child = null;
+    if (!c || c.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      c.once('exit', () => resolve());
+      c.kill('SIGKILL');
+    });
+  };
+  await start();
+  t.teardown(stop);
+  return { url: `redis://127.0.0.1:${port}`, stop, start };
 }
 
 export const once = <T = unknown>(emitter: { once(event: string, fn: (...a: any[]) => void): unknown }, event: string, timeoutMs = 5000): Promise<T> =>

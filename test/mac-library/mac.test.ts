@@ -1,5 +1,5 @@
 import t from 'tap';
-import { normalizeMac } from '../../src/mac-library/mac.js';
+import { normalizeMac, parseMac } from '../../src/mac-library/mac.js';
 import { MAX_IMPORT_ROWS, parseMacCsv } from '../../src/mac-library/csv.js';
 
 t.test('MACs are accepted in the three written forms and normalised', async (t) => {
@@ -13,6 +13,18 @@ t.test('anything else is refused', async (t) => {
   for (const bad of ['', '0C11050B981', '0C11050B98145', '0C:11:05-0B:98:14', '0C11.050B.9814', 'GG11050B9814', '0C:11:05:0B:98', '0C110 50B9814']) {
     t.equal(normalizeMac(bad), null, `refuses ${JSON.stringify(bad)}`);
   }
+});
+
+t.test('MACs no device can have are refused with the reason', async (t) => {
+  t.match(parseMac('000000000000'), { reason: /all-zero/ });
+  t.match(parseMac('ff:ff:ff:ff:ff:ff'), { reason: /broadcast/ });
+  t.match(parseMac('01-00-5E-00-00-01'), { reason: /multicast/ }, 'IPv4 multicast');
+  t.match(parseMac('3333000000FB'), { reason: /multicast/ }, 'IPv6 multicast');
+  t.same(parseMac('020000000001'), { mac: '020000000001' }, 'a locally administered unicast MAC is fine');
+  const parsed = parseMacCsv('MAC\n0C11050893CA\n000000000000\nFFFFFFFFFFFF\n0D11050893CA');
+  t.same(parsed.rows.map((r) => r.mac), ['0C11050893CA']);
+  t.same(parsed.invalid.map((r) => [r.line, r.reason.split(' ')[1]]), [[3, 'all-zero'], [4, 'broadcast'], [5, 'multicast']]);
+  t.same(parseMacCsv('0D11050893CA\n0C11050893CA').rows.map((r) => r.mac), ['0C11050893CA'], 'a headerless file starting with a refused MAC is still data');
 });
 
 t.test('the MAC template parses with BOM, CRLF, blank lines, quotes and other columns', async (t) => {
@@ -29,13 +41,13 @@ t.test('the MAC template parses with BOM, CRLF, blank lines, quotes and other co
 
 t.test('a file without header starting with a MAC is accepted; garbage header is not', async (t) => {
   t.same(parseMacCsv('0C11050893CA\n0C11050893CB').rows.map((r) => r.mac), ['0C11050893CA', '0C11050893CB']);
-  t.throws(() => parseMacCsv('hello,world\n0C11050893CA'), { code: 'csv_header_missing', status: 400 });
+  t.throws(() => parseMacCsv('hello,world\n0C11050893CA'), { code: 'csv_header_missing', kind: 'invalid' });
   t.throws(() => parseMacCsv('\r\n\r\n'), { code: 'csv_empty' });
 });
 
 t.test('more rows than the import limit are refused as a whole', async (t) => {
   const lines = ['MAC'];
-  for (let i = 0; i <= MAX_IMPORT_ROWS; i++) lines.push(i.toString(16).padStart(12, '0'));
-  t.throws(() => parseMacCsv(lines.join('\n')), { code: 'too_many_rows', status: 400 });
+  for (let i = 0; i <= MAX_IMPORT_ROWS; i++) lines.push(`0C${i.toString(16).padStart(10, '0')}`);
+  t.throws(() => parseMacCsv(lines.join('\n')), { code: 'too_many_rows', kind: 'invalid' });
   t.equal(parseMacCsv(lines.slice(0, -1).join('\n')).rows.length, MAX_IMPORT_ROWS);
 });

@@ -10,8 +10,7 @@ const finished = ['succeeded', 'failed', 'expired', 'canceled'];
 
 t.test('a restart of the service mid-dispatch, with Redis losing every job, loses no job and applies none twice', async (t) => {
   const databaseUrl = await createTestDatabase(t);
-  const queue = `restart-${Date.now()}`;
-  const env = { DATABASE_URL: databaseUrl, JOB_QUEUE_NAME: queue, MQTT_PORT: String(await freePort()), JOB_ACK_TIMEOUT_MS: '500' };
+  const env = { DATABASE_URL: databaseUrl, MQTT_PORT: String(await freePort()), JOB_ACK_TIMEOUT_MS: '500' };
   const first: TestService = await startTestService(t, env);
   const installer = await first.createInstaller();
   await first.addDevice(installer.token, '0C1105AA0001');
@@ -31,7 +30,7 @@ t.test('a restart of the service mid-dispatch, with Redis losing every job, lose
 
   await first.service.close();
   const redis = new Redis('redis://127.0.0.1:6379');
-  const keys = await redis.keys(`bull:${queue}:*`);
+  const keys = await redis.keys(`${first.service.queuePrefix}:provisioning:*`);
   if (keys.length) await redis.del(...keys);
   await redis.quit();
   t.ok(keys.length > 0, 'Redis lost every BullMQ job of this queue');

@@ -1,62 +1,47 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { DeviceKeys } from '../../devices/device-key.js';
 import type { FirmwareCatalogue } from '../../firmware/catalogue.js';
 import { firmwareParams } from '../../firmware/schemas.js';
-import { AppError } from '../../shared/errors.js';
-import { authenticateDevice, type VerifyDevice } from '../device-auth.js';
-import { errorSchema } from '../errors.js';
+import { authenticateDevice, parseRange } from '../device-auth.js';
+import { errorSchema, HttpError } from '../errors.js';
 
 export interface FirmwareDownloadDeps {
   catalogue: FirmwareCatalogue;
-  verifyDevice: VerifyDevice;
+  keys: DeviceKeys;
   /** Downloads served at once; a device over it is told when to retry. */
   maxDownloads: number;
 }
 
-/** The one byte range a device asks for, or null for the whole image; 'unsatisfiable' past the end. */
-export function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | 'unsatisfiable' {
-  if (!header) return null;
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!m || (m[1] === '' && m[2] === '')) return null; // not a single byte range: serve the whole image (RFC 9110)
-  if (m[1] === '') {
-    const suffix = Number(m[2]);
-    if (suffix === 0) return 'unsatisfiable';
-    return { start: Math.max(0, size - suffix), end: size - 1 };
-  }
-  const start = Number(m[1]);
-  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
-  if (start >= size || end < start) return 'unsatisfiable';
-  return { start, end };
-}
-
 /**
  * Devices download firmware images here with their own credentials, only while an upgrade to that image
- * is running for them. Range requests resume a cut download; the ETag is the image's SHA-256.
+ * is running for them. Range requests resume a cut download; the ETag is the image's SHA-256. HEAD answers
+ * the same headers without the image (and without taking a download slot).
  */
 export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps> = async (app, deps) => {
   let active = 0;
 
-  app.get(
-    '/firmware/:id/image',
-    {
-      schema: {
-        tags: ['devices (device-facing)'],
-        summary: 'Download a firmware image (device credentials; Range and If-Range supported)',
-        description:
-          'Basic auth with the MAC and device key. 200 with the whole image or 206 with the asked range; ETag is the quoted SHA-256 and X-Firmware-Sha256 carries it in hex. ' +
-          'Only a device with an unfinished upgrade to this firmware may download it (403 otherwise). Over the download cap the answer is 503 with Retry-After (seconds).',
-        params: firmwareParams,
-        security: [{ deviceBasic: [] }],
-        response: { 200: z.any().describe('the whole image (application/octet-stream)'), 206: z.any().describe('the asked byte range'), 401: errorSchema, 403: errorSchema, 404: errorSchema, 416: errorSchema, 500: errorSchema, 503: errorSchema },
-      },
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/firmware/:id/image',
+    schema: {
+      tags: ['devices (device-facing)'],
+      summary: 'Download a firmware image (device credentials; Range and If-Range supported)',
+      description:
+        'Basic auth with the MAC and device key. 200 with the whole image or 206 with the asked range; ETag is the quoted SHA-256 and X-Firmware-Sha256 carries it in hex. ' +
+        'Only a device with an unfinished upgrade to this firmware may download it (403 otherwise). Over the download cap the answer is 503 with Retry-After (seconds). ' +
+        'HEAD answers the same headers without a body.',
+      params: firmwareParams,
+      security: [{ deviceBasic: [] }],
+      response: { 200: z.any().describe('the whole image (application/octet-stream)'), 206: z.any().describe('the asked byte range'), 401: errorSchema, 403: errorSchema, 404: errorSchema, 416: errorSchema, 500: errorSchema, 503: errorSchema },
     },
-    async (request, reply) => {
-      const mac = authenticateDevice(request, reply, deps.verifyDevice);
+    handler: async (request, reply) => {
+      const mac = authenticateDevice(request, reply, deps.keys);
       const found = await deps.catalogue.forDownload(mac, request.params.id);
-      if (!found) throw new AppError(404, 'not_found', `no firmware ${request.params.id}`, { firmwareId: request.params.id });
+      if (!found) throw new HttpError(404, 'not_found', `no firmware ${request.params.id}`, { firmwareId: request.params.id });
       const fw = found.firmware;
       if (!found.allowed) {
-        throw new AppError(403, 'no_upgrade', `device ${mac} has no upgrade to firmware ${fw.id} in progress`, { mac, firmwareId: fw.id });
+        throw new HttpError(403, 'no_upgrade', `device ${mac} has no upgrade to firmware ${fw.id} in progress`, { mac, firmwareId: fw.id });
       }
       const etag = `"${fw.sha256}"`;
       reply.header('etag', etag).header('accept-ranges', 'bytes').header('x-firmware-sha256', fw.sha256).header('cache-control', 'private, no-transform');
@@ -65,13 +50,20 @@ export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps>
       const range = ifRange && ifRange !== etag ? null : parseRange(request.headers.range, fw.size);
       if (range === 'unsatisfiable') {
         reply.header('content-range', `bytes */${fw.size}`);
-        throw new AppError(416, 'range_not_satisfiable', `the image has ${fw.size} bytes`, { size: fw.size });
+        throw new HttpError(416, 'range_not_satisfiable', `the image has ${fw.size} bytes`, { size: fw.size });
+      }
+      const { start, end } = range ?? { start: 0, end: fw.size - 1 };
+      reply.header('content-type', 'application/octet-stream').header('content-length', String(end - start + 1));
+      if (range) reply.status(206).header('content-range', `bytes ${start}-${end}/${fw.size}`);
+      if (request.method === 'HEAD') {
+        if (!(await deps.catalogue.hasImage(fw.id))) throw imageMissing(fw.id);
+        return reply.send();
       }
       if (active >= deps.maxDownloads) {
         // Jittered so that the devices turned away do not all come back in the same second.
         const retryAfter = 1 + Math.floor(Math.random() * 5);
-        reply.header('retry-after', String(retryAfter));
-        throw new AppError(503, 'download_busy', `${active} downloads are running; retry in ${retryAfter} s`, { retryAfterSeconds: retryAfter });
+        reply.removeHeader('content-length').removeHeader('content-range').header('retry-after', String(retryAfter));
+        throw new HttpError(503, 'download_busy', `${active} downloads are running; retry in ${retryAfter} s`, { retryAfterSeconds: retryAfter });
       }
       active++;
       let released = false;
@@ -80,19 +72,12 @@ export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps>
         released = true;
       };
       reply.raw.once('close', release);
-      const { start, end } = range ?? { start: 0, end: fw.size - 1 };
       try {
         const stream = await deps.catalogue.readImage(fw.id, start, end);
         if (!stream) {
           request.log.error({ firmwareId: fw.id }, 'firmware image file is missing from DATA_DIR');
-          throw new AppError(500, 'image_missing', `the image of firmware ${fw.id} is missing on the server`, { firmwareId: fw.id });
-        }
-        reply.header('content-type', 'application/octet-stream').header('content-length', String(end - start + 1));
-        if (range) reply.status(206).header('content-range', `bytes ${start}-${end}/${fw.size}`);
-        if (request.method === 'HEAD') {
-          stream.destroy();
-          release();
-          return reply.send(null);
+          reply.removeHeader('content-length').removeHeader('content-range');
+          throw imageMissing(fw.id);
         }
         return reply.send(stream);
       } catch (err) {
@@ -100,6 +85,7 @@ export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps>
         throw err;
       }
     },
-  );
+  });
 };
 
+const imageMissing = (id: string) => new HttpError(500, 'image_missing', `the image of firmware ${id} is missing on the server`, { firmwareId: id });

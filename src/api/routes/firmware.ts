@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { FirmwareCatalogue, UploadPart } from '../../firmware/catalogue.js';
 import { firmwareParams, firmwareSchema, listFirmwareQuery } from '../../firmware/schemas.js';
-import { AppError } from '../../shared/errors.js';
+import { HttpError } from '../errors.js';
 import { pageOf } from '../../shared/pagination.js';
 import { requireDistributor } from '../auth.js';
 import { errorResponses } from '../errors.js';
@@ -62,7 +62,7 @@ export const firmwareRoutes: FastifyPluginAsyncZod<{ catalogue: FirmwareCatalogu
     },
     async (request, reply) => {
       requireDistributor(request);
-      if (!request.isMultipart()) throw new AppError(415, 'unsupported_media_type', 'a firmware upload is multipart/form-data with model, version, changelog and file');
+      if (!request.isMultipart()) throw new HttpError(415, 'unsupported_media_type', 'a firmware upload is multipart/form-data with model, version, changelog and file');
       return reply.status(201).send(await catalogue.upload(request.principal, uploadParts(request)));
     },
   );

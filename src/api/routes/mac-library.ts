@@ -2,9 +2,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { addMacBody, importQuery, importResultSchema, listMacQuery, macEntrySchema, macParams } from '../../mac-library/schemas.js';
 import type { MacLibraryService } from '../../mac-library/service.js';
-import { AppError } from '../../shared/errors.js';
 import { pageOf } from '../../shared/pagination.js';
-import { errorResponses } from '../errors.js';
+import { errorResponses, HttpError } from '../errors.js';
 
 // Spreadsheet programs on Windows upload CSV as application/vnd.ms-excel.
 const CSV_TYPES = ['text/csv', 'application/vnd.ms-excel'];
@@ -41,7 +40,7 @@ export const macLibraryRoutes: FastifyPluginAsyncZod<{ macLibrary: MacLibrarySer
       },
       preValidation: async (request) => {
         const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-        if (!CSV_TYPES.includes(type)) throw new AppError(415, 'unsupported_media_type', `send the MAC template as text/csv, not ${type || 'no content type'}`);
+        if (!CSV_TYPES.includes(type)) throw new HttpError(415, 'unsupported_media_type', `send the MAC template as text/csv, not ${type || 'no content type'}`);
       },
     },
     async (request) => macLibrary.importCsv(request.principal, request.body, request.query.installerId),

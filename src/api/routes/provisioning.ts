@@ -20,6 +20,7 @@ import {
 import type { ProvisioningService } from '../../provisioning/service.js';
 import { pageOf } from '../../shared/pagination.js';
 import { errorResponses } from '../errors.js';
+import { idempotencyHeaders, requestContext, sendSubmitted } from '../idempotency.js';
 
 const tags = ['remote maintenance'];
 
@@ -38,11 +39,12 @@ export const provisioningRoutes: FastifyPluginAsyncZod<{ provisioning: Provision
         summary: 'Replace the regular Autop (always valid) and deliver the configuration',
         description: 'Duplicate commands are not retained: an identical line is kept once, the same key twice keeps the last value; `dropped` says what was removed.',
         params: macParams,
+        headers: idempotencyHeaders,
         body: autopBody,
-        response: { 202: acceptedAutopSchema, ...errorResponses(400, 404, 415) },
+        response: { 202: acceptedAutopSchema, ...errorResponses(400, 404, 415, 422, 503) },
       },
     },
-    async (request, reply) => reply.status(202).send(await provisioning.putRegularAutop(request.principal, request.params.mac, request.body.commands, request.body.expiresInSeconds)),
+    async (request, reply) => sendSubmitted(reply, 202, await provisioning.putRegularAutop(requestContext(request), request.params.mac, request.body.commands, request.body.expiresInSeconds)),
   );
 
   app.post(
@@ -52,11 +54,12 @@ export const provisioningRoutes: FastifyPluginAsyncZod<{ provisioning: Provision
         tags,
         summary: 'One-time Autop: applied once, never again; ended by a reset',
         params: macParams,
+        headers: idempotencyHeaders,
         body: autopBody,
-        response: { 202: acceptedJobSchema, ...errorResponses(400, 404, 415) },
+        response: { 202: acceptedJobSchema, ...errorResponses(400, 404, 415, 422, 503) },
       },
     },
-    async (request, reply) => reply.status(202).send(await provisioning.oneTimeAutop(request.principal, request.params.mac, request.body.commands, request.body.expiresInSeconds)),
+    async (request, reply) => sendSubmitted(reply, 202, await provisioning.oneTimeAutop(requestContext(request), request.params.mac, request.body.commands, request.body.expiresInSeconds)),
   );
 
   app.post(
@@ -66,11 +69,12 @@ export const provisioningRoutes: FastifyPluginAsyncZod<{ provisioning: Provision
         tags,
         summary: 'Batch Autop to at most 500 of your devices (regular or one-time)',
         description: 'Regular batch lines join each device’s regular Autop (same key: the batch value wins).',
+        headers: idempotencyHeaders,
         body: batchBody,
-        response: { 202: batchAcceptedSchema, ...errorResponses(400, 415) },
+        response: { 202: batchAcceptedSchema, ...errorResponses(400, 415, 422, 503) },
       },
     },
-    async (request, reply) => reply.status(202).send(await provisioning.batchAutop(request.principal, request.body)),
+    async (request, reply) => sendSubmitted(reply, 202, await provisioning.batchAutop(requestContext(request), request.body)),
   );
 
   app.get(
@@ -81,8 +85,17 @@ export const provisioningRoutes: FastifyPluginAsyncZod<{ provisioning: Provision
 
   app.post(
     '/devices/:mac/reboot',
-    { schema: { tags, summary: 'Reboot the device', params: macParams, body: simpleJobBody, response: { 202: acceptedJobSchema, ...errorResponses(400, 404) } } },
-    async (request, reply) => reply.status(202).send(await provisioning.reboot(request.principal, request.params.mac, request.body?.expiresInSeconds)),
+    {
+      schema: {
+        tags,
+        summary: 'Reboot the device',
+        params: macParams,
+        headers: idempotencyHeaders,
+        body: simpleJobBody,
+        response: { 202: acceptedJobSchema, ...errorResponses(400, 404, 422, 503) },
+      },
+    },
+    async (request, reply) => sendSubmitted(reply, 202, await provisioning.reboot(requestContext(request), request.params.mac, request.body?.expiresInSeconds)),
   );
 
   app.post(
@@ -92,11 +105,12 @@ export const provisioningRoutes: FastifyPluginAsyncZod<{ provisioning: Provision
         tags,
         summary: 'Factory or configuration reset; cancels one-time Autop not yet applied',
         params: macParams,
+        headers: idempotencyHeaders,
         body: resetBody,
-        response: { 202: acceptedJobSchema.extend({ canceledOneTimeJobs: z.array(z.uuid()) }), ...errorResponses(400, 404, 415) },
+        response: { 202: acceptedJobSchema.extend({ canceledOneTimeJobs: z.array(z.uuid()) }), ...errorResponses(400, 404, 415, 422, 503) },
       },
     },
-    async (request, reply) => reply.status(202).send(await provisioning.reset(request.principal, request.params.mac, request.body.mode, request.body.expiresInSeconds)),
+    async (request, reply) => sendSubmitted(reply, 202, await provisioning.reset(requestContext(request), request.params.mac, request.body.mode, request.body.expiresInSeconds)),
   );
 
   app.put(
@@ -106,11 +120,12 @@ export const provisioningRoutes: FastifyPluginAsyncZod<{ provisioning: Provision
         tags,
         summary: 'Set the SIP transmission type (part of the effective configuration)',
         params: macParams,
+        headers: idempotencyHeaders,
         body: connectTypeBody,
-        response: { 202: acceptedJobSchema, ...errorResponses(400, 404, 415) },
+        response: { 202: acceptedJobSchema, ...errorResponses(400, 404, 415, 422, 503) },
       },
     },
-    async (request, reply) => reply.status(202).send(await provisioning.setConnectType(request.principal, request.params.mac, request.body.connectType, request.body.expiresInSeconds)),
+    async (request, reply) => sendSubmitted(reply, 202, await provisioning.setConnectType(requestContext(request), request.params.mac, request.body.connectType, request.body.expiresInSeconds)),
   );
 
   app.get(

@@ -4,6 +4,7 @@ import { createUpgradeBody, deleteUpgradeQuery, listUpgradesQuery, patchUpgradeB
 import type { UpgradeService } from '../../firmware/upgrades.js';
 import { pageOf } from '../../shared/pagination.js';
 import { errorResponses } from '../errors.js';
+import { idempotencyHeaders, requestContext, sendSubmitted } from '../idempotency.js';
 
 const tags = ['firmware upgrades'];
 
@@ -17,11 +18,12 @@ export const upgradeRoutes: FastifyPluginAsyncZod<{ upgrades: UpgradeService }> 
         description:
           'Every MAC must be your device of the firmware\'s model (400 `invalid_devices` names the others). Devices already on the version are listed in `skipped`. ' +
           '`at` absent starts now; a future instant schedules the upgrade (it survives restarts). Offline devices start when they come back, until `expiresInSeconds` after the start.',
+        headers: idempotencyHeaders,
         body: createUpgradeBody,
-        response: { 201: upgradeDetailSchema, ...errorResponses(400, 415) },
+        response: { 201: upgradeDetailSchema, ...errorResponses(400, 415, 422, 503) },
       },
     },
-    async (request, reply) => reply.status(201).send(await upgrades.create(request.principal, request.body)),
+    async (request, reply) => sendSubmitted(reply, 201, await upgrades.create(requestContext(request), request.body)),
   );
 
   app.get(
@@ -57,11 +59,12 @@ export const upgradeRoutes: FastifyPluginAsyncZod<{ upgrades: UpgradeService }> 
         tags,
         summary: 'Change the time, devices or reset flag of a pending upgrade (409 once started)',
         params: upgradeParams,
+        headers: idempotencyHeaders,
         body: patchUpgradeBody,
-        response: { 200: upgradeDetailSchema, ...errorResponses(400, 404, 409, 415) },
+        response: { 200: upgradeDetailSchema, ...errorResponses(400, 404, 409, 415, 422, 503) },
       },
     },
-    async (request) => upgrades.patch(request.principal, request.params.id, request.body),
+    async (request, reply) => sendSubmitted(reply, 200, await upgrades.patch(requestContext(request), request.params.id, request.body)),
   );
 
   app.delete(

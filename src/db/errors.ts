@@ -1,0 +1,23 @@
+/**
+ * The SQLSTATE (or socket error code) behind a failed query. drizzle wraps the driver's error in its own
+ * (the driver's is its `cause`), so the chain is walked.
+ */
+export function databaseErrorCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && /^([0-9A-Z]{5}|E[A-Z]+)$/.test(code)) return code;
+  }
+  return undefined;
+}
+
+/**
+ * Whether PostgreSQL refused the data (SQLSTATE class 22 data exception or 23 integrity violation), as
+ * opposed to being unreachable or overloaded: only refused data is worth isolating row by row.
+ */
+export const isDataError = (err: unknown) => /^2[23]/.test(databaseErrorCode(err) ?? '');
+
+/** Whether the database could not be reached at all (connection refused, reset, shut down). */
+export const isUnreachable = (err: unknown) => {
+  const code = databaseErrorCode(err) ?? '';
+  return /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|57P0[1-3]|08[0-9A-Z]{3})$/.test(code);
+};

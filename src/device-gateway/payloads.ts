@@ -1,0 +1,84 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { commandStates, type CommandStatus } from '../provisioning/channel.js';
+import { cleanDeviceText, singleLine } from '../shared/text.js';
+
+// What devices publish, validated here at the boundary (docs/device-protocol.md): nothing a device sends
+// reaches the engine or the database unchecked.
+
+/** A configuration hash as devices report it: the SHA-256 of the applied configuration, or "factory". */
+export const configHashSchema = z.string().regex(/^(factory|[0-9a-f]{64})$/, 'the hex SHA-256 of the applied configuration, or "factory"');
+
+export const helloSchema = z.object({
+  model: singleLine(64, 1),
+  firmware: singleLine(64, 1),
+  ip: z
+    .string()
+    .max(64)
+    .refine((v) => isIP(v) !== 0, 'not an IP address')
+    .optional(),
+  uptime: z.number().int().min(0).optional(),
+  configHash: configHashSchema.optional(),
+});
+export type Hello = z.infer<typeof helloSchema>;
+
+export type Parsed<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+function json(payload: Buffer): Parsed<unknown> {
+  try {
+    return { ok: true, value: JSON.parse(payload.toString('utf8')) };
+  } catch {
+    return { ok: false, reason: 'payload is not JSON' };
+  }
+}
+
+export function parseHello(payload: Buffer): Parsed<Hello> {
+  const raw = json(payload);
+  if (!raw.ok) return raw;
+  const parsed = helloSchema.safeParse(raw.value);
+  if (!parsed.success) return { ok: false, reason: parsed.error.issues.map((i) => `${i.path.join('.') || 'payload'}: ${i.message}`).join('; ') };
+  return { ok: true, value: parsed.data };
+}
+
+const MAX_ERROR_CODE = 64;
+const MAX_ERROR_MESSAGE = 512;
+const stageSchema = z.string().regex(/^[a-z][a-z-]{0,31}$/);
+
+/**
+ * A command status. Only `state` must be right; every other field is kept when valid and dropped (or,
+ * for the error's text, cleaned of control characters) when not, so a device's final answer is never
+ * lost to a malformed detail.
+ */
+export function parseStatus(payload: Buffer): Parsed<CommandStatus> & { dropped?: string[] } {
+  const raw = json(payload);
+  if (!raw.ok) return raw;
+  const body = raw.value as Record<string, unknown> | null;
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return { ok: false, reason: 'payload is not a JSON object' };
+  const state = body.state;
+  if (typeof state !== 'string' || !(commandStates as readonly string[]).includes(state)) {
+    return { ok: false, reason: `state must be one of ${commandStates.join(', ')}` };
+  }
+  const status: CommandStatus = { state: state as CommandStatus['state'] };
+  const dropped: string[] = [];
+  const { progress, stage, error, configHash } = body;
+  if (progress !== undefined) {
+    if (Number.isInteger(progress) && (progress as number) >= 0 && (progress as number) <= 100) status.progress = progress as number;
+    else dropped.push('progress');
+  }
+  if (stage !== undefined) {
+    if (stageSchema.safeParse(stage).success) status.stage = stage as string;
+    else dropped.push('stage');
+  }
+  if (configHash !== undefined) {
+    if (configHashSchema.safeParse(configHash).success) status.configHash = configHash as string;
+    else dropped.push('configHash');
+  }
+  if (error !== undefined || state === 'failed') {
+    const e = (error && typeof error === 'object' ? error : {}) as { code?: unknown; message?: unknown };
+    const code = typeof e.code === 'string' ? cleanDeviceText(e.code.trim(), MAX_ERROR_CODE) : '';
+    const message = typeof e.message === 'string' ? cleanDeviceText(e.message, MAX_ERROR_MESSAGE) : '';
+    if (typeof e.code !== 'string' || typeof e.message !== 'string' || code !== e.code || message !== e.message) dropped.push('error (cleaned)');
+    status.error = { code: code || 'device_failed', message: message || 'the device reported failure' };
+  }
+  return dropped.length ? { ok: true, value: status, dropped } : { ok: true, value: status };
+}

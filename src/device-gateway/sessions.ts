@@ -1,0 +1,117 @@
+import type { Client } from 'aedes';
+import type { Logger } from '../logger.js';
+import type { DeviceEventSink } from '../provisioning/channel.js';
+import { parseHello, parseStatus } from './payloads.js';
+import type { PresenceTracker } from './presence-tracker.js';
+
+/** How long after CONNECT a device without a valid hello still gets its commands. */
+export const HELLO_GRACE_MS = 5000;
+
+/**
+ * The live device sessions: which connection currently speaks for each MAC, when it began, whether its
+ * hello has been processed (commands wait for it), and what the devices say (hello, command status),
+ * which goes to presence and to the provisioning engine. A takeover replaces a MAC's entry; the older
+ * connection ending later changes nothing.
+ */
+export class Sessions {
+  private readonly byMac = new Map<string, Client>();
+  private readonly startedAt = new WeakMap<Client, number>();
+  private readonly ready = new WeakSet<Client>();
+  private sink: DeviceEventSink | undefined;
+
+  constructor(
+    private readonly presence: PresenceTracker,
+    private readonly addressOf: (client: Client) => string,
+    private readonly log: Logger,
+  ) {}
+
+  setSink(sink: DeviceEventSink) {
+    this.sink = sink;
+  }
+
+  get size(): number {
+    return this.byMac.size;
+  }
+
+  /** Authentication succeeded: the session's start is recorded before the broker replays anything stored. */
+  began(client: Client) {
+    this.startedAt.set(client, Date.now());
+  }
+
+  startOf(client: Client): number | undefined {
+    return this.startedAt.get(client);
+  }
+
+  opened(client: Client) {
+    const now = new Date();
+    this.byMac.set(client.id, client);
+    this.presence.mark({ mac: client.id, status: 'online', connectedAt: now, seenAt: now, ip: this.addressOf(client) });
+    // Commands start after the hello, which tells whether the device was reset; a device that sends no
+    // valid hello is served all the same after a grace period.
+    setTimeout(() => {
+      if (this.byMac.get(client.id) === client && !this.ready.has(client)) this.markReady(client);
+    }, HELLO_GRACE_MS).unref();
+  }
+
+  closed(client: Client) {
+    // After a takeover the old session's disconnect must not mark the device offline.
+    if (this.byMac.get(client.id) !== client) return;
+    this.byMac.delete(client.id);
+    this.presence.mark({ mac: client.id, status: 'offline', seenAt: new Date() });
+  }
+
+  /** When the device's current session began, once its hello was processed (CommandChannel). */
+  connectedSince(mac: string): number | null {
+    const client = this.byMac.get(mac);
+    return client && this.ready.has(client) ? (this.startedAt.get(client) ?? null) : null;
+  }
+
+  hello(client: Client, payload: Buffer) {
+    const parsed = parseHello(payload);
+    if (!parsed.ok) {
+      this.log.warn({ mac: client.id, reason: parsed.reason }, 'hello ignored: invalid payload');
+      if (!this.ready.has(client)) this.markReady(client);
+      return;
+    }
+    const { model, firmware, ip, configHash } = parsed.value;
+    this.presence.mark({ mac: client.id, seenAt: new Date(), model, firmware, ip: ip ?? this.addressOf(client) });
+    // The engine first learns what the hello says (a reset ends one-time Autop), then gets the device.
+    this.report(async () => {
+      await this.sink?.deviceHello(client.id, { model, firmware, configHash });
+      this.markReady(client);
+    });
+  }
+
+  status(client: Client, jobId: string, payload: Buffer) {
+    const parsed = parseStatus(payload);
+    if (!parsed.ok) {
+      this.log.warn({ mac: client.id, jobId, reason: parsed.reason }, 'command status ignored: invalid');
+      return;
+    }
+    if (parsed.dropped) this.log.warn({ mac: client.id, jobId, fields: parsed.dropped }, 'command status: invalid fields left out');
+    this.report(() => this.sink?.commandStatus(client.id, jobId, parsed.value));
+  }
+
+  /** The device may now receive commands: the engine hands it what waits. */
+  private markReady(client: Client) {
+    this.ready.add(client);
+    this.report(() => this.sink?.deviceReady(client.id));
+  }
+
+  /** Engine calls run detached from the MQTT flow; their failures are logged, never thrown at a device. */
+  private report(call: () => Promise<void> | undefined) {
+    call()?.catch((err: unknown) => this.log.error({ err }, 'provisioning engine call failed'));
+  }
+
+  /** Closes a device's current session, if any. */
+  close(mac: string, reason: string) {
+    const client = this.byMac.get(mac);
+    if (!client) return;
+    this.log.info({ mac, reason }, 'closing device session');
+    client.close();
+  }
+
+  closeAll(): Promise<void> {
+    return Promise.all([...this.byMac.values()].map((c) => new Promise<void>((resolve) => c.close(() => resolve())))).then(() => undefined);
+  }
+}

@@ -1,0 +1,14 @@
+import { eq } from 'drizzle-orm';
+import type { Db, Queryable } from '../db/client.js';
+import { devices } from './tables.js';
+
+// What other domains may ask of the devices table, as query functions: they never name it themselves.
+
+/** The bound device of each MAC (its name), as a subquery another domain's list can join on `mac`. */
+export const boundDevices = (db: Db) => db.select({ mac: devices.mac, name: devices.name }).from(devices).as('bound_devices');
+
+/** Whether a device is bound to the MAC, read inside the caller's transaction. */
+export async function isBound(q: Queryable, mac: string): Promise<boolean> {
+  const rows = await q.select({ mac: devices.mac }).from(devices).where(eq(devices.mac, mac)).limit(1);
+  return rows.length > 0;
+}

@@ -1,0 +1,64 @@
+import { createHash } from 'node:crypto';
+import type { Database, Statement } from '../db/client.js';
+
+/** How many documents of one name a device may still fetch: the current one and a few before it. */
+const KEPT_PER_NAME = 4;
+
+export interface StoredDocument {
+  sha256: string;
+  mediaType: string;
+  size: number;
+  body: Buffer;
+}
+
+const st = {
+  put: {
+    name: 'documents_put',
+    text: `WITH doc AS (
+        INSERT INTO documents (sha256, media_type, size, body) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (sha256) DO NOTHING
+      ), link AS (
+        INSERT INTO device_documents (mac, sha256, name) VALUES ($5, $1, $6)
+        ON CONFLICT (mac, sha256) DO UPDATE SET name = excluded.name, created_at = now()
+      )
+      SELECT 1`,
+  },
+  prune: {
+    name: 'documents_prune',
+    text: `DELETE FROM device_documents d WHERE d.mac = $1 AND d.name = $2 AND d.sha256 NOT IN (
+        SELECT k.sha256 FROM device_documents k WHERE k.mac = $1 AND k.name = $2 ORDER BY k.created_at DESC LIMIT $3)`,
+  },
+  forDevice: {
+    name: 'documents_for_device',
+    text: `SELECT d.sha256, d.media_type, d.size, d.body FROM documents d
+      JOIN device_documents l ON l.sha256 = d.sha256 WHERE l.mac = $1 AND d.sha256 = $2`,
+  },
+  sweep: { name: 'documents_sweep', text: 'DELETE FROM documents d WHERE NOT EXISTS (SELECT 1 FROM device_documents l WHERE l.sha256 = d.sha256)' },
+} satisfies Record<string, Statement>;
+
+/**
+ * Documents devices fetch over HTTP, named by the SHA-256 of their bytes: whatever is too large for an
+ * MQTT command. A device may fetch only documents made for it; the bytes served are the bytes hashed.
+ */
+export class DocumentStore {
+  constructor(private readonly database: Database) {}
+
+  /** Stores a document for a device under a name (e.g. `config`), keeping the last few of that name. */
+  async put(mac: string, name: string, mediaType: string, body: Buffer): Promise<{ sha256: string; size: number }> {
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    await this.database.run(st.put, [sha256, mediaType, body.length, body, mac, name]);
+    await this.database.run(st.prune, [mac, name, KEPT_PER_NAME]);
+    return { sha256, size: body.length };
+  }
+
+  async forDevice(mac: string, sha256: string): Promise<StoredDocument | null> {
+    const rows = await this.database.run<{ sha256: string; media_type: string; size: number; body: Buffer | Uint8Array }>(st.forDevice, [mac, sha256]);
+    const r = rows[0];
+    return r ? { sha256: r.sha256, mediaType: r.media_type, size: r.size, body: Buffer.from(r.body) } : null;
+  }
+
+  /** Removes documents no device may fetch any more. */
+  async sweep(): Promise<void> {
+    await this.database.run(st.sweep, []);
+  }
+}

@@ -1,0 +1,66 @@
+import type { Database, Statement } from '../db/client.js';
+import type { DeviceService } from '../devices/service.js';
+import type { DocumentStore } from '../documents/service.js';
+import type { DeviceCommand, DocumentReference } from './channel.js';
+import { renderConfig } from './config-renderer.js';
+import type { AutopLine } from './tables.js';
+
+/** The largest command a device must accept on devices/{MAC}/commands (docs/device-protocol.md). */
+export const MAX_COMMAND_BYTES = 64 * 1024;
+/** Room kept for what the gateway adds to every command (`sentAt`). */
+const STAMP_ROOM = 64;
+
+const regularAutopOf: Statement = { name: 'configuration_regular_autop', text: 'SELECT lines FROM regular_autop WHERE mac = $1' };
+
+/**
+ * A device's effective configuration (its record and its regular Autop) and how it travels: inline in a
+ * command while the command stays within 64 KiB, otherwise as a document the device fetches by hash.
+ * Push and pull serve the same bytes: both come from `effective`.
+ */
+export class Configurations {
+  constructor(
+    private readonly database: Database,
+    private readonly devices: DeviceService,
+    private readonly documents: DocumentStore,
+    /** The URL a device fetches a document at. */
+    private readonly documentUrl: (sha256: string) => string,
+  ) {}
+
+  async effective(mac: string): Promise<{ text: string; hash: string } | null> {
+    const [device, regular] = await Promise.all([this.devices.getRecord(mac), this.database.run<{ lines: AutopLine[] }>(regularAutopOf, [mac])]);
+    if (!device) return null;
+    return renderConfig({
+      mac,
+      name: device.name,
+      location: device.location,
+      networkGroup: device.networkGroup,
+      relays: device.relays,
+      sipNumber: device.sipNumber,
+      sipPassword: device.sipPassword,
+      connectType: device.connectType,
+      regularAutop: regular[0]?.lines ?? [],
+    });
+  }
+
+  /** Stores bytes as a document for the device and answers how a command names it. */
+  async asDocument(mac: string, name: string, mediaType: string, body: Buffer): Promise<DocumentReference> {
+    const { sha256, size } = await this.documents.put(mac, name, mediaType, body);
+    return { url: this.documentUrl(sha256), sha256, size };
+  }
+
+  /**
+   * The command's configuration fields: the text inline, or, when the command would exceed
+   * MAX_COMMAND_BYTES with it, a reference to the same text as a document. Null when the device is gone.
+   */
+  async forCommand(mac: string, rest: Omit<DeviceCommand, 'config' | 'configHash' | 'configDocument'>): Promise<Pick<DeviceCommand, 'config' | 'configHash' | 'configDocument'> | null> {
+    const config = await this.effective(mac);
+    if (!config) return null;
+    const inline = { config: config.text, configHash: config.hash };
+    if (commandBytes({ ...rest, ...inline }) <= MAX_COMMAND_BYTES) return inline;
+    const configDocument = await this.asDocument(mac, 'config', 'text/plain; charset=utf-8', Buffer.from(config.text, 'utf8'));
+    return { configHash: config.hash, configDocument };
+  }
+}
+
+/** The size of a command on the wire, with room for the delivery stamp. */
+export const commandBytes = (command: object) => Buffer.byteLength(JSON.stringify(command)) + STAMP_ROOM;

@@ -1,0 +1,65 @@
+import type { HelloContext, JobKindHandler } from './kinds.js';
+import type { Configurations } from './configuration.js';
+import { commandBytes, MAX_COMMAND_BYTES } from './configuration.js';
+import { FACTORY_CONFIG_HASH } from './config-renderer.js';
+import type { JobRow } from './job-store.js';
+import type { AutopLine, JobKind } from './tables.js';
+
+/** How long a provisioning job made by a hello may wait for the device. */
+const PROVISION_EXPIRY_MS = 24 * 3600_000;
+
+const gone = { fail: { code: 'device_deleted', message: 'the device no longer exists' } };
+
+/**
+ * A kind whose command delivers the device's effective configuration: regular Autop, provisioning and the
+ * SIP connect type. Its params say what the job is for, never the configuration again.
+ */
+function configurationKind(kind: JobKind, configurations: Configurations, params: (job: JobRow) => Record<string, unknown>): JobKindHandler {
+  return {
+    kind,
+    carriesConfiguration: true,
+    async command(job) {
+      const base = { params: params(job) };
+      const config = await configurations.forCommand(job.mac, { id: job.id, kind: job.kind, expiresAt: job.expiresAt.toISOString(), ...base });
+      return config ? { ...base, ...config } : gone;
+    },
+  };
+}
+
+/** The kinds the provisioning engine brings: configuration, one-time Autop, reboot, reset. */
+export function provisioningKinds(configurations: Configurations): JobKindHandler[] {
+  const provision = configurationKind('provision', configurations, () => ({}));
+  return [
+    configurationKind('autop', configurations, () => ({})),
+    configurationKind('connect-type', configurations, (job) => ({ connectType: job.params.connectType })),
+    {
+      ...provision,
+      // A device whose configuration hash differs from its effective configuration's is provisioned,
+      // unless a job that delivers the configuration is already waiting.
+      async afterHello(mac, hello: HelloContext, unfinished, carriesConfiguration) {
+        if (unfinished.some((j) => carriesConfiguration(j.kind))) return null;
+        const effective = await configurations.effective(mac);
+        const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
+        if (!effective || effective.hash === reported) return null;
+        return { job: { kind: 'provision', mac, params: {}, expiresAt: new Date(Date.now() + PROVISION_EXPIRY_MS) }, reason: `the device reported configuration ${reported}` };
+      },
+    },
+    {
+      kind: 'autop-once',
+      // One-time Autop is carried out once, beside the managed configuration: its lines travel alone.
+      async command(job) {
+        const lines = (job.params.lines as AutopLine[] | undefined) ?? [];
+        const inline = { params: { lines } };
+        if (commandBytes({ id: job.id, kind: job.kind, expiresAt: job.expiresAt.toISOString(), ...inline }) <= MAX_COMMAND_BYTES) return inline;
+        const linesDocument = await configurations.asDocument(job.mac, 'autop-once', 'application/json', Buffer.from(JSON.stringify(lines)));
+        return { params: { linesDocument } };
+      },
+      // "One-time Autop commands will not be valid once you reset the device" (seed 003).
+      hello(_job, hello) {
+        return hello.wasReset ? { type: 'finish', state: 'canceled', error: { code: 'reset', message: 'the device was reset' } } : null;
+      },
+    },
+    { kind: 'reboot', command: async () => ({ params: {} }) },
+    { kind: 'reset', command: async (job) => ({ params: { mode: job.params.mode } }) },
+  ];
+}

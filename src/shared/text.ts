@@ -1,0 +1,33 @@
+import { z } from 'zod';
+
+// Text from outside (API bodies and queries, device payloads, CSV cells) is checked here before it can
+// reach the database or a rendered configuration: PostgreSQL refuses NUL in text, and a line break in a
+// name would split a configuration line.
+
+/** C0 and C1 control characters and DEL. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const CONTROL_GLOBAL = /[\u0000-\u001f\u007f-\u009f]/g;
+
+export const hasControlCharacters = (value: string) => CONTROL.test(value);
+
+/** A single-line text field: trimmed, length-bounded, no control characters. */
+export const singleLine = (max: number, min = 0) =>
+  z
+    .string()
+    .trim()
+    .min(min)
+    .max(max)
+    .regex(/^[^\u0000-\u001f\u007f-\u009f]*$/, 'must not contain control characters (NUL, line breaks, tabs, …)');
+
+/** A multi-line text field: line breaks and tabs allowed, other control characters not. */
+export const multiLine = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(/^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$/, 'must not contain control characters other than line breaks and tabs');
+
+/**
+ * Cleans text a device sent where refusing it would lose information (the error of a failed command):
+ * control characters become U+FFFD and the text is cut to `max` characters.
+ */
+export const cleanDeviceText = (value: string, max: number) => value.replace(CONTROL_GLOBAL, '\ufffd').slice(0, max);
