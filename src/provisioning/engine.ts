@@ -227,9 +227,12 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
 
   private async process(job: Job<{ id: string; retries?: number }>, token: string | undefined): Promise<void> {
     try {
-      const parkUntil = await this.drive(job.data.id);
-      if (parkUntil === null) return;
-      await job.moveToDelayed(parkUntil, token);
+      const park = await this.drive(job.data.id);
+      if (park === null) return;
+      await job.moveToDelayed(park.until, token);
+      // A wake-up that came while the twin was being parked found it active and could not promote it:
+      // it is promoted here, now that it is delayed, instead of sleeping until its deadline.
+      if (this.wakeGeneration(park.mac) !== park.generation) await job.promote().catch(() => {});
     } catch (err) {
       if (err instanceof DelayedError) throw err;
       // Database or Redis trouble: look again later rather than fail the twin (a failed twin stops driving
@@ -242,8 +245,11 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     throw new DelayedError();
   }
 
-  /** Decides and acts for one job until it is finished (null) or waits (when to look again). */
-  private async drive(id: string): Promise<number | null> {
+  /**
+   * Decides and acts for one job until it is finished (null) or waits: when to look again, and the
+   * device's wake generation the decision was made under.
+   */
+  private async drive(id: string): Promise<{ until: number; mac: string; generation: number } | null> {
     for (;;) {
       const loaded = await this.store.loadWithHead(id);
       if (!loaded || finishedStates.includes(loaded.row.state)) return null;
@@ -271,7 +277,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       }
       if (decision.action === 'wait') {
         if (generation !== this.wakeGeneration(row.mac)) continue; // woken while deciding: decide again
-        return decision.until;
+        return { until: decision.until, mac: row.mac, generation };
       }
       const body = await handler.command(row);
       if ('fail' in body) {
@@ -284,9 +290,8 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       // answer never reaches the audit log before its delivery.
       const command: DeviceCommand = { id: row.id, kind: row.kind, ...body, expiresAt: row.expiresAt.toISOString() };
       await this.opts.channel.publish(row.mac, command);
-      const until = Math.min(decision.deadline, row.expiresAt.getTime());
       if (generation !== this.wakeGeneration(row.mac)) continue;
-      return until;
+      return { until: Math.min(decision.deadline, row.expiresAt.getTime()), mac: row.mac, generation };
     }
   }
 

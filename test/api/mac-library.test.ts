@@ -125,3 +125,16 @@ t.test('a MAC is removed with 204, but not while a device is bound to it', async
   t.equal(free.status, 204);
   t.equal((await svc.api('GET', '/api/v1/mac-library/0C11050B9816', { token: alice.token })).status, 404);
 });
+
+t.test('MACs no device can have are refused, one by one and in the template', async (t) => {
+  for (const mac of ['000000000000', 'FF:FF:FF:FF:FF:FF', '01-00-5E-00-00-FB', '333300000001']) {
+    const res = await svc.api('POST', '/api/v1/mac-library', { token: alice.token, body: { mac } });
+    t.equal(res.status, 400, mac);
+    t.match(res.body.error.message, /all-zero|broadcast|multicast/);
+  }
+  const imported = await svc.api('POST', '/api/v1/mac-library/import', { token: alice.token, raw: 'MAC\n000000000000\nFFFFFFFFFFFF\n01005E0000FB\n' });
+  t.equal(imported.status, 200);
+  t.equal(imported.body.added, 0);
+  t.same(imported.body.invalid.map((r: any) => r.line), [2, 3, 4]);
+  t.equal((await svc.sql("select count(*)::int as n from mac_library where mac in ('000000000000','FFFFFFFFFFFF','01005E0000FB','333300000001')"))[0].n, 0);
+});

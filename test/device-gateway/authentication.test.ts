@@ -117,3 +117,26 @@ t.test('deleting a device closes its session', async (t) => {
   await offline;
   t.pass('session closed');
 });
+
+t.test('failures are limited per MAC and address: a valid device behind the same address is never refused for a neighbour', async (t) => {
+  // A misconfigured device behind a site's NAT keeps presenting a wrong key.
+  for (let i = 0; i < 5; i++) {
+    const raw = await RawMqtt.connect(mqttPort, '127.0.0.9');
+    raw.send(raw.connectPacket('0C11050B9815', '0C11050B9815', 'f'.repeat(64)));
+    t.equal((await raw.next('connack'))?.returnCode, i < 3 ? 4 : 5, i < 3 ? 'wrong key' : 'that MAC is now refused from this address');
+    raw.end();
+  }
+  const neighbour = svc.device('0C11050B9814', { localAddress: '127.0.0.9' });
+  neighbour.start();
+  await once(neighbour, 'online');
+  t.equal(neighbour.state, 'online', 'another device behind the same address connects with its key');
+  await neighbour.stop();
+});
+
+t.test('only MQTT 3.1.1 is accepted: an MQTT 3.1 CONNECT gets CONNACK 1', async (t) => {
+  const raw = await RawMqtt.connect(mqttPort);
+  const key = deriveDeviceKey(FACTORY_SECRET, '0C11050B9814');
+  raw.send({ ...raw.connectPacket('0C11050B9814', '0C11050B9814', key), protocolId: 'MQIsdp', protocolVersion: 3 } as any);
+  t.equal((await raw.next('connack'))?.returnCode, 1, 'unacceptable protocol version');
+  t.ok(await raw.waitClosed(), 'and the connection is closed');
+});

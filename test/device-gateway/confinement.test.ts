@@ -122,3 +122,19 @@ t.test('malformed packets and invalid hellos never crash the gateway', async (t)
   t.pass('the gateway still serves devices');
   await healthy.stop();
 });
+
+t.test('retained messages and QoS 2 are refused: a device cannot make the broker hold messages', async (t) => {
+  for (let i = 0; i < 3; i++) {
+    const c = await connected(A);
+    c.send({ cmd: 'publish', topic: `devices/${A}/state/${i}`, payload: Buffer.alloc(60 * 1024, 1), qos: 1, messageId: 5, dup: false, retain: true } as any);
+    t.ok(await c.waitClosed(), `retained publish ${i} closes the session`);
+  }
+  t.equal(await svc.service.gateway.retainedCount(), 0, 'the broker holds no retained message');
+  const q2 = await connected(A);
+  q2.send({ cmd: 'publish', topic: `devices/${A}/state`, payload: Buffer.from('{}'), qos: 2, messageId: 6, dup: false, retain: false } as any);
+  t.ok(await q2.waitClosed(), 'a QoS 2 publish closes the session');
+  const fine = await connected(A);
+  publish(fine, `devices/${A}/state`, '{}');
+  t.ok(await fine.next('puback'), 'QoS 1 without retain is accepted');
+  fine.end();
+});

@@ -57,3 +57,31 @@ t.test('devices reconnect by themselves with backoff after the session is cut', 
   t.equal(device.state, 'online', 'reconnected');
   await device.stop();
 });
+
+t.test("one device's hello with a NUL in it never freezes presence for the others", async (t) => {
+  const bad = '0C1105D00001';
+  const good = '0C1105D00002';
+  await svc.addDevice(installer.token, bad);
+  await svc.addDevice(installer.token, good);
+  const raw = await RawMqtt.connect(svc.service.ports.mqtt);
+  raw.send(raw.connectPacket(bad, bad, deriveDeviceKey(FACTORY_SECRET, bad)));
+  t.equal((await raw.next('connack'))?.returnCode, 0);
+  raw.send({ cmd: 'publish', topic: `devices/${bad}/hello`, payload: JSON.stringify({ model: 'R29\u0000', firmware: '29.30.10.112' }), qos: 1, messageId: 1, dup: false, retain: false } as any);
+  t.ok(await raw.next('puback'), 'the hello is acknowledged');
+  await svc.service.gateway.flushPresence();
+
+  const device = svc.device(good, { model: 'X916', firmware: '916.30.1.5' });
+  device.start();
+  await once(device, 'hello');
+  const seen = await waitFor(
+    () => svc.api('GET', `/api/v1/devices/${good}`, { token: installer.token }).then((r) => r.body),
+    (d) => d.status === 'online' && d.model === 'X916',
+  );
+  t.match(seen, { status: 'online', model: 'X916', firmware: '916.30.1.5' }, 'another device shows online with what it reported');
+  const badView = (await svc.api('GET', `/api/v1/devices/${bad}`, { token: installer.token })).body;
+  t.equal(badView.status, 'online', 'the device that sent it is online too');
+  t.equal(badView.model, null, 'its hello was refused at the boundary: no NUL reached the database');
+  t.notOk(raw.closed, 'an invalid hello does not end the session');
+  raw.end();
+  await device.stop();
+});

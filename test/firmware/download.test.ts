@@ -91,3 +91,21 @@ t.test('an image file missing on the server is a clear server error, and the slo
   renameSync(`${path}.away`, path);
   t.equal((await get(WITH, { range: 'bytes=0-9' })).status, 206, 'with a cap of 1, the failed request did not keep its slot');
 });
+
+t.test('HEAD answers the size, ETag and Accept-Ranges like GET, without a body', async (t) => {
+  const head = await fetch(`${svc.httpUrl}/firmware/${fw.id}/image`, { method: 'HEAD', headers: { authorization: basic(WITH) } });
+  t.equal(head.status, 200);
+  t.equal(head.headers.get('content-length'), String(SIZE));
+  t.equal(head.headers.get('etag'), `"${sha256}"`);
+  t.equal(head.headers.get('accept-ranges'), 'bytes');
+  t.equal(head.headers.get('x-firmware-sha256'), sha256);
+  t.equal((await head.arrayBuffer()).byteLength, 0, 'no body');
+  const part = await fetch(`${svc.httpUrl}/firmware/${fw.id}/image`, { method: 'HEAD', headers: { authorization: basic(WITH), range: 'bytes=100-' } });
+  t.equal(part.status, 206);
+  t.equal(part.headers.get('content-length'), String(SIZE - 100));
+  t.equal(part.headers.get('content-range'), `bytes 100-${SIZE - 1}/${SIZE}`);
+  t.equal((await fetch(`${svc.httpUrl}/firmware/${fw.id}/image`, { method: 'HEAD', headers: { authorization: basic(WITHOUT) } })).status, 403, 'HEAD is authorised like GET');
+  const whole = await get(WITH);
+  t.equal(whole.status, 200, 'HEAD took no download slot: a GET still gets the image with a cap of 1');
+  await whole.arrayBuffer();
+});

@@ -32,7 +32,7 @@ t.test('a scheduled upgrade survives a restart of the service, even one where Re
   const second = await startTestService(t, env);
   const device = second.device(mac, { reconnect: { minMs: 50, maxMs: 100 } });
   device.start();
-  const done = await waitFor(() => second.api('GET', `/api/v1/upgrades/${created.body.id}`, { token }).then((r) => r.body), (u) => u.status === 'executed', 20_000, 100);
+  const done = await waitFor(() => second.api('GET', `/api/v1/upgrades/${created.body.id}`, { token }).then((r) => r.body), (u) => u.status === 'executed', undefined, 100);
   t.equal(done.status, 'executed');
   t.equal(done.succeeded, 1);
   t.ok(new Date(done.startedAt).getTime() >= at.getTime() - 1000, 'not before its time');

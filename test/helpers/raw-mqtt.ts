@@ -43,7 +43,7 @@ export class RawMqtt {
     return { cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive, ...(username ? { username } : {}), ...(password ? { password: Buffer.from(password) } : {}) } as Packet;
   }
 
-  async next(cmd: string, timeoutMs = 3000): Promise<any> {
+  async next(cmd: string, timeoutMs = 20_000): Promise<any> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const i = this.packets.findIndex((p) => p.cmd === cmd);
@@ -56,7 +56,7 @@ export class RawMqtt {
     }
   }
 
-  async waitClosed(timeoutMs = 3000): Promise<boolean> {
+  async waitClosed(timeoutMs = 20_000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (!this.closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     return this.closed;

@@ -48,7 +48,7 @@ export interface TestService {
   httpUrl: string;
   mqttUrl: string;
   dataDir: string;
-  api<T = any>(method: string, path: string, opts?: { token?: string | null; body?: unknown; raw?: string | Buffer; contentType?: string }): Promise<ApiResponse<T>>;
+  api<T = any>(method: string, path: string, opts?: { token?: string | null; body?: unknown; raw?: string | Buffer; contentType?: string; headers?: Record<string, string> }): Promise<ApiResponse<T>>;
   createInstaller(name?: string): Promise<{ id: string; token: string }>;
   /** Adds the MAC to the installer's library and binds a device to it. */
   addDevice(token: string, mac: string, fields?: Record<string, unknown>): Promise<any>;
@@ -88,7 +88,7 @@ export async function startTestService(t: Teardown, env: Record<string, string |
   const mqttUrl = `mqtt://127.0.0.1:${service.ports.mqtt}`;
 
   const api: TestService['api'] = async (method, path, opts = {}) => {
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...opts.headers };
     const token = opts.token === undefined ? ADMIN_TOKEN : opts.token;
     if (token) headers.authorization = `Bearer ${token}`;
     let body: string | Buffer | undefined;
@@ -99,7 +99,8 @@ export async function startTestService(t: Teardown, env: Record<string, string |
       body = JSON.stringify(opts.body);
       headers['content-type'] = opts.contentType ?? 'application/json';
     }
-    const res = await fetch(httpUrl + path, { method, headers, body });
+    // A guard against a hang, not a measure of speed.
+    const res = await fetch(httpUrl + path, { method, headers, body, signal: AbortSignal.timeout(60_000) });
     const text = await res.text();
     let parsed: unknown = text;
     try {
@@ -216,3 +217,21 @@ export const once = <T = unknown>(emitter: { once(event: string, fn: (...a: any[
       resolve(v);
     });
   });
+
+/** Resolves once the engine has processed a hello of this device. */
+export function helloProcessed(svc: TestService, mac: string): Promise<void> {
+  return new Promise((resolve) => {
+    const seen = (m: string) => {
+      if (m !== mac) return;
+      svc.service.engine.off('hello', seen);
+      resolve();
+    };
+    svc.service.engine.on('hello', seen);
+  });
+}
+
+/** Resolves once a job's twin waits delayed in Redis: the engine has decided the job must wait. */
+export async function parked(svc: TestService, jobId: string): Promise<void> {
+  const key = `${svc.service.queuePrefix}:provisioning:delayed`;
+  await waitFor(() => svc.service.redis.client.zscore(key, jobId), (score) => score !== null);
+}

@@ -1,12 +1,12 @@
 import t from 'tap';
-import { once, startTestService, waitFor } from '../helpers/service.js';
+import { helloProcessed, once, parked, startTestService, waitFor } from '../helpers/service.js';
 
 const svc = await startTestService(t, { JOB_ACK_TIMEOUT_MS: '300', JOB_MAX_ATTEMPTS: '3' });
 const installer = await svc.createInstaller();
 const other = await svc.createInstaller();
 const token = installer.token;
 const job = (id: string) => svc.api('GET', `/api/v1/jobs/${id}`, { token }).then((r) => r.body);
-const until = (id: string, states: string[], timeoutMs = 8000) => waitFor(() => job(id), (j) => states.includes(j.state), timeoutMs);
+const until = (id: string, states: string[]) => waitFor(() => job(id), (j) => states.includes(j.state));
 const jobsOf = (mac: string) => svc.api('GET', `/api/v1/jobs?mac=${mac}&pageSize=100`, { token }).then((r) => r.body.items as any[]);
 const settled = (mac: string) => waitFor(() => jobsOf(mac), (js) => js.every((j) => ['succeeded', 'failed', 'expired', 'canceled'].includes(j.state)));
 /** Waits until a device's n-th boot provisioning has succeeded. */
@@ -47,7 +47,7 @@ t.test('jobs for an offline device wait and are delivered in creation order when
   const reboot = await svc.api('POST', `/api/v1/devices/${mac}/reboot`, { token });
   t.equal(autop.status, 202);
   t.equal(reboot.status, 202);
-  await new Promise((r) => setTimeout(r, 500));
+  await parked(svc, reboot.body.job.id); // the engine has decided: both wait for the device
   t.equal((await job(autop.body.job.id)).state, 'queued', 'not marked delivered while the device is offline');
   t.equal((await job(reboot.body.job.id)).attempts, 0);
 
@@ -69,7 +69,7 @@ t.test('a job not finished before it expires ends expired', async (t) => {
   await svc.addDevice(token, mac);
   const res = await svc.api('POST', `/api/v1/devices/${mac}/reboot`, { token, body: { expiresInSeconds: 10 } });
   t.equal(res.status, 202);
-  const expired = await until(res.body.job.id, ['expired'], 15_000);
+  const expired = await until(res.body.job.id, ['expired']);
   t.equal(expired.state, 'expired');
   t.match(expired.error, { code: 'expired' });
   t.equal((await svc.api('POST', `/api/v1/devices/${mac}/reboot`, { token, body: { expiresInSeconds: 5 } })).status, 400, 'at least 10 s');
@@ -98,7 +98,7 @@ t.test('lost acks are redelivered under the same id and applied once', async (t)
   const mac = newMac();
   const device = await readyDevice(mac, { behaviour: { dropAcks: 2 } });
   const res = await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.Counter.Bump = 1' } });
-  const done = await until(res.body.job.id, ['succeeded', 'failed'], 10_000);
+  const done = await until(res.body.job.id, ['succeeded', 'failed']);
   t.equal(done.state, 'succeeded');
   t.equal(done.attempts, 3, 'delivered three times');
   t.equal(device.received.filter((c) => c.id === res.body.job.id).length, 3);
@@ -117,7 +117,7 @@ t.test('a device that goes offline mid-job gets the job again when it is back, a
   const res = await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.Flaky.Link = 1' } });
   await once(device, 'offline'); // dropped the connection on receiving the command, without answering
   behaviour.offlineOnKinds = [];
-  const done = await until(res.body.job.id, ['succeeded', 'failed'], 10_000);
+  const done = await until(res.body.job.id, ['succeeded', 'failed']);
   t.equal(done.state, 'succeeded');
   t.ok(done.attempts >= 2, `redelivered after the reconnect (${done.attempts} deliveries)`);
   t.equal(device.applications.filter((a) => a.id === res.body.job.id).length, 1, 'applied once');
@@ -132,7 +132,7 @@ t.test('a device that never answers fails the job after the maximum attempts, wi
   device.start();
   await once(device, 'online');
   const res = await svc.api('POST', `/api/v1/devices/${mac}/reboot`, { token });
-  const failed = await until(res.body.job.id, ['failed'], 15_000);
+  const failed = await until(res.body.job.id, ['failed']);
   t.equal(failed.state, 'failed');
   t.match(failed.error, { code: 'no_answer', message: /3 deliveries/ });
   await device.stop();
@@ -173,11 +173,14 @@ t.test('a reset cancels pending one-time Autop; the reset device gets its regula
     () => jobsOf(mac),
     (js) => js.some((j) => j.kind === 'provision' && j.state === 'succeeded' && Date.parse(j.createdAt) > Date.parse(reset.body.job.createdAt)),
   );
-  t.ok(reprovisioned.some((j) => j.kind === 'provision'), 'the reset device was provisioned again');
+  t.ok(
+    reprovisioned.some((j) => j.kind === 'provision' && Date.parse(j.createdAt) > Date.parse(reset.body.job.createdAt)),
+    'the reset device was provisioned again, after the reset',
+  );
   await waitFor(() => back.config.get('Config.Regular.Keep'), (v) => v === 'yes');
   t.equal(back.config.get('Config.Regular.Keep'), 'yes', 'regular Autop is back');
   t.notOk(back.config.has('Config.Once.Lost'), 'the one-time line from before the reset never arrives');
-  t.notOk(back.received.some((c) => c.config?.includes('Config.Once.Lost')));
+  t.notOk(back.received.some((c) => c.id === once1.body.job.id || c.config?.includes('Config.Once.Lost')), 'the canceled one-time job was never delivered');
   await back.stop();
 });
 
@@ -259,9 +262,9 @@ t.test('a device reporting another configuration hash on boot is provisioned', a
   await device.stop();
   // same hash again: nothing to do
   const again = svc.device(mac, { configHash: device.configHash });
+  const processed = helloProcessed(svc, mac);
   again.start();
-  await once(again, 'online');
-  await new Promise((r) => setTimeout(r, 500));
+  await processed;
   t.equal((await jobsOf(mac)).filter((j) => j.kind === 'provision').length, 1, 'no provisioning when the hash matches');
   await again.stop();
 });
@@ -294,4 +297,19 @@ t.test('bad job requests are 400 and write nothing', async (t) => {
   }
   t.equal((await svc.api('GET', '/api/v1/jobs?state=bogus', { token })).status, 400);
   t.equal((await svc.sql('select count(*)::int as n from jobs'))[0].n, before);
+});
+
+t.test("a device's failed answer is stored even when its error holds a NUL: the job fails at once with the text cleaned", async (t) => {
+  const mac = newMac();
+  await svc.addDevice(token, mac);
+  const device = svc.device(mac, { behaviour: { dropAcks: 1000 } }); // never answers by itself
+  device.start();
+  await once(device, 'hello');
+  const res = await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.Relay.Test = 1' } });
+  await waitFor(() => device.received.some((c) => c.id === res.body.job.id), Boolean);
+  await device.publish(`commands/${res.body.job.id}/status`, JSON.stringify({ state: 'failed', error: { code: 'relay\u0000stuck', message: 'line 1\u0000line 2' } }));
+  const failed = await until(res.body.job.id, ['failed']);
+  t.same(failed.error, { code: 'relay\ufffdstuck', message: 'line 1\ufffdline 2' }, 'what could be stored was stored');
+  t.equal(failed.attempts, 1, 'ended by that answer, not by the attempts running out');
+  await device.stop();
 });

@@ -1,0 +1,49 @@
+import t from 'tap';
+import { PresenceTracker } from '../../src/device-gateway/presence-tracker.js';
+import type { PresenceUpdate } from '../../src/devices/presence.js';
+import { createLogger } from '../../src/logger.js';
+
+const log = createLogger('silent');
+const update = (mac: string): PresenceUpdate => ({ mac, seenAt: new Date(), status: 'online' });
+/** An error as drizzle throws it: the driver's error, with its SQLSTATE, as the cause. */
+const dbError = (code: string) => Object.assign(new Error('Failed query'), { cause: Object.assign(new Error('refused'), { code }) });
+
+t.test('a row the database refuses is dropped alone; every other row of the batch is written', async (t) => {
+  const written: string[] = [];
+  const tracker = new PresenceTracker(
+    async (batch) => {
+      if (batch.some((u) => u.mac === 'BAD000000000')) throw dbError('22P05');
+      written.push(...batch.map((u) => u.mac));
+    },
+    1_000_000,
+    log,
+  );
+  const macs = Array.from({ length: 9 }, (_, i) => `0C110500000${i}`);
+  for (const mac of [...macs.slice(0, 4), 'BAD000000000', ...macs.slice(4)]) tracker.mark(update(mac));
+  await tracker.flush();
+  t.same(written.sort(), macs.sort());
+  written.length = 0;
+  tracker.mark(update('0C1105000100'));
+  await tracker.flush();
+  t.same(written, ['0C1105000100'], 'the refused row is not retried with the next batch');
+});
+
+t.test('a database that cannot be reached keeps the whole batch for the next flush', async (t) => {
+  let down = true;
+  const written: string[] = [];
+  const tracker = new PresenceTracker(
+    async (batch) => {
+      if (down) throw dbError('ECONNREFUSED');
+      written.push(...batch.map((u) => u.mac));
+    },
+    1_000_000,
+    log,
+  );
+  tracker.mark(update('0C1105000001'));
+  tracker.mark(update('0C1105000002'));
+  await tracker.flush();
+  t.same(written, []);
+  down = false;
+  await tracker.flush();
+  t.same(written.sort(), ['0C1105000001', '0C1105000002']);
+});
