@@ -19,6 +19,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '0', description: 'seconds to run (0: until Ctrl-C)' },
     'drop-download-at': { type: 'string', description: 'cut each firmware download once at this fraction (0-1); the device resumes with Range' },
     'stay-on-old-version': { type: 'boolean', default: false, description: 'come back on the old firmware after an upgrade' },
+    quiet: { type: 'boolean', default: false, description: 'print only a line at start and a summary at stop' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -35,7 +36,9 @@ if (args.help) {
   --ramp N             devices started per 100 ms (0: all at once)
   --duration S         stop after S seconds (0: until Ctrl-C)
   --drop-download-at F cut each firmware download once at fraction F (0-1); it resumes with Range
-  --stay-on-old-version  come back on the old firmware after an upgrade (a failed flash)`);
+  --stay-on-old-version  come back on the old firmware after an upgrade (a failed flash)
+  --quiet              print a line at start and a summary at stop, nothing in between
+                       (for running it in the background beside a terminal you use)`);
   process.exit(0);
 }
 
@@ -65,15 +68,17 @@ const fleet = new Fleet({
 });
 
 const started = Date.now();
-const print = () => {
+const line = () => {
   const c = fleet.counts();
-  process.stdout.write(`\r${((Date.now() - started) / 1000).toFixed(1)}s  online ${c.online}/${count}  connecting ${c.connecting}  offline ${c.offline}  refused ${c.refused}   `);
+  return `${((Date.now() - started) / 1000).toFixed(1)}s  online ${c.online}/${count}  connecting ${c.connecting}  offline ${c.offline}  refused ${c.refused}`;
 };
-const ticker = setInterval(print, 1000);
+// On a terminal the status line is redrawn in place; otherwise (a log file, a pipe) a line every 10 s.
+const live = process.stdout.isTTY && !args.quiet;
+const ticker = args.quiet ? null : setInterval(() => process.stdout.write(live ? `\r${line()}   ` : `${line()}\n`), live ? 1000 : 10_000);
+console.log(`simulator: ${count} device(s) ${args['mac-prefix']}… connecting to ${args.url}${Number(args.duration) > 0 ? ` for ${args.duration} s` : ' until stopped (Ctrl-C or SIGTERM)'}`);
 const shutdown = async () => {
-  clearInterval(ticker);
-  print();
-  process.stdout.write('\n');
+  if (ticker) clearInterval(ticker);
+  process.stdout.write(`${live ? '\r' : ''}simulator stopping: ${line()}\n`);
   await fleet.stop();
   process.exit(0);
 };
