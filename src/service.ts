@@ -110,11 +110,12 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
     let publicUrl = config.publicUrl ?? '';
     const documents = new DocumentStore(database);
     const configurations = new Configurations(database, devices, documents, (sha256) => `${publicUrl}/documents/${sha256}`);
+    const store = new JobStore(database);
     const kinds = new JobKinds();
-    for (const kind of provisioningKinds(configurations)) kinds.register(kind);
+    for (const kind of provisioningKinds(configurations, store)) kinds.register(kind);
     kinds.register(upgradeKind((firmwareId) => `${publicUrl}/firmware/${firmwareId}/image`));
     const engine = new ProvisioningEngine({
-      store: new JobStore(database),
+      store,
       redis: redis.client,
       devices,
       kinds,
@@ -143,12 +144,19 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
     });
     upgrades.useScheduler(scheduler);
     gateway.setSink(engine);
-    await gateway.start();
+    // A deleted device's unfinished jobs end, and its documents go: nothing of it reaches the MAC's next owner.
+    events.on('device.removed', ({ mac }) => {
+      Promise.all([engine.deviceRemoved(mac), documents.forgetDevice(mac)]).catch((err: unknown) =>
+        logger.warn({ mac, err: (err as Error).message }, 'cleaning up after a deleted device failed; its jobs fail when next due'),
+      );
+    });
+    // Each part's stop is registered before its start: stopping is safe after a start that failed halfway.
     cleanups.push(['device gateway', () => gateway.stop()]);
-    await engine.start();
+    await gateway.start();
     cleanups.push(['provisioning engine', () => engine.stop()]);
-    await scheduler.start();
+    await engine.start();
     cleanups.push(['upgrade scheduler', () => scheduler.stop()]);
+    await scheduler.start();
     const housekeeping = setInterval(() => {
       Promise.all([idempotency.sweep(), documents.sweep()]).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'housekeeping failed'));
     }, HOUSEKEEPING_MS);

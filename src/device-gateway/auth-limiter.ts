@@ -1,8 +1,9 @@
 /**
- * Counts failed authentications per source address *and* user name (the MAC a device claims) in a fixed
- * one-minute window. Over the limit, that user name from that address is refused without checking
- * credentials until the window ends, so guessing a key is slow and a misconfigured device cannot flood
- * the logs; every other device behind the same address (a site's NAT) connects as usual.
+ * Counts failed authentications per source address *and* user name (the MAC a device claims; the caller
+ * counts names that are no MAC of the library together) in a fixed one-minute window. Over the limit,
+ * that name from that address is refused without checking credentials until the window ends, so guessing
+ * a key is slow and a misconfigured device cannot flood the logs; every other device behind the same
+ * address (a site's NAT) connects as usual.
  */
 export class AuthFailureLimiter {
   private readonly windows = new Map<string, { start: number; failures: number; announced: boolean }>();

@@ -26,6 +26,9 @@ export interface HookDeps {
   log: Logger;
 }
 
+/** The limiter's name for every user name that is not a MAC of the library. */
+const UNKNOWN_NAMES = '*';
+
 const authError = (returnCode: number, message: string): AuthenticateError => Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 
 /**
@@ -43,18 +46,26 @@ export function installHooks(broker: Aedes, deps: HookDeps): void {
       log.info({ ip: deps.addressOf(client), protocolVersion: packet.protocolVersion }, 'connection refused: only MQTT 3.1.1 is accepted');
       (packet as { protocolVersion: number }).protocolVersion = 0;
     }
+    // A will would be published as if the device had sent it (a stale hello would read as a reset): the
+    // protocol has none, and one a device sets is dropped.
+    if (packet.will) (packet as { will?: unknown }).will = undefined;
     done(null, true);
   };
 
   broker.authenticate = (client, username, password, done) => {
     const ip = deps.addressOf(client);
-    const name = typeof username === 'string' ? username.slice(0, 64) : '';
+    // Failures count per MAC of the library and address; every name that is no such MAC counts together
+    // per address, so inventing names neither escapes the limit nor grows the limiter.
+    const known = typeof username === 'string' && deps.macLibrary.has(username);
+    const counted = known ? username : UNKNOWN_NAMES;
     const refuse = (code: number, reason: string) => {
       log.warn({ ip, clientId: client.id?.slice(0, 64), reason }, 'device refused');
-      if (deps.limiter.recordFailure(ip, name)) log.warn({ ip, user: name }, 'too many failed authentications for this user name from this address; refused for the rest of the minute');
+      if (deps.limiter.recordFailure(ip, counted)) {
+        log.warn({ ip, user: known ? username : '(names not in the MAC library)' }, 'too many failed authentications from this address; refused for the rest of the minute');
+      }
       done(authError(code, reason), false);
     };
-    if (deps.limiter.isBlocked(ip, name)) return done(authError(NOT_AUTHORIZED, 'rate limited'), false);
+    if (deps.limiter.isBlocked(ip, counted)) return done(authError(NOT_AUTHORIZED, 'rate limited'), false);
     if (!deps.accepting()) return done(authError(SERVER_UNAVAILABLE, 'shutting down'), false);
     if (typeof username !== 'string' || !isCanonicalMac(username)) return refuse(BAD_USERNAME_OR_PASSWORD, 'user name is not a MAC of 12 uppercase hex digits');
     if (client.id !== username) return refuse(NOT_AUTHORIZED, 'client id differs from the user name');

@@ -16,7 +16,7 @@ const st = {
     name: 'documents_put',
     text: `WITH doc AS (
         INSERT INTO documents (sha256, media_type, size, body) VALUES ($1, $2, $3, $4)
-        ON CONFLICT (sha256) DO NOTHING
+        ON CONFLICT (sha256) DO UPDATE SET created_at = now()
       ), link AS (
         INSERT INTO device_documents (mac, sha256, name) VALUES ($5, $1, $6)
         ON CONFLICT (mac, sha256) DO UPDATE SET name = excluded.name, created_at = now()
@@ -33,7 +33,13 @@ const st = {
     text: `SELECT d.sha256, d.media_type, d.size, d.body FROM documents d
       JOIN device_documents l ON l.sha256 = d.sha256 WHERE l.mac = $1 AND d.sha256 = $2`,
   },
-  sweep: { name: 'documents_sweep', text: 'DELETE FROM documents d WHERE NOT EXISTS (SELECT 1 FROM device_documents l WHERE l.sha256 = d.sha256)' },
+  // Only documents untouched for an hour: one being linked right now is never swept from under its link.
+  sweep: {
+    name: 'documents_sweep',
+    text: `DELETE FROM documents d WHERE d.created_at < now() - interval '1 hour'
+      AND NOT EXISTS (SELECT 1 FROM device_documents l WHERE l.sha256 = d.sha256)`,
+  },
+  forget: { name: 'documents_forget_device', text: 'DELETE FROM device_documents WHERE mac = $1' },
 } satisfies Record<string, Statement>;
 
 /**
@@ -55,6 +61,11 @@ export class DocumentStore {
     const rows = await this.database.run<{ sha256: string; media_type: string; size: number; body: Buffer | Uint8Array }>(st.forDevice, [mac, sha256]);
     const r = rows[0];
     return r ? { sha256: r.sha256, mediaType: r.media_type, size: r.size, body: Buffer.from(r.body) } : null;
+  }
+
+  /** A deleted device may fetch nothing any more (the documents themselves go with the next sweep). */
+  async forgetDevice(mac: string): Promise<void> {
+    await this.database.run(st.forget, [mac]);
   }
 
   /** Removes documents no device may fetch any more. */

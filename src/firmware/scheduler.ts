@@ -1,5 +1,6 @@
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { queueConnections, Reconciler } from '../infra/queue-connections.js';
 import type { Logger } from '../logger.js';
 
 export interface SchedulerOptions {
@@ -28,15 +29,14 @@ const QUEUE = 'upgrades';
  */
 export class UpgradeScheduler {
   private queue!: Queue;
-  private worker!: Worker;
-  private queueConnection: Redis | null = null;
-  private workerConnection: Redis | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private reconciling: Promise<void> | null = null;
+  private worker: Worker | null = null;
+  private connections: ReturnType<typeof queueConnections> | null = null;
+  private readonly reconciler: Reconciler;
   private readonly log: Logger;
 
   constructor(private readonly opts: SchedulerOptions) {
     this.log = opts.logger.child({ component: 'upgrade-scheduler' });
+    this.reconciler = new Reconciler(() => this.reconcile(), { intervalMs: opts.reconcileIntervalMs, log: this.log, what: 'the upgrade schedule' });
   }
 
   // The time is part of the id: a rescheduled upgrade gets a new job even while its old one is running
@@ -44,14 +44,12 @@ export class UpgradeScheduler {
   private static jobId = (upgradeId: string, at: Date) => `upgrade-${upgradeId}-${at.getTime()}`;
 
   async start(): Promise<void> {
-    this.queueConnection = this.opts.redis.duplicate({ enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: this.opts.queueTimeoutMs });
-    this.queueConnection.on('error', () => {});
-    this.queue = new Queue(QUEUE, { connection: this.queueConnection, prefix: this.opts.queuePrefix });
+    const connections = queueConnections(this.opts.redis, this.opts.queueTimeoutMs);
+    this.connections = connections;
+    this.queue = new Queue(QUEUE, { connection: connections.queue, prefix: this.opts.queuePrefix });
     this.queue.on('error', (err) => this.log.warn({ err: err.message }, 'upgrade schedule queue error'));
-    this.workerConnection = this.opts.redis.duplicate();
-    this.workerConnection.on('error', () => {});
     this.worker = new Worker(QUEUE, async (job) => this.opts.fire((job.data as { id: string }).id), {
-      connection: this.workerConnection,
+      connection: connections.worker,
       prefix: this.opts.queuePrefix,
       concurrency: 4,
       maxStalledCount: 1000,
@@ -59,32 +57,15 @@ export class UpgradeScheduler {
     this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'upgrade scheduler error'));
     this.worker.on('failed', (job, err) => this.log.error({ upgradeId: job?.data?.id, err: err.message }, 'starting an upgrade failed; it is tried again'));
     await this.reconcile();
-    let first = this.queueConnection.status !== 'ready';
-    this.queueConnection.on('ready', () => {
-      if (first) return void (first = false);
-      this.log.info('Redis is back; scheduling the pending upgrades again');
-      void this.reconcileSafely();
-    });
-    this.timer = setInterval(() => void this.reconcileSafely(), this.opts.reconcileIntervalMs);
-    this.timer.unref();
+    this.reconciler.watch(connections.queue);
   }
 
+  /** Stops the worker and the queue; safe to call after a failed start. */
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    await this.reconciling;
+    await this.reconciler.stop();
     await this.worker?.close();
     await this.queue?.close();
-    this.queueConnection?.disconnect();
-    this.workerConnection?.disconnect();
-  }
-
-  private reconcileSafely(): Promise<void> {
-    this.reconciling ??= this.reconcile()
-      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'could not schedule the pending upgrades; tried again at the next period'))
-      .finally(() => {
-        this.reconciling = null;
-      });
-    return this.reconciling;
+    this.connections?.close();
   }
 
   /** Schedules every pending upgrade again; one already scheduled for its time keeps its job. */
@@ -108,13 +89,19 @@ export class UpgradeScheduler {
     );
   }
 
-  async reschedule(upgradeId: string, from: Date, to: Date): Promise<void> {
-    await this.unschedule(upgradeId, from);
-    await this.schedule(upgradeId, to);
-  }
-
-  async unschedule(upgradeId: string, at: Date): Promise<void> {
-    // A job already running cannot be removed; it finds the upgrade changed and does nothing.
-    await this.queue.remove(UpgradeScheduler.jobId(upgradeId, at)).catch(() => 0);
+  /**
+   * Brings the schedule in line with a change just committed (an upgrade made, moved or started now). A
+   * Redis that does not answer is logged, not thrown: PostgreSQL holds the change, and reconciliation
+   * makes the schedule again when Redis is back. A stale start left behind finds the upgrade not due (or
+   * gone) and starts nothing.
+   */
+  async follow(upgradeId: string, change: { from?: Date; to?: Date }): Promise<void> {
+    try {
+      // A job already running cannot be removed; it finds the upgrade changed and does nothing.
+      if (change.from) await this.queue.remove(UpgradeScheduler.jobId(upgradeId, change.from));
+      if (change.to) await this.schedule(upgradeId, change.to);
+    } catch (err) {
+      this.log.warn({ upgradeId, err: (err as Error).message }, 'the schedule in Redis was not updated; reconciliation will');
+    }
   }
 }

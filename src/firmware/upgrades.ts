@@ -139,8 +139,7 @@ export class UpgradeService {
       return {
         jobs,
         answer: await this.get(principal, upgrade!.id, tx),
-        // A schedule Redis did not take is made again by the scheduler's reconciliation.
-        after: at ? () => this.scheduler!.schedule(upgrade!.id, at) : undefined,
+        after: at ? () => this.scheduler!.follow(upgrade!.id, { to: at }) : undefined,
       };
     });
   }
@@ -312,7 +311,7 @@ export class UpgradeService {
       if (!updated) throw conflict('upgrade_started', `upgrade ${id} has started; only a pending upgrade can be changed`, { upgradeId: id });
       const jobs = startNow ? await this.startIn(tx, updated, accountActor(principal)) : [];
       const scheduler = this.scheduler!;
-      const after = startNow ? () => scheduler.unschedule(id, row.at) : at ? () => scheduler.reschedule(id, row.at, at) : undefined;
+      const after = startNow ? () => scheduler.follow(id, { from: row.at }) : at ? () => scheduler.follow(id, { from: row.at, to: at }) : undefined;
       return { jobs, answer: await this.get(principal, id, tx), after };
     });
   }
@@ -326,7 +325,7 @@ export class UpgradeService {
     if (!row.startedAt) {
       const deleted = await this.db.delete(upgrades).where(and(eq(upgrades.id, id), isNull(upgrades.startedAt))).returning({ id: upgrades.id });
       if (deleted[0]) {
-        await this.scheduler?.unschedule(id, row.at);
+        await this.scheduler?.follow(id, { from: row.at });
         return null;
       }
     }

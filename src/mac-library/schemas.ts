@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { singleLine } from '../shared/text.js';
-import { macInput } from './mac.js';
+import { macInput, newMacInput } from './mac.js';
 import { pageQuery } from '../shared/pagination.js';
 
 export const macEntrySchema = z.object({
@@ -13,7 +13,7 @@ export const macEntrySchema = z.object({
 export type MacEntry = z.infer<typeof macEntrySchema>;
 
 export const addMacBody = z.strictObject({
-  mac: macInput,
+  mac: newMacInput,
   installerId: z.uuid().optional().describe('required for a distributor: the installer whose library receives the MAC'),
 });
 

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { queueConnections, Reconciler } from '../infra/queue-connections.js';
 import type { Queryable } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
@@ -60,12 +61,9 @@ export interface EngineEvents {
  */
 export class ProvisioningEngine extends EventEmitter<EngineEvents> implements DeviceEventSink {
   private queue!: Queue;
-  private worker!: Worker;
-  private queueConnection: Redis | null = null;
-  private workerConnection: Redis | null = null;
-  private reconcileTimer: NodeJS.Timeout | null = null;
-  private reconciling: Promise<unknown> | null = null;
-  private stopped = false;
+  private worker: Worker | null = null;
+  private connections: ReturnType<typeof queueConnections> | null = null;
+  private readonly reconciler: Reconciler;
   /** Bumped on every wake-up of a device, so a worker about to park a job notices a wake it raced with. */
   private readonly wakes = new Map<string, number>();
   private readonly log: Logger;
@@ -77,19 +75,16 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     this.log = opts.logger.child({ component: 'provisioning' });
     this.store = opts.store;
     this.now = opts.now ?? Date.now;
+    this.reconciler = new Reconciler(() => this.reconcile(), { intervalMs: opts.reconcileIntervalMs, log: this.log, what: 'the provisioning queue' });
   }
 
   async start(): Promise<void> {
-    // Requests must not hang on a Redis that is away: the queue's connection fails fast instead of
-    // buffering commands, and the worker blocks on a connection of its own.
-    this.queueConnection = this.opts.redis.duplicate({ enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: this.opts.queueTimeoutMs });
-    this.queueConnection.on('error', () => {});
-    this.queue = new Queue(QUEUE, { connection: this.queueConnection, prefix: this.opts.queuePrefix });
+    const connections = queueConnections(this.opts.redis, this.opts.queueTimeoutMs);
+    this.connections = connections;
+    this.queue = new Queue(QUEUE, { connection: connections.queue, prefix: this.opts.queuePrefix });
     this.queue.on('error', (err) => this.log.warn({ err: err.message }, 'provisioning queue error'));
-    this.workerConnection = this.opts.redis.duplicate();
-    this.workerConnection.on('error', () => {});
     this.worker = new Worker(QUEUE, (job, token) => this.process(job, token), {
-      connection: this.workerConnection,
+      connection: connections.worker,
       prefix: this.opts.queuePrefix,
       concurrency: this.opts.concurrency,
       // A twin whose worker died is put back, however often: reconciliation is the backstop, not failure.
@@ -98,26 +93,15 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'provisioning worker error'));
     this.worker.on('failed', (job, err) => this.log.error({ jobId: job?.id, err: err.message }, 'provisioning twin failed; reconciliation re-adds it'));
     await this.reconcile();
-    // Redis here keeps nothing on disk: when it comes back it may be empty.
-    let first = true;
-    this.queueConnection.on('ready', () => {
-      if (first) return void (first = false);
-      this.log.info('Redis is back; reconciling the provisioning queue');
-      void this.reconcileSafely();
-    });
-    if (this.queueConnection.status === 'ready') first = false;
-    this.reconcileTimer = setInterval(() => void this.reconcileSafely(), this.opts.reconcileIntervalMs);
-    this.reconcileTimer.unref();
+    this.reconciler.watch(connections.queue);
   }
 
+  /** Stops the worker and the queue; safe to call after a failed start. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.reconcileTimer) clearInterval(this.reconcileTimer);
-    await this.reconciling?.catch(() => {});
+    await this.reconciler.stop();
     await this.worker?.close();
     await this.queue?.close();
-    this.queueConnection?.disconnect();
-    this.workerConnection?.disconnect();
+    this.connections?.close();
   }
 
   // ---- creating jobs: the one path ------------------------------------------------------------------
@@ -146,24 +130,16 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
 
   // ---- reconciliation ---------------------------------------------------------------------------------
 
-  private reconcileSafely(): Promise<unknown> {
-    if (this.stopped) return Promise.resolve();
-    this.reconciling ??= this.reconcile()
-      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'reconciliation failed; it runs again at the next period'))
-      .finally(() => {
-        this.reconciling = null;
-      });
-    return this.reconciling;
-  }
-
   /**
    * Every unfinished job gets a live twin: a twin that is missing (Redis lost it) or finished (it failed
-   * after its retries) is made again. Answers the ids re-added.
+   * after its retries) is made again. Then every connected device with unfinished jobs is woken, so a
+   * wake-up lost while Redis was away never leaves a job parked until it expires. Answers the ids re-added.
    */
   async reconcile(): Promise<string[]> {
-    const ids = await this.store.unfinishedIds();
+    const unfinished = await this.store.unfinished();
+    const ids = unfinished.map((j) => j.id);
     await withTimeout(this.queue.waitUntilReady(), this.opts.queueTimeoutMs);
-    const client = this.queueConnection!;
+    const client = this.connections!.queue;
     const readd: string[] = [];
     for (let i = 0; i < ids.length; i += 1000) {
       const chunk = ids.slice(i, i + 1000);
@@ -185,6 +161,8 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       await this.enqueue(readd);
       this.log.info({ jobs: readd.length }, 'reconciliation gave unfinished jobs their twins again');
     }
+    const connected = new Set(unfinished.map((j) => j.mac).filter((mac) => this.opts.channel.connectedSince(mac) !== null));
+    for (const mac of connected) await this.wake(mac);
     this.emit('reconciled', readd);
     return readd;
   }
@@ -230,9 +208,9 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       const park = await this.drive(job.data.id);
       if (park === null) return;
       await job.moveToDelayed(park.until, token);
-      // A wake-up that came while the twin was being parked found it active and could not promote it:
-      // it is promoted here, now that it is delayed, instead of sleeping until its deadline.
-      if (this.wakeGeneration(park.mac) !== park.generation) await job.promote().catch(() => {});
+      // A wake-up that came while the twin was being parked found it active and could not promote it: it
+      // is promoted once this run has ended (BullMQ still tracks this run until then), not left asleep.
+      if (this.wakeGeneration(park.mac) !== park.generation) setImmediate(() => void job.promote().catch(() => {}));
     } catch (err) {
       if (err instanceof DelayedError) throw err;
       // Database or Redis trouble: look again later rather than fail the twin (a failed twin stops driving
@@ -278,6 +256,13 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       if (decision.action === 'wait') {
         if (generation !== this.wakeGeneration(row.mac)) continue; // woken while deciding: decide again
         return { until: decision.until, mac: row.mac, generation };
+      }
+      // The device the job was made for must still exist and belong to the same installer: a MAC deleted
+      // and bound again (perhaps by someone else) never receives its former owner's commands.
+      const owner = await this.opts.devices.getRecord(row.mac);
+      if (!owner || owner.installerId !== row.installerId) {
+        await this.finish(row, { state: 'failed', error: { code: 'device_deleted', message: 'the device this job was made for no longer exists' } }, 'engine');
+        return null;
       }
       const body = await handler.command(row);
       if ('fail' in body) {
@@ -363,10 +348,9 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       // Only an unfinished job of this very device: an answer for another device's job, an unknown job
       // or a finished one (late or repeated) changes nothing.
       const row = await this.store.unfinishedById(jobId, mac);
-      if (row) {
-        const handler = this.opts.kinds.get(row.kind);
-        await this.apply(row, handler.answer ? handler.answer(row, status) : defaultAnswer(status), 'device');
-      }
+      if (!row) return;
+      const handler = this.opts.kinds.get(row.kind);
+      await this.apply(row, handler.answer ? handler.answer(row, status) : defaultAnswer(status), 'device');
       if (status.configHash) await this.opts.devices.exchangeConfigHash(mac, status.configHash);
     } finally {
       this.emit('status', mac, jobId);
@@ -385,9 +369,10 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     return rows.map((r) => r.id);
   }
 
-  /** Jobs waiting in BullMQ (for the benchmark and operators). */
-  async queueCounts() {
-    return this.queue.getJobCounts('waiting', 'delayed', 'active', 'completed', 'failed');
+  /** Ends a deleted device's unfinished jobs (they are never delivered to whoever holds the MAC next). */
+  async deviceRemoved(mac: string): Promise<void> {
+    const rows = await this.store.finishOfDevice(mac, { state: 'canceled', error: { code: 'device_deleted', message: 'the device was deleted' } }, 'engine');
+    await this.settle(rows.map((r) => r.id));
   }
 }
 

@@ -30,13 +30,21 @@ export class IdempotentRequests {
       .onConflictDoNothing()
       .returning({ key: idempotentRequests.key });
     if (claimed[0]) return null;
+    // The row is visible only once the transaction that claimed it has committed, answer included.
     const rows = await tx
       .select()
       .from(idempotentRequests)
       .where(and(eq(idempotentRequests.accountId, k.accountId), eq(idempotentRequests.key, k.key)))
       .limit(1);
-    const earlier = rows[0];
-    if (!earlier || earlier.body === null) throw new DomainError('conflict', 'request_in_progress', 'a request with this Idempotency-Key is still being processed');
+    const earlier = rows[0]!;
+    if (earlier.createdAt.getTime() < Date.now() - IDEMPOTENCY_TTL_MS) {
+      // Expired but not yet swept: the key is free again.
+      await tx
+        .update(idempotentRequests)
+        .set({ fingerprint: k.fingerprint, body: null, jobIds: [], createdAt: new Date() })
+        .where(and(eq(idempotentRequests.accountId, k.accountId), eq(idempotentRequests.key, k.key)));
+      return null;
+    }
     if (earlier.fingerprint !== k.fingerprint) {
       throw new DomainError('unprocessable', 'idempotency_key_reused', 'this Idempotency-Key was used for a different request', { key: k.key });
     }

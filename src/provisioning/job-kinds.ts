@@ -2,7 +2,7 @@ import type { HelloContext, JobKindHandler } from './kinds.js';
 import type { Configurations } from './configuration.js';
 import { commandBytes, MAX_COMMAND_BYTES } from './configuration.js';
 import { FACTORY_CONFIG_HASH } from './config-renderer.js';
-import type { JobRow } from './job-store.js';
+import type { JobRow, JobStore } from './job-store.js';
 import type { AutopLine, JobKind } from './tables.js';
 
 /** How long a provisioning job made by a hello may wait for the device. */
@@ -27,7 +27,7 @@ function configurationKind(kind: JobKind, configurations: Configurations, params
 }
 
 /** The kinds the provisioning engine brings: configuration, one-time Autop, reboot, reset. */
-export function provisioningKinds(configurations: Configurations): JobKindHandler[] {
+export function provisioningKinds(configurations: Configurations, store: JobStore): JobKindHandler[] {
   const provision = configurationKind('provision', configurations, () => ({}));
   return [
     configurationKind('autop', configurations, () => ({})),
@@ -48,7 +48,9 @@ export function provisioningKinds(configurations: Configurations): JobKindHandle
       kind: 'autop-once',
       // One-time Autop is carried out once, beside the managed configuration: its lines travel alone.
       async command(job) {
-        const lines = (job.params.lines as AutopLine[] | undefined) ?? [];
+        const own = job.params.lines;
+        const lines = Array.isArray(own) ? (own as AutopLine[]) : job.batchId ? await store.batchLines(job.batchId) : null;
+        if (!lines) return { fail: { code: 'lines_missing', message: 'the one-time Autop lines of this job are gone' } };
         const inline = { params: { lines } };
         if (commandBytes({ id: job.id, kind: job.kind, expiresAt: job.expiresAt.toISOString(), ...inline }) <= MAX_COMMAND_BYTES) return inline;
         const linesDocument = await configurations.asDocument(job.mac, 'autop-once', 'application/json', Buffer.from(JSON.stringify(lines)));

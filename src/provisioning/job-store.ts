@@ -1,6 +1,6 @@
 import type { Database, Queryable, Statement } from '../db/client.js';
 import { runIn } from '../db/client.js';
-import { finishedStates, type JobError, type JobKind, type JobState, jobs } from './tables.js';
+import { UNFINISHED_STATE, type AutopLine, type JobError, type JobKind, type JobState, jobs } from './tables.js';
 
 export type JobRow = typeof jobs.$inferSelect;
 
@@ -21,7 +21,7 @@ export interface JobActor {
   label: string;
 }
 
-const UNFINISHED = `state NOT IN (${finishedStates.map((s) => `'${s}'`).join(', ')})`;
+const UNFINISHED = UNFINISHED_STATE;
 const COLUMNS = `id, seq, kind, mac, installer_id, batch_id, state, progress, stage, attempts, params, error, requested_by,
   created_at, updated_at, expires_at, delivered_at, deadline_at, finished_at`;
 
@@ -84,7 +84,7 @@ const st = {
     name: 'jobs_dispatch',
     text: `WITH t AS (
         UPDATE jobs SET state = $2, attempts = $4, delivered_at = $5, deadline_at = $6, updated_at = $5
-        WHERE id = $1 AND attempts = $3 AND ${UNFINISHED}
+        WHERE id = $1 AND attempts = $3 AND state = $8
         RETURNING id, mac, batch_id
       ), a AS (
         INSERT INTO audit_log (actor, action, mac, job_id, batch_id, details)
@@ -123,9 +123,22 @@ const st = {
       )
       SELECT * FROM t ORDER BY seq`,
   },
+  finishOfDevice: {
+    name: 'jobs_finish_of_device',
+    text: `WITH t AS (
+        UPDATE jobs SET state = $2, error = $3::jsonb, finished_at = now(), updated_at = now(), deadline_at = NULL
+        WHERE mac = $1 AND ${UNFINISHED}
+        RETURNING ${COLUMNS}
+      ), a AS (
+        INSERT INTO audit_log (actor, action, mac, job_id, batch_id, details)
+        SELECT $4, 'job.' || state, mac, id, batch_id, $5::jsonb FROM t
+      )
+      SELECT * FROM t ORDER BY seq`,
+  },
   unfinishedOf: { name: 'jobs_unfinished_of', text: `SELECT ${COLUMNS} FROM jobs WHERE mac = $1 AND ${UNFINISHED} ORDER BY seq` },
   unfinishedById: { name: 'jobs_unfinished_by_id', text: `SELECT ${COLUMNS} FROM jobs WHERE id = $1 AND mac = $2 AND ${UNFINISHED}` },
-  unfinishedIds: { name: 'jobs_unfinished_ids', text: `SELECT id FROM jobs WHERE ${UNFINISHED}` },
+  unfinished: { name: 'jobs_unfinished', text: `SELECT id, mac FROM jobs WHERE ${UNFINISHED}` },
+  batchLines: { name: 'jobs_batch_lines', text: 'SELECT lines FROM autop_batches WHERE id = $1' },
 } satisfies Record<string, Statement>;
 
 /** The job rows and their audit log: every read and write the job machine makes. */
@@ -167,7 +180,8 @@ export class JobStore {
   /** Marks a delivery (and audits it), only if nobody delivered or finished the job meanwhile. */
   async dispatch(row: JobRow, next: { state: JobState; attempts: number; at: Date; deadline: Date }): Promise<boolean> {
     const action = row.attempts === 0 ? 'job.dispatched' : 'job.redelivered';
-    const rows = await this.database.run(st.dispatch, [row.id, next.state, row.attempts, next.attempts, next.at, next.deadline, action]);
+    // Conditional on the state read too: an answer (accepted, in-progress) that arrived meanwhile wins.
+    const rows = await this.database.run(st.dispatch, [row.id, next.state, row.attempts, next.attempts, next.at, next.deadline, action, row.state]);
     return rows.length > 0;
   }
 
@@ -190,6 +204,12 @@ export class JobStore {
     return rows.map(jobFromRow);
   }
 
+  /** Finishes every unfinished job of a device (it was deleted). */
+  async finishOfDevice(mac: string, end: { state: JobState; error: JobError }, actor: string): Promise<JobRow[]> {
+    const rows = await this.database.run<RawJob>(st.finishOfDevice, [mac, end.state, JSON.stringify(end.error), actor, JSON.stringify({ error: end.error })]);
+    return rows.map(jobFromRow);
+  }
+
   async unfinishedOf(mac: string): Promise<JobRow[]> {
     return (await this.database.run<RawJob>(st.unfinishedOf, [mac])).map(jobFromRow);
   }
@@ -199,7 +219,14 @@ export class JobStore {
     return rows[0] ? jobFromRow(rows[0]) : null;
   }
 
-  async unfinishedIds(): Promise<string[]> {
-    return (await this.database.run<{ id: string }>(st.unfinishedIds, [])).map((r) => r.id);
+  /** Every unfinished job's id and device. */
+  async unfinished(): Promise<{ id: string; mac: string }[]> {
+    return this.database.run<{ id: string; mac: string }>(st.unfinished, []);
+  }
+
+  /** The Autop lines of a batch (its one-time jobs take them from here rather than each holding a copy). */
+  async batchLines(batchId: string): Promise<AutopLine[] | null> {
+    const rows = await this.database.run<{ lines: AutopLine[] }>(st.batchLines, [batchId]);
+    return rows[0]?.lines ?? null;
   }
 }

@@ -9,7 +9,7 @@ import { QueueUnavailableError, type ProvisioningEngine } from './engine.js';
 import type { IdempotencyKey, IdempotentRequests } from './idempotency.js';
 import type { JobActor, JobRow, NewJob } from './job-store.js';
 import type { JobView } from './schemas.js';
-import { auditLog, autopBatches, FINISHED_LIST, finishedStates, jobs, jobStates, regularAutop, type JobKind, type JobState } from './tables.js';
+import { auditLog, autopBatches, finishedStates, jobs, jobStates, regularAutop, unfinishedState, type JobKind, type JobState } from './tables.js';
 
 const DEFAULT_EXPIRY_SECONDS = 7 * 24 * 3600;
 
@@ -79,7 +79,11 @@ export class ProvisioningService {
    * the ones it has). When Redis does not take the jobs in time the answer is 503 `queue_unavailable` with
    * the job ids: they are recorded and run once reconciliation finds Redis back.
    */
-  async submit<T>(ctx: RequestContext, work: (tx: Tx) => Promise<{ jobs: JobRow[]; answer: T; after?: () => Promise<void> }>): Promise<Submitted<T>> {
+  async submit<T>(
+    ctx: RequestContext,
+    /** Records what the request records and builds its answer; `after` runs once committed and must not throw. */
+    work: (tx: Tx) => Promise<{ jobs: JobRow[]; answer: T; after?: () => Promise<void> }>,
+  ): Promise<Submitted<T>> {
     const result = await this.db.transaction(async (tx) => {
       const earlier = ctx.idempotency ? await this.idempotency.claim(tx, ctx.idempotency) : null;
       if (earlier) return { replayed: true as const, answer: earlier.body as T, jobIds: earlier.jobIds, after: undefined };
@@ -89,13 +93,7 @@ export class ProvisioningService {
       return { replayed: false as const, answer: done.answer, jobIds, after: done.after };
     });
     await this.enqueue(result.jobIds);
-    if (result.after) {
-      try {
-        await result.after();
-      } catch (err) {
-        throw unavailable('queue_unavailable', 'the request is recorded but the queue did not take it; it takes effect once the queue is back', { cause: (err as Error).message });
-      }
-    }
+    await result.after?.();
     return { answer: result.answer, replayed: result.replayed };
   }
 
@@ -180,8 +178,9 @@ export class ProvisioningService {
           .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: sql`excluded.lines`, updatedAt: new Date() } });
       }
       const kind: JobKind = body.mode === 'regular' ? 'autop' : 'autop-once';
-      // The batch keeps its lines; a regular job's params only count them (the configuration carries them).
-      const params = body.mode === 'regular' ? { lines: parsed.lines.length } : { lines: parsed.lines };
+      // The batch keeps its lines once: a regular job's params count them (the configuration carries them), a
+      // one-time job reads them from its batch when it is delivered.
+      const params = { lines: parsed.lines.length };
       const created = await this.insertJobs(
         tx,
         accountActor(principal),
@@ -323,8 +322,8 @@ export class ProvisioningService {
 // Conditions other domains put into their own queries, so they never name the jobs table themselves.
 
 /** The batch whose id is `batchId` (an upgrade's id) still has an unfinished job. */
-export const batchHasUnfinishedJob = (batchId: SQL) => sql`EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = ${batchId} AND j.state NOT IN (${FINISHED_LIST}))`;
+export const batchHasUnfinishedJob = (batchId: SQL) => sql`EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = ${batchId} AND ${unfinishedState('j')})`;
 
 /** The device has an unfinished job of this kind whose params hold `value` under `param`. */
 export const deviceHasUnfinishedJob = (mac: string, kind: JobKind, param: string, value: string) =>
-  sql`EXISTS (SELECT 1 FROM jobs j WHERE j.mac = ${mac} AND j.kind = ${kind} AND j.params->>${param} = ${value} AND j.state NOT IN (${FINISHED_LIST}))`;
+  sql`EXISTS (SELECT 1 FROM jobs j WHERE j.mac = ${mac} AND j.kind = ${kind} AND j.params->>${param} = ${value} AND ${unfinishedState('j')})`;

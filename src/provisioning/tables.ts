@@ -48,13 +48,20 @@ export const jobs = pgTable(
     deadlineAt: timestamp('deadline_at', { withTimezone: true }),
     finishedAt: timestamp('finished_at', { withTimezone: true }),
   },
-  (t) => [index('jobs_mac_seq_idx').on(t.mac, t.seq), index('jobs_state_idx').on(t.state), index('jobs_batch_idx').on(t.batchId), index('jobs_installer_idx').on(t.installerId, t.seq)],
+  (t) => [
+    index('jobs_mac_seq_idx').on(t.mac, t.seq),
+    index('jobs_state_idx').on(t.state),
+    index('jobs_batch_idx').on(t.batchId),
+    index('jobs_installer_idx').on(t.installerId, t.seq),
+    // The engine reads only unfinished jobs (heads, reconciliation); finished history can grow without bound.
+    index('jobs_unfinished_idx').on(t.mac, t.seq).where(sql.raw(UNFINISHED_STATE)),
+  ],
 );
 
-/** The finished states as an SQL list, for conditions written in raw SQL. */
-export const FINISHED_LIST = sql.raw(finishedStates.map((s) => `'${s}'`).join(', '));
-/** A job still to run or running. */
-export const UNFINISHED = sql`${jobs.state} NOT IN (${FINISHED_LIST})`;
+/** A job still to run or running, as SQL text over a `state` column (statements, the partial index). */
+export const UNFINISHED_STATE = `state NOT IN (${finishedStates.map((s) => `'${s}'`).join(', ')})`;
+/** The same, for drizzle's `sql` templates, over a table alias's state (`j.state`). */
+export const unfinishedState = (alias: string) => sql.raw(`${alias}.${UNFINISHED_STATE}`);
 
 export const autopBatches = pgTable('autop_batches', {
   id: uuid('id').primaryKey().defaultRandom(),

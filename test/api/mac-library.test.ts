@@ -138,3 +138,9 @@ t.test('MACs no device can have are refused, one by one and in the template', as
   t.same(imported.body.invalid.map((r: any) => r.line), [2, 3, 4]);
   t.equal((await svc.sql("select count(*)::int as n from mac_library where mac in ('000000000000','FFFFFFFFFFFF','01005E0000FB','333300000001')"))[0].n, 0);
 });
+
+t.test('an impossible MAC is refused when registered, but naming one in a URL is a plain lookup', async (t) => {
+  t.equal((await svc.api('GET', '/api/v1/mac-library/01005E0000FB', { token: alice.token })).status, 404);
+  t.equal((await svc.api('GET', '/api/v1/devices/01005E0000FB', { token: alice.token })).status, 404);
+  t.equal((await svc.api('GET', '/api/v1/mac-library/not-a-mac', { token: alice.token })).status, 400);
+});

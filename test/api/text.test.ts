@@ -24,7 +24,9 @@ t.test('device name, location and relay name with a NUL or a line break are refu
   await expect400(t, 'PATCH', `/api/v1/devices/${MAC}`, { location: `North${NUL}` });
   await expect400(t, 'PATCH', `/api/v1/devices/${MAC}`, { relays: [{ name: `Do${NUL}or` }] });
   await expect400(t, 'PATCH', `/api/v1/devices/${MAC}`, { name: 'Gate\n1' });
+  await svc.api('POST', '/api/v1/mac-library', { token, body: { mac: '0C1105C00002' } });
   await expect400(t, 'POST', '/api/v1/devices', { mac: '0C1105C00002', name: `X${NUL}`, type: 0 });
+  t.equal((await svc.api('GET', '/api/v1/devices/0C1105C00002', { token })).status, 404, 'no device was made');
   const after = (await svc.api('GET', `/api/v1/devices/${MAC}`, { token })).body;
   t.same(after, before, 'the device is unchanged');
 });

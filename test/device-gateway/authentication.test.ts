@@ -140,3 +140,18 @@ t.test('only MQTT 3.1.1 is accepted: an MQTT 3.1 CONNECT gets CONNACK 1', async 
   t.equal((await raw.next('connack'))?.returnCode, 1, 'unacceptable protocol version');
   t.ok(await raw.waitClosed(), 'and the connection is closed');
 });
+
+t.test('user names that are no MAC of the library count together per address; devices of the library are unaffected', async (t) => {
+  for (let i = 0; i < 4; i++) {
+    const raw = await RawMqtt.connect(mqttPort, '127.0.0.10');
+    const name = `0C1105FF${i.toString(16).padStart(4, '0')}`; // well-formed, never registered: a new name each time
+    raw.send(raw.connectPacket(name, name, 'f'.repeat(64)));
+    t.equal((await raw.next('connack'))?.returnCode, 5, i < 3 ? 'not in the MAC library' : 'rate limited: inventing names does not escape the limit');
+    raw.end();
+  }
+  const member = svc.device('0C11050B9814', { localAddress: '127.0.0.10' });
+  member.start();
+  await once(member, 'online');
+  t.equal(member.state, 'online', 'a device of the library still connects from that address');
+  await member.stop();
+});

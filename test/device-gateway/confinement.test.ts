@@ -138,3 +138,15 @@ t.test('retained messages and QoS 2 are refused: a device cannot make the broker
   t.ok(await fine.next('puback'), 'QoS 1 without retain is accepted');
   fine.end();
 });
+
+t.test('a will a device sets is dropped: a dropped connection never publishes it', async (t) => {
+  const raw = await RawMqtt.connect(port);
+  const will = { topic: `devices/${A}/hello`, payload: Buffer.from(JSON.stringify({ model: 'WILL', firmware: '0.0.0.1' })), qos: 1, retain: false };
+  raw.send({ ...raw.connectPacket(A, A, deriveDeviceKey(FACTORY_SECRET, A)), will } as any);
+  t.equal((await raw.next('connack'))?.returnCode, 0);
+  await waitFor(() => svc.api('GET', `/api/v1/devices/${A}`, { token: installer.token }).then((r) => r.body.status), (s) => s === 'online');
+  raw.end(); // an unclean disconnect: a will would be published now
+  await waitFor(() => svc.api('GET', `/api/v1/devices/${A}`, { token: installer.token }).then((r) => r.body.status), (s) => s === 'offline');
+  await svc.service.gateway.flushPresence();
+  t.not((await svc.api('GET', `/api/v1/devices/${A}`, { token: installer.token })).body.model, 'WILL', 'the will was not taken as a hello');
+});

@@ -209,7 +209,7 @@ export async function startRedis(t: Teardown): Promise<{ url: string; stop(): Pr
   return { url: `redis://127.0.0.1:${port}`, stop, start };
 }
 
-export const once = <T = unknown>(emitter: { once(event: string, fn: (...a: any[]) => void): unknown }, event: string, timeoutMs = 5000): Promise<T> =>
+export const once = <T = unknown>(emitter: { once(event: string, fn: (...a: any[]) => void): unknown }, event: string, timeoutMs = 60_000): Promise<T> =>
   new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), timeoutMs);
     emitter.once(event, (v: T) => {

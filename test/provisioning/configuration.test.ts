@@ -97,7 +97,11 @@ t.test('commands stay within 64 KiB: a large configuration travels as a document
   const url = sent.configDocument!.url;
   const gz = await fetch(url, { headers: { authorization: basic(mac), 'accept-encoding': 'gzip' } });
   t.equal(gz.status, 200);
-  t.equal(gz.headers.get('etag'), `"${sent.configHash}"`);
+  t.equal(gz.headers.get('etag'), `"${sent.configHash}-gzip"`, 'the compressed form has its own ETag');
+  const plain = await fetch(url, { headers: { authorization: basic(mac), 'accept-encoding': 'gzip;q=0, identity' } });
+  t.equal(plain.headers.get('content-encoding'), null, 'gzip;q=0 is honoured');
+  t.equal(plain.headers.get('etag'), `"${sent.configHash}"`);
+  t.equal(await plain.text(), text);
   t.equal(gz.headers.get('content-encoding'), 'gzip', 'compressed on the way');
   t.equal(await gz.text(), text, 'and the same bytes once decompressed');
   const ranged = await fetch(url, { headers: { authorization: basic(mac), range: 'bytes=0-9' } });

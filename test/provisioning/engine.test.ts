@@ -300,11 +300,19 @@ t.test('bad job requests are 400 and write nothing', async (t) => {
 });
 
 t.test("a device's failed answer is stored even when its error holds a NUL: the job fails at once with the text cleaned", async (t) => {
+  // Deliveries wait an hour for their answer here, so the one answer below is the only thing that can end the job.
+  const patient = await startTestService(t, { JOB_ACK_TIMEOUT_MS: '3600000' });
+  const { svc, token } = { svc: patient, token: (await patient.createInstaller()).token };
+  const job = (id: string) => svc.api('GET', `/api/v1/jobs/${id}`, { token }).then((r) => r.body);
+  const until = (id: string, states: string[]) => waitFor(() => job(id), (j) => states.includes(j.state));
   const mac = newMac();
   await svc.addDevice(token, mac);
   const device = svc.device(mac, { behaviour: { dropAcks: 1000 } }); // never answers by itself
+  const processed = helloProcessed(svc, mac);
   device.start();
-  await once(device, 'hello');
+  await processed;
+  const boot = (await svc.api('GET', `/api/v1/jobs?mac=${mac}&kind=provision`, { token })).body.items[0];
+  if (boot) await svc.api('DELETE', `/api/v1/jobs/${boot.id}`, { token }); // the boot provisioning would wait its hour first
   const res = await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.Relay.Test = 1' } });
   await waitFor(() => device.received.some((c) => c.id === res.body.job.id), Boolean);
   await device.publish(`commands/${res.body.job.id}/status`, JSON.stringify({ state: 'failed', error: { code: 'relay\u0000stuck', message: 'line 1\u0000line 2' } }));
@@ -312,4 +320,39 @@ t.test("a device's failed answer is stored even when its error holds a NUL: the 
   t.same(failed.error, { code: 'relay\ufffdstuck', message: 'line 1\ufffdline 2' }, 'what could be stored was stored');
   t.equal(failed.attempts, 1, 'ended by that answer, not by the attempts running out');
   await device.stop();
+});
+
+t.test("a deleted device's waiting jobs end, and never reach whoever binds its MAC next", async (t) => {
+  const mac = newMac();
+  await svc.addDevice(token, mac);
+  const pending = await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.Sip.Server = a.example.com' } });
+  t.equal((await svc.api('DELETE', `/api/v1/devices/${mac}`, { token })).status, 204);
+  t.equal((await svc.api('DELETE', `/api/v1/mac-library/${mac}`, { token })).status, 204);
+  const canceled = await until(pending.body.job.id, ['canceled']);
+  t.match(canceled.error, { code: 'device_deleted' });
+
+  await svc.addDevice(other.token, mac); // another installer binds the MAC
+  const device = svc.device(mac);
+  device.start();
+  await waitFor(() => device.configHash, Boolean); // provisioned for its new owner
+  t.notOk(device.received.some((c) => c.id === pending.body.job.id), "the former owner's job was never delivered");
+  t.notOk(device.config.has('Config.Sip.Server'));
+  await device.stop();
+});
+
+t.test('a connected device whose wake-up was lost gets its waiting job at the next reconciliation', async (t) => {
+  const lossy = await startTestService(t, { RECONCILE_INTERVAL_MS: '300', JOB_ACK_TIMEOUT_MS: '3600000' });
+  const { token: tk } = await lossy.createInstaller();
+  const mac = '0C1105E0A001';
+  await lossy.addDevice(tk, mac);
+  const device = lossy.device(mac, { behaviour: { dropAcks: 1000 } }); // answers nothing
+  device.start();
+  await once(device, 'hello');
+  const first = (await lossy.api('POST', `/api/v1/devices/${mac}/autop/once`, { token: tk, body: { commands: 'Config.First = 1' } })).body.job;
+  const second = (await lossy.api('POST', `/api/v1/devices/${mac}/reboot`, { token: tk })).body.job;
+  await parked(lossy, second.id);
+  // The job ahead finishes, but the wake-up that should follow is lost (as when Redis blinks at that moment).
+  await lossy.sql("UPDATE jobs SET state = 'canceled', finished_at = now() WHERE id = $1 OR (mac = $2 AND kind = 'provision')", [first.id, mac]);
+  await waitFor(() => device.received.some((c) => c.id === second.id), Boolean);
+  t.pass('the waiting job was delivered without any other event');
 });

@@ -18,8 +18,12 @@ t.test('Redis restarted empty while the service runs: a scheduled upgrade still 
   const fw = (await uploadFirmware(svc, { model: 'R29', version: '29.30.10.200' })).body;
   const upgradeMac = '0C1105F00001';
   await knownDevice(svc, token, upgradeMac, { offline: true });
-  const upgrade = await svc.api('POST', '/api/v1/upgrades', { token, body: { firmwareId: fw.id, macs: [upgradeMac], at: new Date(Date.now() + 3000).toISOString() } });
+  // Scheduled far ahead, so the restart surely comes first; moved to now once the schedule is back.
+  const at = new Date(Date.now() + 3600_000);
+  const upgrade = await svc.api('POST', '/api/v1/upgrades', { token, body: { firmwareId: fw.id, macs: [upgradeMac], at: at.toISOString() } });
   t.equal(upgrade.status, 201);
+  const scheduleKey = `${svc.service.queuePrefix}:upgrades:upgrade-${upgrade.body.id}-${at.getTime()}`;
+  t.equal(await svc.service.redis.client.exists(scheduleKey), 1, 'its start waits in Redis');
 
   // A connected device that leaves its first three deliveries of every command unanswered.
   const quietMac = '0C1105F00002';
@@ -39,6 +43,10 @@ t.test('Redis restarted empty while the service runs: a scheduled upgrade still 
   t.ok(done.attempts >= 4, `delivered ${done.attempts} times`);
   t.equal(quiet.applications.filter((a) => a.id === job.id).length, 1, 'applied once');
 
+  await waitFor(() => svc.service.redis.client.exists(scheduleKey), (n) => n === 1);
+  t.pass('the start Redis lost was scheduled again from PostgreSQL');
+  const soon = await svc.api('PATCH', `/api/v1/upgrades/${upgrade.body.id}`, { token, body: { at: new Date(Date.now() + 1000).toISOString() } });
+  t.equal(soon.status, 200, 'brought forward, to see it fire');
   const device = svc.device(upgradeMac, { reconnect: { minMs: 50, maxMs: 200 } });
   device.start();
   const executed = await waitFor(() => svc.api('GET', `/api/v1/upgrades/${upgrade.body.id}`, { token }).then((r) => r.body), (u) => u.status === 'executed');

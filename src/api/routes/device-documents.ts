@@ -14,8 +14,46 @@ export interface DeviceDocumentDeps {
   documents: DocumentStore;
 }
 
+/** Whether the client takes gzip (`Accept-Encoding: gzip`, not `gzip;q=0`). */
+export function acceptsGzip(header: string | undefined): boolean {
+  for (const part of (header ?? '').split(',')) {
+    const [coding, ...params] = part.trim().toLowerCase().split(';');
+    if (coding !== 'gzip' && coding !== '*') continue;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
+  }
+  return false;
+}
+
+/**
+ * Compressed documents, kept so that a fleet fetching one document after a change compresses it once,
+ * not once per device. Bounded by size; the oldest go first.
+ */
+class GzipCache {
+  private readonly entries = new Map<string, Buffer>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  get(sha256: string, body: Buffer): Buffer {
+    const hit = this.entries.get(sha256);
+    if (hit) return hit;
+    const gz = gzipSync(body);
+    this.entries.set(sha256, gz);
+    this.bytes += gz.length;
+    for (const [key, value] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(key);
+      this.bytes -= value.length;
+    }
+    return gz;
+  }
+}
+
 /** What devices pull over HTTP with their own credentials: their configuration and their documents. */
 export const deviceDocumentRoutes: FastifyPluginAsyncZod<DeviceDocumentDeps> = async (app, deps) => {
+  const gzipped = new GzipCache(32 * 1024 * 1024);
+
   app.get(
     '/autop/:file',
     {
@@ -56,7 +94,8 @@ export const deviceDocumentRoutes: FastifyPluginAsyncZod<DeviceDocumentDeps> = a
       if (!doc) throw new HttpError(404, 'not_found', `no document ${request.params.sha256} for ${mac}`, { sha256: request.params.sha256 });
       const etag = `"${doc.sha256}"`;
       reply.header('etag', etag).header('accept-ranges', 'bytes').header('cache-control', 'private, max-age=86400, immutable').header('vary', 'accept-encoding').header('content-type', doc.mediaType);
-      if (request.headers['if-none-match'] === etag) return reply.status(304).send(null);
+      const ifNoneMatch = request.headers['if-none-match'];
+      if (ifNoneMatch === etag || ifNoneMatch === `"${doc.sha256}-gzip"`) return reply.status(304).send(null);
       const range = parseRange(request.headers.range, doc.size);
       if (range === 'unsatisfiable') {
         reply.header('content-range', `bytes */${doc.size}`);
@@ -66,9 +105,10 @@ export const deviceDocumentRoutes: FastifyPluginAsyncZod<DeviceDocumentDeps> = a
       if (range) {
         body = doc.body.subarray(range.start, range.end + 1);
         reply.status(206).header('content-range', `bytes ${range.start}-${range.end}/${doc.size}`);
-      } else if (/\bgzip\b/.test(request.headers['accept-encoding'] ?? '')) {
-        body = gzipSync(doc.body);
-        reply.header('content-encoding', 'gzip');
+      } else if (acceptsGzip(request.headers['accept-encoding'])) {
+        body = gzipped.get(doc.sha256, doc.body);
+        // Another representation of the same bytes: the ETag says so, so a cache never mixes the two.
+        reply.header('content-encoding', 'gzip').header('etag', `"${doc.sha256}-gzip"`);
       }
       reply.header('content-length', String(body.length));
       return request.method === 'HEAD' ? reply.send() : reply.send(body);
