@@ -33,4 +33,5 @@ CREATE TABLE "deployment" (
 ALTER TABLE "idempotent_requests" ADD CONSTRAINT "idempotent_requests_account_id_accounts_id_fk" FOREIGN KEY ("account_id") REFERENCES "public"."accounts"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "device_documents" ADD CONSTRAINT "device_documents_sha256_documents_sha256_fk" FOREIGN KEY ("sha256") REFERENCES "public"."documents"("sha256") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "idempotent_requests_created_idx" ON "idempotent_requests" USING btree ("created_at");--> statement-breakpoint
-CREATE INDEX "device_documents_mac_name_idx" ON "device_documents" USING btree ("mac","name","created_at");
+CREATE INDEX "device_documents_mac_name_idx" ON "device_documents" USING btree ("mac","name","created_at");--> statement-breakpoint
+CREATE INDEX "jobs_unfinished_idx" ON "jobs" USING btree ("mac","seq") WHERE state NOT IN ('succeeded', 'failed', 'expired', 'canceled');
