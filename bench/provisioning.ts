@@ -73,16 +73,16 @@ try {
   log(`registering ${N} devices`);
   await registerFleet(svc, macs);
   const redis = new Redis('redis://127.0.0.1:6379');
-  const q = svc.queueName;
+  const delayed = `${await svc.queuePrefix()}:provisioning:delayed`;
 
   // 1. Jobs waiting for offline devices: one one-time Autop for each of the N devices, none online.
   const memBefore = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
   for (let i = 0; i < N; i += 500) {
     await svc.api('POST', '/api/v1/autop/batch', { macs: macs.slice(i, i + 500), commands: `Config.Bench.Once = ${i}`, mode: 'once' });
   }
-  await waitUntil(async () => (await redis.zcard(`bull:${q}:delayed`)) >= N, 120_000, 200);
+  await waitUntil(async () => (await redis.zcard(delayed)) >= N, 120_000, 200);
   const memAfter = Number(/used_memory:(\d+)/.exec(await redis.info('memory'))![1]);
-  const waitingJobs = await redis.zcard(`bull:${q}:delayed`);
+  const waitingJobs = await redis.zcard(delayed);
   const cpu0 = cpuSeconds(service.pid!);
   await sleep(10_000);
   const idleCpu = cpuSeconds(service.pid!) - cpu0;

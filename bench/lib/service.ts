@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { freePort, sleep } from './proc.js';
 
@@ -15,7 +16,8 @@ export interface BenchService {
   secret: string;
   adminToken: string;
   databaseUrl: string;
-  queueName: string;
+  /** Where the service keeps its queues in Redis (`ic:{deployment id}`), once it has started. */
+  queuePrefix(): Promise<string>;
   dataDir: string;
   start(extraEnv?: Record<string, string>, nodeArgs?: string[]): Promise<ChildProcess>;
   stop(): Promise<void>;
@@ -42,7 +44,6 @@ export async function benchService(pgAdminUrl: string, env: Record<string, strin
   const dataDir = mkdtempSync(join(tmpdir(), 'icbench-'));
   const secret = randomBytes(24).toString('hex');
   const adminToken = `ic_bench_${randomBytes(24).toString('hex')}`;
-  const queueName = `bench-${dbName}`;
   const base = `http://127.0.0.1:${httpPort}`;
   let child: ChildProcess | null = null;
 
@@ -70,7 +71,7 @@ export async function benchService(pgAdminUrl: string, env: Record<string, strin
     secret,
     adminToken,
     databaseUrl: dbUrl.toString(),
-    queueName,
+    queuePrefix: async () => `ic:${(await pool.query('SELECT id FROM deployment')).rows[0].id}`,
     dataDir,
     async start(extraEnv = {}, nodeArgs = []) {
       child = spawn(process.execPath, [...nodeArgs, join(root, 'dist/src/main.js')], {
@@ -85,7 +86,6 @@ export async function benchService(pgAdminUrl: string, env: Record<string, strin
           DEVICE_FACTORY_SECRET: secret,
           ADMIN_TOKEN: adminToken,
           LOG_LEVEL: 'warn',
-          JOB_QUEUE_NAME: queueName,
           ...env,
           ...extraEnv,
         },
@@ -104,6 +104,18 @@ export async function benchService(pgAdminUrl: string, env: Record<string, strin
     sql: async (text, params = []) => (await pool.query(text, params)).rows,
     async cleanup() {
       await stop();
+      // The deployment's queues leave Redis with it.
+      const prefix = await pool.query('SELECT id FROM deployment').then((r) => (r.rows[0] ? `ic:${r.rows[0].id}` : null), () => null);
+      if (prefix) {
+        const redis = new Redis('redis://127.0.0.1:6379');
+        let cursor = '0';
+        do {
+          const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+          cursor = next;
+          if (keys.length) await redis.del(...keys);
+        } while (cursor !== '0');
+        await redis.quit();
+      }
       await pool.end();
       await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
       await admin.end();

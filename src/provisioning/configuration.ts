@@ -1,5 +1,5 @@
 import type { Database, Statement } from '../db/client.js';
-import type { DeviceService } from '../devices/service.js';
+import type { DeviceRow, DeviceService } from '../devices/service.js';
 import type { DocumentStore } from '../documents/service.js';
 import type { DeviceCommand, DocumentReference } from './channel.js';
 import { renderConfig } from './config-renderer.js';
@@ -27,8 +27,14 @@ export class Configurations {
   ) {}
 
   async effective(mac: string): Promise<{ text: string; hash: string } | null> {
-    const [device, regular] = await Promise.all([this.devices.getRecord(mac), this.database.run<{ lines: AutopLine[] }>(regularAutopOf, [mac])]);
-    if (!device) return null;
+    const device = await this.devices.getRecord(mac);
+    return device ? this.effectiveOf(device) : null;
+  }
+
+  /** The effective configuration of a device whose record the caller has already read. */
+  async effectiveOf(device: DeviceRow): Promise<{ text: string; hash: string }> {
+    const mac = device.mac;
+    const regular = await this.database.run<{ lines: AutopLine[] }>(regularAutopOf, [mac]);
     return renderConfig({
       mac,
       name: device.name,
@@ -50,11 +56,11 @@ export class Configurations {
 
   /**
    * The command's configuration fields: the text inline, or, when the command would exceed
-   * MAX_COMMAND_BYTES with it, a reference to the same text as a document. Null when the device is gone.
+   * MAX_COMMAND_BYTES with it, a reference to the same text as a document.
    */
-  async forCommand(mac: string, rest: Omit<DeviceCommand, 'config' | 'configHash' | 'configDocument'>): Promise<Pick<DeviceCommand, 'config' | 'configHash' | 'configDocument'> | null> {
-    const config = await this.effective(mac);
-    if (!config) return null;
+  async forCommand(device: DeviceRow, rest: Omit<DeviceCommand, 'config' | 'configHash' | 'configDocument'>): Promise<Pick<DeviceCommand, 'config' | 'configHash' | 'configDocument'>> {
+    const mac = device.mac;
+    const config = await this.effectiveOf(device);
     const inline = { config: config.text, configHash: config.hash };
     if (commandBytes({ ...rest, ...inline }) <= MAX_COMMAND_BYTES) return inline;
     const configDocument = await this.asDocument(mac, 'config', 'text/plain; charset=utf-8', Buffer.from(config.text, 'utf8'));

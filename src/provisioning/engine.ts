@@ -259,12 +259,12 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       }
       // The device the job was made for must still exist and belong to the same installer: a MAC deleted
       // and bound again (perhaps by someone else) never receives its former owner's commands.
-      const owner = await this.opts.devices.getRecord(row.mac);
-      if (!owner || owner.installerId !== row.installerId) {
+      const device = await this.opts.devices.getRecord(row.mac);
+      if (!device || device.installerId !== row.installerId) {
         await this.finish(row, { state: 'failed', error: { code: 'device_deleted', message: 'the device this job was made for no longer exists' } }, 'engine');
         return null;
       }
-      const body = await handler.command(row);
+      const body = await handler.command(row, device);
       if ('fail' in body) {
         await this.finish(row, { state: 'failed', error: body.fail }, 'engine');
         return null;

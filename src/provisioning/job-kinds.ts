@@ -8,8 +8,6 @@ import type { AutopLine, JobKind } from './tables.js';
 /** How long a provisioning job made by a hello may wait for the device. */
 const PROVISION_EXPIRY_MS = 24 * 3600_000;
 
-const gone = { fail: { code: 'device_deleted', message: 'the device no longer exists' } };
-
 /**
  * A kind whose command delivers the device's effective configuration: regular Autop, provisioning and the
  * SIP connect type. Its params say what the job is for, never the configuration again.
@@ -18,10 +16,9 @@ function configurationKind(kind: JobKind, configurations: Configurations, params
   return {
     kind,
     carriesConfiguration: true,
-    async command(job) {
+    async command(job, device) {
       const base = { params: params(job) };
-      const config = await configurations.forCommand(job.mac, { id: job.id, kind: job.kind, expiresAt: job.expiresAt.toISOString(), ...base });
-      return config ? { ...base, ...config } : gone;
+      return { ...base, ...(await configurations.forCommand(device, { id: job.id, kind: job.kind, expiresAt: job.expiresAt.toISOString(), ...base })) };
     },
   };
 }

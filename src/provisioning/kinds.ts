@@ -1,3 +1,4 @@
+import type { DeviceRow } from '../devices/service.js';
 import type { CommandStatus, DeviceCommand, HelloFacts } from './channel.js';
 import type { InProgressRule } from './decide.js';
 import type { JobRow, NewJob } from './job-store.js';
@@ -27,8 +28,8 @@ export interface JobKindHandler {
   readonly kind: JobKind;
   /** Whether the command carries the device's effective configuration. */
   readonly carriesConfiguration?: boolean;
-  /** The command for a delivery; `{ fail }` when the job can no longer be delivered. */
-  command(job: JobRow): Promise<CommandBody | { fail: JobError }>;
+  /** The command for a delivery to `device` (its record, read by the engine); `{ fail }` when it cannot be built. */
+  command(job: JobRow, device: DeviceRow): Promise<CommandBody | { fail: JobError }>;
   /** The rule for an accepted job (pure); none means silence past the deadline redelivers. */
   inProgress?(job: JobRow): InProgressRule | null;
   /** What an answer means (pure); absent, the usual rules apply (see `defaultAnswer`). */
