@@ -4,6 +4,7 @@ import http from 'node:http';
 import net from 'node:net';
 import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
 import { deriveDeviceKey } from '../src/devices/device-key.js';
+import type { DeviceCommand, DocumentReference } from '../src/provisioning/channel.js';
 
 export type DeviceState = 'idle' | 'connecting' | 'online' | 'offline' | 'refused' | 'stopped';
 
@@ -59,24 +60,8 @@ export interface DownloadRequest {
   bytes: number;
 }
 
-/** A document the cloud names in a command, fetched over HTTP with the device's credentials. */
-export interface DocumentReference {
-  url: string;
-  sha256: string;
-  size: number;
-}
-
-/** A command as the cloud sends it on devices/{MAC}/commands. */
-export interface ReceivedCommand {
-  id: string;
-  kind: string;
-  params: Record<string, unknown>;
-  config?: string;
-  configHash?: string;
-  configDocument?: DocumentReference;
-  expiresAt: string;
-  sentAt: number;
-}
+/** A command as the cloud sends it on devices/{MAC}/commands, stamped with its delivery time. */
+export type ReceivedCommand = DeviceCommand & { sentAt: number };
 
 /** A command's payload size as received, for tests of the 64 KiB limit. */
 export interface ReceivedSize {

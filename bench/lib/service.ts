@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { deleteKeysUnder } from '../../src/infra/redis.js';
 import { freePort, sleep } from './proc.js';
 
 export const root = resolve(import.meta.dirname, '../..');
@@ -108,12 +109,7 @@ export async function benchService(pgAdminUrl: string, env: Record<string, strin
       const prefix = await pool.query('SELECT id FROM deployment').then((r) => (r.rows[0] ? `ic:${r.rows[0].id}` : null), () => null);
       if (prefix) {
         const redis = new Redis('redis://127.0.0.1:6379');
-        let cursor = '0';
-        do {
-          const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-          cursor = next;
-          if (keys.length) await redis.del(...keys);
-        } while (cursor !== '0');
+        await deleteKeysUnder(redis, prefix);
         await redis.quit();
       }
       await pool.end();

@@ -86,3 +86,13 @@ export async function connectRedis(opts: { url: string; explicit: boolean; pathE
   child.kill('SIGKILL');
   throw new Error('the private redis-server did not start');
 }
+
+/** Deletes every key under a prefix (a deployment's queues when it is torn down: tests, benchmarks). */
+export async function deleteKeysUnder(client: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length) await client.del(...keys);
+  } while (cursor !== '0');
+}

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { freePort } from '../../src/infra/net.js';
+import { deleteKeysUnder } from '../../src/infra/redis.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type RunningService } from '../../src/service.js';
@@ -165,12 +166,7 @@ export async function removeQueues(redisUrl: string, prefix: string): Promise<vo
   redis.on('error', () => {});
   try {
     await redis.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
+    await deleteKeysUnder(redis, prefix);
   } catch {
     /* a Redis a test stopped has nothing left to remove */
   } finally {
