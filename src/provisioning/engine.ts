@@ -132,8 +132,9 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
 
   /**
    * Every unfinished job gets a live twin: a twin that is missing (Redis lost it) or finished (it failed
-   * after its retries) is made again. Then every connected device with unfinished jobs is woken, so a
-   * wake-up lost while Redis was away never leaves a job parked until it expires. Answers the ids re-added.
+   * after its retries) is made again. Then every connected device whose next job has not been delivered
+   * is woken, so a wake-up lost while Redis was away never leaves a job parked until it expires (a
+   * delivered job wakes by itself at its answer deadline). Answers the ids re-added.
    */
   async reconcile(): Promise<string[]> {
     const unfinished = await this.store.unfinished();
@@ -161,8 +162,9 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       await this.enqueue(readd);
       this.log.info({ jobs: readd.length }, 'reconciliation gave unfinished jobs their twins again');
     }
-    const connected = new Set(unfinished.map((j) => j.mac).filter((mac) => this.opts.channel.connectedSince(mac) !== null));
-    for (const mac of connected) await this.wake(mac);
+    const heads = new Map<string, string>();
+    for (const j of unfinished) if (!heads.has(j.mac)) heads.set(j.mac, j.state);
+    for (const [mac, state] of heads) if (state === 'queued' && this.opts.channel.connectedSince(mac) !== null) await this.wake(mac);
     this.emit('reconciled', readd);
     return readd;
   }

@@ -137,7 +137,7 @@ const st = {
   },
   unfinishedOf: { name: 'jobs_unfinished_of', text: `SELECT ${COLUMNS} FROM jobs WHERE mac = $1 AND ${UNFINISHED} ORDER BY seq` },
   unfinishedById: { name: 'jobs_unfinished_by_id', text: `SELECT ${COLUMNS} FROM jobs WHERE id = $1 AND mac = $2 AND ${UNFINISHED}` },
-  unfinished: { name: 'jobs_unfinished', text: `SELECT id, mac FROM jobs WHERE ${UNFINISHED}` },
+  unfinished: { name: 'jobs_unfinished', text: `SELECT id, mac, state FROM jobs WHERE ${UNFINISHED} ORDER BY mac, seq` },
   batchLines: { name: 'jobs_batch_lines', text: 'SELECT lines FROM autop_batches WHERE id = $1' },
 } satisfies Record<string, Statement>;
 
@@ -219,9 +219,9 @@ export class JobStore {
     return rows[0] ? jobFromRow(rows[0]) : null;
   }
 
-  /** Every unfinished job's id and device. */
-  async unfinished(): Promise<{ id: string; mac: string }[]> {
-    return this.database.run<{ id: string; mac: string }>(st.unfinished, []);
+  /** Every unfinished job's id, device and state, each device's jobs in their order (its head first). */
+  async unfinished(): Promise<{ id: string; mac: string; state: JobState }[]> {
+    return this.database.run<{ id: string; mac: string; state: JobState }>(st.unfinished, []);
   }
 
   /** The Autop lines of a batch (its one-time jobs take them from here rather than each holding a copy). */
