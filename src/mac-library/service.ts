@@ -1,6 +1,6 @@
 import { and, count, desc, eq, ilike, isNotNull, isNull, or, sql, type SQL } from 'drizzle-orm';
 import type { AccountService, Principal } from '../accounts/service.js';
-import { accounts } from '../accounts/tables.js';
+import { accountNames } from '../accounts/queries.js';
 import type { Db } from '../db/client.js';
 import { boundDevices, isBound } from '../devices/queries.js';
 import { badRequest, conflict, forbidden, notFound } from '../shared/errors.js';
@@ -14,6 +14,7 @@ const INSERT_CHUNK = 5000;
 
 export class MacLibraryService {
   private readonly bound;
+  private readonly installers;
 
   constructor(
     private readonly db: Db,
@@ -21,6 +22,7 @@ export class MacLibraryService {
     private readonly events: DomainEvents,
   ) {
     this.bound = boundDevices(db);
+    this.installers = accountNames(db);
   }
 
   /** Whose library receives new MACs: an installer's own; a distributor must name an existing installer. */
@@ -67,14 +69,14 @@ export class MacLibraryService {
     return this.db
       .select({
         mac: macLibrary.mac,
-        installerId: accounts.id,
-        installerName: accounts.name,
+        installerId: this.installers.id,
+        installerName: this.installers.name,
         owner: this.bound.name,
         lastSeenAt: macLibrary.lastSeenAt,
         createdAt: macLibrary.createdAt,
       })
       .from(macLibrary)
-      .innerJoin(accounts, eq(accounts.id, macLibrary.installerId))
+      .innerJoin(this.installers, eq(this.installers.id, macLibrary.installerId))
       .leftJoin(this.bound, eq(this.bound.mac, macLibrary.mac));
   }
 

@@ -43,15 +43,22 @@ export function provisioningKinds(configurations: Configurations, store: JobStor
     },
     {
       kind: 'autop-once',
-      // One-time Autop is carried out once, beside the managed configuration: its lines travel alone.
-      async command(job) {
+      // The command carries the effective configuration too (a device that boots reset with one-time Autop
+      // waiting needs no separate provisioning); the one-time lines go beside it, outside the managed
+      // configuration, carried out once. What does not fit becomes a document: the configuration first.
+      carriesConfiguration: true,
+      async command(job, device) {
         const own = job.params.lines;
         const lines = Array.isArray(own) ? (own as AutopLine[]) : job.batchId ? await store.batchLines(job.batchId) : null;
         if (!lines) return { fail: { code: 'lines_missing', message: 'the one-time Autop lines of this job are gone' } };
-        const inline = { params: { lines } };
-        if (commandBytes({ id: job.id, kind: job.kind, expiresAt: job.expiresAt.toISOString(), ...inline }) <= MAX_COMMAND_BYTES) return inline;
-        const linesDocument = await configurations.asDocument(job.mac, 'autop-once', 'application/json', Buffer.from(JSON.stringify(lines)));
-        return { params: { linesDocument } };
+        const envelope = (params: Record<string, unknown>) => ({ id: job.id, kind: job.kind, expiresAt: job.expiresAt.toISOString(), params });
+        let params: Record<string, unknown> = { lines };
+        let config = await configurations.forCommand(device, envelope(params));
+        if (commandBytes({ ...envelope(params), ...config }) > MAX_COMMAND_BYTES) {
+          params = { linesDocument: await configurations.asDocument(job.mac, 'autop-once', 'application/json', Buffer.from(JSON.stringify(lines))) };
+          config = await configurations.forCommand(device, envelope(params));
+        }
+        return { params, ...config };
       },
       // "One-time Autop commands will not be valid once you reset the device" (seed 003).
       hello(_job, hello) {
