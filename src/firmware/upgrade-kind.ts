@@ -30,7 +30,7 @@ export function upgradeKind(firmwareUrl: (firmwareId: string) => string): JobKin
       const stage = isStage(job.stage) ? job.stage : 'downloading';
       return { silence: SILENCE[stage], awaitHello: AWAITING_HELLO.includes(stage) };
     },
-    answer(_job, status) {
+    answer(status) {
       switch (status.state) {
         case 'accepted':
         case 'in-progress':

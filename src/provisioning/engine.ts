@@ -37,12 +37,14 @@ export class QueueUnavailableError extends Error {
 }
 
 const QUEUE = 'provisioning';
+/** Delivered jobs whose kind is kept in memory for their answers. */
+const MAX_REMEMBERED = 100_000;
 /** A step that failed (database or Redis trouble) is tried again after this long, doubling up to a minute. */
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 60_000;
 
 export interface EngineEvents {
-  /** A device's hello has been processed (its jobs updated, provisioning queued if needed). */
+  /** A device's hello has been processed and the device handed its jobs (provisioning queued if needed). */
   hello: [mac: string];
   /** A device's answer has been processed. */
   status: [mac: string, jobId: string];
@@ -66,6 +68,10 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   private readonly reconciler: Reconciler;
   /** Bumped on every wake-up of a device, so a worker about to park a job notices a wake it raced with. */
   private readonly wakes = new Map<string, number>();
+  /** What a hello told, kept until the device is ready: the jobs it asks for are made then. */
+  private readonly helloAwaitingReady = new Map<string, { context: HelloContext; installerId: string }>();
+  /** The kind of each job this process delivered, so a device's answer needs no read of its job first. */
+  private readonly delivered = new Map<string, JobKind>();
   private readonly log: Logger;
   private readonly store: JobStore;
   private readonly now: () => number;
@@ -276,14 +282,22 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       // The delivery is audited (in the dispatch statement) before it is published, so a fast device's
       // answer never reaches the audit log before its delivery.
       const command: DeviceCommand = { id: row.id, kind: row.kind, ...body, expiresAt: row.expiresAt.toISOString() };
+      this.remember(row.id, row.kind);
       await this.opts.channel.publish(row.mac, command);
       if (generation !== this.wakeGeneration(row.mac)) continue;
       return { until: Math.min(decision.deadline, row.expiresAt.getTime()), mac: row.mac, generation };
     }
   }
 
+  private remember(id: string, kind: JobKind) {
+    // Bounded: the oldest entries go first (their answers then read the kind from the database).
+    if (this.delivered.size >= MAX_REMEMBERED) this.delivered.delete(this.delivered.keys().next().value!);
+    this.delivered.set(id, kind);
+  }
+
   /** Finishes an unfinished job and moves its device on; false when it had finished already. */
   private async finish(row: Pick<JobRow, 'id' | 'mac'>, end: { state: JobRow['state']; error: JobError | null; progress?: number }, actor: string): Promise<boolean> {
+    this.delivered.delete(row.id);
     const done = await this.store.finish(row.id, row.mac, end, actor);
     if (!done) return false;
     this.log.info({ jobId: row.id, mac: row.mac, state: end.state }, 'job finished');
@@ -293,54 +307,63 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     return true;
   }
 
-  /** Applies what an answer or a hello means for a job. */
-  private async apply(row: JobRow, outcome: JobOutcome, actor: string): Promise<void> {
-    if (outcome.type === 'ignore') return;
+  /** Applies what an answer or a hello means for an unfinished job; false when it changed nothing. */
+  private async apply(row: Pick<JobRow, 'id' | 'mac'>, outcome: JobOutcome, actor: string): Promise<boolean> {
+    if (outcome.type === 'ignore') return false;
     if (outcome.type === 'progress') {
-      await this.store.progress(row.id, row.mac, { progress: outcome.progress, stage: outcome.stage, deadline: new Date(this.now() + this.opts.policy.inProgressTimeoutMs) });
-      return;
+      return this.store.progress(row.id, row.mac, { progress: outcome.progress, stage: outcome.stage, deadline: new Date(this.now() + this.opts.policy.inProgressTimeoutMs) });
     }
-    await this.finish(row, { state: outcome.state, error: outcome.error, progress: outcome.progress }, actor);
+    return this.finish(row, { state: outcome.state, error: outcome.error, progress: outcome.progress }, actor);
   }
 
   // ---- events from the gateway -------------------------------------------------------------------
 
-  /** A device is connected and has said hello (or its grace period passed): deliver what waits for it. */
+  /**
+   * A device is connected and its hello was processed (or its grace period passed): first the jobs its
+   * hello asks for are made (a provisioning after a hash mismatch), now that they can be delivered at
+   * once; then what waits for the device is handed to it.
+   */
   async deviceReady(mac: string): Promise<void> {
-    await this.wake(mac);
+    const hello = this.helloAwaitingReady.get(mac);
+    this.helloAwaitingReady.delete(mac);
+    try {
+      if (hello) await this.jobsAskedByHello(mac, hello);
+      await this.wake(mac);
+    } finally {
+      if (hello) this.emit('hello', mac);
+    }
   }
 
   /**
    * A device said hello. Each unfinished job's kind reads it (an upgrade ends by the version, a reset
-   * ends one-time Autop); then each kind may want a job made (provisioning after a hash mismatch).
+   * ends one-time Autop); the jobs the hello asks for are made once the device is ready (`deviceReady`).
    */
   async deviceHello(mac: string, hello: HelloFacts): Promise<void> {
-    try {
-      const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
-      const exchanged = await this.opts.devices.exchangeConfigHash(mac, reported);
-      if (!exchanged) return; // a MAC without a device record
-      const context: HelloContext = { ...hello, wasReset: reported === FACTORY_CONFIG_HASH && !!exchanged.previous && exchanged.previous !== FACTORY_CONFIG_HASH };
-      let unfinished = await this.store.unfinishedOf(mac);
-      let changed = false;
-      for (const row of unfinished) {
-        const outcome = this.opts.kinds.get(row.kind).hello?.(row, context);
-        if (outcome && outcome.type !== 'ignore') {
-          await this.apply(row, outcome, outcome.type === 'finish' && outcome.state === 'canceled' ? 'engine' : 'device');
-          changed = true;
-        }
+    const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
+    const exchanged = await this.opts.devices.exchangeConfigHash(mac, reported);
+    if (!exchanged) {
+      this.emit('hello', mac); // a MAC without a device record: nothing more to do
+      return;
+    }
+    const context: HelloContext = { ...hello, wasReset: reported === FACTORY_CONFIG_HASH && !!exchanged.previous && exchanged.previous !== FACTORY_CONFIG_HASH };
+    for (const row of await this.store.unfinishedOf(mac)) {
+      const outcome = this.opts.kinds.get(row.kind).hello?.(row, context);
+      if (outcome && outcome.type !== 'ignore') await this.apply(row, outcome, outcome.type === 'finish' && outcome.state === 'canceled' ? 'engine' : 'device');
+    }
+    this.helloAwaitingReady.set(mac, { context, installerId: exchanged.installerId });
+  }
+
+  /** Each kind may want a job made after a hello (provisioning after a hash mismatch): the one path creates it. */
+  private async jobsAskedByHello(mac: string, hello: { context: HelloContext; installerId: string }): Promise<void> {
+    const unfinished = await this.store.unfinishedOf(mac);
+    for (const handler of this.opts.kinds.all()) {
+      const wanted = await handler.afterHello?.(mac, hello.context, unfinished, this.opts.kinds.carriesConfiguration);
+      if (!wanted) continue;
+      const [created] = await this.create(this.store.db, { accountId: null, label: 'device' }, [{ ...wanted.job, installerId: hello.installerId }], { reason: wanted.reason });
+      if (created) {
+        unfinished.push(created);
+        await this.enqueue([created.id]);
       }
-      if (changed) unfinished = await this.store.unfinishedOf(mac);
-      for (const handler of this.opts.kinds.all()) {
-        const wanted = await handler.afterHello?.(mac, context, unfinished, this.opts.kinds.carriesConfiguration);
-        if (!wanted) continue;
-        const [created] = await this.create(this.store.db, { accountId: null, label: 'device' }, [{ ...wanted.job, installerId: exchanged.installerId }], { reason: wanted.reason });
-        if (created) {
-          unfinished.push(created);
-          await this.enqueue([created.id]);
-        }
-      }
-    } finally {
-      this.emit('hello', mac);
     }
   }
 
@@ -348,12 +371,12 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   async commandStatus(mac: string, jobId: string, status: CommandStatus): Promise<void> {
     try {
       // Only an unfinished job of this very device: an answer for another device's job, an unknown job
-      // or a finished one (late or repeated) changes nothing.
-      const row = await this.store.unfinishedById(jobId, mac);
-      if (!row) return;
-      const handler = this.opts.kinds.get(row.kind);
-      await this.apply(row, handler.answer ? handler.answer(row, status) : defaultAnswer(status), 'device');
-      if (status.configHash) await this.opts.devices.exchangeConfigHash(mac, status.configHash);
+      // or a finished one (late or repeated) changes nothing (every statement is conditional on that).
+      const kind = this.delivered.get(jobId) ?? (await this.store.kindOf(jobId, mac));
+      if (!kind) return;
+      const handler = this.opts.kinds.get(kind);
+      const applied = await this.apply({ id: jobId, mac }, handler.answer ? handler.answer(status) : defaultAnswer(status), 'device');
+      if (applied && status.configHash) await this.opts.devices.exchangeConfigHash(mac, status.configHash);
     } finally {
       this.emit('status', mac, jobId);
     }

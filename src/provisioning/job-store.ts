@@ -136,7 +136,7 @@ const st = {
       SELECT * FROM t ORDER BY seq`,
   },
   unfinishedOf: { name: 'jobs_unfinished_of', text: `SELECT ${COLUMNS} FROM jobs WHERE mac = $1 AND ${UNFINISHED} ORDER BY seq` },
-  unfinishedById: { name: 'jobs_unfinished_by_id', text: `SELECT ${COLUMNS} FROM jobs WHERE id = $1 AND mac = $2 AND ${UNFINISHED}` },
+  kindOf: { name: 'jobs_kind_of', text: `SELECT kind FROM jobs WHERE id = $1 AND mac = $2 AND ${UNFINISHED}` },
   unfinished: { name: 'jobs_unfinished', text: `SELECT id, mac, state FROM jobs WHERE ${UNFINISHED} ORDER BY mac, seq` },
   batchLines: { name: 'jobs_batch_lines', text: 'SELECT lines FROM autop_batches WHERE id = $1' },
 } satisfies Record<string, Statement>;
@@ -214,9 +214,10 @@ export class JobStore {
     return (await this.database.run<RawJob>(st.unfinishedOf, [mac])).map(jobFromRow);
   }
 
-  async unfinishedById(id: string, mac: string): Promise<JobRow | null> {
-    const rows = await this.database.run<RawJob>(st.unfinishedById, [id, mac]);
-    return rows[0] ? jobFromRow(rows[0]) : null;
+  /** The kind of an unfinished job of this device, or null. */
+  async kindOf(id: string, mac: string): Promise<JobKind | null> {
+    const rows = await this.database.run<{ kind: JobKind }>(st.kindOf, [id, mac]);
+    return rows[0]?.kind ?? null;
   }
 
   /** Every unfinished job's id, device and state, each device's jobs in their order (its head first). */

@@ -32,8 +32,8 @@ export interface JobKindHandler {
   command(job: JobRow, device: DeviceRow): Promise<CommandBody | { fail: JobError }>;
   /** The rule for an accepted job (pure); none means silence past the deadline redelivers. */
   inProgress?(job: JobRow): InProgressRule | null;
-  /** What an answer means (pure); absent, the usual rules apply (see `defaultAnswer`). */
-  answer?(job: JobRow, status: CommandStatus): JobOutcome;
+  /** What an answer means (pure, from the answer alone); absent, the usual rules apply (see `defaultAnswer`). */
+  answer?(status: CommandStatus): JobOutcome;
   /** What a hello means for an unfinished job of this kind (pure); null: nothing. */
   hello?(job: JobRow, hello: HelloContext): JobOutcome | null;
   /** After every hello: a job this kind wants made for the device (e.g. provisioning after a hash mismatch). */
