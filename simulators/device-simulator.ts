@@ -83,6 +83,8 @@ export class SimulatedDevice extends EventEmitter {
   readonly key: string | null;
   /** The device's configuration (Autop keys and values); empty in factory state. */
   readonly config = new Map<string, string>();
+  /** The directory documents applied with the configuration (contacts, credentials), by name. */
+  directory = new Map<string, { sha256: string; content: unknown }>();
   /** The keys the last managed configuration set: a key that leaves it goes back to its default (absent here). */
   private managed = new Set<string>();
   /** Settings a configuration reset keeps and a factory reset clears (the device's own network setup). */
@@ -240,7 +242,14 @@ export class SimulatedDevice extends EventEmitter {
           await answer({ state: 'failed', error: { code: 'config_hash_mismatch', message: 'the configuration does not match its hash' } });
           return;
         }
+        // Documents the configuration names are fetched and verified first: a failure leaves the old lists.
+        const documents = await this.fetchNamedDocuments(text);
+        if (!documents) {
+          await answer({ state: 'failed', error: { code: 'document_unavailable', message: 'a directory document the configuration names could not be fetched' } });
+          return;
+        }
         this.applyManaged(text);
+        this.directory = documents;
         this.configHash = command.configHash;
       }
       if (command.kind === 'autop-once') {
@@ -284,8 +293,51 @@ export class SimulatedDevice extends EventEmitter {
   private reset(mode: 'config' | 'factory') {
     this.config.clear();
     this.managed.clear();
+    this.directory.clear();
     this.configHash = undefined;
     if (mode === 'factory') this.network.clear();
+  }
+
+  /**
+   * The directory documents a configuration names (`Config.Directory.{NAME}.Url`, `.Sha256`, `.Size`):
+   * those already held are kept, the others fetched and verified. Null when one cannot be had.
+   */
+  private async fetchNamedDocuments(text: string): Promise<Map<string, { sha256: string; content: unknown }> | null> {
+    const refs = new Map<string, Partial<DocumentReference>>();
+    for (const m of text.matchAll(/^Config\.Directory\.([A-Z]+)\.(Url|Sha256|Size) = (.*)$/gm)) {
+      const ref = refs.get(m[1]!) ?? {};
+      if (m[2] === 'Url') ref.url = m[3]!;
+      else if (m[2] === 'Sha256') ref.sha256 = m[3]!;
+      else ref.size = Number(m[3]);
+      refs.set(m[1]!, ref);
+    }
+    const next = new Map<string, { sha256: string; content: unknown }>();
+    for (const [name, ref] of refs) {
+      const key = name.toLowerCase();
+      const held = this.directory.get(key);
+      if (held && held.sha256 === ref.sha256) {
+        next.set(key, held);
+        continue;
+      }
+      if (!ref.url || !ref.sha256) return null;
+      const body = await this.fetchDocument(ref as DocumentReference);
+      if (body === null) return null;
+      next.set(key, { sha256: ref.sha256, content: JSON.parse(body) as unknown });
+    }
+    return next;
+  }
+
+  /** Whether this door phone would open for the PIN (in `apt-pin` mode: with the apartment number) now. */
+  acceptsPin(code: string, apartment?: string, at = new Date()): boolean {
+    const list = this.directory.get('credentials')?.content as { pinMode: string; pins: { code: string; apartment: string; validFrom: string | null; validUntil: string | null }[] } | undefined;
+    if (!list) return false;
+    return list.pins.some(
+      (p) =>
+        p.code === code &&
+        (list.pinMode === 'pin' || p.apartment === apartment) &&
+        (!p.validFrom || Date.parse(p.validFrom) <= at.getTime()) &&
+        (!p.validUntil || at.getTime() < Date.parse(p.validUntil)),
+    );
   }
 
   /** Fetches a document with the device's credentials and checks its bytes against the SHA-256 that names it. */

@@ -8,6 +8,8 @@ import { DeviceGateway, type ListeningPorts } from './device-gateway/gateway.js'
 import { DeviceKeys } from './devices/device-key.js';
 import { PresenceStore } from './devices/presence.js';
 import { DeviceService } from './devices/service.js';
+import { DirectoryFollower, DirectoryRenders } from './directory/follower.js';
+import { DirectoryService } from './directory/service.js';
 import { DocumentStore } from './documents/service.js';
 import { FirmwareCatalogue } from './firmware/catalogue.js';
 import { UpgradeScheduler } from './firmware/scheduler.js';
@@ -39,6 +41,7 @@ export interface RunningService {
   engine: ProvisioningEngine;
   scheduler: UpgradeScheduler;
   upgrades: UpgradeService;
+  follower: DirectoryFollower;
   app: FastifyInstance;
   factorySecret: string;
   /** The first distributor's token when it was generated on this start (null otherwise). */
@@ -85,7 +88,8 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
     const keys = new DeviceKeys(factorySecret);
     const events = new DomainEvents();
     const accounts = new AccountService(database.db);
-    const devices = new DeviceService(database.db, events);
+    const directory = new DirectoryService(database.db);
+    const devices = new DeviceService(database.db, events, directory);
     const macLibrary = new MacLibraryService(database.db, accounts, events);
     const bootstrap = await accounts.bootstrapDistributor(config.adminToken);
 
@@ -109,7 +113,8 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
     // Devices learn the HTTP address from commands (downloads, documents); the port is known after listen.
     let publicUrl = config.publicUrl ?? '';
     const documents = new DocumentStore(database);
-    const configurations = new Configurations(database, devices, documents, (sha256) => `${publicUrl}/documents/${sha256}`);
+    const directoryRenders = new DirectoryRenders(database);
+    const configurations = new Configurations(database, devices, documents, directoryRenders, (sha256) => `${publicUrl}/documents/${sha256}`);
     const store = new JobStore(database);
     const kinds = new JobKinds();
     for (const kind of provisioningKinds(configurations, store)) kinds.register(kind);
@@ -143,6 +148,8 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       reconcileIntervalMs: config.queues.reconcileIntervalMs,
     });
     upgrades.useScheduler(scheduler);
+    const follower = new DirectoryFollower(database.db, documents, async (macs) => void (await provisioning.followDirectory(macs)), logger);
+    directory.onChange(follower.poke);
     gateway.setSink(engine);
     // A deleted device's unfinished jobs end, and its documents go: nothing of it reaches the MAC's next owner.
     events.on('device.removed', ({ mac }) => {
@@ -157,6 +164,8 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
     await engine.start();
     cleanups.push(['upgrade scheduler', () => scheduler.stop()]);
     await scheduler.start();
+    cleanups.push(['directory follower', () => follower.stop()]);
+    follower.start(config.queues.reconcileIntervalMs);
     const housekeeping = setInterval(() => {
       Promise.all([idempotency.sweep(), documents.sweep()]).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'housekeeping failed'));
     }, HOUSEKEEPING_MS);
@@ -168,6 +177,8 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       accounts,
       macLibrary,
       devices,
+      directory,
+      deviceDirectory: { renders: directoryRenders, documents },
       provisioning,
       deviceAccess: { keys, effectiveConfig: (mac) => configurations.effective(mac), documents },
       firmware: { catalogue, upgrades, maxImageBytes: config.firmware.maxImageBytes, maxDownloads: config.firmware.maxDownloads },
@@ -209,6 +220,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       engine,
       scheduler,
       upgrades,
+      follower,
       app,
       factorySecret,
       generatedAdminToken: bootstrap.generatedToken,

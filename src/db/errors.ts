@@ -21,3 +21,12 @@ export const isUnreachable = (err: unknown) => {
   const code = databaseErrorCode(err) ?? '';
   return /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|57P0[1-3]|08[0-9A-Z]{3})$/.test(code);
 };
+
+/** The name of the constraint a failed statement violated (a unique index, a foreign key), if any. */
+export function violatedConstraint(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const constraint = (e as { constraint?: unknown }).constraint;
+    if (typeof constraint === 'string') return constraint;
+  }
+  return undefined;
+}

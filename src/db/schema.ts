@@ -5,4 +5,5 @@ export * from '../devices/tables.js';
 export * from '../provisioning/tables.js';
 export * from '../firmware/tables.js';
 export * from '../documents/tables.js';
+export * from '../directory/tables.js';
 export * from './tables.js';

@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import type { Db, Queryable } from '../db/client.js';
 import { devices } from './tables.js';
 
@@ -11,4 +11,13 @@ export const boundDevices = (db: Db) => db.select({ mac: devices.mac, name: devi
 export async function isBound(q: Queryable, mac: string): Promise<boolean> {
   const rows = await q.select({ mac: devices.mac }).from(devices).where(eq(devices.mac, mac)).limit(1);
   return rows.length > 0;
+}
+
+/** What the directory renders of each placed device: type, name, SIP number and location. */
+export async function deviceFacts(q: Queryable, macs: string[]) {
+  if (!macs.length) return [];
+  return q
+    .select({ mac: devices.mac, type: devices.type, name: devices.name, sipNumber: devices.sipNumber, location: devices.location, installerId: devices.installerId })
+    .from(devices)
+    .where(inArray(devices.mac, macs));
 }

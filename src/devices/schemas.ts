@@ -65,8 +65,13 @@ export const patchDeviceBody = z
     location: deviceFields.location.optional(),
     relays: deviceFields.relays.optional(),
     allowMonitoring: deviceFields.allowMonitoring.optional(),
+    siteId: z.uuid().nullable().optional().describe('place the device in this site (its public area unless buildingId or apartmentId says more); null takes it out of the directory'),
+    buildingId: z.uuid().nullable().optional().describe('with siteId: the building the device serves'),
+    apartmentId: z.uuid().nullable().optional().describe('with siteId: the apartment (indoor monitors, single-tenant door phones)'),
   })
-  .refine((b) => Object.keys(b).length > 0, 'give at least one field to change');
+  .refine((b) => Object.keys(b).length > 0, 'give at least one field to change')
+  .refine((b) => b.siteId !== undefined || (b.buildingId === undefined && b.apartmentId === undefined), { message: 'give siteId with buildingId or apartmentId', path: ['siteId'] })
+  .refine((b) => b.siteId !== null || (!b.buildingId && !b.apartmentId), { message: 'siteId null takes the device out of the directory: give no building or apartment', path: ['siteId'] });
 export type PatchDeviceInput = z.infer<typeof patchDeviceBody>;
 
 export const deviceSchema = z.object({
@@ -85,6 +90,9 @@ export const deviceSchema = z.object({
   ip: z.string().nullable(),
   model: z.string().nullable(),
   firmware: z.string().nullable(),
+  siteId: z.uuid().nullable().describe('where the device is placed in the directory (null: nowhere)'),
+  buildingId: z.uuid().nullable(),
+  apartmentId: z.uuid().nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -98,5 +106,8 @@ export const listDevicesQuery = z.strictObject({
   search: singleLine(128).optional().describe('part of the MAC, name or SIP number'),
   status: z.enum(['online', 'offline']).optional(),
   type: z.enum(deviceTypeCodes).optional(),
+  siteId: z.uuid().optional().describe('devices placed in this site'),
+  buildingId: z.uuid().optional().describe('devices placed in this building (not its apartments)'),
+  apartmentId: z.uuid().optional().describe('devices placed in this apartment'),
   ...pageQuery,
 });

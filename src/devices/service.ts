@@ -7,6 +7,7 @@ import { conflict, notFound } from '../shared/errors.js';
 import type { DomainEvents } from '../shared/events.js';
 import { likePattern, paginate, type Page } from '../shared/pagination.js';
 import { codeToType, deviceTypeNames, typeToCode, type CreateDeviceInput, type DeviceTypeCode, type DeviceView, type PatchDeviceInput } from './schemas.js';
+import type { DevicePlacements, DevicePlacementView } from './placement.js';
 import { devices } from './tables.js';
 
 export type DeviceRow = typeof devices.$inferSelect;
@@ -14,7 +15,7 @@ export type DeviceRow = typeof devices.$inferSelect;
 const SIP_PASSWORD_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
 const newSipPassword = () => Array.from({ length: 16 }, () => SIP_PASSWORD_ALPHABET[randomInt(SIP_PASSWORD_ALPHABET.length)]).join('');
 
-export function deviceView(d: DeviceRow): DeviceView {
+export function deviceView(d: DeviceRow, placement: DevicePlacementView | null = null): DeviceView {
   return {
     mac: d.mac,
     installerId: d.installerId,
@@ -31,6 +32,9 @@ export function deviceView(d: DeviceRow): DeviceView {
     ip: d.ip,
     model: d.model,
     firmware: d.firmware,
+    siteId: placement?.siteId ?? null,
+    buildingId: placement?.buildingId ?? null,
+    apartmentId: placement?.apartmentId ?? null,
     createdAt: d.createdAt.toISOString(),
     updatedAt: d.updatedAt.toISOString(),
   };
@@ -43,6 +47,8 @@ export class DeviceService {
   constructor(
     private readonly db: Db,
     private readonly events: DomainEvents,
+    /** Where devices are installed: the directory's records, reached through this narrow interface. */
+    private readonly placements: DevicePlacements,
   ) {
     this.recordByMac = db.select().from(devices).where(eq(devices.mac, sql.placeholder('mac'))).limit(1).prepare('devices_record_by_mac');
   }
@@ -89,10 +95,18 @@ export class DeviceService {
       .where(and(eq(devices.mac, mac), this.scope(principal)))
       .limit(1);
     if (!rows[0]) throw notFound('device', { mac });
-    return deviceView(rows[0]);
+    return (await this.withPlacements(rows))[0]!;
   }
 
-  async list(principal: Principal, q: { search?: string; status?: 'online' | 'offline'; type?: DeviceTypeCode; page: number; pageSize: number }): Promise<Page<DeviceView>> {
+  private async withPlacements(rows: DeviceRow[]): Promise<DeviceView[]> {
+    const placed = await this.placements.of(rows.map((r) => r.mac));
+    return rows.map((r) => deviceView(r, placed.get(r.mac) ?? null));
+  }
+
+  async list(
+    principal: Principal,
+    q: { search?: string; status?: 'online' | 'offline'; type?: DeviceTypeCode; siteId?: string; buildingId?: string; apartmentId?: string; page: number; pageSize: number },
+  ): Promise<Page<DeviceView>> {
     const conditions: (SQL | undefined)[] = [this.scope(principal)];
     if (q.search) {
       const pattern = likePattern(q.search);
@@ -101,8 +115,9 @@ export class DeviceService {
     }
     if (q.status) conditions.push(eq(devices.status, q.status));
     if (q.type) conditions.push(eq(devices.type, q.type));
+    if (q.siteId || q.buildingId || q.apartmentId) conditions.push(this.placements.filter(devices.mac, q));
     const where = and(...conditions);
-    return paginate(
+    const page = await paginate(
       this.db
         .select()
         .from(devices)
@@ -111,30 +126,48 @@ export class DeviceService {
         .limit(q.pageSize)
         .offset((q.page - 1) * q.pageSize),
       this.db.select({ n: count() }).from(devices).where(where),
-      deviceView,
+      (row: DeviceRow) => row,
       q.page,
       q.pageSize,
     );
+    return { ...page, items: await this.withPlacements(page.items) };
   }
 
+  /** Changes a device; placing it (siteId, buildingId, apartmentId) is recorded in the same transaction. */
   async update(principal: Principal, mac: string, patch: PatchDeviceInput): Promise<DeviceView> {
-    const { type, ...rest } = patch;
-    const rows = await this.db
-      .update(devices)
-      .set({ ...rest, ...(type !== undefined ? { type: typeToCode(type) } : {}), updatedAt: new Date() })
-      .where(and(eq(devices.mac, mac), this.scope(principal)))
-      .returning();
-    if (!rows[0]) throw notFound('device', { mac });
-    return deviceView(rows[0]);
+    const { type, siteId, buildingId, apartmentId, ...rest } = patch;
+    const fields = { ...rest, ...(type !== undefined ? { type: typeToCode(type) } : {}) };
+    const row = await this.db.transaction(async (tx) => {
+      const rows = await tx
+        .update(devices)
+        .set({ ...fields, updatedAt: new Date() })
+        .where(and(eq(devices.mac, mac), this.scope(principal)))
+        .returning();
+      const row = rows[0];
+      if (!row) throw notFound('device', { mac });
+      if (siteId !== undefined) {
+        const target = siteId === null ? null : { siteId, buildingId: buildingId ?? null, apartmentId: apartmentId ?? null };
+        await this.placements.place(tx, principal, row, target);
+      }
+      // Others list this device by its name, type and location: what they were given must follow.
+      if (Object.keys(fields).length) await this.placements.deviceChanged(tx, row);
+      return row;
+    });
+    this.placements.committed();
+    return (await this.withPlacements([row]))[0]!;
   }
 
   /** Deletes the device and so unbinds its MAC (which stays in the MAC library); its session is closed. */
   async remove(principal: Principal, mac: string): Promise<void> {
-    const rows = await this.db
-      .delete(devices)
-      .where(and(eq(devices.mac, mac), this.scope(principal)))
-      .returning({ mac: devices.mac });
-    if (!rows[0]) throw notFound('device', { mac });
+    await this.db.transaction(async (tx) => {
+      await this.placements.deviceRemoved(tx, mac);
+      const rows = await tx
+        .delete(devices)
+        .where(and(eq(devices.mac, mac), this.scope(principal)))
+        .returning({ mac: devices.mac });
+      if (!rows[0]) throw notFound('device', { mac });
+    });
+    this.placements.committed();
     this.events.emit('device.removed', { mac });
   }
 

@@ -4,7 +4,7 @@ const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () =>
 
 /**
  * Documents devices fetch over HTTP, named by the SHA-256 of their bytes: what is too large for an MQTT
- * command (a large effective configuration; later contact and credential lists). Stored once per content.
+ * command (a large effective configuration, the directory's contact and credential lists). Stored once per content.
  */
 export const documents = pgTable('documents', {
   sha256: varchar('sha256', { length: 64 }).primaryKey(),

@@ -16,6 +16,8 @@ export interface ConfigSource {
   sipPassword: string;
   connectType: 'udp' | 'tcp' | 'tls';
   regularAutop: AutopLine[];
+  /** What the directory gives a placed device: its site's time zone and its documents (null: not placed). */
+  directory: { timeZone: string; documents: { name: string; sha256: string; size: number; url: string }[] } | null;
 }
 
 const transport = { udp: 0, tcp: 1, tls: 2 } as const;
@@ -24,7 +26,8 @@ const oneLine = (v: string) => v.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
 
 /**
  * The one renderer of a device's effective configuration: the device record, then its regular Autop
- * (a later line wins over an earlier one with the same key, as in the vendor's Autop files). It is the
+ * (a later line wins over an earlier one with the same key, as in the vendor's Autop files), with the
+ * directory's part (time zone, contact and credential documents) between them. It is the
  * whole managed configuration: a device replaces its previous one with it, so a key that left it goes back
  * to the device's default. One-time Autop is not part of it (it is carried out once, by its own command).
  * The text is deterministic, so its SHA-256 is a stable hash; push (MQTT) and pull (HTTP) serve these bytes.
@@ -50,6 +53,14 @@ export function renderConfig(src: ConfigSource): { text: string; hash: string } 
       `Config.DoorSetting.RELAY.AccessMethods${n} = ${r.accessMethods.join(',')}`,
     );
   });
+  if (src.directory) {
+    // Before regular Autop, so an installer's Autop line can still override a key.
+    lines.push('# Directory', `Config.Settings.DATETIME.TimeZone = ${src.directory.timeZone}`);
+    for (const d of src.directory.documents) {
+      const key = `Config.Directory.${d.name.toUpperCase()}`;
+      lines.push(`${key}.Url = ${d.url}`, `${key}.Sha256 = ${d.sha256}`, `${key}.Size = ${d.size}`);
+    }
+  }
   if (src.regularAutop.length) lines.push('# Regular Autop', ...src.regularAutop.map(renderAutopLine));
   const text = `${lines.join('\n')}\n`;
   return { text, hash: createHash('sha256').update(text).digest('hex') };

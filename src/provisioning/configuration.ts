@@ -1,5 +1,6 @@
 import type { Database, Statement } from '../db/client.js';
 import type { DeviceRow, DeviceService } from '../devices/service.js';
+import type { DirectoryRenders } from '../directory/follower.js';
 import type { DocumentStore } from '../documents/service.js';
 import type { DeviceCommand, DocumentReference } from './channel.js';
 import { renderConfig } from './config-renderer.js';
@@ -13,7 +14,7 @@ const STAMP_ROOM = 64;
 const regularAutopOf: Statement = { name: 'configuration_regular_autop', text: 'SELECT lines FROM regular_autop WHERE mac = $1' };
 
 /**
- * A device's effective configuration (its record and its regular Autop) and how it travels: inline in a
+ * A device's effective configuration (its record, what the directory rendered for it, its regular Autop) and how it travels: inline in a
  * command while the command stays within 64 KiB, otherwise as a document the device fetches by hash.
  * Push and pull serve the same bytes: both come from `effective`.
  */
@@ -22,6 +23,7 @@ export class Configurations {
     private readonly database: Database,
     private readonly devices: DeviceService,
     private readonly documents: DocumentStore,
+    private readonly directory: DirectoryRenders,
     /** The URL a device fetches a document at. */
     private readonly documentUrl: (sha256: string) => string,
   ) {}
@@ -34,7 +36,7 @@ export class Configurations {
   /** The effective configuration of a device whose record the caller has already read. */
   async effectiveOf(device: DeviceRow): Promise<{ text: string; hash: string }> {
     const mac = device.mac;
-    const regular = await this.database.run<{ lines: AutopLine[] }>(regularAutopOf, [mac]);
+    const [regular, placed] = await Promise.all([this.database.run<{ lines: AutopLine[] }>(regularAutopOf, [mac]), this.directory.of(mac)]);
     return renderConfig({
       mac,
       name: device.name,
@@ -45,6 +47,7 @@ export class Configurations {
       sipPassword: device.sipPassword,
       connectType: device.connectType,
       regularAutop: regular[0]?.lines ?? [],
+      directory: placed && { timeZone: placed.timeZone, documents: placed.documents.map((d) => ({ ...d, url: this.documentUrl(d.sha256) })) },
     });
   }
 

@@ -76,6 +76,9 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   private readonly store: JobStore;
   private readonly now: () => number;
 
+  /** Whether a kind's command carries the effective configuration. */
+  carriesConfiguration = (kind: JobKind): boolean => this.opts.kinds.carriesConfiguration(kind);
+
   constructor(private readonly opts: EngineOptions) {
     super();
     this.log = opts.logger.child({ component: 'provisioning' });

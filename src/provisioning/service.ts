@@ -108,6 +108,34 @@ export class ProvisioningService {
     }
   }
 
+  /**
+   * Provisions devices whose directory documents changed: one `provision` job each, recorded as the
+   * directory's, unless a job carrying the configuration still waits undelivered (it renders the newest
+   * configuration when it is delivered). Deleted devices are skipped.
+   */
+  async followDirectory(macs: string[]): Promise<string[]> {
+    const owners = await this.devices.firmwareOf(macs, null);
+    if (!owners.size) return [];
+    const waiting = await this.db
+      .select({ mac: jobs.mac, kind: jobs.kind })
+      .from(jobs)
+      .where(and(inArray(jobs.mac, [...owners.keys()]), eq(jobs.state, 'queued')));
+    const covered = new Set(waiting.filter((j) => this.engine.carriesConfiguration(j.kind)).map((j) => j.mac));
+    const items: JobRequest[] = [...owners]
+      .filter(([mac]) => !covered.has(mac))
+      .map(([mac, { installerId }]) => ({ kind: 'provision', mac, installerId, params: { reason: 'directory' } }));
+    if (!items.length) return [];
+    const created = await this.db.transaction((tx) => this.insertJobs(tx, { accountId: null, label: 'directory' }, items));
+    const ids = created.map((j) => j.id);
+    try {
+      await this.engine.enqueue(ids);
+    } catch (err) {
+      // Recorded: reconciliation gives them their twins once the queue is back.
+      if (!(err instanceof QueueUnavailableError)) throw err;
+    }
+    return ids;
+  }
+
   /** Cancels the jobs of a batch that no device has started yet (queued, or delivered and unanswered). */
   async cancelNotStarted(batchId: string, actor: JobActor): Promise<string[]> {
     const rows = await this.db

@@ -73,6 +73,7 @@ t.test('the effective configuration is deterministic and its hash follows every 
     sipPassword: 'secret',
     connectType: 'tcp' as const,
     regularAutop: [{ key: 'Config.A', value: '1' }],
+    directory: null,
   };
   const a = renderConfig(source);
   t.same(renderConfig(source), a, 'same input, same bytes and hash');
@@ -82,4 +83,8 @@ t.test('the effective configuration is deterministic and its hash follows every 
   t.not(renderConfig({ ...source, regularAutop: [] }).hash, a.hash);
   t.not(renderConfig({ ...source, connectType: 'udp' }).hash, a.hash);
   t.not(renderConfig({ ...source, relays: [] }).hash, a.hash);
+  const placed = renderConfig({ ...source, directory: { timeZone: 'Europe/Berlin', documents: [{ name: 'contacts', sha256: 'ab'.repeat(32), size: 10, url: 'http://h/documents/x' }] } });
+  t.not(placed.hash, a.hash, 'what the directory gives is part of the configuration');
+  t.ok(placed.text.indexOf('Config.Settings.DATETIME.TimeZone = Europe/Berlin') < placed.text.indexOf('# Regular Autop'), 'regular Autop comes after the directory, so it can override it');
+  t.match(placed.text, /Config\.Directory\.CONTACTS\.Sha256 = (ab){32}\n/);
 });

@@ -1,0 +1,51 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { apartmentParams, createResidentBody, patchResidentBody, residentParams, residentSchema } from '../../directory/schemas.js';
+import type { DirectoryService } from '../../directory/service.js';
+import { pageOf, pageQuery } from '../../shared/pagination.js';
+import { errorResponses } from '../errors.js';
+
+export const residentRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService }> = async (app, { directory }) => {
+  const tags = ['directory'];
+  app.post(
+    '/apartments/:apartmentId/residents',
+    {
+      schema: {
+        tags,
+        summary: 'Add a resident: the main resident first, then family members',
+        params: apartmentParams,
+        body: createResidentBody,
+        response: { 201: residentSchema, ...errorResponses(400, 404, 409, 415) },
+      },
+    },
+    async (request, reply) => reply.status(201).send(await directory.createResident(request.principal, request.params.apartmentId, request.body)),
+  );
+  app.get(
+    '/apartments/:apartmentId/residents',
+    { schema: { tags, summary: "An apartment's residents, the main resident first", params: apartmentParams, querystring: z.strictObject(pageQuery), response: { 200: pageOf(residentSchema), ...errorResponses(400, 404) } } },
+    async (request) => directory.listResidents(request.principal, request.params.apartmentId, request.query),
+  );
+  app.get('/residents/:residentId', { schema: { tags, summary: 'One resident', params: residentParams, response: { 200: residentSchema, ...errorResponses(400, 404) } } }, async (request) =>
+    directory.getResident(request.principal, request.params.residentId),
+  );
+  app.patch(
+    '/residents/:residentId',
+    { schema: { tags, summary: 'Change a resident', params: residentParams, body: patchResidentBody, response: { 200: residentSchema, ...errorResponses(400, 404, 415) } } },
+    async (request) => directory.updateResident(request.principal, request.params.residentId, request.body),
+  );
+  app.delete(
+    '/residents/:residentId',
+    {
+      schema: {
+        tags,
+        summary: 'Remove a resident with their PIN codes and cards (the main resident after the family members)',
+        params: residentParams,
+        response: { 204: z.null(), ...errorResponses(400, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      await directory.removeResident(request.principal, request.params.residentId);
+      return reply.status(204).send(null);
+    },
+  );
+};

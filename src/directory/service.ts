@@ -1,0 +1,548 @@
+import { and, asc, count, eq, ilike, inArray, sql, type SQL } from 'drizzle-orm';
+import type { AnyPgColumn } from 'drizzle-orm/pg-core';
+import type { Principal } from '../accounts/service.js';
+import type { Db, Queryable, Tx } from '../db/client.js';
+import { violatedConstraint } from '../db/errors.js';
+import type { DevicePlacements, DevicePlacementView, PlacementFilter } from '../devices/placement.js';
+import { badRequest, conflict, DomainError, notFound } from '../shared/errors.js';
+import { likePattern, paginate, type Page } from '../shared/pagination.js';
+import type {
+  ApartmentView,
+  BuildingView,
+  CreateApartmentInput,
+  CreateBuildingInput,
+  CreateCredentialInput,
+  CreateResidentInput,
+  CreateSiteInput,
+  CredentialView,
+  PatchApartmentInput,
+  PatchBuildingInput,
+  PatchResidentInput,
+  PatchSiteInput,
+  ResidentView,
+  SiteView,
+} from './schemas.js';
+import { apartments, buildings, credentials, directoryChanges, placements, residents, sites } from './tables.js';
+
+type SiteRow = typeof sites.$inferSelect;
+type BuildingRow = typeof buildings.$inferSelect;
+type ApartmentRow = typeof apartments.$inferSelect;
+type ResidentRow = typeof residents.$inferSelect;
+type CredentialRow = typeof credentials.$inferSelect;
+
+const siteView = (s: SiteRow): SiteView => ({
+  id: s.id,
+  installerId: s.installerId,
+  kind: s.kind,
+  name: s.name,
+  address: s.address,
+  timeZone: s.timeZone,
+  contactDisplay: s.contactDisplay,
+  pinMode: s.pinMode,
+  communityCalls: s.communityCalls,
+  createdAt: s.createdAt.toISOString(),
+  updatedAt: s.updatedAt.toISOString(),
+});
+const buildingView = (b: BuildingRow): BuildingView => ({ id: b.id, siteId: b.siteId, name: b.name, groundFloor: b.groundFloor, startFloor: b.startFloor, createdAt: b.createdAt.toISOString() });
+const apartmentView = (a: ApartmentRow): ApartmentView => ({
+  id: a.id,
+  siteId: a.siteId,
+  buildingId: a.buildingId,
+  number: a.number,
+  name: a.name,
+  floor: a.floor,
+  contactPreference: a.contactPreference,
+  networkGroup: a.networkGroup,
+  createdAt: a.createdAt.toISOString(),
+});
+const residentView = (r: ResidentRow): ResidentView => ({
+  id: r.id,
+  siteId: r.siteId,
+  apartmentId: r.apartmentId,
+  role: r.role,
+  firstName: r.firstName,
+  lastName: r.lastName,
+  email: r.email,
+  mobile: r.mobile ?? null,
+  landlines: r.landlines,
+  remark: r.remark,
+  accessibleFloors: r.accessibleFloors,
+  createdAt: r.createdAt.toISOString(),
+});
+const credentialView = (c: CredentialRow): CredentialView => ({
+  id: c.id,
+  residentId: c.residentId,
+  apartmentId: c.apartmentId,
+  kind: c.kind,
+  value: c.value,
+  validFrom: c.validFrom?.toISOString() ?? null,
+  validUntil: c.validUntil?.toISOString() ?? null,
+  createdAt: c.createdAt.toISOString(),
+});
+
+/** What a PIN or card must be unique in (see the `credentials` table). */
+const scopeOf = (kind: 'pin' | 'card', pinMode: 'pin' | 'apt-pin', apartmentId: string) => (kind === 'pin' && pinMode === 'apt-pin' ? apartmentId : 'site');
+
+// Device types an apartment may hold: its indoor monitors and a single-tenant door phone (a villa).
+const APARTMENT_TYPES = new Set(['1', '2']);
+
+/** A placement naming a building or apartment the caller cannot see is a bad request, not a missing device. */
+const asInvalidPlacement = (message: string, details: unknown) => (err: unknown): never => {
+  if (err instanceof DomainError && err.kind === 'not_found') throw badRequest('placement_invalid', message, details);
+  throw err;
+};
+
+/** Turns a unique-index violation into the conflict an installer understands; rethrows anything else. */
+function uniqueConflict(err: unknown, messages: Record<string, [string, string]>): never {
+  const known = messages[violatedConstraint(err) ?? ''];
+  if (known) throw conflict(known[0], known[1]);
+  throw err;
+}
+
+/**
+ * The directory: sites, buildings, apartments, residents and their PIN codes and cards, and where devices
+ * are installed. Every write also records which site changed, in the same transaction, and pokes the
+ * follower, which renders the site's devices again and provisions those whose documents changed.
+ */
+export class DirectoryService implements DevicePlacements {
+  private pokeFollower: () => void = () => {};
+
+  constructor(private readonly db: Db) {}
+
+  /** The follower to wake once a change committed. */
+  onChange(poke: () => void): void {
+    this.pokeFollower = poke;
+  }
+
+  committed(): void {
+    this.pokeFollower();
+  }
+
+  private async changed(tx: Queryable, siteId: string, principal: Principal | null): Promise<void> {
+    await tx.insert(directoryChanges).values({ siteId, accountId: principal?.accountId ?? null });
+  }
+
+  /** Runs a write and its change record in one transaction, then wakes the follower. */
+  private async write<T>(work: (tx: Tx) => Promise<T>): Promise<T> {
+    const result = await this.db.transaction(work);
+    this.pokeFollower();
+    return result;
+  }
+
+  private owns(principal: Principal, installerId: string): boolean {
+    return principal.role === 'distributor' || principal.accountId === installerId;
+  }
+
+  // ---- sites
+
+  private async site(q: Queryable, principal: Principal, siteId: string, lock = false): Promise<SiteRow> {
+    const query = q.select().from(sites).where(eq(sites.id, siteId)).limit(1);
+    const rows = lock ? await query.for('update') : await query;
+    const site = rows[0];
+    if (!site || !this.owns(principal, site.installerId)) throw notFound('site', { siteId });
+    return site;
+  }
+
+  async createSite(principal: Principal, input: CreateSiteInput): Promise<SiteView> {
+    let installerId = principal.accountId;
+    if (input.installerId && input.installerId !== principal.accountId) {
+      if (principal.role !== 'distributor') throw badRequest('installer_not_allowed', 'only a distributor creates a site for another installer', { installerId: input.installerId });
+      installerId = input.installerId;
+    }
+    if (principal.role === 'distributor' && !input.installerId) throw badRequest('installer_required', 'a distributor names the installer who owns the site (installerId)');
+    const { installerId: _ignored, ...fields } = input;
+    try {
+      const [row] = await this.db
+        .insert(sites)
+        .values({ ...fields, address: fields.address ?? null, installerId })
+        .returning();
+      return siteView(row!);
+    } catch (err) {
+      if (violatedConstraint(err) === 'sites_installer_id_accounts_id_fk') throw badRequest('installer_not_found', `no installer ${installerId}`, { installerId });
+      throw err;
+    }
+  }
+
+  async listSites(principal: Principal, q: { search?: string; page: number; pageSize: number }): Promise<Page<SiteView>> {
+    const where = and(principal.role === 'distributor' ? undefined : eq(sites.installerId, principal.accountId), q.search ? ilike(sites.name, likePattern(q.search)) : undefined);
+    return paginate(
+      this.db.select().from(sites).where(where).orderBy(asc(sites.name), asc(sites.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize),
+      this.db.select({ n: count() }).from(sites).where(where),
+      siteView,
+      q.page,
+      q.pageSize,
+    );
+  }
+
+  async getSite(principal: Principal, siteId: string): Promise<SiteView> {
+    return siteView(await this.site(this.db, principal, siteId));
+  }
+
+  async updateSite(principal: Principal, siteId: string, patch: PatchSiteInput): Promise<SiteView> {
+    return this.write(async (tx) => {
+      const site = await this.site(tx, principal, siteId, true);
+      const [row] = await tx
+        .update(sites)
+        .set({ ...patch, updatedAt: new Date() })
+        .where(eq(sites.id, siteId))
+        .returning();
+      if (patch.pinMode && patch.pinMode !== site.pinMode) {
+        // PINs are unique per site in `pin` mode and per apartment in `apt-pin` mode: re-scope them.
+        try {
+          await tx
+            .update(credentials)
+            .set({ scope: patch.pinMode === 'apt-pin' ? sql`${credentials.apartmentId}::text` : 'site' })
+            .where(and(eq(credentials.siteId, siteId), eq(credentials.kind, 'pin')));
+        } catch (err) {
+          uniqueConflict(err, { credentials_unique_idx: ['pin_taken', 'two apartments share a PIN: in pin mode every PIN must be unique in the site; change one first'] });
+        }
+      }
+      await this.changed(tx, siteId, principal);
+      return siteView(row!);
+    });
+  }
+
+  async removeSite(principal: Principal, siteId: string): Promise<void> {
+    await this.write(async (tx) => {
+      await this.site(tx, principal, siteId, true);
+      await this.refuseWhilePlaced(tx, eq(placements.siteId, siteId), 'site_has_devices', 'the site still has devices placed in it; move or unplace them first');
+      await tx.delete(sites).where(eq(sites.id, siteId));
+    });
+  }
+
+  private async refuseWhilePlaced(tx: Queryable, where: SQL, code: string, message: string): Promise<void> {
+    const placed = await tx.select({ mac: placements.mac }).from(placements).where(where).limit(20);
+    if (placed.length) throw conflict(code, message, { macs: placed.map((p) => p.mac) });
+  }
+
+  // ---- buildings
+
+  private async building(q: Queryable, principal: Principal, buildingId: string): Promise<{ building: BuildingRow; site: SiteRow }> {
+    const rows = await q.select({ building: buildings, site: sites }).from(buildings).innerJoin(sites, eq(sites.id, buildings.siteId)).where(eq(buildings.id, buildingId)).limit(1);
+    const row = rows[0];
+    if (!row || !this.owns(principal, row.site.installerId)) throw notFound('building', { buildingId });
+    return row;
+  }
+
+  private static readonly buildingConflicts: Record<string, [string, string]> = {
+    buildings_site_name_idx: ['building_name_taken', 'the site already has a building of that name'],
+  };
+
+  async createBuilding(principal: Principal, siteId: string, input: CreateBuildingInput): Promise<BuildingView> {
+    return this.write(async (tx) => {
+      await this.site(tx, principal, siteId);
+      try {
+        const [row] = await tx.insert(buildings).values({ siteId, ...input }).returning();
+        await this.changed(tx, siteId, principal);
+        return buildingView(row!);
+      } catch (err) {
+        uniqueConflict(err, DirectoryService.buildingConflicts);
+      }
+    });
+  }
+
+  async listBuildings(principal: Principal, siteId: string, q: { page: number; pageSize: number }): Promise<Page<BuildingView>> {
+    await this.site(this.db, principal, siteId);
+    const where = eq(buildings.siteId, siteId);
+    return paginate(
+      this.db.select().from(buildings).where(where).orderBy(asc(buildings.name), asc(buildings.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize),
+      this.db.select({ n: count() }).from(buildings).where(where),
+      buildingView,
+      q.page,
+      q.pageSize,
+    );
+  }
+
+  async getBuilding(principal: Principal, buildingId: string): Promise<BuildingView> {
+    return buildingView((await this.building(this.db, principal, buildingId)).building);
+  }
+
+  async updateBuilding(principal: Principal, buildingId: string, patch: PatchBuildingInput): Promise<BuildingView> {
+    return this.write(async (tx) => {
+      const { site } = await this.building(tx, principal, buildingId);
+      try {
+        const [row] = await tx.update(buildings).set(patch).where(eq(buildings.id, buildingId)).returning();
+        await this.changed(tx, site.id, principal);
+        return buildingView(row!);
+      } catch (err) {
+        uniqueConflict(err, DirectoryService.buildingConflicts);
+      }
+    });
+  }
+
+  async removeBuilding(principal: Principal, buildingId: string): Promise<void> {
+    await this.write(async (tx) => {
+      const { site } = await this.building(tx, principal, buildingId);
+      const inside = tx.select({ id: apartments.id }).from(apartments).where(eq(apartments.buildingId, buildingId));
+      await this.refuseWhilePlaced(tx, sql`${placements.buildingId} = ${buildingId} OR ${placements.apartmentId} IN ${inside}`, 'building_has_devices', 'the building still has devices placed in it or in its apartments; move or unplace them first');
+      await tx.delete(buildings).where(eq(buildings.id, buildingId));
+      await this.changed(tx, site.id, principal);
+    });
+  }
+
+  // ---- apartments
+
+  private async apartment(q: Queryable, principal: Principal, apartmentId: string): Promise<{ apartment: ApartmentRow; site: SiteRow }> {
+    const rows = await q.select({ apartment: apartments, site: sites }).from(apartments).innerJoin(sites, eq(sites.id, apartments.siteId)).where(eq(apartments.id, apartmentId)).limit(1);
+    const row = rows[0];
+    if (!row || !this.owns(principal, row.site.installerId)) throw notFound('apartment', { apartmentId });
+    return row;
+  }
+
+  private static readonly apartmentConflicts: Record<string, [string, string]> = {
+    apartments_building_number_idx: ['apartment_number_taken', 'the building already has an apartment with that number'],
+  };
+
+  async createApartment(principal: Principal, buildingId: string, input: CreateApartmentInput): Promise<ApartmentView> {
+    return this.write(async (tx) => {
+      const { site } = await this.building(tx, principal, buildingId);
+      try {
+        const [row] = await tx
+          .insert(apartments)
+          .values({ siteId: site.id, buildingId, ...input })
+          .returning();
+        await this.changed(tx, site.id, principal);
+        return apartmentView(row!);
+      } catch (err) {
+        uniqueConflict(err, DirectoryService.apartmentConflicts);
+      }
+    });
+  }
+
+  async listApartments(principal: Principal, buildingId: string, q: { page: number; pageSize: number }): Promise<Page<ApartmentView>> {
+    await this.building(this.db, principal, buildingId);
+    const where = eq(apartments.buildingId, buildingId);
+    return paginate(
+      this.db.select().from(apartments).where(where).orderBy(asc(apartments.number), asc(apartments.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize),
+      this.db.select({ n: count() }).from(apartments).where(where),
+      apartmentView,
+      q.page,
+      q.pageSize,
+    );
+  }
+
+  async getApartment(principal: Principal, apartmentId: string): Promise<ApartmentView> {
+    return apartmentView((await this.apartment(this.db, principal, apartmentId)).apartment);
+  }
+
+  async updateApartment(principal: Principal, apartmentId: string, patch: PatchApartmentInput): Promise<ApartmentView> {
+    return this.write(async (tx) => {
+      const { site } = await this.apartment(tx, principal, apartmentId);
+      try {
+        const [row] = await tx.update(apartments).set(patch).where(eq(apartments.id, apartmentId)).returning();
+        await this.changed(tx, site.id, principal);
+        return apartmentView(row!);
+      } catch (err) {
+        uniqueConflict(err, DirectoryService.apartmentConflicts);
+      }
+    });
+  }
+
+  async removeApartment(principal: Principal, apartmentId: string): Promise<void> {
+    await this.write(async (tx) => {
+      const { site } = await this.apartment(tx, principal, apartmentId);
+      await this.refuseWhilePlaced(tx, eq(placements.apartmentId, apartmentId), 'apartment_has_devices', 'the apartment still has devices placed in it; move or unplace them first');
+      await tx.delete(apartments).where(eq(apartments.id, apartmentId));
+      await this.changed(tx, site.id, principal);
+    });
+  }
+
+  /**
+   * Resets an apartment for new tenants (seed 004 "Reset apartment"): its residents, family members and
+   * their PIN codes and cards go; the apartment, its number, name and devices stay, and its devices are
+   * provisioned again.
+   */
+  async resetApartment(principal: Principal, apartmentId: string): Promise<{ residentsRemoved: number; credentialsRemoved: number }> {
+    return this.write(async (tx) => {
+      const { site } = await this.apartment(tx, principal, apartmentId);
+      const removedCredentials = await tx.delete(credentials).where(eq(credentials.apartmentId, apartmentId)).returning({ id: credentials.id });
+      const removedResidents = await tx.delete(residents).where(eq(residents.apartmentId, apartmentId)).returning({ id: residents.id });
+      await this.changed(tx, site.id, principal);
+      return { residentsRemoved: removedResidents.length, credentialsRemoved: removedCredentials.length };
+    });
+  }
+
+  // ---- residents
+
+  private async resident(q: Queryable, principal: Principal, residentId: string): Promise<{ resident: ResidentRow; site: SiteRow }> {
+    const rows = await q.select({ resident: residents, site: sites }).from(residents).innerJoin(sites, eq(sites.id, residents.siteId)).where(eq(residents.id, residentId)).limit(1);
+    const row = rows[0];
+    if (!row || !this.owns(principal, row.site.installerId)) throw notFound('resident', { residentId });
+    return row;
+  }
+
+  async createResident(principal: Principal, apartmentId: string, input: CreateResidentInput): Promise<ResidentView> {
+    return this.write(async (tx) => {
+      const { apartment, site } = await this.apartment(tx, principal, apartmentId);
+      // The apartment row is locked so two first residents cannot both become its main resident.
+      await tx.select({ id: apartments.id }).from(apartments).where(eq(apartments.id, apartmentId)).for('update');
+      const main = await tx
+        .select({ id: residents.id })
+        .from(residents)
+        .where(and(eq(residents.apartmentId, apartmentId), eq(residents.role, 'main')))
+        .limit(1);
+      const role = input.role ?? (main[0] ? 'family' : 'main');
+      if (role === 'main' && main[0]) throw conflict('main_resident_exists', 'the apartment already has a main resident', { residentId: main[0].id });
+      if (role === 'family' && !main[0]) throw conflict('main_resident_missing', 'add the main resident of the apartment before family members');
+      const { role: _role, ...fields } = input;
+      const [row] = await tx
+        .insert(residents)
+        .values({ ...fields, role, siteId: site.id, apartmentId: apartment.id })
+        .returning();
+      await this.changed(tx, site.id, principal);
+      return residentView(row!);
+    });
+  }
+
+  async listResidents(principal: Principal, apartmentId: string, q: { page: number; pageSize: number }): Promise<Page<ResidentView>> {
+    await this.apartment(this.db, principal, apartmentId);
+    const where = eq(residents.apartmentId, apartmentId);
+    return paginate(
+      this.db
+        .select()
+        .from(residents)
+        .where(where)
+        .orderBy(sql`${residents.role} = 'main' DESC`, asc(residents.createdAt), asc(residents.id))
+        .limit(q.pageSize)
+        .offset((q.page - 1) * q.pageSize),
+      this.db.select({ n: count() }).from(residents).where(where),
+      residentView,
+      q.page,
+      q.pageSize,
+    );
+  }
+
+  async getResident(principal: Principal, residentId: string): Promise<ResidentView> {
+    return residentView((await this.resident(this.db, principal, residentId)).resident);
+  }
+
+  async updateResident(principal: Principal, residentId: string, patch: PatchResidentInput): Promise<ResidentView> {
+    return this.write(async (tx) => {
+      const { site } = await this.resident(tx, principal, residentId);
+      const [row] = await tx.update(residents).set(patch).where(eq(residents.id, residentId)).returning();
+      await this.changed(tx, site.id, principal);
+      return residentView(row!);
+    });
+  }
+
+  /** Removes a resident and their credentials; the main resident goes last (remove family members first). */
+  async removeResident(principal: Principal, residentId: string): Promise<void> {
+    await this.write(async (tx) => {
+      const { resident, site } = await this.resident(tx, principal, residentId);
+      if (resident.role === 'main') {
+        const family = await tx
+          .select({ n: count() })
+          .from(residents)
+          .where(and(eq(residents.apartmentId, resident.apartmentId), eq(residents.role, 'family')));
+        if ((family[0]?.n ?? 0) > 0) throw conflict('family_members_remain', 'remove the family members first, or reset the apartment');
+      }
+      await tx.delete(residents).where(eq(residents.id, residentId));
+      await this.changed(tx, site.id, principal);
+    });
+  }
+
+  // ---- credentials
+
+  async createCredential(principal: Principal, residentId: string, input: CreateCredentialInput): Promise<CredentialView> {
+    return this.write(async (tx) => {
+      const { resident, site } = await this.resident(tx, principal, residentId);
+      try {
+        const [row] = await tx
+          .insert(credentials)
+          .values({
+            siteId: site.id,
+            apartmentId: resident.apartmentId,
+            residentId,
+            kind: input.kind,
+            value: input.value,
+            scope: scopeOf(input.kind, site.pinMode, resident.apartmentId),
+            validFrom: input.validFrom ? new Date(input.validFrom) : null,
+            validUntil: input.validUntil ? new Date(input.validUntil) : null,
+          })
+          .returning();
+        await this.changed(tx, site.id, principal);
+        return credentialView(row!);
+      } catch (err) {
+        const where = input.kind === 'card' ? 'site' : site.pinMode === 'apt-pin' ? 'apartment' : 'site';
+        uniqueConflict(err, { credentials_unique_idx: [`${input.kind}_taken`, `that ${input.kind === 'pin' ? 'PIN' : 'card'} is already in use in this ${where}`] });
+      }
+    });
+  }
+
+  async listCredentials(principal: Principal, residentId: string): Promise<CredentialView[]> {
+    await this.resident(this.db, principal, residentId);
+    const rows = await this.db.select().from(credentials).where(eq(credentials.residentId, residentId)).orderBy(asc(credentials.createdAt), asc(credentials.id));
+    return rows.map(credentialView);
+  }
+
+  /** Revokes a PIN or card: it leaves the lists of the devices that accepted it. */
+  async removeCredential(principal: Principal, credentialId: string): Promise<void> {
+    await this.write(async (tx) => {
+      const rows = await tx.select({ credential: credentials, site: sites }).from(credentials).innerJoin(sites, eq(sites.id, credentials.siteId)).where(eq(credentials.id, credentialId)).limit(1);
+      const row = rows[0];
+      if (!row || !this.owns(principal, row.site.installerId)) throw notFound('credential', { credentialId });
+      await tx.delete(credentials).where(eq(credentials.id, credentialId));
+      await this.changed(tx, row.site.id, principal);
+    });
+  }
+
+  // ---- placement (DevicePlacements)
+
+  async place(tx: Tx, principal: Principal, device: { mac: string; type: string; installerId: string }, target: DevicePlacementView | null): Promise<void> {
+    const before = await tx.select().from(placements).where(eq(placements.mac, device.mac)).limit(1).for('update');
+    if (before[0]) await this.changed(tx, before[0].siteId, principal);
+    if (!target) {
+      await tx.delete(placements).where(eq(placements.mac, device.mac));
+      return;
+    }
+    const site = await this.site(tx, principal, target.siteId);
+    if (site.installerId !== device.installerId) throw badRequest('placement_invalid', "the site does not belong to the device's installer", { siteId: target.siteId });
+    let buildingId = target.buildingId;
+    if (target.apartmentId) {
+      const { apartment } = await this.apartment(tx, principal, target.apartmentId).catch(asInvalidPlacement('no such apartment', { apartmentId: target.apartmentId }));
+      if (apartment.siteId !== site.id || (buildingId && apartment.buildingId !== buildingId)) throw badRequest('placement_invalid', 'the apartment is not in that site and building', { apartmentId: target.apartmentId });
+      if (!APARTMENT_TYPES.has(device.type)) throw badRequest('placement_invalid', 'only indoor monitors and single-tenant door phones are placed in an apartment', { type: device.type });
+      buildingId = apartment.buildingId;
+    } else if (buildingId) {
+      const { building } = await this.building(tx, principal, buildingId).catch(asInvalidPlacement('no such building', { buildingId }));
+      if (building.siteId !== site.id) throw badRequest('placement_invalid', 'the building is not in that site', { buildingId });
+    }
+    const values = { siteId: site.id, buildingId: buildingId ?? null, apartmentId: target.apartmentId ?? null };
+    await tx
+      .insert(placements)
+      .values({ mac: device.mac, ...values })
+      .onConflictDoUpdate({ target: placements.mac, set: values });
+    if (before[0]?.siteId !== site.id) await this.changed(tx, site.id, principal);
+  }
+
+  async deviceChanged(tx: Tx, device: { mac: string; type: string }): Promise<void> {
+    const rows = await tx.select().from(placements).where(eq(placements.mac, device.mac)).limit(1);
+    const placement = rows[0];
+    if (!placement) return;
+    if (placement.apartmentId && !APARTMENT_TYPES.has(device.type)) {
+      throw badRequest('placement_invalid', 'the device is placed in an apartment, where only indoor monitors and single-tenant door phones go; move it first', { type: device.type });
+    }
+    await this.changed(tx, placement.siteId, null);
+  }
+
+  async of(macs: string[]): Promise<Map<string, DevicePlacementView>> {
+    if (!macs.length) return new Map();
+    const rows = await this.db.select().from(placements).where(inArray(placements.mac, macs));
+    return new Map(rows.map((r) => [r.mac, { siteId: r.siteId, buildingId: r.buildingId, apartmentId: r.apartmentId }]));
+  }
+
+  filter(mac: AnyPgColumn, f: PlacementFilter): SQL {
+    const conditions = [
+      f.siteId ? eq(placements.siteId, f.siteId) : undefined,
+      f.buildingId ? eq(placements.buildingId, f.buildingId) : undefined,
+      f.apartmentId ? eq(placements.apartmentId, f.apartmentId) : undefined,
+    ];
+    return inArray(mac, this.db.select({ mac: placements.mac }).from(placements).where(and(...conditions)));
+  }
+
+  async deviceRemoved(tx: Tx, mac: string): Promise<void> {
+    const rows = await tx.select({ siteId: placements.siteId }).from(placements).where(eq(placements.mac, mac)).limit(1);
+    if (rows[0]) await this.changed(tx, rows[0].siteId, null);
+  }
+}
+
