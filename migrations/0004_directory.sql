@@ -7,6 +7,7 @@ CREATE TABLE "apartments" (
 	"floor" text,
 	"contact_preference" jsonb DEFAULT '{"mode":"group"}'::jsonb NOT NULL,
 	"network_group" integer DEFAULT 1 NOT NULL,
+	"web_relay_id" integer DEFAULT 0 NOT NULL,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint

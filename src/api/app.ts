@@ -17,6 +17,7 @@ import { credentialRoutes } from './routes/credentials.js';
 import { deviceDirectoryRoutes, type DeviceDirectoryDeps } from './routes/device-directory.js';
 import { deviceRoutes } from './routes/devices.js';
 import { residentRoutes } from './routes/residents.js';
+import { siteTemplateRoutes } from './routes/site-templates.js';
 import { siteRoutes } from './routes/sites.js';
 import { healthRoutes, type ReadinessChecks } from './routes/health.js';
 import { macLibraryRoutes } from './routes/mac-library.js';
@@ -88,6 +89,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       await api.register(accountRoutes, { accounts: deps.accounts });
       await api.register(macLibraryRoutes, { macLibrary: deps.macLibrary });
       await api.register(deviceRoutes, { devices: deps.devices });
+      await api.register(siteTemplateRoutes, { directory: deps.directory });
       await api.register(siteRoutes, { directory: deps.directory });
       await api.register(buildingRoutes, { directory: deps.directory });
       await api.register(apartmentRoutes, { directory: deps.directory });

@@ -153,7 +153,7 @@ export class DirectoryFollower extends EventEmitter<{ rendered: [{ siteId: strin
     const [buildingRows, apartmentRows, residentRows, credentialRows, placementRows] = await Promise.all([
       this.db.select({ id: buildings.id, name: buildings.name }).from(buildings).where(eq(buildings.siteId, siteId)),
       this.db
-        .select({ id: apartments.id, buildingId: apartments.buildingId, number: apartments.number, name: apartments.name, floor: apartments.floor, contactPreference: apartments.contactPreference })
+        .select({ id: apartments.id, buildingId: apartments.buildingId, number: apartments.number, name: apartments.name, floor: apartments.floor, contactPreference: apartments.contactPreference, webRelayId: apartments.webRelayId })
         .from(apartments)
         .where(eq(apartments.siteId, siteId)),
       this.db

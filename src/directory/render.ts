@@ -8,7 +8,7 @@ import type { CallStep, ContactPreference, PhoneNumber } from './tables.js';
 export interface SiteSnapshot {
   site: { id: string; name: string; timeZone: string; contactDisplay: 'first-last' | 'last-first'; pinMode: 'pin' | 'apt-pin' };
   buildings: { id: string; name: string }[];
-  apartments: { id: string; buildingId: string; number: string; name: string | null; floor: string | null; contactPreference: ContactPreference }[];
+  apartments: { id: string; buildingId: string; number: string; name: string | null; floor: string | null; contactPreference: ContactPreference; webRelayId: number }[];
   residents: { id: string; apartmentId: string; role: 'main' | 'family'; firstName: string; lastName: string; mobile: PhoneNumber | null; landlines: string[]; createdAt: Date }[];
   credentials: { apartmentId: string; kind: 'pin' | 'card'; value: string; validFrom: Date | null; validUntil: Date | null }[];
   /** Devices placed in the site, with what the devices domain knows of them. */
@@ -94,6 +94,7 @@ export function renderSite(s: SiteSnapshot): DeviceRender[] {
         building: buildingName.get(a.buildingId) ?? null,
         name: a.name,
         floor: a.floor,
+        webRelayId: a.webRelayId,
         residents: (residentsOf.get(a.id) ?? []).map(displayName),
         call: call(a),
       })),

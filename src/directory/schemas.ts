@@ -130,6 +130,7 @@ const apartmentFields = {
   floor: floorSchema.nullable(),
   contactPreference: contactPreferenceSchema,
   networkGroup: z.number().int().min(1).max(1000),
+  webRelayId: z.number().int().min(0).max(10).describe('the web relay its residents open (0: none)'),
 };
 export const createApartmentBody = z.strictObject({
   number: apartmentFields.number,
@@ -137,6 +138,7 @@ export const createApartmentBody = z.strictObject({
   floor: apartmentFields.floor.default(null),
   contactPreference: apartmentFields.contactPreference.default({ mode: 'group' }),
   networkGroup: apartmentFields.networkGroup.default(1),
+  webRelayId: apartmentFields.webRelayId.default(0),
 });
 export type CreateApartmentInput = z.infer<typeof createApartmentBody>;
 export const patchApartmentBody = z
@@ -146,6 +148,7 @@ export const patchApartmentBody = z
     floor: apartmentFields.floor.optional(),
     contactPreference: apartmentFields.contactPreference.optional(),
     networkGroup: apartmentFields.networkGroup.optional(),
+    webRelayId: apartmentFields.webRelayId.optional(),
   })
   .refine((b) => Object.keys(b).length > 0, 'give at least one field to change');
 export type PatchApartmentInput = z.infer<typeof patchApartmentBody>;
@@ -158,6 +161,7 @@ export const apartmentSchema = z.object({
   floor: z.string().nullable(),
   contactPreference: contactPreferenceSchema,
   networkGroup: z.number().int(),
+  webRelayId: z.number().int(),
   createdAt: z.string(),
 });
 export type ApartmentView = z.infer<typeof apartmentSchema>;

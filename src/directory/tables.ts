@@ -66,6 +66,8 @@ export const apartments = pgTable(
     floor: text('floor'),
     contactPreference: jsonb('contact_preference').$type<ContactPreference>().notNull().default({ mode: 'group' }),
     networkGroup: integer('network_group').notNull().default(1),
+    /** The door phone's web relay this apartment's residents open (0: none), as in the portal's template. */
+    webRelayId: integer('web_relay_id').notNull().default(0),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex('apartments_building_number_idx').on(t.buildingId, t.number), index('apartments_site_idx').on(t.siteId)],

@@ -1,3 +1,4 @@
+import { readCsv } from '../shared/csv.js';
 import { badRequest } from '../shared/errors.js';
 import { NOT_A_MAC, parseMac } from './mac.js';
 
@@ -12,60 +13,31 @@ export interface ParsedMacCsv {
   invalid: { line: number; value: string; reason: string }[];
 }
 
-/** Splits one CSV line, honouring double quotes (the portal's template is a one-column spreadsheet export). */
-function splitCsvLine(line: string): string[] {
-  const cells: string[] = [];
-  let cell = '';
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const ch = line[i]!;
-    if (quoted) {
-      if (ch === '"' && line[i + 1] === '"') {
-        cell += '"';
-        i++;
-      } else if (ch === '"') quoted = false;
-      else cell += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',' || ch === ';') {
-      cells.push(cell);
-      cell = '';
-    } else cell += ch;
-  }
-  cells.push(cell);
-  return cells.map((c) => c.trim());
-}
-
 /**
  * Parses the MAC template: a `MAC` header column (any case, other columns ignored), one MAC per row.
- * A file without a header whose first row is a MAC is accepted too. BOM, CRLF and blank lines are tolerated.
+ * A file without a header whose first row is a MAC is accepted too. The file is read by the kept CSV
+ * parser: one separator per file (`,` or `;`), quoted cells, BOM, CRLF and blank lines.
  */
 export function parseMacCsv(text: string): ParsedMacCsv {
-  const lines = text.replace(/^\uFEFF/, '').split(/\r\n|\n|\r/);
-  let column = 0;
-  let start = 0;
-  while (start < lines.length && lines[start]!.trim() === '') start++;
-  if (start === lines.length) throw badRequest('csv_empty', 'the CSV file has no rows');
-
-  const header = splitCsvLine(lines[start]!);
-  const macColumn = header.findIndex((h) => h.toUpperCase() === 'MAC');
-  if (macColumn >= 0) {
-    column = macColumn;
-    start++;
-  } else if (!looksLikeMac(header[0] ?? '')) {
-    throw badRequest('csv_header_missing', 'the CSV file needs a "MAC" header column as in the MAC template', { line: start + 1, value: lines[start]!.slice(0, 100) });
+  const rows = readCsv(text, MAX_IMPORT_ROWS + 1);
+  if (!rows.length) throw badRequest('csv_empty', 'the CSV file has no rows');
+  const header = rows[0]!;
+  let column = header.cells.findIndex((h) => h.toUpperCase() === 'MAC');
+  let data = rows.slice(1);
+  if (column < 0) {
+    if (!looksLikeMac(header.cells[0] ?? '')) {
+      throw badRequest('csv_header_missing', 'the CSV file needs a "MAC" header column as in the MAC template', { line: header.line, value: header.cells.join(',').slice(0, 100) });
+    }
+    column = 0;
+    data = rows;
   }
-
-  const dataLines = lines.slice(start).filter((l) => l.trim() !== '').length;
-  if (dataLines > MAX_IMPORT_ROWS) {
-    throw badRequest('too_many_rows', `the CSV file has ${dataLines} rows; at most ${MAX_IMPORT_ROWS} can be imported at once`, { rows: dataLines, maxRows: MAX_IMPORT_ROWS });
+  if (data.length > MAX_IMPORT_ROWS) {
+    throw badRequest('too_many_rows', `the CSV file has more than ${MAX_IMPORT_ROWS} rows; at most ${MAX_IMPORT_ROWS} can be imported at once`, { maxRows: MAX_IMPORT_ROWS });
   }
 
   const result: ParsedMacCsv = { rows: [], invalid: [] };
-  for (let i = start; i < lines.length; i++) {
-    const raw = lines[i]!;
-    if (raw.trim() === '') continue;
-    const value = splitCsvLine(raw)[column] ?? '';
-    const line = i + 1;
+  for (const { line, cells } of data) {
+    const value = cells[column] ?? '';
     if (value === '') {
       result.invalid.push({ line, value, reason: 'empty MAC cell' });
       continue;

@@ -39,6 +39,14 @@ t.test('the MAC template parses with BOM, CRLF, blank lines, quotes and other co
   t.match(parsed.invalid[1], { line: 6, value: '', reason: /empty/ });
 });
 
+t.test('one separator per file: a comma inside a semicolon-separated file is text', async (t) => {
+  // The hand-written splitter this replaced cut "Gate, North" in two and read the name as the MAC.
+  const parsed = parseMacCsv('Name;MAC\nGate, North;0C11050893CA\n"Lobby; West";0C11050893CB\n');
+  t.same(parsed.rows.map((r) => r.mac), ['0C11050893CA', '0C11050893CB']);
+  t.same(parsed.invalid, []);
+  t.throws(() => parseMacCsv('MAC\n"0C11050893CA\n'), { code: 'csv_invalid', kind: 'invalid' }, 'an unclosed quote is a clear error');
+});
+
 t.test('a file without header starting with a MAC is accepted; garbage header is not', async (t) => {
   t.same(parseMacCsv('0C11050893CA\n0C11050893CB').rows.map((r) => r.mac), ['0C11050893CA', '0C11050893CB']);
   t.throws(() => parseMacCsv('hello,world\n0C11050893CA'), { code: 'csv_header_missing', kind: 'invalid' });

@@ -1,0 +1,87 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { siteParams } from '../../directory/schemas.js';
+import type { DirectoryService } from '../../directory/service.js';
+import { SAMPLE_ROW, TEMPLATE_COLUMNS } from '../../directory/template.js';
+import { readCsv, writeCsv } from '../../shared/csv.js';
+import { readXlsx, writeXlsx, XLSX_TYPE } from '../../shared/xlsx.js';
+import { errorResponses, HttpError } from '../errors.js';
+
+const CSV_TYPES = ['text/csv', 'application/vnd.ms-excel'];
+const TEMPLATE_BODY_LIMIT = 10 * 1024 * 1024;
+/** Rows one import may hold (a large site: 2,000 apartments, 5,000 residents, in one file). */
+const MAX_TEMPLATE_ROWS = 20_000;
+
+const importResultSchema = z.object({
+  created: z.object({ buildings: z.number().int(), apartments: z.number().int(), residents: z.number().int(), placements: z.number().int() }),
+  updated: z.number().int().describe('apartments whose name or web relay changed'),
+  skipped: z.number().int().describe('rows already in the directory'),
+  invalid: z.array(z.object({ line: z.number().int(), column: z.string().nullable(), value: z.string(), reason: z.string() })),
+  ignoredColumns: z.array(z.string()).describe('columns of the file this service does not model (e.g. CallType, Analog Handset)'),
+});
+const formatQuery = z.strictObject({ format: z.enum(['csv', 'xlsx']).default('csv') });
+
+export const siteTemplateRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService }> = async (app, { directory }) => {
+  const tags = ['directory'];
+  app.addContentTypeParser([...CSV_TYPES, XLSX_TYPE], { parseAs: 'buffer', bodyLimit: TEMPLATE_BODY_LIMIT }, (_req, body, done) => done(null, body));
+
+  const send = async (reply: { header(k: string, v: string): unknown; send(b: unknown): unknown }, name: string, format: 'csv' | 'xlsx', rows: string[][]) => {
+    reply.header('content-disposition', `attachment; filename="${name}.${format}"`);
+    if (format === 'xlsx') {
+      reply.header('content-type', XLSX_TYPE);
+      return reply.send(await writeXlsx('Residents', rows));
+    }
+    reply.header('content-type', 'text/csv; charset=utf-8');
+    return reply.send(writeCsv(rows));
+  };
+
+  app.get(
+    '/sites/import-template',
+    {
+      schema: {
+        tags,
+        summary: 'The blank resident template: the header row and one sample row (CSV or .xlsx)',
+        querystring: formatQuery,
+        response: { 200: z.any().describe('text/csv or .xlsx'), ...errorResponses(400) },
+      },
+    },
+    async (request, reply) => send(reply, 'resident-template', request.query.format, [[...TEMPLATE_COLUMNS], SAMPLE_ROW]),
+  );
+
+  app.post(
+    '/sites/:siteId/import',
+    {
+      bodyLimit: TEMPLATE_BODY_LIMIT,
+      schema: {
+        tags,
+        summary: "Import the portal's resident template (CSV with `,` or `;`, or .xlsx) into a site, in one transaction",
+        description:
+          'Columns: Building, Accessible Floors, Apt, AptName, Device (`Name,Type,MAC;…`: indoor monitors and single-tenant door phones already added, placed in the apartment), FirstName, LastName, Email, MobileNumber, TelephoneCallingCode, 1stPhone–3rdPhone, Web Relay ID. Any faulty row refuses the file: 400 `template_invalid` lists every fault (line, column, value, reason) and nothing is written. Rows already in the directory are skipped.',
+        params: siteParams,
+        response: { 200: importResultSchema, ...errorResponses(400, 404, 409, 413, 415) },
+      },
+    },
+    async (request) => {
+      const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      const body = request.body;
+      if (!Buffer.isBuffer(body)) throw new HttpError(415, 'unsupported_media_type', `send the template as text/csv or ${XLSX_TYPE}, not ${type || 'no content type'}`);
+      const sheet = type === XLSX_TYPE ? await readXlsx(body, MAX_TEMPLATE_ROWS + 1) : readCsv(body, MAX_TEMPLATE_ROWS + 1);
+      if (sheet.length > MAX_TEMPLATE_ROWS + 1) throw new HttpError(400, 'too_many_rows', `at most ${MAX_TEMPLATE_ROWS} rows can be imported at once`, { maxRows: MAX_TEMPLATE_ROWS });
+      return directory.importTemplate(request.principal, request.params.siteId, sheet);
+    },
+  );
+
+  app.get(
+    '/sites/:siteId/export',
+    {
+      schema: {
+        tags,
+        summary: "A site's directory in the resident template's layout (CSV or .xlsx): it imports back to the same directory",
+        params: siteParams,
+        querystring: formatQuery,
+        response: { 200: z.any().describe('text/csv or .xlsx'), ...errorResponses(400, 404) },
+      },
+    },
+    async (request, reply) => send(reply, `site-${request.params.siteId}`, request.query.format, await directory.exportTemplate(request.principal, request.params.siteId)),
+  );
+};

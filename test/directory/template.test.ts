@@ -1,0 +1,155 @@
+import ExcelJS from 'exceljs';
+import t from 'tap';
+import { writeXlsx, XLSX_TYPE } from '../../src/shared/xlsx.js';
+import { startTestService } from '../helpers/service.js';
+
+const svc = await startTestService(t);
+const alice = await svc.createInstaller('Alice');
+const bob = await svc.createInstaller('Bob');
+const api = (method: string, path: string, opts: { body?: unknown; raw?: string | Buffer; contentType?: string; token?: string } = {}) =>
+  svc.api(method, `/api/v1${path}`, { token: alice.token, ...opts });
+const count = async (sql: string, params: unknown[] = []) => (await svc.sql(`select count(*)::int as n from ${sql}`, params))[0].n as number;
+const newSite = async (name = 'Seaside') => (await api('POST', '/sites', { body: { kind: 'community', name, timeZone: 'Europe/Berlin' } })).body;
+const importCsv = (siteId: string, csv: string, token = alice.token) => api('POST', `/sites/${siteId}/import`, { raw: csv, contentType: 'text/csv', token });
+const exportCsv = async (siteId: string) => (await fetch(`${svc.httpUrl}/api/v1/sites/${siteId}/export`, { headers: { authorization: `Bearer ${alice.token}` } })).text();
+
+await svc.addDevice(alice.token, '0C1112000001', { type: 2, name: 'Kitchen' });
+await svc.addDevice(alice.token, '0C1112000002', { type: 2, name: 'Hall' });
+await svc.addDevice(alice.token, '0C1112000003', { type: 0, name: 'Gate' });
+
+const HEADER = 'Building;Accessible Floors;Apt;AptName;Device;FirstName;LastName;Email;MobileNumber;TelephoneCallingCode;1stPhone;2ndPhone;3rdPhone;CallType;Web Relay ID';
+
+t.test('the blank template: the header and one sample row, as CSV and as .xlsx', async (t) => {
+  const csv = await fetch(`${svc.httpUrl}/api/v1/sites/import-template`, { headers: { authorization: `Bearer ${alice.token}` } });
+  t.equal(csv.status, 200);
+  t.match(csv.headers.get('content-type'), /^text\/csv/);
+  const lines = (await csv.text()).trim().split('\r\n');
+  t.equal(lines.length, 2);
+  t.match(lines[0], /^Building,Accessible Floors,Apt,AptName,Device,FirstName,LastName,Email,MobileNumber,TelephoneCallingCode,1stPhone,2ndPhone,3rdPhone,Web Relay ID$/);
+  t.match(lines[1], /"Kitchen,2,0C1105000201"/, 'a cell holding commas is quoted');
+
+  const xlsx = await fetch(`${svc.httpUrl}/api/v1/sites/import-template?format=xlsx`, { headers: { authorization: `Bearer ${alice.token}` } });
+  t.equal(xlsx.headers.get('content-type'), XLSX_TYPE);
+  const book = new ExcelJS.Workbook();
+  await book.xlsx.load(await xlsx.arrayBuffer());
+  const sheet = book.worksheets[0]!;
+  t.equal(sheet.getCell('A1').text, 'Building');
+  t.equal(sheet.getCell('E2').text, 'Kitchen,2,0C1105000201');
+});
+
+t.test('a semicolon-separated template creates buildings, apartments, residents and monitor placements in one go', async (t) => {
+  const site = await newSite();
+  const csv = [
+    HEADER,
+    'Tower A;5;101;The Green;"Kitchen,2,0C1112000001";Lily;Green;lily@example.com;1701234567;49;0301234567;;;0;1',
+    'Tower A;5,7;101;;;Tom;Green;;;;;;;;',
+    'Tower A;;102;;;;;;;;;;;;',
+    'Tower B;All;2#01;Penthouse;Hall,2,0C1112000002;Ryan;Chen;;;;;;;;',
+  ].join('\r\n');
+  const res = await importCsv(site.id, csv);
+  t.equal(res.status, 200, JSON.stringify(res.body));
+  t.same(res.body.created, { buildings: 2, apartments: 3, residents: 3, placements: 2 });
+  t.same(res.body.ignoredColumns, ['CallType']);
+  const buildings = (await api('GET', `/sites/${site.id}/buildings`)).body.items;
+  t.same(buildings.map((b: any) => b.name), ['Tower A', 'Tower B']);
+  const a101 = (await api('GET', `/buildings/${buildings[0].id}/apartments`)).body.items[0];
+  t.match(a101, { number: '101', name: 'The Green', webRelayId: 1 });
+  const people = (await api('GET', `/apartments/${a101.id}/residents`)).body.items;
+  t.match(people, [
+    { firstName: 'Lily', role: 'main', email: 'lily@example.com', mobile: { countryCode: '+49', number: '1701234567' }, landlines: ['0301234567'], accessibleFloors: ['5'] },
+    { firstName: 'Tom', role: 'family', accessibleFloors: ['5', '7'] },
+  ]);
+  t.match((await api('GET', '/devices/0C1112000001')).body, { siteId: site.id, apartmentId: a101.id });
+
+  // The export imports back to the same directory: nothing new, every row skipped.
+  const exported = await exportCsv(site.id);
+  const again = await importCsv(site.id, exported);
+  t.equal(again.status, 200);
+  t.same(again.body.created, { buildings: 0, apartments: 0, residents: 0, placements: 0 });
+  t.equal(again.body.skipped, 4);
+  t.equal(again.body.updated, 0);
+
+  // ... and into an empty site it makes the same directory (the monitors move with it).
+  const copy = await newSite('Copy');
+  const copied = await importCsv(copy.id, exported);
+  t.same(copied.body.created, { buildings: 2, apartments: 3, residents: 3, placements: 2 });
+  t.equal(await exportCsv(copy.id), exported, 'the copy exports byte for byte the same');
+  t.equal((await api('GET', '/devices/0C1112000002')).body.siteId, copy.id);
+});
+
+t.test('bad rows are listed with line, column and reason, and nothing is written', async (t) => {
+  const site = await newSite('Faulty');
+  const before = { apartments: await count('apartments'), residents: await count('residents'), buildings: await count('buildings') };
+  const csv = [
+    'Building,Apt,FirstName,LastName,Email,MobileNumber,Device,Accessible Floors',
+    'Tower A,101,Lily,Green,,,,',
+    'Tower A,#12,Ann,One,,,,',
+    'Tower A,103,Ben,,,,,',
+    'Tower A,104,Cy,Two,not-an-email,,,',
+    'Tower A,105,Di,Three,,1701234567,,',
+    'Tower A,106,,,,,"Gate,0,0C1112000003",',
+    'Tower A,107,,,,,"Nope,2,0C11120000FF",',
+    'Tower A,108,Ed,Four,,,,129',
+    ',109,Fay,Five,,,,',
+  ].join('\n');
+  const res = await importCsv(site.id, csv);
+  t.equal(res.status, 400);
+  t.equal(res.body.error.code, 'template_invalid');
+  const faults = res.body.error.details.invalid.map((f: any) => [f.line, f.column]);
+  t.same(faults, [
+    [3, 'Apt'],
+    [4, 'LastName'],
+    [5, 'Email'],
+    [6, 'TelephoneCallingCode'],
+    [9, 'Accessible Floors'],
+    [10, 'Building'],
+  ]);
+  for (const f of res.body.error.details.invalid) t.ok(f.reason.length > 3, `line ${f.line} says why`);
+  // Cells are checked first; devices then (they need the database): the door phone and the unknown MAC.
+  const fixed = csv.split('\n').filter((_, i) => [0, 1, 6, 7].includes(i)).join('\n');
+  const devices = await importCsv(site.id, fixed);
+  t.equal(devices.status, 400);
+  t.same(
+    devices.body.error.details.invalid.map((f: any) => [f.line, f.column]),
+    [
+      [3, 'Device'],
+      [4, 'Device'],
+    ],
+  );
+  t.same({ apartments: await count('apartments'), residents: await count('residents'), buildings: await count('buildings') }, before, 'nothing was written');
+  t.equal((await importCsv(site.id, 'Apt,FirstName\n1,A')).body.error.details.invalid[0].reason, 'the header has no Building column');
+  t.equal((await importCsv(site.id, 'Building,Apt\n"A,1')).body.error.code, 'csv_invalid');
+  t.equal((await importCsv(site.id, 'Building,Apt\nA,1', bob.token)).status, 404, "Bob cannot import into Alice's site");
+  t.equal((await api('POST', `/sites/${site.id}/import`, { raw: 'x', contentType: 'application/pdf' })).status, 415);
+});
+
+t.test('the template as .xlsx imports like the CSV', async (t) => {
+  const site = await newSite('Workbook');
+  const book = await writeXlsx('Residents', [
+    ['Building', 'Apt', 'AptName', 'FirstName', 'LastName', 'MobileNumber', 'TelephoneCallingCode'],
+    ['Tower A', '0101', 'Zero-led', 'Lily', 'Green', '1701234567', '+49'],
+  ]);
+  const res = await api('POST', `/sites/${site.id}/import`, { raw: book, contentType: XLSX_TYPE });
+  t.equal(res.status, 200, JSON.stringify(res.body));
+  t.same(res.body.created, { buildings: 1, apartments: 1, residents: 1, placements: 0 });
+  const b = (await api('GET', `/sites/${site.id}/buildings`)).body.items[0];
+  t.equal((await api('GET', `/buildings/${b.id}/apartments`)).body.items[0].number, '0101', 'text cells keep their leading zero');
+  const bad = await api('POST', `/sites/${site.id}/import`, { raw: Buffer.from('PK not a zip'), contentType: XLSX_TYPE });
+  t.equal(bad.status, 400);
+  t.equal(bad.body.error.code, 'xlsx_invalid');
+});
+
+t.test('an import of many residents gives an affected door phone one provisioning job', async (t) => {
+  const site = await newSite('Big');
+  await api('PATCH', '/devices/0C1112000003', { body: { siteId: site.id } });
+  await svc.service.follower.settled();
+  const rows = ['Building,Apt,FirstName,LastName'];
+  for (let i = 0; i < 300; i++) rows.push(`Tower ${i % 3},${100 + i},First${i},Last${i}`);
+  const res = await importCsv(site.id, rows.join('\n'));
+  t.same(res.body.created, { buildings: 3, apartments: 300, residents: 300, placements: 0 });
+  await svc.service.follower.settled();
+  const jobs = (await api('GET', '/jobs?mac=0C1112000003&kind=provision&pageSize=100')).body.items;
+  t.equal(jobs.length, 1, '300 residents, one job for the offline door phone');
+  const view = (await api('GET', '/devices/0C1112000003/directory')).body;
+  t.equal(view.documents.find((d: any) => d.name === 'contacts').content.apartments.length, 300, 'its contact list has every apartment');
+});
