@@ -22,8 +22,8 @@ const RESIDENTS = Number(args.residents);
 const GATES = Number(args['door-phones']);
 const REVOCATIONS = Number(args.revocations);
 const BUILDINGS = Math.max(1, Math.ceil(APARTMENTS / 200));
-const gates = fleetMacs('D1A0', GATES);
-const monitors = fleetMacs('D1A1', APARTMENTS);
+const gates = fleetMacs('C0A0', GATES);
+const monitors = fleetMacs('C0A1', APARTMENTS);
 const children: ChildProcess[] = [];
 const log = (...a: unknown[]) => console.log(`[${new Date().toISOString().slice(11, 23)}]`, ...a);
 const fmt = (n: number, d = 1) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
@@ -105,8 +105,11 @@ try {
   const monitorView = await svc.api('GET', `/api/v1/devices/${monitors[0]}/directory`);
   const size = (view: any, name: string) => view.documents.find((d: any) => d.name === name)?.size ?? 0;
   const gzipBytes = async (sha: string) => {
+    // fetch() inflates the body; the bytes on the wire are the header's count.
     const res = await fetch(`${svc.base}/documents/${sha}`, { headers: { authorization: auth, 'accept-encoding': 'gzip' } });
-    return (await res.arrayBuffer()).byteLength;
+    await res.arrayBuffer();
+    if (res.headers.get('content-encoding') !== 'gzip') throw new Error('the document was not sent gzip-compressed');
+    return Number(res.headers.get('content-length'));
   };
   const contactsGzip = await gzipBytes(gateView.documents.find((d: any) => d.name === 'contacts').sha256);
   const credentialsGzip = await gzipBytes(gateView.documents.find((d: any) => d.name === 'credentials').sha256);
