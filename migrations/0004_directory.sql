@@ -33,6 +33,16 @@ CREATE TABLE "credentials" (
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
+CREATE TABLE "directory_audit" (
+	"id" bigserial PRIMARY KEY NOT NULL,
+	"at" timestamp with time zone DEFAULT now() NOT NULL,
+	"site_id" uuid NOT NULL,
+	"account_id" uuid NOT NULL,
+	"action" text NOT NULL,
+	"subject" text,
+	"details" jsonb
+);
+--> statement-breakpoint
 CREATE TABLE "directory_changes" (
 	"id" bigserial PRIMARY KEY NOT NULL,
 	"site_id" uuid NOT NULL,
@@ -70,6 +80,12 @@ CREATE TABLE "residents" (
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
+CREATE TABLE "site_managers" (
+	"site_id" uuid NOT NULL,
+	"account_id" uuid NOT NULL,
+	CONSTRAINT "site_managers_site_id_account_id_pk" PRIMARY KEY("site_id","account_id")
+);
+--> statement-breakpoint
 CREATE TABLE "sites" (
 	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
 	"installer_id" uuid NOT NULL,
@@ -84,6 +100,7 @@ CREATE TABLE "sites" (
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
+ALTER TABLE "accounts" ADD COLUMN "parent_id" uuid;--> statement-breakpoint
 ALTER TABLE "apartments" ADD CONSTRAINT "apartments_site_id_sites_id_fk" FOREIGN KEY ("site_id") REFERENCES "public"."sites"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "apartments" ADD CONSTRAINT "apartments_building_id_buildings_id_fk" FOREIGN KEY ("building_id") REFERENCES "public"."buildings"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "buildings" ADD CONSTRAINT "buildings_site_id_sites_id_fk" FOREIGN KEY ("site_id") REFERENCES "public"."sites"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
@@ -96,14 +113,19 @@ ALTER TABLE "device_placements" ADD CONSTRAINT "device_placements_building_id_bu
 ALTER TABLE "device_placements" ADD CONSTRAINT "device_placements_apartment_id_apartments_id_fk" FOREIGN KEY ("apartment_id") REFERENCES "public"."apartments"("id") ON DELETE restrict ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "residents" ADD CONSTRAINT "residents_site_id_sites_id_fk" FOREIGN KEY ("site_id") REFERENCES "public"."sites"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "residents" ADD CONSTRAINT "residents_apartment_id_apartments_id_fk" FOREIGN KEY ("apartment_id") REFERENCES "public"."apartments"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "site_managers" ADD CONSTRAINT "site_managers_site_id_sites_id_fk" FOREIGN KEY ("site_id") REFERENCES "public"."sites"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "site_managers" ADD CONSTRAINT "site_managers_account_id_accounts_id_fk" FOREIGN KEY ("account_id") REFERENCES "public"."accounts"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "sites" ADD CONSTRAINT "sites_installer_id_accounts_id_fk" FOREIGN KEY ("installer_id") REFERENCES "public"."accounts"("id") ON DELETE restrict ON UPDATE no action;--> statement-breakpoint
 CREATE UNIQUE INDEX "apartments_building_number_idx" ON "apartments" USING btree ("building_id","number");--> statement-breakpoint
 CREATE INDEX "apartments_site_idx" ON "apartments" USING btree ("site_id");--> statement-breakpoint
 CREATE UNIQUE INDEX "buildings_site_name_idx" ON "buildings" USING btree ("site_id","name");--> statement-breakpoint
 CREATE UNIQUE INDEX "credentials_unique_idx" ON "credentials" USING btree ("site_id","kind","scope","value");--> statement-breakpoint
 CREATE INDEX "credentials_resident_idx" ON "credentials" USING btree ("resident_id");--> statement-breakpoint
+CREATE INDEX "directory_audit_site_idx" ON "directory_audit" USING btree ("site_id","id");--> statement-breakpoint
 CREATE INDEX "device_placements_site_idx" ON "device_placements" USING btree ("site_id");--> statement-breakpoint
 CREATE INDEX "residents_apartment_idx" ON "residents" USING btree ("apartment_id","created_at");--> statement-breakpoint
 CREATE INDEX "residents_site_idx" ON "residents" USING btree ("site_id");--> statement-breakpoint
 CREATE UNIQUE INDEX "residents_one_main_idx" ON "residents" USING btree ("apartment_id") WHERE role = 'main';--> statement-breakpoint
-CREATE INDEX "sites_installer_idx" ON "sites" USING btree ("installer_id","created_at");
+CREATE INDEX "site_managers_account_idx" ON "site_managers" USING btree ("account_id");--> statement-breakpoint
+CREATE INDEX "sites_installer_idx" ON "sites" USING btree ("installer_id","created_at");--> statement-breakpoint
+ALTER TABLE "accounts" ADD CONSTRAINT "accounts_parent_id_accounts_id_fk" FOREIGN KEY ("parent_id") REFERENCES "public"."accounts"("id") ON DELETE restrict ON UPDATE no action;

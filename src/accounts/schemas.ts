@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { singleLine } from '../shared/text.js';
 
-export const roleSchema = z.enum(['distributor', 'installer']);
+export const roleSchema = z.enum(['distributor', 'installer', 'sub-installer', 'property-manager']);
 export type Role = z.infer<typeof roleSchema>;
 
 export const accountSchema = z.object({
@@ -9,6 +9,7 @@ export const accountSchema = z.object({
   role: roleSchema,
   name: z.string(),
   email: z.string(),
+  parentId: z.uuid().nullable().describe('the installer a sub-installer or property manager works for'),
   createdAt: z.string().describe('ISO-8601'),
 });
 export type AccountView = z.infer<typeof accountSchema>;
@@ -22,3 +23,10 @@ export const issuedTokenSchema = z.object({
   id: z.uuid().describe('token id, used to revoke it'),
   token: z.string().describe('bearer token; shown only once'),
 });
+
+export const createPropertyManagerBody = z.strictObject({
+  name: singleLine(128, 1),
+  email: z.email().max(254).transform((e) => e.toLowerCase()),
+  siteIds: z.array(z.uuid()).min(1).max(500).describe('the sites the property manager manages'),
+});
+export const propertyManagerSitesBody = z.strictObject({ siteIds: z.array(z.uuid()).min(1).max(500) });

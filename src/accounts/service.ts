@@ -1,14 +1,23 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { and, asc, count, eq, isNull } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
-import { conflict, notFound } from '../shared/errors.js';
+import type { Db, Tx } from '../db/client.js';
+import { conflict, forbidden, notFound } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import { accounts, apiTokens } from './tables.js';
 import type { AccountView, Role } from './schemas.js';
 
+/**
+ * Who a request acts for. `accountId` is whose data it works on (an installer, or a distributor), `actorId`
+ * the account that made the request (written into audit logs). A sub-installer works as its installer
+ * (role `installer`, `subInstaller`); a property manager works on its installer's data, only in `sites`.
+ */
 export interface Principal {
   accountId: string;
-  role: Role;
+  actorId: string;
+  role: 'distributor' | 'installer' | 'property-manager';
+  subInstaller: boolean;
+  /** A property manager's sites (filled in by the API from the directory); null for everyone else. */
+  sites: string[] | null;
   tokenId: string;
 }
 
@@ -16,19 +25,68 @@ const hashToken = (token: string) => createHash('sha256').update(token).digest('
 export const newToken = () => `ic_${randomBytes(32).toString('base64url')}`;
 
 type AccountRow = typeof accounts.$inferSelect;
-const view = (a: AccountRow): AccountView => ({ id: a.id, role: a.role, name: a.name, email: a.email, createdAt: a.createdAt.toISOString() });
+const view = (a: AccountRow): AccountView => ({ id: a.id, role: a.role, name: a.name, email: a.email, parentId: a.parentId ?? null, createdAt: a.createdAt.toISOString() });
 
 export class AccountService {
   constructor(private readonly db: Db) {}
 
   async authenticate(token: string): Promise<Principal | null> {
     const rows = await this.db
-      .select({ tokenId: apiTokens.id, accountId: accounts.id, role: accounts.role })
+      .select({ tokenId: apiTokens.id, id: accounts.id, role: accounts.role, parentId: accounts.parentId })
       .from(apiTokens)
       .innerJoin(accounts, eq(accounts.id, apiTokens.accountId))
       .where(and(eq(apiTokens.tokenHash, hashToken(token)), isNull(apiTokens.revokedAt)))
       .limit(1);
-    return rows[0] ?? null;
+    const r = rows[0];
+    if (!r) return null;
+    const member = r.role === 'sub-installer' || r.role === 'property-manager';
+    return {
+      tokenId: r.tokenId,
+      accountId: member ? r.parentId! : r.id,
+      actorId: r.id,
+      role: r.role === 'sub-installer' ? 'installer' : r.role,
+      subInstaller: r.role === 'sub-installer',
+      sites: null,
+    };
+  }
+
+  /**
+   * An installer makes an account that works for it: a sub-installer, or a property manager (`within` runs in
+   * the same transaction, e.g. to give the manager its sites). Answers the account and its token, once.
+   */
+  async createMember(
+    principal: Principal,
+    role: 'sub-installer' | 'property-manager',
+    input: { name: string; email: string },
+    within?: (tx: Tx, accountId: string) => Promise<void>,
+  ): Promise<{ account: AccountView; token: { id: string; token: string } }> {
+    if (principal.role !== 'installer' || principal.subInstaller) throw forbidden('only an installer makes sub-installer and property manager accounts');
+    return this.db.transaction(async (tx) => {
+      const [account] = await tx
+        .insert(accounts)
+        .values({ role, name: input.name, email: input.email, parentId: principal.accountId })
+        .onConflictDoNothing({ target: accounts.email })
+        .returning();
+      if (!account) throw conflict('email_taken', `an account with email ${input.email} already exists`, { email: input.email });
+      await within?.(tx, account.id);
+      const token = newToken();
+      const [row] = await tx.insert(apiTokens).values({ accountId: account.id, tokenHash: hashToken(token) }).returning({ id: apiTokens.id });
+      return { account: view(account), token: { id: row!.id, token } };
+    });
+  }
+
+  /** Runs `work` in a transaction on behalf of one of the caller's accounts (only an installer changes them). */
+  async withinMember(principal: Principal, _accountId: string, work: (tx: Tx) => Promise<void>): Promise<void> {
+    if (principal.role !== 'installer' || principal.subInstaller) throw forbidden('only an installer changes its property managers');
+    await this.db.transaction(work);
+  }
+
+  /** The caller's property manager (404 for anyone else's). */
+  async getMember(principal: Principal, id: string, role: 'sub-installer' | 'property-manager'): Promise<AccountView> {
+    const rows = await this.db.select().from(accounts).where(and(eq(accounts.id, id), eq(accounts.role, role))).limit(1);
+    const account = rows[0];
+    if (!account || (principal.role !== 'distributor' && account.parentId !== principal.accountId)) throw notFound(role.replace('-', ' '), { id });
+    return view(account);
   }
 
   async createInstaller(input: { name: string; email: string }): Promise<{ installer: AccountView; token: { id: string; token: string } }> {
@@ -74,11 +132,11 @@ export class AccountService {
     return { id: row!.id, token };
   }
 
-  /** Revokes a token; an installer may revoke only its own, a distributor any. */
+  /** Revokes a token; an account may revoke only its own, a distributor any. */
   async revokeToken(principal: Principal, tokenId: string): Promise<void> {
     const rows = await this.db.select().from(apiTokens).where(eq(apiTokens.id, tokenId)).limit(1);
     const token = rows[0];
-    if (!token || (principal.role !== 'distributor' && token.accountId !== principal.accountId)) throw notFound('token', { tokenId });
+    if (!token || (principal.role !== 'distributor' && token.accountId !== principal.actorId)) throw notFound('token', { tokenId });
     await this.db.update(apiTokens).set({ revokedAt: new Date() }).where(and(eq(apiTokens.id, tokenId), isNull(apiTokens.revokedAt)));
   }
 

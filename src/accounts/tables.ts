@@ -1,8 +1,10 @@
-import { pgTable, text, timestamp, uuid, index } from 'drizzle-orm/pg-core';
+import { pgTable, text, timestamp, uuid, index, type AnyPgColumn } from 'drizzle-orm/pg-core';
 
 export const accounts = pgTable('accounts', {
   id: uuid('id').primaryKey().defaultRandom(),
-  role: text('role', { enum: ['distributor', 'installer'] }).notNull(),
+  role: text('role', { enum: ['distributor', 'installer', 'sub-installer', 'property-manager'] }).notNull(),
+  /** For a sub-installer or a property manager: the installer who made the account and whose data it works on. */
+  parentId: uuid('parent_id').references((): AnyPgColumn => accounts.id, { onDelete: 'restrict' }),
   name: text('name').notNull(),
   email: text('email').notNull().unique(),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),

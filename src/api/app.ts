@@ -11,6 +11,7 @@ import type { MacLibraryService } from '../mac-library/service.js';
 import { bearerAuth } from './auth.js';
 import { registerErrorHandling } from './errors.js';
 import { accountRoutes } from './routes/accounts.js';
+import { memberRoutes } from './routes/members.js';
 import { apartmentRoutes } from './routes/apartments.js';
 import { buildingRoutes } from './routes/buildings.js';
 import { credentialRoutes } from './routes/credentials.js';
@@ -85,8 +86,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(firmwareDownloadRoutes, { catalogue: deps.firmware.catalogue, keys: deps.deviceAccess.keys, maxDownloads: deps.firmware.maxDownloads });
   await app.register(
     async (api) => {
-      api.addHook('onRequest', bearerAuth(deps.accounts));
+      api.addHook('onRequest', bearerAuth(deps.accounts, (id) => deps.directory.managedSites(id)));
       await api.register(accountRoutes, { accounts: deps.accounts });
+      await api.register(memberRoutes, { accounts: deps.accounts, directory: deps.directory });
       await api.register(macLibraryRoutes, { macLibrary: deps.macLibrary });
       await api.register(deviceRoutes, { devices: deps.devices });
       await api.register(siteTemplateRoutes, { directory: deps.directory });

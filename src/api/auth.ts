@@ -8,14 +8,55 @@ declare module 'fastify' {
   }
 }
 
-/** onRequest hook for /api/v1: every route needs a valid, unrevoked bearer token. */
-export function bearerAuth(accounts: AccountService) {
+/**
+ * What a property manager may do (seed 004: property managers run residents and their access): read its
+ * sites and their devices and jobs, manage residents, their PIN codes and cards, and reset apartments.
+ * Everything else (devices, MACs, firmware, remote maintenance, the directory's structure) is refused.
+ */
+const PROPERTY_MANAGER_ROUTES = new Set([
+  'GET /api/v1/me',
+  'DELETE /api/v1/tokens/:id',
+  'GET /api/v1/sites',
+  'GET /api/v1/sites/:siteId',
+  'GET /api/v1/sites/:siteId/buildings',
+  'GET /api/v1/sites/:siteId/export',
+  'GET /api/v1/sites/:siteId/audit',
+  'GET /api/v1/buildings/:buildingId',
+  'GET /api/v1/buildings/:buildingId/apartments',
+  'GET /api/v1/apartments/:apartmentId',
+  'POST /api/v1/apartments/:apartmentId/reset',
+  'GET /api/v1/apartments/:apartmentId/residents',
+  'POST /api/v1/apartments/:apartmentId/residents',
+  'GET /api/v1/residents/:residentId',
+  'PATCH /api/v1/residents/:residentId',
+  'DELETE /api/v1/residents/:residentId',
+  'GET /api/v1/residents/:residentId/credentials',
+  'POST /api/v1/residents/:residentId/credentials',
+  'DELETE /api/v1/credentials/:credentialId',
+  'GET /api/v1/devices',
+  'GET /api/v1/devices/:mac',
+  'GET /api/v1/devices/:mac/directory',
+  'GET /api/v1/jobs',
+  'GET /api/v1/jobs/:id',
+]);
+
+/**
+ * onRequest hook for /api/v1: every route needs a valid, unrevoked bearer token; a property manager gets
+ * its sites and only the routes it may use.
+ */
+export function bearerAuth(accounts: AccountService, managedSites: (accountId: string) => Promise<string[]>) {
   return async (request: FastifyRequest, _reply: FastifyReply) => {
     const header = request.headers.authorization;
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     if (!match) throw new HttpError(401, 'unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
     const principal = await accounts.authenticate(match[1]!);
     if (!principal) throw new HttpError(401, 'unauthorized', 'invalid or revoked token');
+    if (principal.role === 'property-manager') {
+      if (!PROPERTY_MANAGER_ROUTES.has(`${request.method} ${request.routeOptions.url}`)) {
+        throw new HttpError(403, 'forbidden', 'a property manager manages residents and their access; this needs the installer');
+      }
+      principal.sites = await managedSites(principal.actorId);
+    }
     request.principal = principal;
   };
 }

@@ -19,7 +19,7 @@ export function requestContext(request: FastifyRequest): RequestContext {
   const fingerprint = createHash('sha256')
     .update(`${request.method} ${request.routeOptions.url}\n${JSON.stringify(request.params ?? null)}\n${JSON.stringify(request.body ?? null)}`)
     .digest('hex');
-  return { principal: request.principal, idempotency: { accountId: request.principal.accountId, key, fingerprint } };
+  return { principal: request.principal, idempotency: { accountId: request.principal.actorId, key, fingerprint } };
 }
 
 /** Sends a job-creating request's answer; a replayed one says so in `Idempotent-Replayed`. */

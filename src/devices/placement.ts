@@ -12,6 +12,8 @@ export interface DevicePlacementView {
 
 export interface PlacementFilter {
   siteId?: string;
+  /** Placed in any of these sites (none: no device). */
+  siteIds?: string[];
   buildingId?: string;
   apartmentId?: string;
 }

@@ -54,7 +54,14 @@ export class DeviceService {
   }
 
   private scope(principal: Principal): SQL | undefined {
-    return principal.role === 'distributor' ? undefined : eq(devices.installerId, principal.accountId);
+    if (principal.role === 'distributor') return undefined;
+    // A property manager sees only the devices placed in its sites.
+    return and(eq(devices.installerId, principal.accountId), principal.sites ? this.placements.filter(devices.mac, { siteIds: principal.sites }) : undefined);
+  }
+
+  /** The MACs of the devices the caller may see, as a subquery (another domain scopes its rows by it). */
+  visibleMacs(principal: Principal) {
+    return this.db.select({ mac: devices.mac }).from(devices).where(this.scope(principal));
   }
 
   /** Binds a MAC from the caller's MAC library to a new device with a cloud-allocated SIP account. */

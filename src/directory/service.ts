@@ -1,4 +1,4 @@
-import { and, asc, count, eq, ilike, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, ilike, inArray, sql, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Principal } from '../accounts/service.js';
 import type { Db, Queryable, Tx } from '../db/client.js';
@@ -24,7 +24,7 @@ import type {
 } from './schemas.js';
 import { deviceFacts } from '../devices/queries.js';
 import type { SheetRow } from '../shared/csv.js';
-import { apartments, buildings, credentials, directoryChanges, placements, residents, sites } from './tables.js';
+import { apartments, buildings, credentials, directoryAudit, directoryChanges, placements, residents, siteManagers, sites } from './tables.js';
 import { parseTemplate, TEMPLATE_COLUMNS, templateRow, type InvalidCell } from './template.js';
 
 type SiteRow = typeof sites.$inferSelect;
@@ -130,7 +130,17 @@ export class DirectoryService implements DevicePlacements {
   }
 
   private async changed(tx: Queryable, siteId: string, principal: Principal | null): Promise<void> {
-    await tx.insert(directoryChanges).values({ siteId, accountId: principal?.accountId ?? null });
+    await tx.insert(directoryChanges).values({ siteId, accountId: principal?.actorId ?? null });
+  }
+
+  /** A write of an account: the site is marked for rendering and the write audited with who made it, in its transaction. */
+  private async record(tx: Queryable, principal: Principal, siteId: string, action: string, subject: string | null, details: unknown): Promise<void> {
+    await this.changed(tx, siteId, principal);
+    await this.audit(tx, principal, siteId, action, subject, details);
+  }
+
+  private async audit(tx: Queryable, principal: Principal, siteId: string, action: string, subject: string | null, details: unknown): Promise<void> {
+    await tx.insert(directoryAudit).values({ siteId, accountId: principal.actorId, action, subject, details: details ?? null });
   }
 
   /** Runs a write and its change record in one transaction, then wakes the follower. */
@@ -140,8 +150,10 @@ export class DirectoryService implements DevicePlacements {
     return result;
   }
 
-  private owns(principal: Principal, installerId: string): boolean {
-    return principal.role === 'distributor' || principal.accountId === installerId;
+  /** Whether the caller may see the site: its installer (or a sub-installer), a distributor, or one of its property managers. */
+  private owns(principal: Principal, site: { id: string; installerId: string }): boolean {
+    if (principal.role === 'distributor') return true;
+    return principal.accountId === site.installerId && (principal.sites === null || principal.sites.includes(site.id));
   }
 
   // ---- sites
@@ -150,7 +162,7 @@ export class DirectoryService implements DevicePlacements {
     const query = q.select().from(sites).where(eq(sites.id, siteId)).limit(1);
     const rows = lock ? await query.for('update') : await query;
     const site = rows[0];
-    if (!site || !this.owns(principal, site.installerId)) throw notFound('site', { siteId });
+    if (!site || !this.owns(principal, site)) throw notFound('site', { siteId });
     return site;
   }
 
@@ -163,11 +175,15 @@ export class DirectoryService implements DevicePlacements {
     if (principal.role === 'distributor' && !input.installerId) throw badRequest('installer_required', 'a distributor names the installer who owns the site (installerId)');
     const { installerId: _ignored, ...fields } = input;
     try {
-      const [row] = await this.db
-        .insert(sites)
-        .values({ ...fields, address: fields.address ?? null, installerId })
-        .returning();
-      return siteView(row!);
+      const row = await this.db.transaction(async (tx) => {
+        const [created] = await tx
+          .insert(sites)
+          .values({ ...fields, address: fields.address ?? null, installerId })
+          .returning();
+        await this.audit(tx, principal, created!.id, 'site.created', created!.id, null);
+        return created!;
+      });
+      return siteView(row);
     } catch (err) {
       if (violatedConstraint(err) === 'sites_installer_id_accounts_id_fk') throw badRequest('installer_not_found', `no installer ${installerId}`, { installerId });
       throw err;
@@ -175,7 +191,11 @@ export class DirectoryService implements DevicePlacements {
   }
 
   async listSites(principal: Principal, q: { search?: string; page: number; pageSize: number }): Promise<Page<SiteView>> {
-    const where = and(principal.role === 'distributor' ? undefined : eq(sites.installerId, principal.accountId), q.search ? ilike(sites.name, likePattern(q.search)) : undefined);
+    const where = and(
+      principal.role === 'distributor' ? undefined : eq(sites.installerId, principal.accountId),
+      principal.sites ? (principal.sites.length ? inArray(sites.id, principal.sites) : sql`false`) : undefined,
+      q.search ? ilike(sites.name, likePattern(q.search)) : undefined,
+    );
     return paginate(
       this.db.select().from(sites).where(where).orderBy(asc(sites.name), asc(sites.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize),
       this.db.select({ n: count() }).from(sites).where(where),
@@ -208,7 +228,7 @@ export class DirectoryService implements DevicePlacements {
           uniqueConflict(err, { credentials_unique_idx: ['pin_taken', 'two apartments share a PIN: in pin mode every PIN must be unique in the site; change one first'] });
         }
       }
-      await this.changed(tx, siteId, principal);
+      await this.record(tx, principal, siteId, 'site.updated', siteId, patch);
       return siteView(row!);
     });
   }
@@ -218,6 +238,7 @@ export class DirectoryService implements DevicePlacements {
       await this.site(tx, principal, siteId, true);
       await this.refuseWhilePlaced(tx, eq(placements.siteId, siteId), 'site_has_devices', 'the site still has devices placed in it; move or unplace them first');
       await tx.delete(sites).where(eq(sites.id, siteId));
+      await this.audit(tx, principal, siteId, 'site.removed', siteId, null);
     });
   }
 
@@ -226,12 +247,47 @@ export class DirectoryService implements DevicePlacements {
     if (placed.length) throw conflict(code, message, { macs: placed.map((p) => p.mac) });
   }
 
+  // ---- property managers and the audit log
+
+  /** Gives a property manager its sites (replacing earlier ones), inside the account's own transaction. */
+  async assignManager(tx: Tx, principal: Principal, accountId: string, siteIds: string[]): Promise<void> {
+    const unique = [...new Set(siteIds)];
+    for (const siteId of unique) {
+      const site = await this.site(tx, principal, siteId).catch((err: unknown) => {
+        if (err instanceof DomainError && err.kind === 'not_found') throw badRequest('site_not_found', `no site ${siteId} of yours`, { siteId });
+        throw err;
+      });
+      if (site.installerId !== principal.accountId) throw badRequest('site_not_found', `no site ${siteId} of yours`, { siteId });
+    }
+    await tx.delete(siteManagers).where(eq(siteManagers.accountId, accountId));
+    await tx.insert(siteManagers).values(unique.map((siteId) => ({ siteId, accountId })));
+  }
+
+  /** The sites a property manager manages. */
+  async managedSites(accountId: string): Promise<string[]> {
+    const rows = await this.db.select({ siteId: siteManagers.siteId }).from(siteManagers).where(eq(siteManagers.accountId, accountId));
+    return rows.map((r) => r.siteId);
+  }
+
+  /** Every write to a site's directory, newest first, with the account that made it. */
+  async auditOf(principal: Principal, siteId: string, q: { page: number; pageSize: number }) {
+    await this.site(this.db, principal, siteId);
+    const where = eq(directoryAudit.siteId, siteId);
+    return paginate(
+      this.db.select().from(directoryAudit).where(where).orderBy(desc(directoryAudit.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize),
+      this.db.select({ n: count() }).from(directoryAudit).where(where),
+      (r) => ({ id: r.id, at: r.at.toISOString(), accountId: r.accountId, action: r.action, subject: r.subject, details: r.details ?? null }),
+      q.page,
+      q.pageSize,
+    );
+  }
+
   // ---- buildings
 
   private async building(q: Queryable, principal: Principal, buildingId: string): Promise<{ building: BuildingRow; site: SiteRow }> {
     const rows = await q.select({ building: buildings, site: sites }).from(buildings).innerJoin(sites, eq(sites.id, buildings.siteId)).where(eq(buildings.id, buildingId)).limit(1);
     const row = rows[0];
-    if (!row || !this.owns(principal, row.site.installerId)) throw notFound('building', { buildingId });
+    if (!row || !this.owns(principal, row.site)) throw notFound('building', { buildingId });
     return row;
   }
 
@@ -244,7 +300,7 @@ export class DirectoryService implements DevicePlacements {
       await this.site(tx, principal, siteId);
       try {
         const [row] = await tx.insert(buildings).values({ siteId, ...input }).returning();
-        await this.changed(tx, siteId, principal);
+        await this.record(tx, principal, siteId, 'building.created', row!.id, null);
         return buildingView(row!);
       } catch (err) {
         uniqueConflict(err, DirectoryService.buildingConflicts);
@@ -273,7 +329,7 @@ export class DirectoryService implements DevicePlacements {
       const { site } = await this.building(tx, principal, buildingId);
       try {
         const [row] = await tx.update(buildings).set(patch).where(eq(buildings.id, buildingId)).returning();
-        await this.changed(tx, site.id, principal);
+        await this.record(tx, principal, site.id, 'building.updated', buildingId, patch);
         return buildingView(row!);
       } catch (err) {
         uniqueConflict(err, DirectoryService.buildingConflicts);
@@ -287,7 +343,7 @@ export class DirectoryService implements DevicePlacements {
       const inside = tx.select({ id: apartments.id }).from(apartments).where(eq(apartments.buildingId, buildingId));
       await this.refuseWhilePlaced(tx, sql`${placements.buildingId} = ${buildingId} OR ${placements.apartmentId} IN ${inside}`, 'building_has_devices', 'the building still has devices placed in it or in its apartments; move or unplace them first');
       await tx.delete(buildings).where(eq(buildings.id, buildingId));
-      await this.changed(tx, site.id, principal);
+      await this.record(tx, principal, site.id, 'building.removed', buildingId, null);
     });
   }
 
@@ -296,7 +352,7 @@ export class DirectoryService implements DevicePlacements {
   private async apartment(q: Queryable, principal: Principal, apartmentId: string): Promise<{ apartment: ApartmentRow; site: SiteRow }> {
     const rows = await q.select({ apartment: apartments, site: sites }).from(apartments).innerJoin(sites, eq(sites.id, apartments.siteId)).where(eq(apartments.id, apartmentId)).limit(1);
     const row = rows[0];
-    if (!row || !this.owns(principal, row.site.installerId)) throw notFound('apartment', { apartmentId });
+    if (!row || !this.owns(principal, row.site)) throw notFound('apartment', { apartmentId });
     return row;
   }
 
@@ -312,7 +368,7 @@ export class DirectoryService implements DevicePlacements {
           .insert(apartments)
           .values({ siteId: site.id, buildingId, ...input })
           .returning();
-        await this.changed(tx, site.id, principal);
+        await this.record(tx, principal, site.id, 'apartment.created', row!.id, null);
         return apartmentView(row!);
       } catch (err) {
         uniqueConflict(err, DirectoryService.apartmentConflicts);
@@ -341,7 +397,7 @@ export class DirectoryService implements DevicePlacements {
       const { site } = await this.apartment(tx, principal, apartmentId);
       try {
         const [row] = await tx.update(apartments).set(patch).where(eq(apartments.id, apartmentId)).returning();
-        await this.changed(tx, site.id, principal);
+        await this.record(tx, principal, site.id, 'apartment.updated', apartmentId, patch);
         return apartmentView(row!);
       } catch (err) {
         uniqueConflict(err, DirectoryService.apartmentConflicts);
@@ -354,7 +410,7 @@ export class DirectoryService implements DevicePlacements {
       const { site } = await this.apartment(tx, principal, apartmentId);
       await this.refuseWhilePlaced(tx, eq(placements.apartmentId, apartmentId), 'apartment_has_devices', 'the apartment still has devices placed in it; move or unplace them first');
       await tx.delete(apartments).where(eq(apartments.id, apartmentId));
-      await this.changed(tx, site.id, principal);
+      await this.record(tx, principal, site.id, 'apartment.removed', apartmentId, null);
     });
   }
 
@@ -368,7 +424,7 @@ export class DirectoryService implements DevicePlacements {
       const { site } = await this.apartment(tx, principal, apartmentId);
       const removedCredentials = await tx.delete(credentials).where(eq(credentials.apartmentId, apartmentId)).returning({ id: credentials.id });
       const removedResidents = await tx.delete(residents).where(eq(residents.apartmentId, apartmentId)).returning({ id: residents.id });
-      await this.changed(tx, site.id, principal);
+      await this.record(tx, principal, site.id, 'apartment.reset', apartmentId, { residents: removedResidents.length, credentials: removedCredentials.length });
       return { residentsRemoved: removedResidents.length, credentialsRemoved: removedCredentials.length };
     });
   }
@@ -378,7 +434,7 @@ export class DirectoryService implements DevicePlacements {
   private async resident(q: Queryable, principal: Principal, residentId: string): Promise<{ resident: ResidentRow; site: SiteRow }> {
     const rows = await q.select({ resident: residents, site: sites }).from(residents).innerJoin(sites, eq(sites.id, residents.siteId)).where(eq(residents.id, residentId)).limit(1);
     const row = rows[0];
-    if (!row || !this.owns(principal, row.site.installerId)) throw notFound('resident', { residentId });
+    if (!row || !this.owns(principal, row.site)) throw notFound('resident', { residentId });
     return row;
   }
 
@@ -400,7 +456,7 @@ export class DirectoryService implements DevicePlacements {
         .insert(residents)
         .values({ ...fields, role, siteId: site.id, apartmentId: apartment.id })
         .returning();
-      await this.changed(tx, site.id, principal);
+      await this.record(tx, principal, site.id, 'resident.created', row!.id, null);
       return residentView(row!);
     });
   }
@@ -431,7 +487,7 @@ export class DirectoryService implements DevicePlacements {
     return this.write(async (tx) => {
       const { site } = await this.resident(tx, principal, residentId);
       const [row] = await tx.update(residents).set(patch).where(eq(residents.id, residentId)).returning();
-      await this.changed(tx, site.id, principal);
+      await this.record(tx, principal, site.id, 'resident.updated', residentId, null);
       return residentView(row!);
     });
   }
@@ -448,7 +504,7 @@ export class DirectoryService implements DevicePlacements {
         if ((family[0]?.n ?? 0) > 0) throw conflict('family_members_remain', 'remove the family members first, or reset the apartment');
       }
       await tx.delete(residents).where(eq(residents.id, residentId));
-      await this.changed(tx, site.id, principal);
+      await this.record(tx, principal, site.id, 'resident.removed', residentId, null);
     });
   }
 
@@ -471,7 +527,7 @@ export class DirectoryService implements DevicePlacements {
             validUntil: input.validUntil ? new Date(input.validUntil) : null,
           })
           .returning();
-        await this.changed(tx, site.id, principal);
+        await this.record(tx, principal, site.id, 'credential.created', row!.id, { kind: input.kind });
         return credentialView(row!);
       } catch (err) {
         const where = input.kind === 'card' ? 'site' : site.pinMode === 'apt-pin' ? 'apartment' : 'site';
@@ -491,9 +547,9 @@ export class DirectoryService implements DevicePlacements {
     await this.write(async (tx) => {
       const rows = await tx.select({ credential: credentials, site: sites }).from(credentials).innerJoin(sites, eq(sites.id, credentials.siteId)).where(eq(credentials.id, credentialId)).limit(1);
       const row = rows[0];
-      if (!row || !this.owns(principal, row.site.installerId)) throw notFound('credential', { credentialId });
+      if (!row || !this.owns(principal, row.site)) throw notFound('credential', { credentialId });
       await tx.delete(credentials).where(eq(credentials.id, credentialId));
-      await this.changed(tx, row.site.id, principal);
+      await this.record(tx, principal, row.site.id, 'credential.revoked', credentialId, { kind: row.credential.kind });
     });
   }
 
@@ -606,7 +662,7 @@ export class DirectoryService implements DevicePlacements {
       );
       created.placements = moves.size;
       skipped = parsed.rows.filter((r) => !touched.has(r.line)).length;
-      await this.changed(tx, siteId, principal);
+      await this.record(tx, principal, siteId, 'template.imported', null, { created, updated });
     });
     return { created, updated, skipped, invalid: [] as InvalidCell[], ignoredColumns: parsed.ignoredColumns };
   }
@@ -646,7 +702,7 @@ export class DirectoryService implements DevicePlacements {
 
   async place(tx: Tx, principal: Principal, device: { mac: string; type: string; installerId: string }, target: DevicePlacementView | null): Promise<void> {
     const before = await tx.select().from(placements).where(eq(placements.mac, device.mac)).limit(1).for('update');
-    if (before[0]) await this.changed(tx, before[0].siteId, principal);
+    if (before[0]) await this.record(tx, principal, before[0].siteId, 'device.moved-out', device.mac, null);
     if (!target) {
       await tx.delete(placements).where(eq(placements.mac, device.mac));
       return;
@@ -668,7 +724,7 @@ export class DirectoryService implements DevicePlacements {
       .insert(placements)
       .values({ mac: device.mac, ...values })
       .onConflictDoUpdate({ target: placements.mac, set: values });
-    if (before[0]?.siteId !== site.id) await this.changed(tx, site.id, principal);
+    await this.record(tx, principal, site.id, 'device.placed', device.mac, values);
   }
 
   async deviceChanged(tx: Tx, device: { mac: string; type: string }): Promise<void> {
@@ -690,6 +746,7 @@ export class DirectoryService implements DevicePlacements {
   filter(mac: AnyPgColumn, f: PlacementFilter): SQL {
     const conditions = [
       f.siteId ? eq(placements.siteId, f.siteId) : undefined,
+      f.siteIds ? (f.siteIds.length ? inArray(placements.siteId, f.siteIds) : sql`false`) : undefined,
       f.buildingId ? eq(placements.buildingId, f.buildingId) : undefined,
       f.apartmentId ? eq(placements.apartmentId, f.apartmentId) : undefined,
     ];

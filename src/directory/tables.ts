@@ -1,4 +1,4 @@
-import { bigserial, boolean, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid, varchar } from 'drizzle-orm/pg-core';
+import { bigserial, boolean, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid, varchar } from 'drizzle-orm/pg-core';
 import { sql } from 'drizzle-orm';
 import { accounts } from '../accounts/tables.js';
 import { devices } from '../devices/tables.js';
@@ -166,3 +166,33 @@ export const directoryChanges = pgTable('directory_changes', {
   accountId: uuid('account_id'),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
 });
+
+/** The sites a property manager manages (its account works for the sites' installer). */
+export const siteManagers = pgTable(
+  'site_managers',
+  {
+    siteId: uuid('site_id')
+      .notNull()
+      .references(() => sites.id, { onDelete: 'cascade' }),
+    accountId: uuid('account_id')
+      .notNull()
+      .references(() => accounts.id, { onDelete: 'cascade' }),
+  },
+  (t) => [primaryKey({ columns: [t.siteId, t.accountId] }), index('site_managers_account_idx').on(t.accountId)],
+);
+
+/** Every write to a site's directory, with the account that made it; kept after the site is deleted. */
+export const directoryAudit = pgTable(
+  'directory_audit',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    siteId: uuid('site_id').notNull(),
+    accountId: uuid('account_id').notNull(),
+    action: text('action').notNull(),
+    /** What was written: a building, apartment, resident or credential id, or a device's MAC. */
+    subject: text('subject'),
+    details: jsonb('details'),
+  },
+  (t) => [index('directory_audit_site_idx').on(t.siteId, t.id)],
+);

@@ -127,7 +127,7 @@ export class UpgradeService {
           model: fw.model,
           version: fw.version,
           installerId: checked.installerId,
-          requestedBy: principal.accountId,
+          requestedBy: principal.actorId,
           macs: checked.targets,
           skipped: checked.skipped,
           at: at ?? new Date(),

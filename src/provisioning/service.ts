@@ -34,7 +34,7 @@ export function jobView(j: JobRow): JobView {
   };
 }
 
-export const accountActor = (principal: Principal): JobActor => ({ accountId: principal.accountId, label: `account:${principal.accountId}` });
+export const accountActor = (principal: Principal): JobActor => ({ accountId: principal.actorId, label: `account:${principal.actorId}` });
 
 /** A job as a request asks for it; its expiry is counted from now. */
 export interface JobRequest extends Omit<NewJob, 'expiresAt'> {
@@ -194,7 +194,7 @@ export class ProvisioningService {
     return this.submit(ctx, async (tx) => {
       const [batch] = await tx
         .insert(autopBatches)
-        .values({ mode: body.mode, lines: parsed.lines, deviceCount: macs.length, installerId: principal.role === 'installer' ? principal.accountId : owned.get(macs[0]!)!, requestedBy: principal.accountId })
+        .values({ mode: body.mode, lines: parsed.lines, deviceCount: macs.length, installerId: principal.role === 'installer' ? principal.accountId : owned.get(macs[0]!)!, requestedBy: principal.actorId })
         .returning({ id: autopBatches.id });
       if (body.mode === 'regular') {
         // Batch lines join each device's regular Autop; a key already there takes the batch's value.
@@ -271,7 +271,9 @@ export class ProvisioningService {
   }
 
   private scope(principal: Principal): SQL | undefined {
-    return principal.role === 'distributor' ? undefined : eq(jobs.installerId, principal.accountId);
+    if (principal.role === 'distributor') return undefined;
+    // A property manager sees the jobs of the devices placed in its sites.
+    return and(eq(jobs.installerId, principal.accountId), principal.sites ? inArray(jobs.mac, this.devices.visibleMacs(principal)) : undefined);
   }
 
   async listJobs(principal: Principal, q: { mac?: string; state?: JobState; kind?: JobKind; batchId?: string; page: number; pageSize: number }): Promise<Page<JobView>> {
@@ -313,7 +315,7 @@ export class ProvisioningService {
 
   async cancelJob(principal: Principal, id: string): Promise<JobView> {
     const row = await this.jobRow(principal, id);
-    if (finishedStates.includes(row.state) || !(await this.engine.cancel(row, `account:${principal.accountId}`))) {
+    if (finishedStates.includes(row.state) || !(await this.engine.cancel(row, `account:${principal.actorId}`))) {
       throw conflict('job_finished', `job ${id} has already finished (${(await this.jobRow(principal, id)).state})`, { jobId: id });
     }
     return jobView(await this.jobRow(principal, id));
@@ -321,7 +323,7 @@ export class ProvisioningService {
 
   async audit(principal: Principal, q: { mac?: string; jobId?: string; page: number; pageSize: number }) {
     // An installer sees the audit of its own jobs.
-    const mine = principal.role === 'distributor' ? undefined : inArray(auditLog.jobId, this.db.select({ id: jobs.id }).from(jobs).where(eq(jobs.installerId, principal.accountId)));
+    const mine = principal.role === 'distributor' ? undefined : inArray(auditLog.jobId, this.db.select({ id: jobs.id }).from(jobs).where(this.scope(principal)));
     const where = and(mine, q.mac ? eq(auditLog.mac, q.mac) : undefined, q.jobId ? eq(auditLog.jobId, q.jobId) : undefined);
     return paginate(
       this.db

@@ -66,7 +66,7 @@ export const accountRoutes: FastifyPluginAsyncZod<{ accounts: AccountService }> 
   );
 
   app.get('/me', { schema: { tags: ['accounts'], summary: 'The account behind the token', response: { 200: accountSchema, ...errorResponses() } } }, async (request) => {
-    const me = await accounts.getAccount(request.principal.accountId);
+    const me = await accounts.getAccount(request.principal.actorId);
     return me!;
   });
 };

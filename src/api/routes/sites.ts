@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createSiteBody, listSitesQuery, patchSiteBody, siteParams, siteSchema } from '../../directory/schemas.js';
 import type { DirectoryService } from '../../directory/service.js';
-import { pageOf } from '../../shared/pagination.js';
+import { pageOf, pageQuery } from '../../shared/pagination.js';
 import { errorResponses } from '../errors.js';
 
 export const siteRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService }> = async (app, { directory }) => {
@@ -40,6 +40,22 @@ export const siteRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService }> 
       },
     },
     async (request) => directory.updateSite(request.principal, request.params.siteId, request.body),
+  );
+  app.get(
+    '/sites/:siteId/audit',
+    {
+      schema: {
+        tags,
+        summary: "Every write to the site's directory, newest first, with the account that made it",
+        params: siteParams,
+        querystring: z.strictObject(pageQuery),
+        response: {
+          200: pageOf(z.object({ id: z.number().int(), at: z.string(), accountId: z.uuid(), action: z.string(), subject: z.string().nullable(), details: z.unknown() })),
+          ...errorResponses(400, 404),
+        },
+      },
+    },
+    async (request) => directory.auditOf(request.principal, request.params.siteId, request.query),
   );
   app.delete(
     '/sites/:siteId',
