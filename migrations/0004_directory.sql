@@ -33,16 +33,6 @@ CREATE TABLE "credentials" (
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
-CREATE TABLE "directory_audit" (
-	"id" bigserial PRIMARY KEY NOT NULL,
-	"at" timestamp with time zone DEFAULT now() NOT NULL,
-	"site_id" uuid NOT NULL,
-	"account_id" uuid NOT NULL,
-	"action" text NOT NULL,
-	"subject" text,
-	"details" jsonb
-);
---> statement-breakpoint
 CREATE TABLE "directory_changes" (
 	"id" bigserial PRIMARY KEY NOT NULL,
 	"site_id" uuid NOT NULL,
@@ -100,6 +90,17 @@ CREATE TABLE "sites" (
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
+CREATE TABLE "write_audit" (
+	"id" bigserial PRIMARY KEY NOT NULL,
+	"at" timestamp with time zone DEFAULT now() NOT NULL,
+	"account_id" uuid NOT NULL,
+	"installer_id" uuid,
+	"site_id" uuid,
+	"action" text NOT NULL,
+	"subject" text,
+	"details" jsonb
+);
+--> statement-breakpoint
 ALTER TABLE "accounts" ADD COLUMN "parent_id" uuid;--> statement-breakpoint
 ALTER TABLE "apartments" ADD CONSTRAINT "apartments_site_id_sites_id_fk" FOREIGN KEY ("site_id") REFERENCES "public"."sites"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "apartments" ADD CONSTRAINT "apartments_building_id_buildings_id_fk" FOREIGN KEY ("building_id") REFERENCES "public"."buildings"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
@@ -121,11 +122,13 @@ CREATE INDEX "apartments_site_idx" ON "apartments" USING btree ("site_id");--> s
 CREATE UNIQUE INDEX "buildings_site_name_idx" ON "buildings" USING btree ("site_id","name");--> statement-breakpoint
 CREATE UNIQUE INDEX "credentials_unique_idx" ON "credentials" USING btree ("site_id","kind","scope","value");--> statement-breakpoint
 CREATE INDEX "credentials_resident_idx" ON "credentials" USING btree ("resident_id");--> statement-breakpoint
-CREATE INDEX "directory_audit_site_idx" ON "directory_audit" USING btree ("site_id","id");--> statement-breakpoint
 CREATE INDEX "device_placements_site_idx" ON "device_placements" USING btree ("site_id");--> statement-breakpoint
 CREATE INDEX "residents_apartment_idx" ON "residents" USING btree ("apartment_id","created_at");--> statement-breakpoint
 CREATE INDEX "residents_site_idx" ON "residents" USING btree ("site_id");--> statement-breakpoint
 CREATE UNIQUE INDEX "residents_one_main_idx" ON "residents" USING btree ("apartment_id") WHERE role = 'main';--> statement-breakpoint
 CREATE INDEX "site_managers_account_idx" ON "site_managers" USING btree ("account_id");--> statement-breakpoint
 CREATE INDEX "sites_installer_idx" ON "sites" USING btree ("installer_id","created_at");--> statement-breakpoint
+CREATE INDEX "write_audit_installer_idx" ON "write_audit" USING btree ("installer_id","id");--> statement-breakpoint
+CREATE INDEX "write_audit_site_idx" ON "write_audit" USING btree ("site_id","id");--> statement-breakpoint
+CREATE INDEX "write_audit_subject_idx" ON "write_audit" USING btree ("subject");--> statement-breakpoint
 ALTER TABLE "accounts" ADD CONSTRAINT "accounts_parent_id_accounts_id_fk" FOREIGN KEY ("parent_id") REFERENCES "public"."accounts"("id") ON DELETE restrict ON UPDATE no action;

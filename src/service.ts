@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { AccountService } from './accounts/service.js';
+import { WriteAuditLog } from './audit/service.js';
 import { buildApi } from './api/app.js';
 import type { Config } from './config.js';
 import { deploymentId, openDatabase, runMigrations, type Database } from './db/client.js';
@@ -178,6 +179,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       macLibrary,
       devices,
       directory,
+      writes: new WriteAuditLog(database.db),
       deviceDirectory: { renders: directoryRenders, documents },
       provisioning,
       deviceAccess: { keys, effectiveConfig: (mac) => configurations.effective(mac), documents },

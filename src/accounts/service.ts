@@ -4,6 +4,7 @@ import type { Db, Tx } from '../db/client.js';
 import { conflict, forbidden, notFound } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import { accounts, apiTokens } from './tables.js';
+import { recordWrite } from '../audit/service.js';
 import type { AccountView, Role } from './schemas.js';
 
 /**
@@ -69,6 +70,7 @@ export class AccountService {
         .returning();
       if (!account) throw conflict('email_taken', `an account with email ${input.email} already exists`, { email: input.email });
       await within?.(tx, account.id);
+      await recordWrite(tx, principal, { installerId: principal.accountId, action: `${role}.created`, subject: account.id, details: { name: account.name, email: account.email } });
       const token = newToken();
       const [row] = await tx.insert(apiTokens).values({ accountId: account.id, tokenHash: hashToken(token) }).returning({ id: apiTokens.id });
       return { account: view(account), token: { id: row!.id, token } };
@@ -89,7 +91,7 @@ export class AccountService {
     return view(account);
   }
 
-  async createInstaller(input: { name: string; email: string }): Promise<{ installer: AccountView; token: { id: string; token: string } }> {
+  async createInstaller(principal: Principal, input: { name: string; email: string }): Promise<{ installer: AccountView; token: { id: string; token: string } }> {
     return this.db.transaction(async (tx) => {
       const inserted = await tx
         .insert(accounts)
@@ -100,6 +102,7 @@ export class AccountService {
       if (!account) throw conflict('email_taken', `an account with email ${input.email} already exists`, { email: input.email });
       const token = newToken();
       const [row] = await tx.insert(apiTokens).values({ accountId: account.id, tokenHash: hashToken(token) }).returning({ id: apiTokens.id });
+      await recordWrite(tx, principal, { installerId: account.id, action: 'installer.created', subject: account.id, details: { name: account.name, email: account.email } });
       return { installer: view(account), token: { id: row!.id, token } };
     });
   }
@@ -137,7 +140,10 @@ export class AccountService {
     const rows = await this.db.select().from(apiTokens).where(eq(apiTokens.id, tokenId)).limit(1);
     const token = rows[0];
     if (!token || (principal.role !== 'distributor' && token.accountId !== principal.actorId)) throw notFound('token', { tokenId });
-    await this.db.update(apiTokens).set({ revokedAt: new Date() }).where(and(eq(apiTokens.id, tokenId), isNull(apiTokens.revokedAt)));
+    await this.db.transaction(async (tx) => {
+      await tx.update(apiTokens).set({ revokedAt: new Date() }).where(and(eq(apiTokens.id, tokenId), isNull(apiTokens.revokedAt)));
+      await recordWrite(tx, principal, { installerId: principal.role === 'distributor' ? null : principal.accountId, action: 'token.revoked', subject: tokenId });
+    });
   }
 
   /**

@@ -21,6 +21,7 @@ const PROPERTY_MANAGER_ROUTES = new Set([
   'GET /api/v1/sites/:siteId/buildings',
   'GET /api/v1/sites/:siteId/export',
   'GET /api/v1/sites/:siteId/audit',
+  'GET /api/v1/audit/writes',
   'GET /api/v1/buildings/:buildingId',
   'GET /api/v1/buildings/:buildingId/apartments',
   'GET /api/v1/apartments/:apartmentId',

@@ -6,4 +6,5 @@ export * from '../provisioning/tables.js';
 export * from '../firmware/tables.js';
 export * from '../documents/tables.js';
 export * from '../directory/tables.js';
+export * from '../audit/tables.js';
 export * from './tables.js';

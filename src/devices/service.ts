@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { and, count, desc, eq, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
+import { recordWrite } from '../audit/service.js';
 import type { Db, Queryable } from '../db/client.js';
 import { lockLibraryEntry } from '../mac-library/queries.js';
 import { conflict, notFound } from '../shared/errors.js';
@@ -91,6 +92,7 @@ export class DeviceService {
           sipPassword: password,
         })
         .returning();
+      await recordWrite(tx, principal, { installerId: entry.installerId, action: 'device.created', subject: input.mac, details: { name: input.name, type: input.type } });
       return { ...deviceView(row!), sip: { number: row!.sipNumber, password } };
     });
   }
@@ -158,6 +160,7 @@ export class DeviceService {
       }
       // Others list this device by its name, type and location: what they were given must follow.
       if (Object.keys(fields).length) await this.placements.deviceChanged(tx, row);
+      await recordWrite(tx, principal, { installerId: row.installerId, action: 'device.updated', subject: mac, details: patch });
       return row;
     });
     this.placements.committed();
@@ -171,8 +174,9 @@ export class DeviceService {
       const rows = await tx
         .delete(devices)
         .where(and(eq(devices.mac, mac), this.scope(principal)))
-        .returning({ mac: devices.mac });
+        .returning({ mac: devices.mac, installerId: devices.installerId });
       if (!rows[0]) throw notFound('device', { mac });
+      await recordWrite(tx, principal, { installerId: rows[0].installerId, action: 'device.removed', subject: mac });
     });
     this.placements.committed();
     this.events.emit('device.removed', { mac });

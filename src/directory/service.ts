@@ -1,6 +1,7 @@
-import { and, asc, count, desc, eq, ilike, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, eq, ilike, inArray, sql, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Principal } from '../accounts/service.js';
+import { recordWrite } from '../audit/service.js';
 import type { Db, Queryable, Tx } from '../db/client.js';
 import { violatedConstraint } from '../db/errors.js';
 import type { DevicePlacements, DevicePlacementView, PlacementFilter } from '../devices/placement.js';
@@ -24,7 +25,7 @@ import type {
 } from './schemas.js';
 import { deviceFacts } from '../devices/queries.js';
 import type { SheetRow } from '../shared/csv.js';
-import { apartments, buildings, credentials, directoryAudit, directoryChanges, placements, residents, siteManagers, sites } from './tables.js';
+import { apartments, buildings, credentials, directoryChanges, placements, residents, siteManagers, sites } from './tables.js';
 import { parseTemplate, TEMPLATE_COLUMNS, templateRow, type InvalidCell } from './template.js';
 
 type SiteRow = typeof sites.$inferSelect;
@@ -140,7 +141,8 @@ export class DirectoryService implements DevicePlacements {
   }
 
   private async audit(tx: Queryable, principal: Principal, siteId: string, action: string, subject: string | null, details: unknown): Promise<void> {
-    await tx.insert(directoryAudit).values({ siteId, accountId: principal.actorId, action, subject, details: details ?? null });
+    const owner = await tx.select({ installerId: sites.installerId }).from(sites).where(eq(sites.id, siteId)).limit(1);
+    await recordWrite(tx, principal, { installerId: owner[0]?.installerId ?? (principal.role === 'distributor' ? null : principal.accountId), siteId, action, subject, details });
   }
 
   /** Runs a write and its change record in one transaction, then wakes the follower. */
@@ -237,8 +239,8 @@ export class DirectoryService implements DevicePlacements {
     await this.write(async (tx) => {
       await this.site(tx, principal, siteId, true);
       await this.refuseWhilePlaced(tx, eq(placements.siteId, siteId), 'site_has_devices', 'the site still has devices placed in it; move or unplace them first');
-      await tx.delete(sites).where(eq(sites.id, siteId));
       await this.audit(tx, principal, siteId, 'site.removed', siteId, null);
+      await tx.delete(sites).where(eq(sites.id, siteId));
     });
   }
 
@@ -261,6 +263,7 @@ export class DirectoryService implements DevicePlacements {
     }
     await tx.delete(siteManagers).where(eq(siteManagers.accountId, accountId));
     await tx.insert(siteManagers).values(unique.map((siteId) => ({ siteId, accountId })));
+    await recordWrite(tx, principal, { installerId: principal.accountId, action: 'property-manager.sites', subject: accountId, details: { siteIds: unique } });
   }
 
   /** The sites a property manager manages. */
@@ -269,17 +272,9 @@ export class DirectoryService implements DevicePlacements {
     return rows.map((r) => r.siteId);
   }
 
-  /** Every write to a site's directory, newest first, with the account that made it. */
-  async auditOf(principal: Principal, siteId: string, q: { page: number; pageSize: number }) {
+  /** Checks the caller may read the site (for its audit log, which the audit domain serves). */
+  async readableSite(principal: Principal, siteId: string): Promise<void> {
     await this.site(this.db, principal, siteId);
-    const where = eq(directoryAudit.siteId, siteId);
-    return paginate(
-      this.db.select().from(directoryAudit).where(where).orderBy(desc(directoryAudit.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize),
-      this.db.select({ n: count() }).from(directoryAudit).where(where),
-      (r) => ({ id: r.id, at: r.at.toISOString(), accountId: r.accountId, action: r.action, subject: r.subject, details: r.details ?? null }),
-      q.page,
-      q.pageSize,
-    );
   }
 
   // ---- buildings

@@ -180,19 +180,3 @@ export const siteManagers = pgTable(
   },
   (t) => [primaryKey({ columns: [t.siteId, t.accountId] }), index('site_managers_account_idx').on(t.accountId)],
 );
-
-/** Every write to a site's directory, with the account that made it; kept after the site is deleted. */
-export const directoryAudit = pgTable(
-  'directory_audit',
-  {
-    id: bigserial('id', { mode: 'number' }).primaryKey(),
-    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
-    siteId: uuid('site_id').notNull(),
-    accountId: uuid('account_id').notNull(),
-    action: text('action').notNull(),
-    /** What was written: a building, apartment, resident or credential id, or a device's MAC. */
-    subject: text('subject'),
-    details: jsonb('details'),
-  },
-  (t) => [index('directory_audit_site_idx').on(t.siteId, t.id)],
-);

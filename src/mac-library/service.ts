@@ -1,6 +1,7 @@
 import { and, count, desc, eq, ilike, isNotNull, isNull, or, sql, type SQL } from 'drizzle-orm';
 import type { AccountService, Principal } from '../accounts/service.js';
 import { accountNames } from '../accounts/queries.js';
+import { recordWrite } from '../audit/service.js';
 import type { Db } from '../db/client.js';
 import { boundDevices, isBound } from '../devices/queries.js';
 import { badRequest, conflict, forbidden, notFound } from '../shared/errors.js';
@@ -38,8 +39,11 @@ export class MacLibraryService {
 
   async add(principal: Principal, mac: string, installerId?: string): Promise<MacEntry> {
     const owner = await this.targetInstaller(principal, installerId);
-    const inserted = await this.db.insert(macLibrary).values({ mac, installerId: owner }).onConflictDoNothing().returning();
-    if (!inserted[0]) throw conflict('mac_already_registered', `MAC ${mac} is already registered in a MAC library`, { mac });
+    await this.db.transaction(async (tx) => {
+      const inserted = await tx.insert(macLibrary).values({ mac, installerId: owner }).onConflictDoNothing().returning();
+      if (!inserted[0]) throw conflict('mac_already_registered', `MAC ${mac} is already registered in a MAC library`, { mac });
+      await recordWrite(tx, principal, { installerId: owner, action: 'mac.added', subject: mac });
+    });
     this.events.emit('mac-library.added', { macs: [mac] });
     return this.get(principal, mac);
   }
@@ -56,6 +60,7 @@ export class MacLibraryService {
         const rows = await tx.insert(macLibrary).values(chunk).onConflictDoNothing().returning({ mac: macLibrary.mac });
         for (const r of rows) added.push(r.mac);
       }
+      await recordWrite(tx, principal, { installerId: owner, action: 'mac.imported', subject: null, details: { added: added.length, rows: parsed.rows.length, invalid: parsed.invalid.length } });
     });
     if (added.length) this.events.emit('mac-library.added', { macs: added });
     return { added: added.length, skipped: parsed.rows.length - added.length, invalid: parsed.invalid };
@@ -126,7 +131,7 @@ export class MacLibraryService {
   async remove(principal: Principal, mac: string): Promise<void> {
     await this.db.transaction(async (tx) => {
       const rows = await tx
-        .select({ mac: macLibrary.mac })
+        .select({ mac: macLibrary.mac, installerId: macLibrary.installerId })
         .from(macLibrary)
         .where(and(eq(macLibrary.mac, mac), this.scope(principal)))
         .for('update')
@@ -134,6 +139,7 @@ export class MacLibraryService {
       if (!rows[0]) throw notFound('MAC', { mac });
       if (await isBound(tx, mac)) throw conflict('mac_bound', `MAC ${mac} is bound to a device; delete the device first`, { mac });
       await tx.delete(macLibrary).where(eq(macLibrary.mac, mac));
+      await recordWrite(tx, principal, { installerId: rows[0].installerId, action: 'mac.removed', subject: mac });
     });
     this.events.emit('mac-library.removed', { mac });
   }

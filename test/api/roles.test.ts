@@ -71,6 +71,9 @@ t.test('a property manager manages residents and their access in its sites, and 
   t.same(mine, ['apartment.reset', 'credential.revoked', 'credential.created', 'resident.created']);
   t.ok(audit.some((e: any) => e.action === 'building.created' && e.accountId === alice.id), "the installer's writes carry the installer's account");
 
+  const pmWrites = (await P('GET', '/audit/writes?pageSize=100')).body.items;
+  t.ok(pmWrites.length > 0 && pmWrites.every((w: any) => w.siteId === s1.id), 'a property manager reads the writes in its sites only');
+
   // The installer gives it another site.
   const moved = await A('PUT', `/property-managers/${made.body.account.id}/sites`, { siteIds: [s2.id] });
   t.same(moved.body.siteIds, [s2.id]);
@@ -99,6 +102,14 @@ t.test('a sub-installer works as its installer, but makes no accounts', async (t
   await svc.service.follower.settled();
   const audit = (await A('GET', `/sites/${s1.id}/audit?pageSize=50`)).body.items;
   t.ok(audit.some((e: any) => e.action === 'device.placed' && e.subject === '0C1113000010' && e.accountId === made.body.account.id), 'its placement is audited under its own account');
+  const writes = (await A('GET', '/audit/writes?pageSize=100')).body.items;
+  const bySam = writes.filter((w: any) => w.accountId === made.body.account.id).map((w: any) => [w.action, w.subject]);
+  t.same(bySam.slice(-2), [
+    ['device.created', '0C1113000010'],
+    ['mac.added', '0C1113000010'],
+  ], "(newest first) the sub-installer's MAC and device writes are in the write audit under its account");
+  t.ok(writes.every((w: any) => w.installerId === alice.id), "Alice reads the writes to her data only");
+  t.notOk((await call(bob.token, 'GET', '/audit/writes?pageSize=100')).body.items.some((w: any) => w.installerId === alice.id), "Bob reads none of Alice's");
   const job = (await S('POST', '/devices/0C1113000010/reboot')).body.job;
   const audited = await waitFor(() => A('GET', `/audit?jobId=${job.id}`).then((r) => r.body.items), (items: any[]) => items.length > 0);
   t.equal(audited[0].actor, `account:${made.body.account.id}`, 'and so is its remote maintenance');

@@ -19,7 +19,7 @@ export const accountRoutes: FastifyPluginAsyncZod<{ accounts: AccountService }> 
     },
     async (request, reply) => {
       requireDistributor(request);
-      return reply.status(201).send(await accounts.createInstaller(request.body));
+      return reply.status(201).send(await accounts.createInstaller(request.principal, request.body));
     },
   );
 

@@ -1,11 +1,13 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { createSiteBody, listSitesQuery, patchSiteBody, siteParams, siteSchema } from '../../directory/schemas.js';
+import type { WriteAuditLog } from '../../audit/service.js';
+import { writeSchema } from '../../audit/schemas.js';
 import type { DirectoryService } from '../../directory/service.js';
 import { pageOf, pageQuery } from '../../shared/pagination.js';
 import { errorResponses } from '../errors.js';
 
-export const siteRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService }> = async (app, { directory }) => {
+export const siteRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService; writes: WriteAuditLog }> = async (app, { directory, writes }) => {
   const tags = ['directory'];
   app.post(
     '/sites',
@@ -49,13 +51,13 @@ export const siteRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService }> 
         summary: "Every write to the site's directory, newest first, with the account that made it",
         params: siteParams,
         querystring: z.strictObject(pageQuery),
-        response: {
-          200: pageOf(z.object({ id: z.number().int(), at: z.string(), accountId: z.uuid(), action: z.string(), subject: z.string().nullable(), details: z.unknown() })),
-          ...errorResponses(400, 404),
-        },
+        response: { 200: pageOf(writeSchema), ...errorResponses(400, 404) },
       },
     },
-    async (request) => directory.auditOf(request.principal, request.params.siteId, request.query),
+    async (request) => {
+      await directory.readableSite(request.principal, request.params.siteId);
+      return writes.list(request.principal, { ...request.query, siteId: request.params.siteId });
+    },
   );
   app.delete(
     '/sites/:siteId',
