@@ -78,7 +78,7 @@ export class AccountService {
   }
 
   /** Runs `work` in a transaction on behalf of one of the caller's accounts (only an installer changes them). */
-  async withinMember(principal: Principal, _accountId: string, work: (tx: Tx) => Promise<void>): Promise<void> {
+  async withinMember(principal: Principal, work: (tx: Tx) => Promise<void>): Promise<void> {
     if (principal.role !== 'installer' || principal.subInstaller) throw forbidden('only an installer changes its property managers');
     await this.db.transaction(work);
   }

@@ -29,6 +29,8 @@ import { apartments, buildings, credentials, directoryChanges, placements, resid
 import { parseTemplate, TEMPLATE_COLUMNS, templateRow, type InvalidCell } from './template.js';
 
 type SiteRow = typeof sites.$inferSelect;
+/** A site as a write's audit row names it: which site, whose. */
+type SiteRef = Pick<SiteRow, 'id' | 'installerId'>;
 type BuildingRow = typeof buildings.$inferSelect;
 type ApartmentRow = typeof apartments.$inferSelect;
 type ResidentRow = typeof residents.$inferSelect;
@@ -98,9 +100,12 @@ async function inChunks<I, O>(rows: I[], insert: (chunk: I[]) => Promise<O[]>): 
   return stored;
 }
 
-/** A placement naming a building or apartment the caller cannot see is a bad request, not a missing device. */
-const asInvalidPlacement = (message: string, details: unknown) => (err: unknown): never => {
-  if (err instanceof DomainError && err.kind === 'not_found') throw badRequest('placement_invalid', message, details);
+/**
+ * A record named inside a request's body (a placement's building, a manager's site) that the caller cannot
+ * see makes the request bad (400), rather than the resource of its URL missing (404).
+ */
+const notFoundAs = (code: string, message: string, details: unknown) => (err: unknown): never => {
+  if (err instanceof DomainError && err.kind === 'not_found') throw badRequest(code, message, details);
   throw err;
 };
 
@@ -135,14 +140,13 @@ export class DirectoryService implements DevicePlacements {
   }
 
   /** A write of an account: the site is marked for rendering and the write audited with who made it, in its transaction. */
-  private async record(tx: Queryable, principal: Principal, siteId: string, action: string, subject: string | null, details: unknown): Promise<void> {
-    await this.changed(tx, siteId, principal);
-    await this.audit(tx, principal, siteId, action, subject, details);
+  private async record(tx: Queryable, principal: Principal, site: SiteRef, action: string, subject: string | null, details: unknown): Promise<void> {
+    await this.changed(tx, site.id, principal);
+    await this.audit(tx, principal, site, action, subject, details);
   }
 
-  private async audit(tx: Queryable, principal: Principal, siteId: string, action: string, subject: string | null, details: unknown): Promise<void> {
-    const owner = await tx.select({ installerId: sites.installerId }).from(sites).where(eq(sites.id, siteId)).limit(1);
-    await recordWrite(tx, principal, { installerId: owner[0]?.installerId ?? (principal.role === 'distributor' ? null : principal.accountId), siteId, action, subject, details });
+  private async audit(tx: Queryable, principal: Principal, site: SiteRef, action: string, subject: string | null, details: unknown): Promise<void> {
+    await recordWrite(tx, principal, { installerId: site.installerId, siteId: site.id, action, subject, details });
   }
 
   /** Runs a write and its change record in one transaction, then wakes the follower. */
@@ -182,7 +186,7 @@ export class DirectoryService implements DevicePlacements {
           .insert(sites)
           .values({ ...fields, address: fields.address ?? null, installerId })
           .returning();
-        await this.audit(tx, principal, created!.id, 'site.created', created!.id, null);
+        await this.audit(tx, principal, created!, 'site.created', created!.id, null);
         return created!;
       });
       return siteView(row);
@@ -230,16 +234,16 @@ export class DirectoryService implements DevicePlacements {
           uniqueConflict(err, { credentials_unique_idx: ['pin_taken', 'two apartments share a PIN: in pin mode every PIN must be unique in the site; change one first'] });
         }
       }
-      await this.record(tx, principal, siteId, 'site.updated', siteId, patch);
+      await this.record(tx, principal, site, 'site.updated', siteId, patch);
       return siteView(row!);
     });
   }
 
   async removeSite(principal: Principal, siteId: string): Promise<void> {
     await this.write(async (tx) => {
-      await this.site(tx, principal, siteId, true);
+      const site = await this.site(tx, principal, siteId, true);
       await this.refuseWhilePlaced(tx, eq(placements.siteId, siteId), 'site_has_devices', 'the site still has devices placed in it; move or unplace them first');
-      await this.audit(tx, principal, siteId, 'site.removed', siteId, null);
+      await this.audit(tx, principal, site, 'site.removed', siteId, null);
       await tx.delete(sites).where(eq(sites.id, siteId));
     });
   }
@@ -255,10 +259,7 @@ export class DirectoryService implements DevicePlacements {
   async assignManager(tx: Tx, principal: Principal, accountId: string, siteIds: string[]): Promise<void> {
     const unique = [...new Set(siteIds)];
     for (const siteId of unique) {
-      const site = await this.site(tx, principal, siteId).catch((err: unknown) => {
-        if (err instanceof DomainError && err.kind === 'not_found') throw badRequest('site_not_found', `no site ${siteId} of yours`, { siteId });
-        throw err;
-      });
+      const site = await this.site(tx, principal, siteId).catch(notFoundAs('site_not_found', `no site ${siteId} of yours`, { siteId }));
       if (site.installerId !== principal.accountId) throw badRequest('site_not_found', `no site ${siteId} of yours`, { siteId });
     }
     await tx.delete(siteManagers).where(eq(siteManagers.accountId, accountId));
@@ -292,10 +293,10 @@ export class DirectoryService implements DevicePlacements {
 
   async createBuilding(principal: Principal, siteId: string, input: CreateBuildingInput): Promise<BuildingView> {
     return this.write(async (tx) => {
-      await this.site(tx, principal, siteId);
+      const site = await this.site(tx, principal, siteId);
       try {
         const [row] = await tx.insert(buildings).values({ siteId, ...input }).returning();
-        await this.record(tx, principal, siteId, 'building.created', row!.id, null);
+        await this.record(tx, principal, site, 'building.created', row!.id, null);
         return buildingView(row!);
       } catch (err) {
         uniqueConflict(err, DirectoryService.buildingConflicts);
@@ -324,7 +325,7 @@ export class DirectoryService implements DevicePlacements {
       const { site } = await this.building(tx, principal, buildingId);
       try {
         const [row] = await tx.update(buildings).set(patch).where(eq(buildings.id, buildingId)).returning();
-        await this.record(tx, principal, site.id, 'building.updated', buildingId, patch);
+        await this.record(tx, principal, site, 'building.updated', buildingId, patch);
         return buildingView(row!);
       } catch (err) {
         uniqueConflict(err, DirectoryService.buildingConflicts);
@@ -338,7 +339,7 @@ export class DirectoryService implements DevicePlacements {
       const inside = tx.select({ id: apartments.id }).from(apartments).where(eq(apartments.buildingId, buildingId));
       await this.refuseWhilePlaced(tx, sql`${placements.buildingId} = ${buildingId} OR ${placements.apartmentId} IN ${inside}`, 'building_has_devices', 'the building still has devices placed in it or in its apartments; move or unplace them first');
       await tx.delete(buildings).where(eq(buildings.id, buildingId));
-      await this.record(tx, principal, site.id, 'building.removed', buildingId, null);
+      await this.record(tx, principal, site, 'building.removed', buildingId, null);
     });
   }
 
@@ -363,7 +364,7 @@ export class DirectoryService implements DevicePlacements {
           .insert(apartments)
           .values({ siteId: site.id, buildingId, ...input })
           .returning();
-        await this.record(tx, principal, site.id, 'apartment.created', row!.id, null);
+        await this.record(tx, principal, site, 'apartment.created', row!.id, null);
         return apartmentView(row!);
       } catch (err) {
         uniqueConflict(err, DirectoryService.apartmentConflicts);
@@ -392,7 +393,7 @@ export class DirectoryService implements DevicePlacements {
       const { site } = await this.apartment(tx, principal, apartmentId);
       try {
         const [row] = await tx.update(apartments).set(patch).where(eq(apartments.id, apartmentId)).returning();
-        await this.record(tx, principal, site.id, 'apartment.updated', apartmentId, patch);
+        await this.record(tx, principal, site, 'apartment.updated', apartmentId, patch);
         return apartmentView(row!);
       } catch (err) {
         uniqueConflict(err, DirectoryService.apartmentConflicts);
@@ -405,7 +406,7 @@ export class DirectoryService implements DevicePlacements {
       const { site } = await this.apartment(tx, principal, apartmentId);
       await this.refuseWhilePlaced(tx, eq(placements.apartmentId, apartmentId), 'apartment_has_devices', 'the apartment still has devices placed in it; move or unplace them first');
       await tx.delete(apartments).where(eq(apartments.id, apartmentId));
-      await this.record(tx, principal, site.id, 'apartment.removed', apartmentId, null);
+      await this.record(tx, principal, site, 'apartment.removed', apartmentId, null);
     });
   }
 
@@ -419,7 +420,7 @@ export class DirectoryService implements DevicePlacements {
       const { site } = await this.apartment(tx, principal, apartmentId);
       const removedCredentials = await tx.delete(credentials).where(eq(credentials.apartmentId, apartmentId)).returning({ id: credentials.id });
       const removedResidents = await tx.delete(residents).where(eq(residents.apartmentId, apartmentId)).returning({ id: residents.id });
-      await this.record(tx, principal, site.id, 'apartment.reset', apartmentId, { residents: removedResidents.length, credentials: removedCredentials.length });
+      await this.record(tx, principal, site, 'apartment.reset', apartmentId, { residents: removedResidents.length, credentials: removedCredentials.length });
       return { residentsRemoved: removedResidents.length, credentialsRemoved: removedCredentials.length };
     });
   }
@@ -451,7 +452,7 @@ export class DirectoryService implements DevicePlacements {
         .insert(residents)
         .values({ ...fields, role, siteId: site.id, apartmentId: apartment.id })
         .returning();
-      await this.record(tx, principal, site.id, 'resident.created', row!.id, null);
+      await this.record(tx, principal, site, 'resident.created', row!.id, null);
       return residentView(row!);
     });
   }
@@ -482,7 +483,7 @@ export class DirectoryService implements DevicePlacements {
     return this.write(async (tx) => {
       const { site } = await this.resident(tx, principal, residentId);
       const [row] = await tx.update(residents).set(patch).where(eq(residents.id, residentId)).returning();
-      await this.record(tx, principal, site.id, 'resident.updated', residentId, null);
+      await this.record(tx, principal, site, 'resident.updated', residentId, null);
       return residentView(row!);
     });
   }
@@ -499,7 +500,7 @@ export class DirectoryService implements DevicePlacements {
         if ((family[0]?.n ?? 0) > 0) throw conflict('family_members_remain', 'remove the family members first, or reset the apartment');
       }
       await tx.delete(residents).where(eq(residents.id, residentId));
-      await this.record(tx, principal, site.id, 'resident.removed', residentId, null);
+      await this.record(tx, principal, site, 'resident.removed', residentId, null);
     });
   }
 
@@ -522,7 +523,7 @@ export class DirectoryService implements DevicePlacements {
             validUntil: input.validUntil ? new Date(input.validUntil) : null,
           })
           .returning();
-        await this.record(tx, principal, site.id, 'credential.created', row!.id, { kind: input.kind });
+        await this.record(tx, principal, site, 'credential.created', row!.id, { kind: input.kind });
         return credentialView(row!);
       } catch (err) {
         const where = input.kind === 'card' ? 'site' : site.pinMode === 'apt-pin' ? 'apartment' : 'site';
@@ -544,7 +545,7 @@ export class DirectoryService implements DevicePlacements {
       const row = rows[0];
       if (!row || !this.owns(principal, row.site)) throw notFound('credential', { credentialId });
       await tx.delete(credentials).where(eq(credentials.id, credentialId));
-      await this.record(tx, principal, row.site.id, 'credential.revoked', credentialId, { kind: row.credential.kind });
+      await this.record(tx, principal, row.site, 'credential.revoked', credentialId, { kind: row.credential.kind });
     });
   }
 
@@ -579,7 +580,7 @@ export class DirectoryService implements DevicePlacements {
       const withMain = new Set(residentRows.filter((r) => r.role === 'main').map((r) => r.apartmentId));
       const macs = [...new Set(parsed.rows.flatMap((r) => r.devices.map((d) => d.mac)))];
       const facts = new Map((await deviceFacts(tx, macs)).map((d) => [d.mac, d]));
-      const placedBefore = await this.of(macs);
+      const placedBefore = await this.of(macs, tx);
       const placedNow = new Map(placedBefore);
 
       const deviceFaults: InvalidCell[] = [];
@@ -657,7 +658,7 @@ export class DirectoryService implements DevicePlacements {
       );
       created.placements = moves.size;
       skipped = parsed.rows.filter((r) => !touched.has(r.line)).length;
-      await this.record(tx, principal, siteId, 'template.imported', null, { created, updated });
+      await this.record(tx, principal, site, 'template.imported', null, { created, updated });
     });
     return { created, updated, skipped, invalid: [] as InvalidCell[], ignoredColumns: parsed.ignoredColumns };
   }
@@ -697,7 +698,8 @@ export class DirectoryService implements DevicePlacements {
 
   async place(tx: Tx, principal: Principal, device: { mac: string; type: string; installerId: string }, target: DevicePlacementView | null): Promise<void> {
     const before = await tx.select().from(placements).where(eq(placements.mac, device.mac)).limit(1).for('update');
-    if (before[0]) await this.record(tx, principal, before[0].siteId, 'device.moved-out', device.mac, null);
+    // A device is only ever placed in its own installer's sites: the one it leaves is its installer's too.
+    if (before[0]) await this.record(tx, principal, { id: before[0].siteId, installerId: device.installerId }, 'device.moved-out', device.mac, null);
     if (!target) {
       await tx.delete(placements).where(eq(placements.mac, device.mac));
       return;
@@ -706,12 +708,12 @@ export class DirectoryService implements DevicePlacements {
     if (site.installerId !== device.installerId) throw badRequest('placement_invalid', "the site does not belong to the device's installer", { siteId: target.siteId });
     let buildingId = target.buildingId;
     if (target.apartmentId) {
-      const { apartment } = await this.apartment(tx, principal, target.apartmentId).catch(asInvalidPlacement('no such apartment', { apartmentId: target.apartmentId }));
+      const { apartment } = await this.apartment(tx, principal, target.apartmentId).catch(notFoundAs('placement_invalid', 'no such apartment', { apartmentId: target.apartmentId }));
       if (apartment.siteId !== site.id || (buildingId && apartment.buildingId !== buildingId)) throw badRequest('placement_invalid', 'the apartment is not in that site and building', { apartmentId: target.apartmentId });
       if (!APARTMENT_TYPES.has(device.type)) throw badRequest('placement_invalid', 'only indoor monitors and single-tenant door phones are placed in an apartment', { type: device.type });
       buildingId = apartment.buildingId;
     } else if (buildingId) {
-      const { building } = await this.building(tx, principal, buildingId).catch(asInvalidPlacement('no such building', { buildingId }));
+      const { building } = await this.building(tx, principal, buildingId).catch(notFoundAs('placement_invalid', 'no such building', { buildingId }));
       if (building.siteId !== site.id) throw badRequest('placement_invalid', 'the building is not in that site', { buildingId });
     }
     const values = { siteId: site.id, buildingId: buildingId ?? null, apartmentId: target.apartmentId ?? null };
@@ -719,7 +721,7 @@ export class DirectoryService implements DevicePlacements {
       .insert(placements)
       .values({ mac: device.mac, ...values })
       .onConflictDoUpdate({ target: placements.mac, set: values });
-    await this.record(tx, principal, site.id, 'device.placed', device.mac, values);
+    await this.record(tx, principal, site, 'device.placed', device.mac, values);
   }
 
   async deviceChanged(tx: Tx, device: { mac: string; type: string }): Promise<void> {
@@ -732,9 +734,9 @@ export class DirectoryService implements DevicePlacements {
     await this.changed(tx, placement.siteId, null);
   }
 
-  async of(macs: string[]): Promise<Map<string, DevicePlacementView>> {
+  async of(macs: string[], q: Queryable = this.db): Promise<Map<string, DevicePlacementView>> {
     if (!macs.length) return new Map();
-    const rows = await this.db.select().from(placements).where(inArray(placements.mac, macs));
+    const rows = await q.select().from(placements).where(inArray(placements.mac, macs));
     return new Map(rows.map((r) => [r.mac, { siteId: r.siteId, buildingId: r.buildingId, apartmentId: r.apartmentId }]));
   }
 

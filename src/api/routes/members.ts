@@ -41,7 +41,7 @@ export const memberRoutes: FastifyPluginAsyncZod<{ accounts: AccountService; dir
     },
     async (request) => {
       const member = await accounts.getMember(request.principal, request.params.id, 'property-manager');
-      await accounts.withinMember(request.principal, member.id, (tx) => directory.assignManager(tx, request.principal, member.id, request.body.siteIds));
+      await accounts.withinMember(request.principal, (tx) => directory.assignManager(tx, request.principal, member.id, request.body.siteIds));
       return { siteIds: await directory.managedSites(member.id) };
     },
   );
