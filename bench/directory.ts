@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { deriveDeviceKey } from '../src/devices/device-key.js';
 import { fleetMacs } from '../simulators/fleet.js';
 import { startFleet } from './lib/fleet.js';
-import { rssBytes, sleep } from './lib/proc.js';
+import { rssBytes, waitUntil } from './lib/proc.js';
 import { benchService, build } from './lib/service.js';
 
 // npm run bench:directory -- [--apartments 2000] [--residents 5000] [--door-phones 20] [--revocations 20]
@@ -30,13 +30,9 @@ const fmt = (n: number, d = 1) => n.toLocaleString('en-US', { maximumFractionDig
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const mb = (b: number) => b / 1024 / 1024;
 
-async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number, stepMs = 20): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await probe()) return;
-    await sleep(stepMs);
-  }
-  throw new Error('timed out');
+/** Waits for a condition the measurement needs; a run that never gets there is no measurement. */
+async function until(probe: () => Promise<boolean>, timeoutMs: number, stepMs = 20): Promise<void> {
+  if (!(await waitUntil(probe, timeoutMs, stepMs))) throw new Error('timed out');
 }
 
 async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<unknown>): Promise<void> {
@@ -86,14 +82,14 @@ try {
     await svc.api('POST', `/api/v1/residents/${r.id}/credentials`, { kind: 'card', value: (0xa0000000 + i).toString(16) });
   });
   const credentialSeconds = (performance.now() - t1) / 1000;
-  await waitUntil(async () => (await svc.sql('SELECT count(*)::int AS n FROM directory_changes'))[0].n === 0, 300_000, 100);
+  await until(async () => (await svc.sql('SELECT count(*)::int AS n FROM directory_changes'))[0].n === 0, 300_000, 100);
   log(`credentials added in ${fmt(credentialSeconds, 1)} s; directory rendered`);
 
   log(`connecting ${GATES + APARTMENTS} simulated devices`);
   const t2 = performance.now();
   const fleet = await startFleet({ url: `mqtt://127.0.0.1:${svc.mqttPort}`, secret: svc.secret, hello: true, macs: [...gates, ...monitors], workers: Number(args.workers), children });
   const unfinished = async () => (await svc.sql("SELECT count(*)::int AS n FROM jobs WHERE state NOT IN ('succeeded','failed','expired','canceled')"))[0].n as number;
-  await waitUntil(async () => fleet.subscribed() >= GATES + APARTMENTS && (await unfinished()) === 0, 600_000, 200);
+  await until(async () => fleet.subscribed() >= GATES + APARTMENTS && (await unfinished()) === 0, 600_000, 200);
   const bootSeconds = (performance.now() - t2) / 1000;
   const states = await svc.sql("SELECT state, count(*)::int AS n FROM jobs GROUP BY state ORDER BY state");
   log(`all provisioned in ${fmt(bootSeconds, 1)} s: ${JSON.stringify(states)}`);
@@ -121,7 +117,7 @@ try {
     const at = (await svc.sql<{ at: Date }>('SELECT clock_timestamp() AS at'))[0]!.at;
     await svc.api('DELETE', `/api/v1/credentials/${pins[k]}`);
     let done: { n: number; last: Date | null } = { n: 0, last: null };
-    await waitUntil(async () => {
+    await until(async () => {
       done = (await svc.sql<{ n: number; last: Date | null }>(
         "SELECT count(DISTINCT mac)::int AS n, max(finished_at) AS last FROM jobs WHERE mac = ANY($1::text[]) AND created_at >= $2 AND state = 'succeeded' AND kind = 'provision'",
         [gateList, at],

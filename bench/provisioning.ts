@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import mqtt from 'mqtt';
 import { fleetMacs } from '../simulators/fleet.js';
-import { cpuSeconds, freePort, sleep } from './lib/proc.js';
+import { cpuSeconds, freePort, sleep, waitUntil } from './lib/proc.js';
 import { startFleet } from './lib/fleet.js';
 import { benchService, build, registerFleet, root } from './lib/service.js';
 
@@ -30,15 +30,6 @@ const children: ChildProcess[] = [];
 const log = (...a: unknown[]) => console.log(`[${new Date().toISOString().slice(11, 23)}]`, ...a);
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const fmt = (n: number, d = 1) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-
-async function waitUntil(probe: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 50): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await probe()) return true;
-    await sleep(stepMs);
-  }
-  return false;
-}
 
 /**
  * Fires `count` requests at `rate` per second with at most `maxInFlight` open at once (the API caps its

@@ -17,4 +17,14 @@ export function cpuSeconds(pid: number): number {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls until `probe` holds; false when `timeoutMs` passed first. */
+export async function waitUntil(probe: () => Promise<boolean> | boolean, timeoutMs: number, stepMs = 50): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await probe()) return true;
+    await sleep(stepMs);
+  }
+  return false;
+}
+
 export { freePort } from '../../src/infra/net.js';

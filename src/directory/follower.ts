@@ -4,7 +4,7 @@ import type { Database, Db, Statement } from '../db/client.js';
 import { deviceFacts } from '../devices/queries.js';
 import type { DocumentStore } from '../documents/service.js';
 import type { Logger } from '../logger.js';
-import { renderSite, type SiteSnapshot } from './render.js';
+import { renderSite, type DeviceRender, type RenderedDocument, type SiteSnapshot } from './render.js';
 import { apartments, buildings, credentials, directoryChanges, directoryRenders, placements, residents, sites } from './tables.js';
 
 /** What the directory adds to a device's effective configuration: its site's time zone and its documents. */
@@ -25,6 +25,9 @@ export class DirectoryRenders {
     return r ? { timeZone: r.time_zone, documents: r.documents } : null;
   }
 }
+
+/** What `directory_renders` keeps of a device's documents. */
+const summary = (r: DeviceRender) => r.documents.map((d) => ({ name: d.name, sha256: d.sha256, size: d.body.length }));
 
 // Compared by content, not as JSON text: jsonb does not keep the order of an object's keys.
 const sameDocuments = (a: DirectoryPart['documents'], b: DirectoryPart['documents']) =>
@@ -124,11 +127,22 @@ export class DirectoryFollower extends EventEmitter<{ rendered: [{ siteId: strin
       .where(or(eq(directoryRenders.siteId, siteId), macs.length ? inArray(directoryRenders.mac, macs) : undefined));
     const previous = new Map(before.map((r) => [r.mac, r]));
     const changed: string[] = [];
-    for (const r of renders) {
-      const documents = r.documents.map((d) => ({ name: d.name, sha256: d.sha256, size: d.body.length }));
+    const fresh = renders.filter((r) => {
       const old = previous.get(r.mac);
-      if (old && old.siteId === siteId && old.timeZone === r.timeZone && sameDocuments(old.documents, documents)) continue;
-      for (const d of r.documents) await this.documents.put(r.mac, d.name, 'application/json', d.body);
+      return !(old && old.siteId === siteId && old.timeZone === r.timeZone && sameDocuments(old.documents, summary(r)));
+    });
+    // Devices of one scope share their lists: each document's bytes are stored once, linked to each device.
+    const holders = new Map<string, { document: RenderedDocument; macs: string[] }>();
+    for (const r of fresh) {
+      for (const d of r.documents) {
+        const key = `${d.name}/${d.sha256}`;
+        const entry = holders.get(key) ?? holders.set(key, { document: d, macs: [] }).get(key)!;
+        entry.macs.push(r.mac);
+      }
+    }
+    for (const { document, macs } of holders.values()) await this.documents.putForAll(macs, document.name, 'application/json', document.body);
+    for (const r of fresh) {
+      const documents = summary(r);
       const values = { siteId, timeZone: r.timeZone, documents, renderedAt: new Date() };
       await this.db
         .insert(directoryRenders)

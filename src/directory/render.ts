@@ -47,29 +47,54 @@ const doc = (name: RenderedDocument['name'], content: unknown): RenderedDocument
   return { name, body, sha256: createHash('sha256').update(body).digest('hex') };
 };
 
+/** Groups items by a key, keeping their order. */
+function groupBy<T>(items: Iterable<T>, key: (item: T) => string | null): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    if (k === null) continue;
+    const group = groups.get(k);
+    if (group) group.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
+}
+
+/** Answers `make(k)` once per key: devices of one scope (the public area, a building) share their lists. */
+function once<T>(make: (key: string) => T): (key: string) => T {
+  const made = new Map<string, T>();
+  return (key) => {
+    if (!made.has(key)) made.set(key, make(key));
+    return made.get(key)!;
+  };
+}
+
+type Device = SiteSnapshot['devices'][number];
+type Apartment = SiteSnapshot['apartments'][number];
+
 export function renderSite(s: SiteSnapshot): DeviceRender[] {
   const buildingName = new Map(s.buildings.map((b) => [b.id, b.name]));
-  const apartmentsOf = new Map<string, SiteSnapshot['apartments']>();
-  for (const a of s.apartments) apartmentsOf.set(a.buildingId, [...(apartmentsOf.get(a.buildingId) ?? []), a]);
-  const residentsOf = new Map<string, SiteSnapshot['residents']>();
-  for (const r of [...s.residents].sort((a, b) => (a.role === b.role ? a.createdAt.getTime() - b.createdAt.getTime() || byText(a.id, b.id) : a.role === 'main' ? -1 : 1))) {
-    residentsOf.set(r.apartmentId, [...(residentsOf.get(r.apartmentId) ?? []), r]);
-  }
-  const credentialsOf = new Map<string, SiteSnapshot['credentials']>();
-  for (const c of s.credentials) credentialsOf.set(c.apartmentId, [...(credentialsOf.get(c.apartmentId) ?? []), c]);
-  const monitorsOf = new Map<string, SiteSnapshot['devices']>();
-  for (const d of [...s.devices].sort((a, b) => byText(a.mac, b.mac))) {
-    if (d.type === INDOOR_MONITOR && d.apartmentId) monitorsOf.set(d.apartmentId, [...(monitorsOf.get(d.apartmentId) ?? []), d]);
-  }
+  const apartmentById = new Map(s.apartments.map((a) => [a.id, a]));
+  const apartmentOrder = (a: Apartment, b: Apartment) => byText(buildingName.get(a.buildingId) ?? '', buildingName.get(b.buildingId) ?? '') || byText(a.number, b.number);
+  const ordered = [...s.apartments].sort(apartmentOrder);
+  const apartmentsOf = groupBy(ordered, (a) => a.buildingId);
+  const residentsOf = groupBy(
+    [...s.residents].sort((a, b) => (a.role === b.role ? a.createdAt.getTime() - b.createdAt.getTime() || byText(a.id, b.id) : a.role === 'main' ? -1 : 1)),
+    (r) => r.apartmentId,
+  );
+  const credentialsOf = groupBy([...s.credentials].sort((x, y) => byText(x.value, y.value)), (c) => c.apartmentId);
+  const byMac = [...s.devices].sort((a, b) => byText(a.mac, b.mac));
+  const monitorsOf = groupBy(byMac, (d) => (d.type === INDOOR_MONITOR ? d.apartmentId : null));
+  const entrances = byMac.filter((d) => entranceTypes(d.type));
   const displayName = (r: { firstName: string; lastName: string }) => (s.site.contactDisplay === 'first-last' ? `${r.firstName} ${r.lastName}` : `${r.lastName} ${r.firstName}`);
-  const apartmentOrder = (a: SiteSnapshot['apartments'][number], b: SiteSnapshot['apartments'][number]) =>
-    byText(buildingName.get(a.buildingId) ?? '', buildingName.get(b.buildingId) ?? '') || byText(a.number, b.number);
 
-  /** The apartments a device serves: its own, its building's, or (public area) the whole site's. */
-  const served = (d: SiteSnapshot['devices'][number]) => {
-    if (d.apartmentId) return s.apartments.filter((a) => a.id === d.apartmentId);
-    if (d.buildingId) return [...(apartmentsOf.get(d.buildingId) ?? [])].sort(apartmentOrder);
-    return [...s.apartments].sort(apartmentOrder);
+  /** What a device serves: its apartment, its building's apartments, or (public area) the whole site's. */
+  const scopeOf = (d: Device) => (d.apartmentId ? `apartment:${d.apartmentId}` : d.buildingId ? `building:${d.buildingId}` : 'site');
+  const served = (scope: string): Apartment[] => {
+    const [kind, id = ''] = scope.split(':');
+    if (kind === 'apartment') return apartmentById.has(id) ? [apartmentById.get(id)!] : [];
+    if (kind === 'building') return apartmentsOf.get(id) ?? [];
+    return ordered;
   };
 
   const monitorTargets = (apartmentId: string) => (monitorsOf.get(apartmentId) ?? []).map((m) => ({ type: 'indoor-monitor', name: m.name, sipNumber: m.sipNumber }));
@@ -80,16 +105,16 @@ export function renderSite(s: SiteSnapshot): DeviceRender[] {
   };
   // App accounts have no SIP identity yet (the calls issue allocates them): their step is listed, empty.
   const stepTargets = (step: CallStep, apartmentId: string) => (step === 'indoor-monitors' ? monitorTargets(apartmentId) : step === 'landlines' ? landlineTargets(apartmentId) : []);
-  const call = (a: SiteSnapshot['apartments'][number]) =>
+  const call = (a: Apartment) =>
     a.contactPreference.mode === 'group'
       ? { mode: 'group', steps: [{ step: 'group', targets: monitorTargets(a.id) }] }
       : { mode: 'sequence', steps: a.contactPreference.steps.map((step) => ({ step, targets: stepTargets(step, a.id) })) };
 
-  const apartmentContacts = (d: SiteSnapshot['devices'][number]) =>
+  const apartmentContacts = once((scope) =>
     doc('contacts', {
       site: s.site.name,
       displayMode: s.site.contactDisplay,
-      apartments: served(d).map((a) => ({
+      apartments: served(scope).map((a) => ({
         apartment: a.number,
         building: buildingName.get(a.buildingId) ?? null,
         name: a.name,
@@ -98,40 +123,40 @@ export function renderSite(s: SiteSnapshot): DeviceRender[] {
         residents: (residentsOf.get(a.id) ?? []).map(displayName),
         call: call(a),
       })),
-    });
+    }),
+  );
 
-  const entranceContacts = (d: SiteSnapshot['devices'][number]) => {
-    const buildingId = d.buildingId ?? (d.apartmentId ? s.apartments.find((a) => a.id === d.apartmentId)?.buildingId : null) ?? null;
-    const entrances = s.devices
-      .filter((e) => e.mac !== d.mac && entranceTypes(e.type))
-      .filter((e) => (!e.buildingId && !e.apartmentId) || (buildingId !== null && e.buildingId === buildingId && !e.apartmentId) || (d.apartmentId !== null && e.apartmentId === d.apartmentId))
-      .sort((a, b) => byText(a.mac, b.mac));
+  /** An indoor monitor's door and guard phones: the public area's, its building's and its apartment's. */
+  const entranceContacts = once((place) => {
+    const [buildingId, apartmentId] = place.split('|').map((v) => v || null);
     return doc('contacts', {
       site: s.site.name,
       displayMode: s.site.contactDisplay,
-      entrances: entrances.map((e) => ({ name: e.name, location: e.location, sipNumber: e.sipNumber, type: e.type === GUARD_PHONE ? 'guard-phone' : 'door-phone' })),
+      entrances: entrances
+        .filter((e) => (!e.buildingId && !e.apartmentId) || (buildingId !== null && e.buildingId === buildingId && !e.apartmentId) || (apartmentId !== null && e.apartmentId === apartmentId))
+        .map((e) => ({ name: e.name, location: e.location, sipNumber: e.sipNumber, type: e.type === GUARD_PHONE ? 'guard-phone' : 'door-phone' })),
     });
-  };
+  });
+  const monitorPlace = (d: Device) => `${d.buildingId ?? (d.apartmentId ? apartmentById.get(d.apartmentId)?.buildingId : null) ?? ''}|${d.apartmentId ?? ''}`;
 
-  const accessList = (d: SiteSnapshot['devices'][number]) => {
+  const accessList = once((scope) => {
     const pins: unknown[] = [];
     const cards: unknown[] = [];
-    for (const a of served(d)) {
-      const own = [...(credentialsOf.get(a.id) ?? [])].sort((x, y) => byText(x.value, y.value));
-      for (const c of own) {
+    for (const a of served(scope)) {
+      for (const c of credentialsOf.get(a.id) ?? []) {
         const entry = { apartment: a.number, building: buildingName.get(a.buildingId) ?? null, validFrom: iso(c.validFrom), validUntil: iso(c.validUntil) };
         if (c.kind === 'pin') pins.push({ code: c.value, ...entry });
         else cards.push({ number: c.value, ...entry });
       }
     }
     return doc('credentials', { pinMode: s.site.pinMode, pins, cards });
-  };
+  });
 
   return s.devices.map((d) => {
     const documents: RenderedDocument[] = [];
-    if (callsApartments(d.type)) documents.push(apartmentContacts(d));
-    else if (d.type === INDOOR_MONITOR) documents.push(entranceContacts(d));
-    if (opensDoors(d.type)) documents.push(accessList(d));
+    if (callsApartments(d.type)) documents.push(apartmentContacts(scopeOf(d)));
+    else if (d.type === INDOOR_MONITOR) documents.push(entranceContacts(monitorPlace(d)));
+    if (opensDoors(d.type)) documents.push(accessList(scopeOf(d)));
     return { mac: d.mac, timeZone: s.site.timeZone, documents };
   });
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { pageQuery } from '../shared/pagination.js';
+import { patchOf } from '../shared/patch.js';
 import { multiLine, singleLine } from '../shared/text.js';
 import { callSteps } from './tables.js';
 
@@ -72,16 +73,7 @@ export const createSiteBody = z.strictObject({
   installerId: z.uuid().optional().describe('a distributor creates a site for this installer'),
 });
 export type CreateSiteInput = z.infer<typeof createSiteBody>;
-export const patchSiteBody = z
-  .strictObject({
-    name: siteFields.name.optional(),
-    address: siteFields.address.optional(),
-    timeZone: siteFields.timeZone.optional(),
-    contactDisplay: siteFields.contactDisplay.optional(),
-    pinMode: siteFields.pinMode.optional(),
-    communityCalls: siteFields.communityCalls.optional(),
-  })
-  .refine((b) => Object.keys(b).length > 0, 'give at least one field to change');
+export const patchSiteBody = patchOf(siteFields);
 export type PatchSiteInput = z.infer<typeof patchSiteBody>;
 export const siteSchema = z.object({
   id: z.uuid(),
@@ -110,9 +102,7 @@ export const createBuildingBody = z.strictObject({
   startFloor: buildingFields.startFloor.default(null),
 });
 export type CreateBuildingInput = z.infer<typeof createBuildingBody>;
-export const patchBuildingBody = z
-  .strictObject({ name: buildingFields.name.optional(), groundFloor: buildingFields.groundFloor.optional(), startFloor: buildingFields.startFloor.optional() })
-  .refine((b) => Object.keys(b).length > 0, 'give at least one field to change');
+export const patchBuildingBody = patchOf(buildingFields);
 export type PatchBuildingInput = z.infer<typeof patchBuildingBody>;
 export const buildingSchema = z.object({
   id: z.uuid(),
@@ -141,16 +131,7 @@ export const createApartmentBody = z.strictObject({
   webRelayId: apartmentFields.webRelayId.default(0),
 });
 export type CreateApartmentInput = z.infer<typeof createApartmentBody>;
-export const patchApartmentBody = z
-  .strictObject({
-    number: apartmentFields.number.optional(),
-    name: apartmentFields.name.optional(),
-    floor: apartmentFields.floor.optional(),
-    contactPreference: apartmentFields.contactPreference.optional(),
-    networkGroup: apartmentFields.networkGroup.optional(),
-    webRelayId: apartmentFields.webRelayId.optional(),
-  })
-  .refine((b) => Object.keys(b).length > 0, 'give at least one field to change');
+export const patchApartmentBody = patchOf(apartmentFields);
 export type PatchApartmentInput = z.infer<typeof patchApartmentBody>;
 export const apartmentSchema = z.object({
   id: z.uuid(),
@@ -192,17 +173,7 @@ export const createResidentBody = z.strictObject({
   accessibleFloors: residentFields.accessibleFloors.default([]),
 });
 export type CreateResidentInput = z.infer<typeof createResidentBody>;
-export const patchResidentBody = z
-  .strictObject({
-    firstName: residentFields.firstName.optional(),
-    lastName: residentFields.lastName.optional(),
-    email: residentFields.email.optional(),
-    mobile: residentFields.mobile.optional(),
-    landlines: residentFields.landlines.optional(),
-    remark: residentFields.remark.optional(),
-    accessibleFloors: residentFields.accessibleFloors.optional(),
-  })
-  .refine((b) => Object.keys(b).length > 0, 'give at least one field to change');
+export const patchResidentBody = patchOf(residentFields);
 export type PatchResidentInput = z.infer<typeof patchResidentBody>;
 export const residentSchema = z.object({
   id: z.uuid(),

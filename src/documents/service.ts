@@ -23,6 +23,11 @@ const st = {
       )
       SELECT 1`,
   },
+  link: {
+    name: 'documents_link',
+    text: `INSERT INTO device_documents (mac, sha256, name) VALUES ($1, $2, $3)
+      ON CONFLICT (mac, sha256) DO UPDATE SET name = excluded.name, created_at = now()`,
+  },
   prune: {
     name: 'documents_prune',
     text: `DELETE FROM device_documents d WHERE d.mac = $1 AND d.name = $2 AND d.sha256 NOT IN (
@@ -55,6 +60,21 @@ export class DocumentStore {
     await this.database.run(st.put, [sha256, mediaType, body.length, body, mac, name]);
     await this.database.run(st.prune, [mac, name, KEPT_PER_NAME]);
     return { sha256, size: body.length };
+  }
+
+  /**
+   * Stores one document for several devices (the lists devices of one scope share): the bytes travel to
+   * the database once, each device gets its link.
+   */
+  async putForAll(macs: string[], name: string, mediaType: string, body: Buffer): Promise<{ sha256: string; size: number }> {
+    const [first, ...others] = macs;
+    if (!first) throw new Error('putForAll needs at least one device');
+    const stored = await this.put(first, name, mediaType, body);
+    for (const mac of others) {
+      await this.database.run(st.link, [mac, stored.sha256, name]);
+      await this.database.run(st.prune, [mac, name, KEPT_PER_NAME]);
+    }
+    return stored;
   }
 
   async forDevice(mac: string, sha256: string): Promise<StoredDocument | null> {

@@ -1,6 +1,9 @@
 import { CsvError, parse } from 'csv-parse/sync';
 import { badRequest } from './errors.js';
 
+/** The media types a CSV upload arrives as (spreadsheet programs send the second for .csv). */
+export const CSV_TYPES = ['text/csv', 'application/vnd.ms-excel'];
+
 /** One row of a spreadsheet or CSV file: its 1-based line in the file and its cells, trimmed. */
 export interface SheetRow {
   line: number;

@@ -2,11 +2,11 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { addMacBody, importQuery, importResultSchema, listMacQuery, macEntrySchema, macParams } from '../../mac-library/schemas.js';
 import type { MacLibraryService } from '../../mac-library/service.js';
+import { CSV_TYPES } from '../../shared/csv.js';
 import { pageOf } from '../../shared/pagination.js';
 import { errorResponses, HttpError } from '../errors.js';
 
 // Spreadsheet programs on Windows upload CSV as application/vnd.ms-excel.
-const CSV_TYPES = ['text/csv', 'application/vnd.ms-excel'];
 const CSV_BODY_LIMIT = 4 * 1024 * 1024;
 
 export const macLibraryRoutes: FastifyPluginAsyncZod<{ macLibrary: MacLibraryService }> = async (app, { macLibrary }) => {

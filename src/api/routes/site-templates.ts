@@ -3,11 +3,10 @@ import { z } from 'zod';
 import { siteParams } from '../../directory/schemas.js';
 import type { DirectoryService } from '../../directory/service.js';
 import { SAMPLE_ROW, TEMPLATE_COLUMNS } from '../../directory/template.js';
-import { readCsv, writeCsv } from '../../shared/csv.js';
+import { CSV_TYPES, readCsv, writeCsv } from '../../shared/csv.js';
 import { readXlsx, writeXlsx, XLSX_TYPE } from '../../shared/xlsx.js';
 import { errorResponses, HttpError } from '../errors.js';
 
-const CSV_TYPES = ['text/csv', 'application/vnd.ms-excel'];
 const TEMPLATE_BODY_LIMIT = 10 * 1024 * 1024;
 /** Rows one import may hold (a large site: 2,000 apartments, 5,000 residents, in one file). */
 const MAX_TEMPLATE_ROWS = 20_000;
