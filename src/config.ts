@@ -9,11 +9,13 @@ const positiveInt = (def: number) => z.coerce.number().int().positive().default(
 
 export const configSchema = z
   .object({
+    ROLE: z.enum(['all', 'gateway', 'engine', 'api']).default('all'),
     HTTP_HOST: z.string().default('0.0.0.0'),
     HTTP_PORT: port.default(8080),
     MQTT_HOST: z.string().default('0.0.0.0'),
     MQTT_PORT: z.preprocess(emptyToUndefined, port.optional()),
     MQTTS_PORT: port.default(8883),
+    MQTT_WS_PORT: port.default(8083),
     TLS_CERT_FILE: optionalString,
     TLS_KEY_FILE: optionalString,
     DATABASE_URL: optionalString,
@@ -48,7 +50,11 @@ export const configSchema = z
 
 export type RawConfig = z.infer<typeof configSchema>;
 
+/** What a process runs: everything (one process), or one part of a cluster (docs/deployment.md). */
+export type Role = 'all' | 'gateway' | 'engine' | 'api';
+
 export interface Config {
+  role: Role;
   http: { host: string; port: number; maxConnections: number };
   mqtt: {
     host: string;
@@ -57,6 +63,8 @@ export interface Config {
     portExplicit: boolean;
     tls: { port: number; certFile: string; keyFile: string } | null;
     maxConnections: number;
+    /** MQTT over WebSocket for a gateway-role process (role `all` serves it at /mqtt on the HTTP port). */
+    wsPort: number;
     maxPayloadBytes: number;
     authFailuresPerMinute: number;
   };
@@ -95,6 +103,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   const c = parsed.data;
   return {
+    role: c.ROLE,
     http: { host: c.HTTP_HOST, port: c.HTTP_PORT, maxConnections: c.HTTP_MAX_CONNECTIONS },
     mqtt: {
       host: c.MQTT_HOST,
@@ -102,6 +111,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       portExplicit: c.MQTT_PORT !== undefined,
       tls: c.TLS_CERT_FILE && c.TLS_KEY_FILE ? { port: c.MQTTS_PORT, certFile: c.TLS_CERT_FILE, keyFile: c.TLS_KEY_FILE } : null,
       maxConnections: c.MQTT_MAX_CONNECTIONS,
+      wsPort: c.MQTT_WS_PORT,
       maxPayloadBytes: c.MQTT_MAX_PAYLOAD_BYTES,
       authFailuresPerMinute: c.AUTH_FAILURES_PER_MINUTE,
     },

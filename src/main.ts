@@ -1,11 +1,16 @@
-import { resolve } from 'node:path';
+import cluster from 'node:cluster';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
-import { startService, type RunningService } from './service.js';
+import { readyBlock } from './ready-block.js';
+import { startProcess } from './service.js';
+
+// `--role gateway` is the same as ROLE=gateway.
+const roleArg = process.argv.indexOf('--role');
+const env = roleArg > 0 ? { ...process.env, ROLE: process.argv[roleArg + 1] } : process.env;
 
 let config: Config;
 try {
-  config = loadConfig(process.env);
+  config = loadConfig(env);
 } catch (err) {
   if (err instanceof ConfigError) {
     console.error(err.message);
@@ -15,32 +20,12 @@ try {
 }
 const logger = createLogger(config.logLevel);
 
-/** The block a person starting the service reads: where it listens, the first token, how to try it. */
-function readyBlock(service: RunningService, c: Config): string {
-  const host = ['0.0.0.0', '::', ''].includes(c.mqtt.host) ? '127.0.0.1' : c.mqtt.host;
-  const api = service.publicUrl;
-  const token = service.generatedAdminToken
-    ? `${service.generatedAdminToken}   (the distributor's token, shown only now: keep it)`
-    : c.adminToken
-      ? '(ADMIN_TOKEN)'
-      : '(printed on the first start; issue more with POST /api/v1/installers/{id}/tokens)';
-  const secretArg = c.deviceFactorySecret ? '--secret "$DEVICE_FACTORY_SECRET"' : `--data-dir ${resolve(c.dataDir)}`;
-  return [
-    '',
-    'Intercom device cloud is ready',
-    `  API           ${api}/api/v1        OpenAPI: ${api}/docs`,
-    `  health        ${api}/healthz   ${api}/readyz`,
-    `  MQTT          mqtt://${host}:${service.ports.mqtt}${service.ports.mqtts ? `   mqtts://${host}:${service.ports.mqtts}` : ''}   ws://${host}:${service.ports.http}/mqtt`,
-    `  token         ${token}`,
-    '  simulator     (after adding the MACs 0C1105000000 and 0C1105000001 to a MAC library)',
-    `                npm run simulate -- --devices 2 --mac-prefix 0C1105 --url mqtt://${host}:${service.ports.mqtt} ${secretArg} --quiet`,
-    '',
-  ].join('\n');
-}
-
 try {
-  const service = await startService(config, logger, { PATH: process.env.PATH });
-  process.stdout.write(`${readyBlock(service, config)}\n`);
+  const service = await startProcess(config, logger, { PATH: process.env.PATH });
+  // Alone, the process tells the person who started it; under the launcher, the launcher does.
+  if (cluster.isWorker) process.send!({ type: 'ready', role: service.role, instance: service.instance, ports: service.ports, publicUrl: service.publicUrl });
+  else if (config.role === 'all') process.stdout.write(`${readyBlock(service, config)}\n`);
+  else logger.info({ role: config.role, ports: service.ports }, 'ready');
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -1,9 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { AccountService } from './accounts/service.js';
 import { WriteAuditLog } from './audit/service.js';
 import { buildApi } from './api/app.js';
-import type { Config } from './config.js';
+import { ClusterBus } from './cluster/bus.js';
+import { RedisLease } from './cluster/lease.js';
+import { ClusterCommandChannel, GatewayInbox, GatewayLease, liveGateways, RedisSessionRegistry } from './cluster/routing.js';
+import { RedisWakeGenerations } from './cluster/wakes.js';
+import type { Config, Role } from './config.js';
 import { deploymentId, openDatabase, runMigrations, type Database } from './db/client.js';
 import { DeviceGateway, type ListeningPorts } from './device-gateway/gateway.js';
 import { DeviceKeys } from './devices/device-key.js';
@@ -22,6 +29,7 @@ import { resolveFactorySecret } from './infra/secrets.js';
 import type { Logger } from './logger.js';
 import { MacLibraryService } from './mac-library/service.js';
 import { Configurations } from './provisioning/configuration.js';
+import type { CommandChannel } from './provisioning/channel.js';
 import { ProvisioningEngine } from './provisioning/engine.js';
 import { IdempotentRequests } from './provisioning/idempotency.js';
 import { JobStore } from './provisioning/job-store.js';
@@ -50,6 +58,27 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
+/** One process of a deployment, whatever its role: the parts its role runs are set, the others are null. */
+export interface RunningProcess {
+  role: Role;
+  /** This process's name in the cluster (host, pid and a random part). */
+  instance: string;
+  ports: { http: number | null; mqtt: number | null; mqtts: number | null; ws: number | null };
+  publicUrl: string;
+  database: Database;
+  redis: RedisHandle;
+  queuePrefix: string;
+  gateway: DeviceGateway | null;
+  engine: ProvisioningEngine;
+  scheduler: UpgradeScheduler | null;
+  upgrades: UpgradeService;
+  follower: DirectoryFollower | null;
+  app: FastifyInstance | null;
+  factorySecret: string;
+  generatedAdminToken: string | null;
+  close(): Promise<void>;
+}
+
 const packageVersion = (): string => {
   try {
     return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -60,9 +89,39 @@ const packageVersion = (): string => {
 
 /** How often expired idempotency keys and documents no device may fetch any more are removed. */
 const HOUSEKEEPING_MS = 3600_000;
+/** How often an engine process looks for gateway processes that died holding devices shown online. */
+const DEAD_GATEWAY_SWEEP_MS = 5000;
 
-/** Starts the whole service: database (migrated), Redis, device gateway, provisioning engine, REST API. */
+/**
+ * Migrates the database and makes the first distributor, under the start-up lock: processes starting
+ * together do it one at a time. Answers the deployment's Redis prefix.
+ */
+export async function prepareDatabase(database: Database, accounts: AccountService, config: Config) {
+  return database.exclusively(async () => {
+    await runMigrations(database);
+    // Redis keys belong to this deployment: two deployments on one Redis never take each other's jobs.
+    return { queuePrefix: `${config.queues.prefix}:${await deploymentId(database)}`, bootstrap: await accounts.bootstrapDistributor(config.adminToken) };
+  });
+}
+
+/** Starts the whole service in one process: database (migrated), Redis, device gateway, provisioning engine, REST API. */
 export async function startService(config: Config, logger: Logger, env: { PATH?: string } = {}): Promise<RunningService> {
+  const p = await startProcess({ ...config, role: 'all' }, logger, env);
+  return { ...p, ports: { http: p.ports.http!, mqtt: p.ports.mqtt!, mqtts: p.ports.mqtts }, gateway: p.gateway!, scheduler: p.scheduler!, follower: p.follower!, app: p.app! };
+}
+
+/**
+ * Starts one process in its role. `all` runs everything; in a cluster (docs/deployment.md) `gateway` holds
+ * device sessions and takes their answers, `engine` drives jobs, the upgrade schedule and the directory
+ * follower, `api` serves HTTP. The processes share PostgreSQL and Redis: commands are routed to the
+ * process holding the device's session, domain events travel over Redis, wake-ups are counted there.
+ */
+export async function startProcess(config: Config, logger: Logger, env: { PATH?: string } = {}): Promise<RunningProcess> {
+  const role = config.role;
+  const cluster = role !== 'all';
+  const runs = { gateway: role === 'all' || role === 'gateway', engine: role === 'all' || role === 'engine', api: role === 'all' || role === 'api' };
+  const instance = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  if (cluster && !config.databaseUrl) throw new Error(`role ${role} needs DATABASE_URL: the processes of a cluster share one PostgreSQL (the embedded database belongs to one process)`);
   const database = await openDatabase({
     url: config.databaseUrl,
     dataDir: config.dataDir,
@@ -78,38 +137,47 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
     }
   };
   try {
-    await runMigrations(database);
-    // Redis keys belong to this deployment: two deployments on one Redis never take each other's jobs.
-    const queuePrefix = `${config.queues.prefix}:${await deploymentId(database)}`;
-    logger.info({ database: database.kind, queuePrefix }, 'database ready');
-    const redis = await connectRedis({ url: config.redis.url, explicit: config.redis.explicit, pathEnv: env.PATH, logger });
-    cleanups.push(['redis', () => redis.close()]);
-
     const factorySecret = resolveFactorySecret(config.deviceFactorySecret, config.dataDir, logger);
     const keys = new DeviceKeys(factorySecret);
     const events = new DomainEvents();
     const accounts = new AccountService(database.db);
+    const { queuePrefix, bootstrap } = await prepareDatabase(database, accounts, config);
+    logger.info({ database: database.kind, queuePrefix, role }, 'database ready');
+    const redis = await connectRedis({ url: config.redis.url, explicit: config.redis.explicit, pathEnv: env.PATH, logger });
+    cleanups.push(['redis', () => redis.close()]);
+
     const directory = new DirectoryService(database.db);
     const devices = new DeviceService(database.db, events, directory);
     const macLibrary = new MacLibraryService(database.db, accounts, events);
-    const bootstrap = await accounts.bootstrapDistributor(config.adminToken);
-
     const presence = new PresenceStore(database.db);
-    const gateway = new DeviceGateway({
-      mqtt: config.mqtt,
-      presenceFlushMs: config.presenceFlushMs,
-      keys,
-      loadMacLibrary: () => macLibrary.allMacs(),
-      presence: {
-        write: async (updates) => {
-          await presence.apply(updates);
-          await macLibrary.recordSeen(updates);
-        },
-        markAllOffline: () => presence.markAllOffline(),
-      },
-      events,
-      logger,
-    });
+
+    const bus = cluster ? new ClusterBus(redis.client, queuePrefix, instance, logger) : null;
+    if (bus) {
+      bus.forward(events);
+      cleanups.push(['cluster events', () => bus.stop()]);
+      await bus.start();
+    }
+
+    const gateway = runs.gateway
+      ? new DeviceGateway({
+          mqtt: config.mqtt,
+          presenceFlushMs: config.presenceFlushMs,
+          keys,
+          loadMacLibrary: () => macLibrary.allMacs(),
+          presence: {
+            write: async (updates) => {
+              await presence.apply(updates);
+              await macLibrary.recordSeen(updates);
+            },
+            // Alone, a starting gateway knows no device is connected; in a cluster others hold sessions.
+            markAllOffline: cluster ? undefined : () => presence.markAllOffline(),
+          },
+          registry: cluster ? new RedisSessionRegistry(redis.client, queuePrefix, instance) : undefined,
+          // In a cluster, MAC library changes and deletions happen in API processes.
+          events: bus ? bus.remote : events,
+          logger,
+        })
+      : null;
 
     // Devices learn the HTTP address from commands (downloads, documents); the port is known after listen.
     let publicUrl = config.publicUrl ?? '';
@@ -120,18 +188,22 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
     const kinds = new JobKinds();
     for (const kind of provisioningKinds(configurations, store)) kinds.register(kind);
     kinds.register(upgradeKind((firmwareId) => `${publicUrl}/firmware/${firmwareId}/image`));
+    const channel: CommandChannel = cluster ? new ClusterCommandChannel(redis.client, queuePrefix) : gateway!;
     const engine = new ProvisioningEngine({
       store,
       redis: redis.client,
       devices,
       kinds,
-      channel: gateway,
+      channel,
       logger,
       queuePrefix,
       policy: { ackTimeoutMs: config.jobs.ackTimeoutMs, maxAckBackoffMs: 5 * 60_000, inProgressTimeoutMs: config.jobs.inProgressTimeoutMs, maxAttempts: config.jobs.maxAttempts },
       concurrency: config.jobs.concurrency,
       queueTimeoutMs: config.queues.timeoutMs,
       reconcileIntervalMs: config.queues.reconcileIntervalMs,
+      wakes: cluster ? new RedisWakeGenerations(redis.client, queuePrefix) : undefined,
+      // Gateway and API processes make and wake jobs; engine processes drive them.
+      worker: runs.engine,
     });
     const idempotency = new IdempotentRequests(database.db);
     const provisioning = new ProvisioningService(database.db, devices, engine, idempotency);
@@ -149,78 +221,156 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       reconcileIntervalMs: config.queues.reconcileIntervalMs,
     });
     upgrades.useScheduler(scheduler);
-    const follower = new DirectoryFollower(database.db, documents, async (macs) => void (await provisioning.followDirectory(macs)), logger);
-    directory.onChange(follower.poke);
-    gateway.setSink(engine);
-    // A deleted device's unfinished jobs end, and its documents go: nothing of it reaches the MAC's next owner.
-    events.on('device.removed', ({ mac }) => {
-      Promise.all([engine.deviceRemoved(mac), documents.forgetDevice(mac)]).catch((err: unknown) =>
-        logger.warn({ mac, err: (err as Error).message }, 'cleaning up after a deleted device failed; its jobs fail when next due'),
-      );
-    });
+    // One engine process renders a directory change: the one holding the follower's lease.
+    const followerLease = cluster ? new RedisLease(redis.client, `${queuePrefix}:lease:directory-follower`, instance, 3 * config.queues.reconcileIntervalMs) : null;
+    const follower = runs.engine
+      ? new DirectoryFollower(database.db, documents, async (macs) => void (await provisioning.followDirectory(macs)), logger, followerLease ? () => followerLease.held() : undefined)
+      : null;
+    if (follower) {
+      if (bus) bus.onDirectoryChanged(follower.poke);
+      else directory.onChange(follower.poke);
+    } else if (bus) directory.onChange(bus.directoryChanged);
+    if (runs.api) {
+      // A deleted device's unfinished jobs end, and its documents go: nothing of it reaches the MAC's next owner.
+      events.on('device.removed', ({ mac }) => {
+        Promise.all([engine.deviceRemoved(mac), documents.forgetDevice(mac)]).catch((err: unknown) =>
+          logger.warn({ mac, err: (err as Error).message }, 'cleaning up after a deleted device failed; its jobs fail when next due'),
+        );
+      });
+    }
+
     // Each part's stop is registered before its start: stopping is safe after a start that failed halfway.
-    cleanups.push(['device gateway', () => gateway.stop()]);
-    await gateway.start();
+    if (gateway) {
+      gateway.setSink(engine);
+      cleanups.push(['device gateway', () => gateway.stop()]);
+      await gateway.start();
+      if (bus) bus.onReconnect(() => void gateway.refreshMacLibrary().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'MAC library not reloaded')));
+    }
     cleanups.push(['provisioning engine', () => engine.stop()]);
     await engine.start();
-    cleanups.push(['upgrade scheduler', () => scheduler.stop()]);
-    await scheduler.start();
-    cleanups.push(['directory follower', () => follower.stop()]);
-    follower.start(config.queues.reconcileIntervalMs);
-    const housekeeping = setInterval(() => {
-      Promise.all([idempotency.sweep(), documents.sweep()]).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'housekeeping failed'));
-    }, HOUSEKEEPING_MS);
-    housekeeping.unref();
-    cleanups.push(['housekeeping', async () => clearInterval(housekeeping)]);
+    if (runs.engine) {
+      cleanups.push(['upgrade scheduler', () => scheduler.stop()]);
+      await scheduler.start();
+      cleanups.push(['directory follower', () => follower!.stop()]);
+      follower!.start(config.queues.reconcileIntervalMs);
+      const housekeeping = setInterval(() => {
+        Promise.all([idempotency.sweep(), documents.sweep()]).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'housekeeping failed'));
+      }, HOUSEKEEPING_MS);
+      housekeeping.unref();
+      cleanups.push(['housekeeping', async () => clearInterval(housekeeping)]);
+    }
+    if (cluster && runs.engine) {
+      // A gateway process that died (kill -9, lost machine) cannot mark its devices offline: once its
+      // lease lapses, one engine process does.
+      const sweepLease = new RedisLease(redis.client, `${queuePrefix}:lease:dead-gateway-sweep`, instance, 3 * DEAD_GATEWAY_SWEEP_MS);
+      const sweep = setInterval(() => {
+        void (async () => {
+          if (!(await sweepLease.held())) return;
+          const live = new Set(await liveGateways(redis.client, queuePrefix));
+          for (const g of await presence.gatewaysHoldingDevices()) {
+            if (live.has(g)) continue;
+            const n = await presence.markGatewayOffline(g);
+            if (n) logger.warn({ gateway: g, devices: n }, 'a gateway process stopped renewing its lease; its devices are offline until they reconnect');
+          }
+        })().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'dead gateway sweep failed'));
+      }, DEAD_GATEWAY_SWEEP_MS);
+      sweep.unref();
+      cleanups.push(['dead gateway sweep', async () => clearInterval(sweep)]);
+    }
+    // Periodic reload: the MAC library cache never drifts for long even if an event was lost.
+    if (gateway && cluster) {
+      const reload = setInterval(() => void gateway.refreshMacLibrary().catch(() => {}), config.queues.reconcileIntervalMs);
+      reload.unref();
+      cleanups.push(['MAC library reload', async () => clearInterval(reload)]);
+    }
 
-    const app = await buildApi({
-      logger,
-      accounts,
-      macLibrary,
-      devices,
-      directory,
-      writes: new WriteAuditLog(database.db),
-      deviceDirectory: { renders: directoryRenders, documents },
-      provisioning,
-      deviceAccess: { keys, effectiveConfig: (mac) => configurations.effective(mac), documents },
-      firmware: { catalogue, upgrades, maxImageBytes: config.firmware.maxImageBytes, maxDownloads: config.firmware.maxDownloads },
-      version: packageVersion(),
-      readiness: { database: () => database.ping(), redis: async () => void (await redis.client.ping()), broker: () => gateway.isReady() },
-    });
-    app.server.maxConnections = config.http.maxConnections;
-    app.server.on('upgrade', (req, socket, head) => {
-      if ((req.url ?? '').split('?')[0] === '/mqtt') gateway.handleUpgrade(req, socket, head);
-      else socket.destroy();
-    });
-    await app.listen({ host: config.http.host, port: config.http.port });
-    cleanups.push([
-      'http and device sessions',
-      async () => {
-        // Connections busy when close() began turn idle later; close them as they do instead of
-        // waiting out the keep-alive timeout.
-        const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
-        try {
-          await Promise.all([app.close(), gateway.stop()]);
-        } finally {
-          clearInterval(sweep);
-        }
-      },
-    ]);
-    const httpPort = (app.server.address() as { port: number }).port;
-    if (!publicUrl) publicUrl = `http://${['0.0.0.0', '::', ''].includes(config.http.host) ? '127.0.0.1' : config.http.host}:${httpPort}`;
-    const mqttPorts = await gateway.listen();
-    logger.info({ http: httpPort, mqtt: mqttPorts.mqtt, mqtts: mqttPorts.mqtts, websocket: `ws://${config.http.host}:${httpPort}/mqtt` }, 'intercom device cloud listening');
+    let app: FastifyInstance | null = null;
+    let httpPort: number | null = null;
+    if (runs.api) {
+      // In a cluster the broker lives in gateway processes: ready while at least one holds a lease.
+      let gatewaysAlive = true;
+      if (cluster) {
+        const check = async () => {
+          gatewaysAlive = (await liveGateways(redis.client, queuePrefix).catch(() => [])).length > 0;
+        };
+        await check();
+        const timer = setInterval(() => void check(), 2000);
+        timer.unref();
+        cleanups.push(['gateway liveness', async () => clearInterval(timer)]);
+      }
+      const api = await buildApi({
+        logger,
+        accounts,
+        macLibrary,
+        devices,
+        directory,
+        writes: new WriteAuditLog(database.db),
+        deviceDirectory: { renders: directoryRenders, documents },
+        provisioning,
+        deviceAccess: { keys, effectiveConfig: (mac) => configurations.effective(mac), documents },
+        firmware: { catalogue, upgrades, maxImageBytes: config.firmware.maxImageBytes, maxDownloads: config.firmware.maxDownloads },
+        version: packageVersion(),
+        readiness: {
+          database: () => database.ping(),
+          redis: async () => void (await redis.client.ping()),
+          broker: () => (gateway ? gateway.isReady() : gatewaysAlive),
+        },
+      });
+      app = api;
+      api.server.maxConnections = config.http.maxConnections;
+      api.server.on('upgrade', (req, socket, head) => {
+        if (gateway && (req.url ?? '').split('?')[0] === '/mqtt') gateway.handleUpgrade(req, socket, head);
+        else socket.destroy();
+      });
+      await api.listen({ host: config.http.host, port: config.http.port });
+      cleanups.push([
+        'http and device sessions',
+        async () => {
+          // Connections busy when close() began turn idle later; close them as they do instead of
+          // waiting out the keep-alive timeout.
+          const sweep = setInterval(() => api.server.closeIdleConnections(), 50);
+          try {
+            await Promise.all([api.close(), gateway?.stop()]);
+          } finally {
+            clearInterval(sweep);
+          }
+        },
+      ]);
+      httpPort = (api.server.address() as { port: number }).port;
+      if (!publicUrl) publicUrl = `http://${['0.0.0.0', '::', ''].includes(config.http.host) ? '127.0.0.1' : config.http.host}:${httpPort}`;
+    }
+
+    let wsPort: number | null = null;
+    let mqttPorts: ListeningPorts | null = null;
+    if (gateway) {
+      if (cluster) {
+        // A gateway process serves MQTT over WebSocket and its health on its own port.
+        const server = gatewayHttp(gateway, { database: () => database.ping(), redis: async () => void (await redis.client.ping()) });
+        await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.mqtt.wsPort, config.mqtt.host, () => resolve()));
+        cleanups.push(['gateway http', () => new Promise<void>((resolve) => (server.close(() => resolve()), server.closeAllConnections()))]);
+        wsPort = (server.address() as { port: number }).port;
+        const lease = new GatewayLease(redis.client, queuePrefix, instance, logger);
+        const inbox = new GatewayInbox(redis.client, queuePrefix, instance, (m) => gateway.deliver(m), logger);
+        cleanups.push(['gateway lease and inbox', async () => void (await Promise.all([lease.stop(), inbox.stop()]))]);
+        await inbox.start();
+        await lease.start();
+      } else wsPort = httpPort;
+      mqttPorts = await gateway.listen();
+    }
+    logger.info({ role, instance, http: httpPort, mqtt: mqttPorts?.mqtt, mqtts: mqttPorts?.mqtts, websocket: wsPort }, 'intercom device cloud listening');
 
     let closing: Promise<void> | null = null;
     return {
-      ports: { http: httpPort, ...mqttPorts },
+      role,
+      instance,
+      ports: { http: httpPort, mqtt: mqttPorts?.mqtt ?? null, mqtts: mqttPorts?.mqtts ?? null, ws: wsPort },
       publicUrl,
       database,
       redis,
       queuePrefix,
       gateway,
       engine,
-      scheduler,
+      scheduler: runs.engine ? scheduler : null,
       upgrades,
       follower,
       app,
@@ -232,4 +382,32 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
     await cleanup();
     throw err;
   }
+}
+
+/** A gateway process's own HTTP port: MQTT over WebSocket at /mqtt, /healthz and /readyz. */
+function gatewayHttp(gateway: DeviceGateway, checks: { database: () => Promise<void>; redis: () => Promise<void> }): Server {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '').split('?')[0];
+    const send = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== 'GET') return send(405, { error: { code: 'method_not_allowed', message: 'only GET', details: {} } });
+    if (path === '/healthz') return send(200, { status: 'ok' });
+    if (path === '/readyz') {
+      const state = (p: Promise<void>) => Promise.race([p, new Promise<void>((_, r) => setTimeout(() => r(new Error('timeout')), 2000).unref())]).then(() => 'ok' as const, () => 'failing' as const);
+      void Promise.all([state(checks.database()), state(checks.redis())]).then(([database, redis]) => {
+        const broker = gateway.isReady() ? 'ok' : 'failing';
+        const ready = database === 'ok' && redis === 'ok' && broker === 'ok';
+        send(ready ? 200 : 503, { status: ready ? 'ready' : 'not-ready', checks: { database, redis, broker } });
+      });
+      return;
+    }
+    send(404, { error: { code: 'not_found', message: 'a gateway process serves /mqtt (WebSocket), /healthz and /readyz', details: {} } });
+  });
+  server.on('upgrade', (req, socket, head) => {
+    if ((req.url ?? '').split('?')[0] === '/mqtt') gateway.handleUpgrade(req, socket, head);
+    else socket.destroy();
+  });
+  return server;
 }

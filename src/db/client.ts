@@ -25,8 +25,16 @@ export interface Database {
   /** Runs a named statement outside any transaction (prepared once per connection on PostgreSQL). */
   run<T = Record<string, unknown>>(statement: Statement, values: unknown[]): Promise<T[]>;
   ping(): Promise<void>;
+  /**
+   * Runs `work` while holding the deployment's start-up lock (a PostgreSQL advisory lock): processes
+   * starting together migrate and bootstrap one after the other, never at once.
+   */
+  exclusively<T>(work: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
+
+/** The advisory lock key of migrations and the first-start bootstrap ("ic-start"). */
+const STARTUP_LOCK = 0x69632d73;
 
 /** The same statement inside a caller's transaction (drizzle), unprepared. */
 export async function runIn<T = Record<string, unknown>>(q: Queryable, statement: Statement, values: unknown[]): Promise<T[]> {
@@ -61,6 +69,19 @@ export async function openDatabase(opts: { url: string | undefined; dataDir: str
       ping: async () => {
         await db.execute(sql`select 1`);
       },
+      exclusively: async <T,>(work: () => Promise<T>) => {
+        const client = await pool.connect();
+        try {
+          await client.query('SELECT pg_advisory_lock($1)', [STARTUP_LOCK]);
+          try {
+            return await work();
+          } finally {
+            await client.query('SELECT pg_advisory_unlock($1)', [STARTUP_LOCK]);
+          }
+        } finally {
+          client.release();
+        }
+      },
       close: () => pool.end(),
     };
   }
@@ -79,6 +100,8 @@ export async function openDatabase(opts: { url: string | undefined; dataDir: str
     ping: async () => {
       await client.query('select 1');
     },
+    // One process owns an embedded database: nobody to exclude.
+    exclusively: <T,>(work: () => Promise<T>) => work(),
     close: () => client.close(),
   };
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Aedes, type Client } from 'aedes';
+import { LocalSessionRegistry, type GatewayMessage, type SessionRegistry } from '../cluster/routing.js';
 import type { Config } from '../config.js';
 import type { DeviceKeys } from '../devices/device-key.js';
 import type { Logger } from '../logger.js';
@@ -21,7 +22,13 @@ export interface GatewayOptions {
   keys: DeviceKeys;
   /** Every MAC in the MAC library, loaded once; later changes arrive as domain events. */
   loadMacLibrary: () => Promise<string[]>;
-  presence: { write: PresenceWriter; markAllOffline: () => Promise<void> };
+  /**
+   * Where presence goes. `markAllOffline` runs at start when this process is the deployment's only
+   * gateway; in a cluster a dead process's devices are marked offline by its lease expiring instead.
+   */
+  presence: { write: PresenceWriter; markAllOffline?: () => Promise<void> };
+  /** Which process holds which device's session (in memory for a single process, Redis in a cluster). */
+  registry?: SessionRegistry;
   events: DomainEvents;
   logger: Logger;
 }
@@ -48,7 +55,8 @@ export class DeviceGateway implements CommandChannel {
     this.limiter = new AuthFailureLimiter(opts.mqtt.authFailuresPerMinute);
     this.presence = new PresenceTracker(opts.presence.write, opts.presenceFlushMs, this.log);
     this.transports = new Transports({ mqtt: opts.mqtt, handle: (stream, req) => this.broker.handle(stream, req), log: this.log });
-    this.sessions = new Sessions(this.presence, (client) => this.addressOf(client), this.log);
+    const registry = opts.registry ?? new LocalSessionRegistry(`${process.pid}`);
+    this.sessions = new Sessions(this.presence, (client) => this.addressOf(client), registry, this.log);
   }
 
   get connectedDevices(): number {
@@ -73,7 +81,7 @@ export class DeviceGateway implements CommandChannel {
 
   async start(): Promise<void> {
     for (const mac of await this.opts.loadMacLibrary()) this.macLibrary.add(mac);
-    await this.opts.presence.markAllOffline();
+    await this.opts.presence.markAllOffline?.();
     this.unsubscribe.push(
       this.opts.events.on('mac-library.added', ({ macs }) => macs.forEach((m) => this.macLibrary.add(m))),
       this.opts.events.on('mac-library.removed', ({ mac }) => {
@@ -109,6 +117,28 @@ export class DeviceGateway implements CommandChannel {
     this.presence.start();
   }
 
+  /**
+   * Loads the MAC library again (a cluster's events travel over pub/sub, which loses what is sent while a
+   * connection is down): MACs gone meanwhile are forgotten and their sessions closed.
+   */
+  async refreshMacLibrary(): Promise<void> {
+    const addedMeanwhile = new Set<string>();
+    const off = this.opts.events.on('mac-library.added', ({ macs }) => macs.forEach((m) => addedMeanwhile.add(m)));
+    let now: Set<string>;
+    try {
+      now = new Set(await this.opts.loadMacLibrary());
+    } finally {
+      off();
+    }
+    for (const mac of this.macLibrary) {
+      if (now.has(mac) || addedMeanwhile.has(mac)) continue;
+      this.macLibrary.delete(mac);
+      this.opts.keys.forget(mac);
+      this.sessions.close(mac, 'MAC removed from the MAC library');
+    }
+    for (const mac of now) this.macLibrary.add(mac);
+  }
+
   listen(): Promise<ListeningPorts> {
     return this.transports.listen();
   }
@@ -118,8 +148,19 @@ export class DeviceGateway implements CommandChannel {
     this.transports.handleUpgrade(req, socket, head);
   }
 
-  connectedSince(mac: string): number | null {
+  async connectedSince(mac: string): Promise<number | null> {
     return this.sessions.connectedSince(mac);
+  }
+
+  /** A message routed to this process (cluster): a command for a device it holds, or a takeover. */
+  deliver(message: GatewayMessage): void {
+    if (message.t === 'close') {
+      this.sessions.close(message.mac, message.reason, message.epoch);
+      return;
+    }
+    // The session moved on meanwhile: the job's deadline redelivers to wherever it is now.
+    if (!this.sessions.holds(message.mac)) return;
+    this.publish(message.mac, message.command).catch((err: unknown) => this.log.warn({ mac: message.mac, err: (err as Error).message }, 'routed command not published'));
   }
 
   /** Publishes a command to a device's commands topic at QoS 1, stamped with this delivery's time. */

@@ -71,8 +71,13 @@ export function installHooks(broker: Aedes, deps: HookDeps): void {
     if (client.id !== username) return refuse(NOT_AUTHORIZED, 'client id differs from the user name');
     if (!deps.macLibrary.has(username)) return refuse(NOT_AUTHORIZED, 'MAC not in the MAC library');
     if (!deps.keys.verify(username, password)) return refuse(BAD_USERNAME_OR_PASSWORD, 'wrong device key');
-    deps.sessions.began(client);
-    done(null, true);
+    deps.sessions.begin(client).then(
+      () => done(null, true),
+      (err: unknown) => {
+        log.warn({ mac: username, err: (err as Error).message }, 'device refused: the session registry did not answer');
+        done(authError(SERVER_UNAVAILABLE, 'session registry unavailable'), false);
+      },
+    );
   };
 
   broker.authorizePublish = (client, packet, done) => {

@@ -1,4 +1,5 @@
 import type { Client } from 'aedes';
+import type { SessionRegistry } from '../cluster/routing.js';
 import type { Logger } from '../logger.js';
 import type { DeviceEventSink } from '../provisioning/channel.js';
 import { parseHello, parseStatus } from './payloads.js';
@@ -16,12 +17,15 @@ export const HELLO_GRACE_MS = 5000;
 export class Sessions {
   private readonly byMac = new Map<string, Client>();
   private readonly startedAt = new WeakMap<Client, number>();
+  /** Each session's epoch (from the registry): presence and takeovers name sessions by it. */
+  private readonly epochs = new WeakMap<Client, number>();
   private readonly ready = new WeakSet<Client>();
   private sink: DeviceEventSink | undefined;
 
   constructor(
     private readonly presence: PresenceTracker,
     private readonly addressOf: (client: Client) => string,
+    private readonly registry: SessionRegistry,
     private readonly log: Logger,
   ) {}
 
@@ -33,9 +37,14 @@ export class Sessions {
     return this.byMac.size;
   }
 
-  /** Authentication succeeded: the session's start is recorded before the broker replays anything stored. */
-  began(client: Client) {
+  /**
+   * Authentication succeeded: the session's start is recorded before the broker replays anything stored,
+   * and the registry makes it the MAC's session (an older one on another process is closed).
+   */
+  async begin(client: Client): Promise<void> {
     this.startedAt.set(client, Date.now());
+    const { epoch } = await this.registry.claim(client.id);
+    this.epochs.set(client, epoch);
   }
 
   startOf(client: Client): number | undefined {
@@ -45,7 +54,7 @@ export class Sessions {
   opened(client: Client) {
     const now = new Date();
     this.byMac.set(client.id, client);
-    this.presence.mark({ mac: client.id, status: 'online', connectedAt: now, seenAt: now, ip: this.addressOf(client) });
+    this.presence.mark({ mac: client.id, status: 'online', epoch: this.epochs.get(client), gateway: this.registry.gatewayId, connectedAt: now, seenAt: now, ip: this.addressOf(client) });
     // Commands start after the hello, which tells whether the device was reset; a device that sends no
     // valid hello is served all the same after a grace period.
     setTimeout(() => {
@@ -57,7 +66,9 @@ export class Sessions {
     // After a takeover the old session's disconnect must not mark the device offline.
     if (this.byMac.get(client.id) !== client) return;
     this.byMac.delete(client.id);
-    this.presence.mark({ mac: client.id, status: 'offline', seenAt: new Date() });
+    const epoch = this.epochs.get(client);
+    this.presence.mark({ mac: client.id, status: 'offline', epoch, seenAt: new Date() });
+    if (epoch !== undefined) this.registry.release(client.id, epoch).catch((err: unknown) => this.log.warn({ mac: client.id, err: (err as Error).message }, 'session registry: release failed'));
   }
 
   /** When the device's current session began, once its hello was processed (CommandChannel). */
@@ -92,10 +103,14 @@ export class Sessions {
     this.report(() => this.sink?.commandStatus(client.id, jobId, parsed.value));
   }
 
-  /** The device may now receive commands: the engine hands it what waits. */
+  /** The device may now receive commands: the registry says so, then the engine hands it what waits. */
   private markReady(client: Client) {
     this.ready.add(client);
-    this.report(() => this.sink?.deviceReady(client.id));
+    const epoch = this.epochs.get(client);
+    this.report(async () => {
+      if (epoch !== undefined) await this.registry.ready(client.id, epoch, this.startedAt.get(client) ?? Date.now());
+      await this.sink?.deviceReady(client.id);
+    });
   }
 
   /** Engine calls run detached from the MQTT flow; their failures are logged, never thrown at a device. */
@@ -103,10 +118,16 @@ export class Sessions {
     call()?.catch((err: unknown) => this.log.error({ err }, 'provisioning engine call failed'));
   }
 
-  /** Closes a device's current session, if any. */
-  close(mac: string, reason: string) {
+  /** Whether this process holds the device's session (of that epoch, when given). */
+  holds(mac: string, epoch?: number): boolean {
     const client = this.byMac.get(mac);
-    if (!client) return;
+    return !!client && (epoch === undefined || this.epochs.get(client) === epoch);
+  }
+
+  /** Closes a device's current session, if any (only the session of that epoch, when given). */
+  close(mac: string, reason: string, epoch?: number) {
+    const client = this.byMac.get(mac);
+    if (!client || (epoch !== undefined && this.epochs.get(client) !== epoch)) return;
     this.log.info({ mac, reason }, 'closing device session');
     client.close();
   }

@@ -6,6 +6,14 @@ export interface PresenceUpdate {
   mac: string;
   seenAt: Date;
   status?: 'online' | 'offline';
+  /**
+   * The session a status belongs to (increasing across the deployment). Online wins over any older
+   * session; offline applies only to the session it ends, so a late end of an older session elsewhere
+   * never shows a connected device offline.
+   */
+  epoch?: number;
+  /** The gateway process holding the session (with an online status). */
+  gateway?: string;
   connectedAt?: Date;
   ip?: string;
   model?: string;
@@ -25,26 +33,51 @@ export class PresenceStore {
       updates.map((u) => ({
         mac: u.mac,
         status: u.status ?? null,
+        epoch: u.epoch ?? null,
+        gateway: u.gateway ?? null,
         connected_at: u.connectedAt?.toISOString() ?? null,
         ip: u.ip ?? null,
         model: u.model ?? null,
         firmware: u.firmware ?? null,
       })),
     );
+    // "current": this update belongs to the device's newest session (or carries no session at all).
     await this.db.execute(sql`
       UPDATE devices d SET
-        status = COALESCE(u.status, d.status),
+        status = CASE
+          WHEN u.status = 'online' AND (u.epoch IS NULL OR d.session_epoch IS NULL OR u.epoch >= d.session_epoch) THEN 'online'
+          WHEN u.status = 'offline' AND (u.epoch IS NULL OR d.session_epoch IS NULL OR u.epoch = d.session_epoch) THEN 'offline'
+          ELSE d.status END,
+        session_epoch = CASE WHEN u.status = 'online' AND u.epoch IS NOT NULL AND (d.session_epoch IS NULL OR u.epoch >= d.session_epoch) THEN u.epoch ELSE d.session_epoch END,
+        session_gateway = CASE WHEN u.status = 'online' AND u.epoch IS NOT NULL AND (d.session_epoch IS NULL OR u.epoch >= d.session_epoch) THEN u.gateway ELSE d.session_gateway END,
         last_connected_at = COALESCE(u.connected_at, d.last_connected_at),
         ip = COALESCE(u.ip, d.ip),
         model = COALESCE(u.model, d.model),
         firmware = COALESCE(u.firmware, d.firmware)
       FROM jsonb_to_recordset(${rows}::jsonb)
-        AS u(mac text, status text, connected_at timestamptz, ip text, model text, firmware text)
+        AS u(mac text, status text, epoch bigint, gateway text, connected_at timestamptz, ip text, model text, firmware text)
       WHERE d.mac = u.mac`);
   }
 
   /** At gateway start no session exists yet, so every device is offline until it connects again. */
   async markAllOffline(): Promise<void> {
     await this.db.execute(sql`UPDATE devices SET status = 'offline' WHERE status <> 'offline'`);
+  }
+
+  /** The gateway processes that hold online devices according to the database. */
+  async gatewaysHoldingDevices(): Promise<string[]> {
+    const result = (await this.db.execute(sql`SELECT DISTINCT session_gateway AS g FROM devices WHERE status = 'online' AND session_gateway IS NOT NULL`)) as unknown as {
+      rows: { g: string }[];
+    };
+    return result.rows.map((r) => r.g);
+  }
+
+  /** A gateway process died: the devices it held are offline until they connect elsewhere. */
+  async markGatewayOffline(gateway: string): Promise<number> {
+    const result = (await this.db.execute(sql`UPDATE devices SET status = 'offline' WHERE status = 'online' AND session_gateway = ${gateway}`)) as unknown as {
+      rowCount?: number;
+      affectedRows?: number;
+    };
+    return result.rowCount ?? result.affectedRows ?? 0;
   }
 }

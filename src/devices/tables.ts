@@ -1,4 +1,4 @@
-import { boolean, integer, jsonb, pgSequence, pgTable, text, timestamp, uuid, varchar, index } from 'drizzle-orm/pg-core';
+import { bigint, boolean, integer, jsonb, pgSequence, pgTable, text, timestamp, uuid, varchar, index } from 'drizzle-orm/pg-core';
 import { accounts } from '../accounts/tables.js';
 import { macLibrary } from '../mac-library/tables.js';
 
@@ -35,6 +35,10 @@ export const devices = pgTable(
     sipPassword: text('sip_password').notNull(),
     status: text('status', { enum: ['online', 'offline'] }).notNull().default('offline'),
     lastConnectedAt: timestamp('last_connected_at', { withTimezone: true }),
+    /** The epoch of the session the status belongs to: an older session ending late never marks a newer one offline. */
+    sessionEpoch: bigint('session_epoch', { mode: 'number' }),
+    /** The gateway process holding that session: a gateway that died leaves its devices to be marked offline. */
+    sessionGateway: text('session_gateway'),
     ip: text('ip'),
     model: text('model'),
     firmware: text('firmware'),

@@ -54,6 +54,8 @@ export class DirectoryFollower extends EventEmitter<{ rendered: [{ siteId: strin
     private readonly documents: DocumentStore,
     private readonly provision: ProvisionDevices,
     private readonly log: Logger,
+    /** In a cluster only the engine process holding the follower's lease renders (one render per change). */
+    private readonly mayRun: () => Promise<boolean> = async () => true,
   ) {
     super();
   }
@@ -92,6 +94,7 @@ export class DirectoryFollower extends EventEmitter<{ rendered: [{ siteId: strin
     do {
       this.again = false;
       try {
+        if (!(await this.mayRun())) return;
         await this.pass();
       } catch (err) {
         this.log.error({ err }, 'rendering the directory failed; retried with the next change or pass');

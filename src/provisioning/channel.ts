@@ -25,7 +25,7 @@ export interface DocumentReference {
 
 export interface CommandChannel {
   /** When the device's current session began (ms since epoch), once its hello was processed; else null. */
-  connectedSince(mac: string): number | null;
+  connectedSince(mac: string): Promise<number | null>;
   publish(mac: string, command: DeviceCommand): Promise<void>;
 }
 

@@ -28,7 +28,30 @@ export interface EngineOptions {
   queueTimeoutMs: number;
   /** How often PostgreSQL and BullMQ are reconciled (besides at start and whenever Redis comes back). */
   reconcileIntervalMs: number;
+  /** Wake-up counters: in memory for one process; shared (Redis) when several processes wake and drive jobs. */
+  wakes?: WakeGenerations;
+  /** False in processes that create and wake jobs but do not drive them (gateway and API roles of a cluster). */
+  worker?: boolean;
   now?: () => number;
+}
+
+/**
+ * Counts wake-ups per device, so a worker about to park a job notices a wake it raced with, wherever
+ * that wake came from.
+ */
+export interface WakeGenerations {
+  bump(mac: string): Promise<void>;
+  current(mac: string): Promise<number>;
+}
+
+export class LocalWakeGenerations implements WakeGenerations {
+  private readonly counts = new Map<string, number>();
+  async bump(mac: string): Promise<void> {
+    this.counts.set(mac, (this.counts.get(mac) ?? 0) + 1);
+  }
+  async current(mac: string): Promise<number> {
+    return this.counts.get(mac) ?? 0;
+  }
 }
 
 /** The queue did not take the jobs in time; they are recorded and run once reconciliation re-adds them. */
@@ -66,8 +89,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   private worker: Worker | null = null;
   private connections: ReturnType<typeof queueConnections> | null = null;
   private readonly reconciler: Reconciler;
-  /** Bumped on every wake-up of a device, so a worker about to park a job notices a wake it raced with. */
-  private readonly wakes = new Map<string, number>();
+  private readonly wakes: WakeGenerations;
   /** What a hello told, kept until the device is ready: the jobs it asks for are made then. */
   private readonly helloAwaitingReady = new Map<string, { context: HelloContext; installerId: string }>();
   /** The kind of each job this process delivered, so a device's answer needs no read of its job first. */
@@ -84,6 +106,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     this.log = opts.logger.child({ component: 'provisioning' });
     this.store = opts.store;
     this.now = opts.now ?? Date.now;
+    this.wakes = opts.wakes ?? new LocalWakeGenerations();
     this.reconciler = new Reconciler(() => this.reconcile(), { intervalMs: opts.reconcileIntervalMs, log: this.log, what: 'the provisioning queue' });
   }
 
@@ -92,6 +115,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     this.connections = connections;
     this.queue = new Queue(QUEUE, { connection: connections.queue, prefix: this.opts.queuePrefix });
     this.queue.on('error', (err) => this.log.warn({ err: err.message }, 'provisioning queue error'));
+    if (this.opts.worker === false) return;
     this.worker = new Worker(QUEUE, (job, token) => this.process(job, token), {
       connection: connections.worker,
       prefix: this.opts.queuePrefix,
@@ -173,20 +197,20 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     }
     const heads = new Map<string, string>();
     for (const j of unfinished) if (!heads.has(j.mac)) heads.set(j.mac, j.state);
-    for (const [mac, state] of heads) if (state === 'queued' && this.opts.channel.connectedSince(mac) !== null) await this.wake(mac);
+    for (const [mac, state] of heads) if (state === 'queued' && (await this.opts.channel.connectedSince(mac)) !== null) await this.wake(mac);
     this.emit('reconciled', readd);
     return readd;
   }
 
   // ---- waking -----------------------------------------------------------------------------------------
 
-  private wakeGeneration(mac: string) {
-    return this.wakes.get(mac) ?? 0;
+  private wakeGeneration(mac: string): Promise<number> {
+    return this.wakes.current(mac);
   }
 
   /** Promotes the job at the head of a device's queue (device connected, predecessor finished). */
   async wake(mac: string): Promise<void> {
-    this.wakes.set(mac, this.wakeGeneration(mac) + 1);
+    await this.wakes.bump(mac);
     const head = await this.store.headOf(mac);
     if (head) await this.promote(head);
   }
@@ -221,7 +245,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       await job.moveToDelayed(park.until, token);
       // A wake-up that came while the twin was being parked found it active and could not promote it: it
       // is promoted once this run has ended (BullMQ still tracks this run until then), not left asleep.
-      if (this.wakeGeneration(park.mac) !== park.generation) setImmediate(() => void job.promote().catch(() => {}));
+      if ((await this.wakeGeneration(park.mac)) !== park.generation) setImmediate(() => void job.promote().catch(() => {}));
     } catch (err) {
       if (err instanceof DelayedError) throw err;
       // Database or Redis trouble: look again later rather than fail the twin (a failed twin stops driving
@@ -243,7 +267,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       const loaded = await this.store.loadWithHead(id);
       if (!loaded || finishedStates.includes(loaded.row.state)) return null;
       const { row, headId } = loaded;
-      const generation = this.wakeGeneration(row.mac);
+      const generation = await this.wakeGeneration(row.mac);
       const handler = this.opts.kinds.get(row.kind);
       const now = this.now();
       const decision = decide(
@@ -255,7 +279,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
           deadlineAt: row.deadlineAt?.getTime() ?? null,
           isHead: headId === row.id,
         },
-        this.opts.channel.connectedSince(row.mac),
+        await this.opts.channel.connectedSince(row.mac),
         now,
         this.opts.policy,
         row.state === 'in-progress' ? (handler.inProgress?.(row) ?? null) : null,
@@ -265,7 +289,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
         return null;
       }
       if (decision.action === 'wait') {
-        if (generation !== this.wakeGeneration(row.mac)) continue; // woken while deciding: decide again
+        if (generation !== (await this.wakeGeneration(row.mac))) continue; // woken while deciding: decide again
         return { until: decision.until, mac: row.mac, generation };
       }
       // The device the job was made for must still exist and belong to the same installer: a MAC deleted
@@ -287,7 +311,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       const command: DeviceCommand = { id: row.id, kind: row.kind, ...body, expiresAt: row.expiresAt.toISOString() };
       this.remember(row.id, row.kind);
       await this.opts.channel.publish(row.mac, command);
-      if (generation !== this.wakeGeneration(row.mac)) continue;
+      if (generation !== (await this.wakeGeneration(row.mac))) continue;
       return { until: Math.min(decision.deadline, row.expiresAt.getTime()), mac: row.mac, generation };
     }
   }

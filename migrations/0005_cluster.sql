@@ -1,0 +1,2 @@
+ALTER TABLE "devices" ADD COLUMN "session_epoch" bigint;--> statement-breakpoint
+ALTER TABLE "devices" ADD COLUMN "session_gateway" text;

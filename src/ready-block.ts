@@ -1,0 +1,27 @@
+import { resolve } from 'node:path';
+import type { Config } from './config.js';
+import type { RunningProcess } from './service.js';
+
+/** The block a person starting the service reads: where it listens, the first token, how to try it. */
+export function readyBlock(service: Pick<RunningProcess, 'publicUrl' | 'generatedAdminToken'> & { ports: { mqtt: number | null; mqtts: number | null; http: number | null; ws: number | null } }, c: Config): string {
+  const host = ['0.0.0.0', '::', ''].includes(c.mqtt.host) ? '127.0.0.1' : c.mqtt.host;
+  const api = service.publicUrl;
+  const token = service.generatedAdminToken
+    ? `${service.generatedAdminToken}   (the distributor's token, shown only now: keep it)`
+    : c.adminToken
+      ? '(ADMIN_TOKEN)'
+      : '(printed on the first start; issue more with POST /api/v1/installers/{id}/tokens)';
+  const secretArg = c.deviceFactorySecret ? '--secret "$DEVICE_FACTORY_SECRET"' : `--data-dir ${resolve(c.dataDir)}`;
+  return [
+    '',
+    'Intercom device cloud is ready',
+    `  API           ${api}/api/v1        OpenAPI: ${api}/docs`,
+    `  health        ${api}/healthz   ${api}/readyz`,
+    `  MQTT          mqtt://${host}:${service.ports.mqtt}${service.ports.mqtts ? `   mqtts://${host}:${service.ports.mqtts}` : ''}   ws://${host}:${service.ports.ws}/mqtt`,
+    `  token         ${token}`,
+    '  simulator     (after adding the MACs 0C1105000000 and 0C1105000001 to a MAC library)',
+    `                npm run simulate -- --devices 2 --mac-prefix 0C1105 --url mqtt://${host}:${service.ports.mqtt} ${secretArg} --quiet`,
+    '',
+  ].join('\n');
+}
+
