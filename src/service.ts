@@ -109,6 +109,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       },
       events,
       logger,
+      shared: { redis: redis.client, prefix: queuePrefix },
     });
 
     // Devices learn the HTTP address from commands (downloads, documents); the port is known after listen.
@@ -184,6 +185,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
       provisioning,
       deviceAccess: { keys, effectiveConfig: (mac) => configurations.effective(mac), documents },
       firmware: { catalogue, upgrades, maxImageBytes: config.firmware.maxImageBytes, maxDownloads: config.firmware.maxDownloads },
+      shared: { redis: redis.client, prefix: queuePrefix },
       version: packageVersion(),
       readiness: { database: () => database.ping(), redis: async () => void (await redis.client.ping()), broker: () => gateway.isReady() },
     });

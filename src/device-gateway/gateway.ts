@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Aedes, type Client } from 'aedes';
+import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import type { DeviceKeys } from '../devices/device-key.js';
 import type { Logger } from '../logger.js';
@@ -24,6 +25,8 @@ export interface GatewayOptions {
   presence: { write: PresenceWriter; markAllOffline: () => Promise<void> };
   events: DomainEvents;
   logger: Logger;
+  /** The deployment's Redis and key prefix: failed authentications are then limited across all gateway processes. */
+  shared?: { redis: Redis; prefix: string };
 }
 
 /**
@@ -45,7 +48,7 @@ export class DeviceGateway implements CommandChannel {
 
   constructor(private readonly opts: GatewayOptions) {
     this.log = opts.logger.child({ component: 'device-gateway' });
-    this.limiter = new AuthFailureLimiter(opts.mqtt.authFailuresPerMinute);
+    this.limiter = new AuthFailureLimiter(opts.mqtt.authFailuresPerMinute, { shared: opts.shared, log: this.log });
     this.presence = new PresenceTracker(opts.presence.write, opts.presenceFlushMs, this.log);
     this.transports = new Transports({ mqtt: opts.mqtt, handle: (stream, req) => this.broker.handle(stream, req), log: this.log });
     this.sessions = new Sessions(this.presence, (client) => this.addressOf(client), this.log);
@@ -72,6 +75,7 @@ export class DeviceGateway implements CommandChannel {
   }
 
   async start(): Promise<void> {
+    await this.limiter.start();
     for (const mac of await this.opts.loadMacLibrary()) this.macLibrary.add(mac);
     await this.opts.presence.markAllOffline();
     this.unsubscribe.push(
