@@ -173,6 +173,8 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
             markAllOffline: cluster ? undefined : () => presence.markAllOffline(),
           },
           registry: cluster ? new RedisSessionRegistry(redis.client, queuePrefix, instance) : undefined,
+          // Failed-authentication limits hold across gateway processes.
+          shared: { redis: redis.client, prefix: queuePrefix },
           // In a cluster, MAC library changes and deletions happen in API processes.
           events: bus ? bus.remote : events,
           logger,
@@ -310,6 +312,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         deviceAccess: { keys, effectiveConfig: (mac) => configurations.effective(mac), documents },
         firmware: { catalogue, upgrades, maxImageBytes: config.firmware.maxImageBytes, maxDownloads: config.firmware.maxDownloads },
         version: packageVersion(),
+        shared: { redis: redis.client, prefix: queuePrefix },
         readiness: {
           database: () => database.ping(),
           redis: async () => void (await redis.client.ping()),

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { AccountService } from '../accounts/service.js';
 import type { WriteAuditLog } from '../audit/service.js';
@@ -31,6 +32,7 @@ import type { FirmwareCatalogue } from '../firmware/catalogue.js';
 import type { UpgradeService } from '../firmware/upgrades.js';
 import { firmwareRoutes } from './routes/firmware.js';
 import { firmwareDownloadRoutes } from './routes/firmware-download.js';
+import { SharedSemaphore } from '../infra/shared-semaphore.js';
 import { upgradeRoutes } from './routes/upgrades.js';
 
 export interface ApiDeps {
@@ -46,6 +48,8 @@ export interface ApiDeps {
   firmware: { catalogue: FirmwareCatalogue; upgrades: UpgradeService; maxImageBytes: number; maxDownloads: number };
   readiness: ReadinessChecks;
   version: string;
+  /** The deployment's Redis and key prefix: the firmware download cap then holds across all API processes. */
+  shared?: { redis: Redis; prefix: string };
 }
 
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -86,7 +90,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   await app.register(healthRoutes, { checks: deps.readiness });
   await app.register(deviceDocumentRoutes, deps.deviceAccess);
-  await app.register(firmwareDownloadRoutes, { catalogue: deps.firmware.catalogue, keys: deps.deviceAccess.keys, maxDownloads: deps.firmware.maxDownloads });
+  // The download cap holds across every API process of the deployment (a process-local count without Redis).
+  const downloadSlots = new SharedSemaphore({
+    capacity: deps.firmware.maxDownloads,
+    ...(deps.shared && { redis: deps.shared.redis, key: `${deps.shared.prefix}:downloads` }),
+    log: deps.logger.child({ component: 'api' }),
+  });
+  app.addHook('onClose', () => downloadSlots.close());
+  await app.register(firmwareDownloadRoutes, { catalogue: deps.firmware.catalogue, keys: deps.deviceAccess.keys, slots: downloadSlots });
   await app.register(
     async (api) => {
       api.addHook('onRequest', bearerAuth(deps.accounts, (id) => deps.directory.managedSites(id)));

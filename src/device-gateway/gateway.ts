@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Aedes, type Client } from 'aedes';
+import type { Redis } from 'ioredis';
 import { LocalSessionRegistry, type GatewayMessage, type SessionRegistry } from '../cluster/routing.js';
 import type { Config } from '../config.js';
 import type { DeviceKeys } from '../devices/device-key.js';
@@ -31,6 +32,8 @@ export interface GatewayOptions {
   registry?: SessionRegistry;
   events: DomainEvents;
   logger: Logger;
+  /** The deployment's Redis and key prefix: failed authentications are then limited across all gateway processes. */
+  shared?: { redis: Redis; prefix: string };
 }
 
 /**
@@ -52,7 +55,7 @@ export class DeviceGateway implements CommandChannel {
 
   constructor(private readonly opts: GatewayOptions) {
     this.log = opts.logger.child({ component: 'device-gateway' });
-    this.limiter = new AuthFailureLimiter(opts.mqtt.authFailuresPerMinute);
+    this.limiter = new AuthFailureLimiter(opts.mqtt.authFailuresPerMinute, { shared: opts.shared, log: this.log });
     this.presence = new PresenceTracker(opts.presence.write, opts.presenceFlushMs, this.log);
     this.transports = new Transports({ mqtt: opts.mqtt, handle: (stream, req) => this.broker.handle(stream, req), log: this.log });
     const registry = opts.registry ?? new LocalSessionRegistry(`${process.pid}`);
@@ -80,6 +83,7 @@ export class DeviceGateway implements CommandChannel {
   }
 
   async start(): Promise<void> {
+    await this.limiter.start();
     for (const mac of await this.opts.loadMacLibrary()) this.macLibrary.add(mac);
     await this.opts.presence.markAllOffline?.();
     this.unsubscribe.push(

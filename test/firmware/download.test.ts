@@ -1,12 +1,18 @@
 import { renameSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import t from 'tap';
+import { freePort } from '../../src/infra/net.js';
+import { deleteKeysUnder } from '../../src/infra/redis.js';
+import { SharedSemaphore } from '../../src/infra/shared-semaphore.js';
 import { deriveDeviceKey } from '../../src/devices/device-key.js';
 import { firmwareImage } from '../../simulators/firmware-image.js';
 import { knownDevice, uploadFirmware } from '../helpers/firmware.js';
 import { FACTORY_SECRET, startTestService, waitFor } from '../helpers/service.js';
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 // One download at a time, so the cap can be seen with two requests.
 const svc = await startTestService(t, { FIRMWARE_MAX_DOWNLOADS: '1' });
@@ -72,6 +78,7 @@ t.test('over the download cap a device is told when to retry', async (t) => {
   );
   t.equal(held.statusCode, 200);
   held.pause();
+  t.equal(await svc.service.redis.client.zcard(`${svc.service.queuePrefix}:downloads`), 1, 'the slot is a lease in Redis, seen by every API process');
   const busy = await get(WITH);
   t.equal(busy.status, 503);
   const retry = Number(busy.headers.get('retry-after'));
@@ -80,6 +87,20 @@ t.test('over the download cap a device is told when to retry', async (t) => {
   held.destroy();
   const after = await waitFor(() => get(WITH, { range: 'bytes=0-9' }).then(async (r) => (await r.arrayBuffer(), r.status)), (s) => s === 206);
   t.equal(after, 206, 'the slot is free again once the held download is gone');
+});
+
+t.test('a slot another API process holds counts here; when its lease runs out it is free', async (t) => {
+  const key = `${svc.service.queuePrefix}:downloads`;
+  const redis = svc.service.redis.client;
+  await redis.zadd(key, Date.now() + 60_000, 'another-process');
+  const busy = await get(WITH, { range: 'bytes=0-9' });
+  t.equal(busy.status, 503, 'the cap of 1 is taken by the other process');
+  await busy.arrayBuffer();
+  await redis.zadd(key, Date.now() - 1, 'another-process');
+  const res = await get(WITH, { range: 'bytes=0-9' });
+  t.equal(res.status, 206, 'an expired lease (a process that died) no longer counts');
+  await res.arrayBuffer();
+  t.equal(await redis.zscore(key, 'another-process'), null, 'and is removed');
 });
 
 t.test('an image file missing on the server is a clear server error, and the slot is given back', async (t) => {
@@ -108,4 +129,85 @@ t.test('HEAD answers the size, ETag and Accept-Ranges like GET, without a body',
   const whole = await get(WITH);
   t.equal(whole.status, 200, 'HEAD took no download slot: a GET still gets the image with a cap of 1');
   await whole.arrayBuffer();
+});
+
+t.test('the download cap is shared by the API processes through Redis', async (t) => {
+  const prefix = `test-download-slots:${randomBytes(6).toString('hex')}`;
+  const key = `${prefix}:downloads`;
+  const inspect = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  const template = new Redis(REDIS_URL, { lazyConnect: true });
+  let clock = 1_000_000;
+  const now = () => clock;
+  // Two API processes' worth of slots, a cap of 2 between them.
+  const a = new SharedSemaphore({ capacity: 2, redis: template, key, now, leaseMs: 10 * 60_000 });
+  const b = new SharedSemaphore({ capacity: 2, redis: template, key, now, leaseMs: 10 * 60_000 });
+  t.teardown(async () => {
+    await Promise.all([a.close(), b.close()]);
+    await deleteKeysUnder(inspect, prefix);
+    inspect.disconnect();
+  });
+
+  const first = await a.acquire();
+  const second = await b.acquire();
+  t.ok(first && second, 'one slot on each process');
+  t.equal(await a.acquire(), null, 'the third is refused on the first process');
+  t.equal(await b.acquire(), null, 'and on the second');
+  t.equal(await inspect.zcard(key), 2, 'two leases in the sorted set');
+
+  first!.release();
+  first!.release();
+  await waitFor(() => inspect.zcard(key), (n) => n === 1, 5000);
+  t.pass('a release gives back exactly one slot, however often it is called');
+  const again = await b.acquire();
+  t.ok(again, 'a released slot is taken again');
+  t.equal(b.held, 2);
+  t.equal(await a.acquire(), null);
+
+  // Process b dies without releasing: its leases run out.
+  clock += 10 * 60_000 - 1;
+  t.equal(await a.acquire(), null, 'leases not yet expired still count');
+  clock += 2;
+  const afterExpiry = await a.acquire();
+  t.ok(afterExpiry, 'an expired lease frees its slot');
+  t.equal(await inspect.zcard(key), 1, 'the expired leases are gone from the set');
+  afterExpiry!.release();
+  second!.release();
+  again!.release();
+});
+
+t.test('with Redis not answering, each process counts its own downloads against the cap', async (t) => {
+  const port = await freePort(); // nothing listens there
+  const slots = new SharedSemaphore({ capacity: 2, redis: new Redis(`redis://127.0.0.1:${port}`, { lazyConnect: true }), key: 'test-download-slots:down', timeoutMs: 100 });
+  t.teardown(() => slots.close());
+  const one = await slots.acquire();
+  const two = await slots.acquire();
+  t.ok(one && two, 'two local slots');
+  t.equal(await slots.acquire(), null, 'the third is refused');
+  one!.release();
+  t.ok(await slots.acquire(), 'a released local slot is reusable');
+});
+
+t.test('a held slot is renewed while its download streams, so it outlives its first lease', async (t) => {
+  const prefix = `test-download-slots:${randomBytes(6).toString('hex')}`;
+  const key = `${prefix}:downloads`;
+  const inspect = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  const template = new Redis(REDIS_URL, { lazyConnect: true });
+  let clock = 1_000_000;
+  const now = () => clock;
+  const a = new SharedSemaphore({ capacity: 1, redis: template, key, now, leaseMs: 1000, renewMs: 20 });
+  const b = new SharedSemaphore({ capacity: 1, redis: template, key, now, leaseMs: 1000 });
+  t.teardown(async () => {
+    await Promise.all([a.close(), b.close()]);
+    await deleteKeysUnder(inspect, prefix);
+    inspect.disconnect();
+  });
+  const held = await a.acquire();
+  t.ok(held);
+  clock += 900;
+  await waitFor(() => inspect.zrange(key, 0, -1, 'WITHSCORES'), (r) => Number(r[1]) === clock + 1000, 5000);
+  clock += 600; // past the first lease, within the renewed one
+  t.equal(await b.acquire(), null, 'the renewed lease still holds the slot');
+  held!.release();
+  await waitFor(() => inspect.zcard(key), (n) => n === 0, 5000);
+  t.ok(await b.acquire(), 'released, the slot is free');
 });

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { DeviceKeys } from '../../devices/device-key.js';
 import type { FirmwareCatalogue } from '../../firmware/catalogue.js';
+import type { Permit, Semaphore } from '../../infra/shared-semaphore.js';
 import { firmwareParams } from '../../firmware/schemas.js';
 import { authenticateDevice, parseRange } from '../device-auth.js';
 import { errorSchema, HttpError } from '../errors.js';
@@ -9,9 +10,14 @@ import { errorSchema, HttpError } from '../errors.js';
 export interface FirmwareDownloadDeps {
   catalogue: FirmwareCatalogue;
   keys: DeviceKeys;
-  /** Downloads served at once; a device over it is told when to retry. */
-  maxDownloads: number;
+  /**
+   * The download slots (FIRMWARE_MAX_DOWNLOADS of them, shared by every API process through Redis); a
+   * device that finds none free is told when to retry.
+   */
+  slots: DownloadSlots;
 }
+
+export type DownloadSlots = Semaphore;
 
 /**
  * Devices download firmware images here with their own credentials, only while an upgrade to that image
@@ -19,8 +25,6 @@ export interface FirmwareDownloadDeps {
  * the same headers without the image (and without taking a download slot).
  */
 export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps> = async (app, deps) => {
-  let active = 0;
-
   app.route({
     method: ['GET', 'HEAD'],
     url: '/firmware/:id/image',
@@ -59,19 +63,27 @@ export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps>
         if (!(await deps.catalogue.hasImage(fw.id))) throw imageMissing(fw.id);
         return reply.send();
       }
-      if (active >= deps.maxDownloads) {
+      // The slot goes back exactly once (Permit.release is idempotent): when the response is done or its
+      // connection closes, or when the request fails before streaming. A connection that closed while the
+      // slot was being taken gives it back at once.
+      let permit: Permit | null = null;
+      let gone = false;
+      reply.raw.once('close', () => {
+        gone = true;
+        permit?.release();
+      });
+      permit = await deps.slots.acquire();
+      if (!permit) {
         // Jittered so that the devices turned away do not all come back in the same second.
         const retryAfter = 1 + Math.floor(Math.random() * 5);
         reply.removeHeader('content-length').removeHeader('content-range').header('retry-after', String(retryAfter));
-        throw new HttpError(503, 'download_busy', `${active} downloads are running; retry in ${retryAfter} s`, { retryAfterSeconds: retryAfter });
+        throw new HttpError(503, 'download_busy', `all ${deps.slots.capacity} download slots are taken; retry in ${retryAfter} s`, { retryAfterSeconds: retryAfter });
       }
-      active++;
-      let released = false;
-      const release = () => {
-        if (!released) active--;
-        released = true;
-      };
-      reply.raw.once('close', release);
+      const taken = permit;
+      if (gone || reply.raw.closed) {
+        taken.release();
+        return; // nobody to answer
+      }
       try {
         const stream = await deps.catalogue.readImage(fw.id, start, end);
         if (!stream) {
@@ -81,7 +93,7 @@ export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps>
         }
         return reply.send(stream);
       } catch (err) {
-        release();
+        taken.release();
         throw err;
       }
     },
