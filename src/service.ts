@@ -357,6 +357,15 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         cleanups.push(['gateway lease and inbox', async () => void (await Promise.all([lease.stop(), inbox.stop()]))]);
         await inbox.start();
         await lease.start();
+        // Redis came back (perhaps empty): the sessions held here are written back so commands find them.
+        let connectedOnce = redis.client.status === 'ready';
+        redis.client.on('ready', () => {
+          if (!connectedOnce) return void (connectedOnce = true);
+          gateway
+            .restoreSessions()
+            .then((n) => logger.info({ sessions: n }, 'Redis is back: sessions written back into the registry'))
+            .catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'sessions not written back into the registry'));
+        });
       } else wsPort = httpPort;
       mqttPorts = await gateway.listen();
     }

@@ -23,6 +23,8 @@ export interface SessionRegistry {
   ready(mac: string, epoch: number, since: number): Promise<void>;
   /** The session ended (only removes the entry if it is still this session's). */
   release(mac: string, epoch: number): Promise<void>;
+  /** Writes back entries Redis lost (restarted empty), unless a newer session took the MAC meanwhile. */
+  restore(sessions: { mac: string; epoch: number; since: number }[]): Promise<void>;
 }
 
 /** The single-process registry: epochs from the clock, nobody else to tell. */
@@ -35,6 +37,7 @@ export class LocalSessionRegistry implements SessionRegistry {
   }
   async ready(): Promise<void> {}
   async release(): Promise<void> {}
+  async restore(): Promise<void> {}
 }
 
 export const sessionsKey = (prefix: string) => `${prefix}:sessions`;
@@ -72,6 +75,15 @@ if v and string.match(v, '^%S+ (%S+)') == ARGV[2] then
   redis.call('HSET', KEYS[1], ARGV[1], string.match(v, '^(%S+ %S+)') .. ' ' .. ARGV[3])
 end
 return 0`;
+
+const RESTORE = `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v then
+  local e = tonumber(string.match(v, '^%S+ (%S+)'))
+  if e and e >= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. ARGV[4])
+return 1`;
 
 const RELEASE = `
 local v = redis.call('HGET', KEYS[1], ARGV[1])
@@ -115,6 +127,17 @@ export class RedisSessionRegistry implements SessionRegistry {
   async release(mac: string, epoch: number): Promise<void> {
     await this.redis.eval(RELEASE, 1, sessionsKey(this.prefix), mac, String(epoch));
   }
+
+  async restore(sessions: { mac: string; epoch: number; since: number }[]): Promise<void> {
+    for (let i = 0; i < sessions.length; i += 1000) {
+      const pipeline = this.redis.pipeline();
+      for (const s of sessions.slice(i, i + 1000)) pipeline.eval(RESTORE, 1, sessionsKey(this.prefix), s.mac, this.gatewayId, String(s.epoch), String(s.since));
+      await pipeline.exec();
+    }
+    // The epoch counter must stay ahead of every epoch in use.
+    const highest = Math.max(0, ...sessions.map((s) => s.epoch));
+    await this.redis.eval(`if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end return 0`, 1, epochKey(this.prefix), String(highest));
+  }
 }
 
 /**
@@ -153,6 +176,8 @@ export class GatewayLease {
   ) {}
 
   async start(): Promise<void> {
+    // Redis restarted empty: the lease is written again at once, not at the next renewal.
+    this.redis.on('ready', () => void this.renew().catch(() => {}));
     await this.renew();
     this.timer = setInterval(() => void this.renew().catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'gateway lease not renewed')), this.ttlMs / 3);
     this.timer.unref();

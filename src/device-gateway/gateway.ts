@@ -156,6 +156,11 @@ export class DeviceGateway implements CommandChannel {
     return this.sessions.connectedSince(mac);
   }
 
+  /** Writes the sessions this process holds back into the cluster's registry (after Redis lost it). */
+  restoreSessions(): Promise<number> {
+    return this.sessions.restoreRegistry();
+  }
+
   /** A message routed to this process (cluster): a command for a device it holds, or a takeover. */
   deliver(message: GatewayMessage): void {
     if (message.t === 'close') {

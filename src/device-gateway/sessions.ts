@@ -118,6 +118,22 @@ export class Sessions {
     call()?.catch((err: unknown) => this.log.error({ err }, 'provisioning engine call failed'));
   }
 
+  /** Writes every session this process holds back into the registry (Redis came back empty). */
+  async restoreRegistry(): Promise<number> {
+    const held: { mac: string; epoch: number; since: number }[] = [];
+    for (const [mac, client] of this.byMac) {
+      const epoch = this.epochs.get(client);
+      if (epoch !== undefined) held.push({ mac, epoch, since: this.ready.has(client) ? (this.startedAt.get(client) ?? 0) : 0 });
+    }
+    await this.registry.restore(held);
+    // Wake-ups sent while Redis was away were lost: each ready device is handed what waits for it.
+    const ready = held.filter((h) => h.since > 0);
+    for (let i = 0; i < ready.length; i += 50) {
+      await Promise.all(ready.slice(i, i + 50).map((h) => this.sink?.deviceReady(h.mac).catch((err: unknown) => this.log.warn({ mac: h.mac, err: (err as Error).message }, 'device not woken after Redis came back'))));
+    }
+    return held.length;
+  }
+
   /** Whether this process holds the device's session (of that epoch, when given). */
   holds(mac: string, epoch?: number): boolean {
     const client = this.byMac.get(mac);

@@ -88,29 +88,7 @@ export async function startTestService(t: Teardown, env: Record<string, string |
   const httpUrl = `http://127.0.0.1:${service.ports.http}`;
   const mqttUrl = `mqtt://127.0.0.1:${service.ports.mqtt}`;
 
-  const api: TestService['api'] = async (method, path, opts = {}) => {
-    const headers: Record<string, string> = { ...opts.headers };
-    const token = opts.token === undefined ? ADMIN_TOKEN : opts.token;
-    if (token) headers.authorization = `Bearer ${token}`;
-    let body: string | Buffer | undefined;
-    if (opts.raw !== undefined) {
-      body = opts.raw;
-      headers['content-type'] = opts.contentType ?? 'text/csv';
-    } else if (opts.body !== undefined) {
-      body = JSON.stringify(opts.body);
-      headers['content-type'] = opts.contentType ?? 'application/json';
-    }
-    // A guard against a hang, not a measure of speed.
-    const res = await fetch(httpUrl + path, { method, headers, body, signal: AbortSignal.timeout(60_000) });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      /* not JSON */
-    }
-    return { status: res.status, body: parsed as any, headers: res.headers };
-  };
+  const api = apiClient(httpUrl);
 
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
   pool.on('error', () => {});
@@ -122,18 +100,7 @@ export async function startTestService(t: Teardown, env: Record<string, string |
     mqttUrl,
     dataDir,
     api,
-    async createInstaller(name = `Installer ${++installerCounter}`) {
-      const res = await api('POST', '/api/v1/installers', { body: { name, email: `${randomBytes(4).toString('hex')}@installer.test` } });
-      if (res.status !== 201) throw new Error(`createInstaller: ${res.status} ${JSON.stringify(res.body)}`);
-      return { id: res.body.installer.id, token: res.body.token.token };
-    },
-    async addDevice(token, mac, fields = {}) {
-      const lib = await api('POST', '/api/v1/mac-library', { token, body: { mac } });
-      if (lib.status !== 201) throw new Error(`add MAC: ${lib.status} ${JSON.stringify(lib.body)}`);
-      const dev = await api('POST', '/api/v1/devices', { token, body: { mac, name: `Gate ${mac.slice(-4)}`, type: 0, ...fields } });
-      if (dev.status !== 201) throw new Error(`add device: ${dev.status} ${JSON.stringify(dev.body)}`);
-      return dev.body;
-    },
+    ...installerActions(api),
     device(mac, opts = {}) {
       const d = new SimulatedDevice({ mac, url: mqttUrl, factorySecret: FACTORY_SECRET, model: 'R29', firmware: '29.30.10.112', reconnect: false, ...opts });
       devices.push(d);
@@ -230,4 +197,49 @@ export function helloProcessed(svc: TestService, mac: string): Promise<void> {
 export async function parked(svc: TestService, jobId: string): Promise<void> {
   const key = `${svc.service.queuePrefix}:provisioning:delayed`;
   await waitFor(() => svc.service.redis.client.zscore(key, jobId), (score) => score !== null);
+}
+
+/** Talks to the API as the distributor (ADMIN_TOKEN) unless a token is given. */
+export function apiClient(httpUrl: string): TestService['api'] {
+  return async (method, path, opts = {}) => {
+    const headers: Record<string, string> = { ...opts.headers };
+    const token = opts.token === undefined ? ADMIN_TOKEN : opts.token;
+    if (token) headers.authorization = `Bearer ${token}`;
+    let body: string | Buffer | undefined;
+    if (opts.raw !== undefined) {
+      body = opts.raw;
+      headers['content-type'] = opts.contentType ?? 'text/csv';
+    } else if (opts.body !== undefined) {
+      body = JSON.stringify(opts.body);
+      headers['content-type'] = opts.contentType ?? 'application/json';
+    }
+    // A guard against a hang, not a measure of speed.
+    const res = await fetch(httpUrl + path, { method, headers, body, signal: AbortSignal.timeout(60_000) });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      /* not JSON */
+    }
+    return { status: res.status, body: parsed as any, headers: res.headers };
+  };
+}
+
+/** What an installer does first: its account, its MAC library and devices. */
+export function installerActions(api: TestService['api']): Pick<TestService, 'createInstaller' | 'addDevice'> {
+  return {
+    async createInstaller(name = `Installer ${++installerCounter}`) {
+      const res = await api('POST', '/api/v1/installers', { body: { name, email: `${randomBytes(4).toString('hex')}@installer.test` } });
+      if (res.status !== 201) throw new Error(`createInstaller: ${res.status} ${JSON.stringify(res.body)}`);
+      return { id: res.body.installer.id, token: res.body.token.token };
+    },
+    async addDevice(token, mac, fields = {}) {
+      const lib = await api('POST', '/api/v1/mac-library', { token, body: { mac } });
+      if (lib.status !== 201) throw new Error(`add MAC: ${lib.status} ${JSON.stringify(lib.body)}`);
+      const dev = await api('POST', '/api/v1/devices', { token, body: { mac, name: `Gate ${mac.slice(-4)}`, type: 0, ...fields } });
+      if (dev.status !== 201) throw new Error(`add device: ${dev.status} ${JSON.stringify(dev.body)}`);
+      return dev.body;
+    },
+  };
 }
