@@ -23,6 +23,8 @@ import { residentRoutes } from './routes/residents.js';
 import { siteTemplateRoutes } from './routes/site-templates.js';
 import { siteRoutes } from './routes/sites.js';
 import { healthRoutes, type ReadinessChecks } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
+import type { MetricsEndpoint } from '../metrics/registry.js';
 import { macLibraryRoutes } from './routes/mac-library.js';
 import { deviceDocumentRoutes, type DeviceDocumentDeps } from './routes/device-documents.js';
 import { provisioningRoutes } from './routes/provisioning.js';
@@ -46,6 +48,8 @@ export interface ApiDeps {
   firmware: { catalogue: FirmwareCatalogue; upgrades: UpgradeService; maxImageBytes: number; maxDownloads: number };
   readiness: ReadinessChecks;
   version: string;
+  /** Serves `GET /metrics` when given. */
+  metrics?: MetricsEndpoint;
 }
 
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -85,6 +89,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
   await app.register(healthRoutes, { checks: deps.readiness });
+  if (deps.metrics) await app.register(metricsRoutes, { metrics: deps.metrics });
   await app.register(deviceDocumentRoutes, deps.deviceAccess);
   await app.register(firmwareDownloadRoutes, { catalogue: deps.firmware.catalogue, keys: deps.deviceAccess.keys, maxDownloads: deps.firmware.maxDownloads });
   await app.register(
