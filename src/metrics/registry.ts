@@ -39,7 +39,10 @@ export const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 
 const secondsSince = (startMs: number, nowMs: number): number => Math.max(0, nowMs - startMs) / 1000;
 
-/** `work`, or a rejection once `ms` have passed. */
+/**
+ * `work`, or a rejection once `ms` have passed. The timer keeps the process alive (it is short and cleared):
+ * an unref'd one would let a process with nothing else to do exit in the middle of the wait.
+ */
 export async function withDeadline<T>(work: () => Promise<T> | T, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -47,7 +50,6 @@ export async function withDeadline<T>(work: () => Promise<T> | T, ms: number, wh
       Promise.resolve().then(work),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-        timer.unref();
       }),
     ]);
   } finally {
