@@ -29,6 +29,8 @@ import { resolveFactorySecret } from './infra/secrets.js';
 import type { Logger } from './logger.js';
 import { MacLibraryService } from './mac-library/service.js';
 import { Configurations } from './provisioning/configuration.js';
+import { ClusterMetrics } from './metrics/cluster.js';
+import { Metrics } from './metrics/registry.js';
 import type { CommandChannel } from './provisioning/channel.js';
 import { ProvisioningEngine } from './provisioning/engine.js';
 import { IdempotentRequests } from './provisioning/idempotency.js';
@@ -151,6 +153,12 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     const macLibrary = new MacLibraryService(database.db, accounts, events);
     const presence = new PresenceStore(database.db);
 
+    // Each process counts for itself and publishes to Redis; /metrics merges the deployment's processes.
+    const metrics = new Metrics({ role, instance, logger });
+    const clusterMetrics = new ClusterMetrics({ metrics, redis: redis.client, queuePrefix, logger });
+    cleanups.push(['metrics', () => clusterMetrics.stop()]);
+    clusterMetrics.start();
+
     const bus = cluster ? new ClusterBus(redis.client, queuePrefix, instance, logger) : null;
     if (bus) {
       bus.forward(events);
@@ -178,6 +186,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
           // In a cluster, MAC library changes and deletions happen in API processes.
           events: bus ? bus.remote : events,
           logger,
+          metrics,
         })
       : null;
 
@@ -206,6 +215,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       wakes: cluster ? new RedisWakeGenerations(redis.client, queuePrefix) : undefined,
       // Gateway and API processes make and wake jobs; engine processes drive them.
       worker: runs.engine,
+      metrics,
     });
     const idempotency = new IdempotentRequests(database.db);
     const provisioning = new ProvisioningService(database.db, devices, engine, idempotency);
@@ -251,6 +261,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     cleanups.push(['provisioning engine', () => engine.stop()]);
     await engine.start();
     if (runs.engine) {
+      metrics.watchQueue('provisioning', () => engine.queueCounts());
       cleanups.push(['upgrade scheduler', () => scheduler.stop()]);
       await scheduler.start();
       cleanups.push(['directory follower', () => follower!.stop()]);
@@ -313,6 +324,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         firmware: { catalogue, upgrades, maxImageBytes: config.firmware.maxImageBytes, maxDownloads: config.firmware.maxDownloads },
         version: packageVersion(),
         shared: { redis: redis.client, prefix: queuePrefix },
+        metrics: { endpoint: clusterMetrics, local: metrics },
         readiness: {
           database: () => database.ping(),
           redis: async () => void (await redis.client.ping()),

@@ -25,7 +25,7 @@ import { siteTemplateRoutes } from './routes/site-templates.js';
 import { siteRoutes } from './routes/sites.js';
 import { healthRoutes, type ReadinessChecks } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
-import type { MetricsEndpoint } from '../metrics/registry.js';
+import type { Metrics, MetricsEndpoint } from '../metrics/registry.js';
 import { macLibraryRoutes } from './routes/mac-library.js';
 import { deviceDocumentRoutes, type DeviceDocumentDeps } from './routes/device-documents.js';
 import { provisioningRoutes } from './routes/provisioning.js';
@@ -52,8 +52,8 @@ export interface ApiDeps {
   version: string;
   /** The deployment's Redis and key prefix: the firmware download cap then holds across all API processes. */
   shared?: { redis: Redis; prefix: string };
-  /** Serves `GET /metrics` when given. */
-  metrics?: MetricsEndpoint;
+  /** `GET /metrics` answers `endpoint` (the deployment's); this process's instruments are `local`. */
+  metrics?: { endpoint: MetricsEndpoint; local: Metrics };
 }
 
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -93,7 +93,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
   await app.register(healthRoutes, { checks: deps.readiness });
-  if (deps.metrics) await app.register(metricsRoutes, { metrics: deps.metrics });
+  if (deps.metrics) await app.register(metricsRoutes, { metrics: deps.metrics.endpoint });
   await app.register(deviceDocumentRoutes, deps.deviceAccess);
   // The download cap holds across every API process of the deployment (a process-local count without Redis).
   const downloadSlots = new SharedSemaphore({
@@ -102,7 +102,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     log: deps.logger.child({ component: 'api' }),
   });
   app.addHook('onClose', () => downloadSlots.close());
-  await app.register(firmwareDownloadRoutes, { catalogue: deps.firmware.catalogue, keys: deps.deviceAccess.keys, slots: downloadSlots });
+  await app.register(firmwareDownloadRoutes, { catalogue: deps.firmware.catalogue, keys: deps.deviceAccess.keys, slots: downloadSlots, metrics: deps.metrics?.local });
   await app.register(
     async (api) => {
       api.addHook('onRequest', bearerAuth(deps.accounts, (id) => deps.directory.managedSites(id)));

@@ -6,6 +6,7 @@ import { LocalSessionRegistry, type GatewayMessage, type SessionRegistry } from 
 import type { Config } from '../config.js';
 import type { DeviceKeys } from '../devices/device-key.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/registry.js';
 import type { CommandChannel, DeviceCommand, DeviceEventSink } from '../provisioning/channel.js';
 import type { DomainEvents } from '../shared/events.js';
 import { AuthFailureLimiter } from './auth-limiter.js';
@@ -34,6 +35,7 @@ export interface GatewayOptions {
   logger: Logger;
   /** The deployment's Redis and key prefix: failed authentications are then limited across all gateway processes. */
   shared?: { redis: Redis; prefix: string };
+  metrics?: Metrics;
 }
 
 /**
@@ -111,9 +113,11 @@ export class DeviceGateway implements CommandChannel {
       addressOf: (client) => this.addressOf(client),
       accepting: () => this.accepting,
       maxPayloadBytes: this.opts.mqtt.maxPayloadBytes,
+      metrics: this.opts.metrics,
       log: this.log,
     });
     this.broker.on('client', (client) => this.sessions.opened(client));
+    this.opts.metrics?.onCollect(() => this.opts.metrics!.gatewaySessions.set(this.sessions.size));
     this.broker.on('clientDisconnect', (client) => this.sessions.closed(client));
     this.broker.on('keepaliveTimeout', (client) => this.log.info({ mac: client.id }, 'keepalive expired'));
     this.broker.on('clientError', (client, err) => this.log.debug({ mac: client.id, err: err.message }, 'device connection error'));
@@ -169,14 +173,19 @@ export class DeviceGateway implements CommandChannel {
     }
     // The session moved on meanwhile: the job's deadline redelivers to wherever it is now.
     if (!this.sessions.holds(message.mac)) return;
-    this.publish(message.mac, message.command).catch((err: unknown) => this.log.warn({ mac: message.mac, err: (err as Error).message }, 'routed command not published'));
+    this.publish(message.mac, message.command, message.dispatchedAt).catch((err: unknown) => this.log.warn({ mac: message.mac, err: (err as Error).message }, 'routed command not published'));
   }
 
   /** Publishes a command to a device's commands topic at QoS 1, stamped with this delivery's time. */
-  publish(mac: string, command: DeviceCommand | Record<string, unknown>): Promise<void> {
+  publish(mac: string, command: DeviceCommand | Record<string, unknown>, dispatchedAt = Date.now()): Promise<void> {
     const payload = Buffer.from(JSON.stringify({ ...command, sentAt: Date.now() }));
     return new Promise((resolve, reject) =>
-      this.broker.publish({ cmd: 'publish', topic: commandsTopic(mac), payload, qos: 1, dup: false, retain: false }, (err) => (err ? reject(err) : resolve())),
+      this.broker.publish({ cmd: 'publish', topic: commandsTopic(mac), payload, qos: 1, dup: false, retain: false }, (err) => {
+        if (err) return reject(err);
+        this.opts.metrics?.gatewayMessagesSent.inc();
+        this.opts.metrics?.dispatchedToDevice(dispatchedAt);
+        resolve();
+      }),
     );
   }
 

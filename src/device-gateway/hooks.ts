@@ -1,6 +1,7 @@
 import type { Aedes, AedesPublishPacket, AuthenticateError, Client } from 'aedes';
 import type { DeviceKeys } from '../devices/device-key.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/registry.js';
 import { isCanonicalMac } from '../mac-library/mac.js';
 import type { AuthFailureLimiter } from './auth-limiter.js';
 import type { Sessions } from './sessions.js';
@@ -23,6 +24,7 @@ export interface HookDeps {
   addressOf: (client: Client) => string;
   accepting: () => boolean;
   maxPayloadBytes: number;
+  metrics?: Metrics;
   log: Logger;
 }
 
@@ -52,8 +54,12 @@ export function installHooks(broker: Aedes, deps: HookDeps): void {
     done(null, true);
   };
 
-  broker.authenticate = (client, username, password, done) => {
+  broker.authenticate = (client, username, password, callback) => {
     const ip = deps.addressOf(client);
+    const done: typeof callback = (err, ok) => {
+      deps.metrics?.connect(err ? ((err as AuthenticateError).returnCode ?? SERVER_UNAVAILABLE) : 0);
+      callback(err, ok);
+    };
     // Failures count per MAC of the library and address; every name that is no such MAC counts together
     // per address, so inventing names neither escapes the limit nor grows the limiter.
     const known = typeof username === 'string' && deps.macLibrary.has(username);
@@ -92,6 +98,7 @@ export function installHooks(broker: Aedes, deps: HookDeps): void {
 
   broker.published = (packet, client, done) => {
     if (client) {
+      deps.metrics?.gatewayMessagesReceived.inc();
       if (packet.topic === helloTopic(client.id)) deps.sessions.hello(client, packet.payload as Buffer);
       else {
         const jobId = commandStatusJobId(client.id, packet.topic);

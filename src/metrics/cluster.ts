@@ -75,7 +75,9 @@ export class ClusterMetrics implements MetricsEndpoint {
   /** Publishes now and then every `intervalMs` (the timer does not keep the process alive). */
   start(): void {
     if (this.timer || this.stopped) return;
-    void this.publish();
+    // The first snapshot goes out as soon as the connection is up (commands are not queued before).
+    if (this.redis.status === 'ready') void this.publish();
+    else this.redis.once('ready', () => void this.publish());
     this.timer = setInterval(() => void this.publish(), this.intervalMs);
     this.timer.unref();
   }

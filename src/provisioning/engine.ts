@@ -5,6 +5,7 @@ import { queueConnections, Reconciler } from '../infra/queue-connections.js';
 import type { Queryable } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/registry.js';
 import type { CommandChannel, CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from './channel.js';
 import { FACTORY_CONFIG_HASH } from './config-renderer.js';
 import { decide, type DeliveryPolicy } from './decide.js';
@@ -32,6 +33,7 @@ export interface EngineOptions {
   wakes?: WakeGenerations;
   /** False in processes that create and wake jobs but do not drive them (gateway and API roles of a cluster). */
   worker?: boolean;
+  metrics?: Metrics;
   now?: () => number;
 }
 
@@ -140,8 +142,15 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   // ---- creating jobs: the one path ------------------------------------------------------------------
 
   /** Records jobs and their audit rows in the caller's transaction; `enqueue` them after it commits. */
-  create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<JobRow[]> {
-    return this.opts.store.create(q, actor, items, details);
+  async create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<JobRow[]> {
+    const rows = await this.opts.store.create(q, actor, items, details);
+    if (this.opts.metrics) for (const row of rows) this.opts.metrics.jobCreated(row.kind);
+    return rows;
+  }
+
+  /** The provisioning queue's depth, for metrics. */
+  queueCounts(): Promise<Record<string, number>> {
+    return this.queue.getJobCounts('waiting', 'delayed', 'active');
   }
 
   /**
@@ -327,6 +336,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     this.delivered.delete(row.id);
     const done = await this.store.finish(row.id, row.mac, end, actor);
     if (!done) return false;
+    this.opts.metrics?.jobFinished(done.kind, done.state as 'succeeded', actor === 'device' ? (done.deliveredAt?.getTime() ?? null) : null);
     this.log.info({ jobId: row.id, mac: row.mac, state: end.state }, 'job finished');
     // The job has finished whatever Redis says; a twin or a successor left waiting is found by the next
     // wake-up or reconciliation.

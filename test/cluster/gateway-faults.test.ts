@@ -23,6 +23,18 @@ t.test('a cluster of processes: sessions spread, commands reach the holding proc
   await waitFor(() => cluster.api('GET', '/api/v1/devices?status=online&pageSize=1', { token }).then((r) => r.body.total), (n) => n === 8);
   // Boot provisioning (factory-state hello) of every device, through whichever process holds it.
   await waitFor(() => devices.every((d) => d.applications.length >= 1), Boolean, 90_000);
+  // /metrics on the API process shows every gateway process's sessions (published through Redis).
+  const sessionsByProcess = (text: string) =>
+    [...text.matchAll(/^intercom_gateway_sessions\{([^}]*)\} (\d+)/gm)].filter((m) => m[1]!.includes('role="gateway"')).map((m) => Number(m[2]));
+  const metricsText = await waitFor(
+    () => fetch(`${cluster.httpUrl}/metrics`).then((r) => r.text()),
+    (text) => sessionsByProcess(text).length === 2 && sessionsByProcess(text).reduce((a, b) => a + b, 0) === 8 && /intercom_queue_jobs\{[^}]*role="engine"/.test(text),
+    60_000,
+    250,
+  );
+  t.ok(sessionsByProcess(metricsText).every((n) => n > 0), `each gateway process reports its sessions (${sessionsByProcess(metricsText).join(' + ')})`);
+  t.match(metricsText, /intercom_jobs_finished_total\{[^}]*kind="provision"[^}]*state="succeeded"/, 'finished jobs are counted by kind and state');
+  t.match(metricsText, /intercom_queue_jobs\{[^}]*role="engine"/, 'the engine reports the queue depth');
   const holders = new Map<string, number>();
   for (const mac of macs) holders.set(mac, (await cluster.holderPid(mac))!);
   const gatewayPids = cluster.workers.filter((w) => w.role === 'gateway').map((w) => w.pid);

@@ -6,6 +6,7 @@ import type { Permit, Semaphore } from '../../infra/shared-semaphore.js';
 import { firmwareParams } from '../../firmware/schemas.js';
 import { authenticateDevice, parseRange } from '../device-auth.js';
 import { errorSchema, HttpError } from '../errors.js';
+import type { Metrics } from '../../metrics/registry.js';
 
 export interface FirmwareDownloadDeps {
   catalogue: FirmwareCatalogue;
@@ -15,6 +16,8 @@ export interface FirmwareDownloadDeps {
    * device that finds none free is told when to retry.
    */
   slots: DownloadSlots;
+  /** Downloads in flight and bytes served. */
+  metrics?: Metrics;
 }
 
 export type DownloadSlots = Semaphore;
@@ -90,6 +93,11 @@ export const firmwareDownloadRoutes: FastifyPluginAsyncZod<FirmwareDownloadDeps>
           request.log.error({ firmwareId: fw.id }, 'firmware image file is missing from DATA_DIR');
           reply.removeHeader('content-length').removeHeader('content-range');
           throw imageMissing(fw.id);
+        }
+        if (deps.metrics) {
+          const download = deps.metrics.downloadStarted();
+          stream.on('data', (chunk: Buffer) => download.sent(chunk.length));
+          reply.raw.once('close', () => download.end());
         }
         return reply.send(stream);
       } catch (err) {
