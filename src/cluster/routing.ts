@@ -48,7 +48,8 @@ const epochKey = (prefix: string) => `${prefix}:session-epoch`;
 /** Messages on a gateway's channel. */
 export type GatewayMessage =
   | { t: 'command'; mac: string; command: DeviceCommand; dispatchedAt: number }
-  | { t: 'close'; mac: string; epoch: number; reason: string };
+  // The epoch travels as text: Lua's cjson writes large numbers with 14 significant digits.
+  | { t: 'close'; mac: string; epoch: string; reason: string };
 
 // Entry: "<gateway> <epoch> <readySince or 0>". Epochs are formatted with %.0f: Lua's tostring would write
 // 1.8e+15.
@@ -64,7 +65,7 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. es .. ' 0')
 if prev then
   local gw, pe = string.match(prev, '^(%S+) (%S+)')
   if gw ~= ARGV[2] then
-    redis.call('PUBLISH', ARGV[3] .. gw .. ':inbox', cjson.encode({t = 'close', mac = ARGV[1], epoch = tonumber(pe), reason = 'the device connected to another gateway process'}))
+    redis.call('PUBLISH', ARGV[3] .. gw .. ':inbox', cjson.encode({t = 'close', mac = ARGV[1], epoch = pe, reason = 'the device connected to another gateway process'}))
   end
 end
 return es`;

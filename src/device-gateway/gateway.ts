@@ -168,7 +168,7 @@ export class DeviceGateway implements CommandChannel {
   /** A message routed to this process (cluster): a command for a device it holds, or a takeover. */
   deliver(message: GatewayMessage): void {
     if (message.t === 'close') {
-      this.sessions.close(message.mac, message.reason, message.epoch);
+      this.sessions.close(message.mac, message.reason, Number(message.epoch));
       return;
     }
     // The session moved on meanwhile: the job's deadline redelivers to wherever it is now.

@@ -100,31 +100,35 @@ t.test('a device that connects to another process takes its session over; the ol
   await once(first, 'online');
   const firstHolder = await waitFor(() => cluster.holderPid(mac), (p) => p !== null);
 
-  // Round-robin hands successive connections to alternate processes; another one is tried until the
-  // takeover crosses processes.
-  let second = cluster.device(mac, { reconnect: false });
+  // Round-robin hands successive connections to alternate processes; another connection is tried until
+  // the takeover crosses processes. The holder is read once the new session's presence is written.
+  const session = () => cluster.sql(`SELECT session_gateway AS g, session_epoch AS e FROM devices WHERE mac = $1`, [mac]).then(([r]) => ({ pid: Number(String(r.g).split('-').at(-2)), epoch: Number(r.e) }));
+  let current = await session();
+  let older = first;
+  let second = first;
   let secondHolder: number | null = null;
-  for (let i = 0; i < 4; i++) {
-    if (i > 0) second = cluster.device(mac, { reconnect: false });
-    const closed = once(first, 'offline').catch(() => null);
+  for (let i = 0; i < 6; i++) {
+    second = cluster.device(mac, { reconnect: false });
+    const closed = once(older, 'offline');
     second.start();
     await once(second, 'online');
-    secondHolder = await waitFor(() => cluster.sql(`SELECT session_gateway AS g FROM devices WHERE mac = $1`, [mac]), ([r]) => !!r.g).then(([r]) => Number(String(r.g).split('-').at(-2)));
-    if (secondHolder !== firstHolder) {
-      await closed;
-      break;
-    }
-    await second.stop(false);
+    await closed;
+    const previous = current;
+    current = await waitFor(session, (s) => s.epoch > previous.epoch);
+    secondHolder = current.pid;
+    if (secondHolder !== firstHolder) break;
+    older = second;
   }
   t.not(secondHolder, firstHolder, 'the new session lives on another process');
-  t.equal(first.state, 'offline', 'the older session on the first process was closed');
+  t.equal(first.state, 'offline', 'the older session was closed');
 
   // A command after the takeover reaches the new session, and the device stays online throughout.
-  const job = await cluster.api('POST', `/api/v1/devices/${mac}/reboot`, { token });
+  const job = await cluster.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.Takeover.Marker = 1' } });
   const done = await waitFor(() => cluster.api('GET', `/api/v1/jobs/${job.body.job.id}`, { token }).then((r) => r.body), (j) => finished.includes(j.state), 90_000);
   t.equal(done.state, 'succeeded', 'the command reached the process holding the session now');
-  t.equal(second.applications.filter((a) => a.kind === 'reboot').length, 1);
-  await waitFor(() => second.state, (s) => s === 'online');
-  const [row] = await cluster.sql(`SELECT status FROM devices WHERE mac = $1`, [mac]);
+  t.equal(second.applications.filter((a) => a.id === job.body.job.id).length, 1);
+  // The old sessions' ends were written long before the command's answer (presence flushes every 50 ms).
+  const [row] = await cluster.sql(`SELECT status, session_epoch AS e FROM devices WHERE mac = $1`, [mac]);
   t.equal(row.status, 'online', 'the old session ending on the other process left the device online');
+  t.equal(Number(row.e), current.epoch, 'the status belongs to the newest session');
 });

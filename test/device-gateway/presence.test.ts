@@ -85,3 +85,29 @@ t.test("one device's hello with a NUL in it never freezes presence for the other
   raw.end();
   await device.stop();
 });
+
+t.test('presence belongs to sessions: an older session ending late never shows a newer one offline', async (t) => {
+  const { PresenceStore } = await import('../../src/devices/presence.js');
+  const store = new PresenceStore(svc.service.database.db);
+  const mac = '0C11050B9815';
+  await svc.addDevice(installer.token, mac);
+  const now = new Date();
+  const read = async () => (await svc.sql(`SELECT status, session_epoch AS e, session_gateway AS g FROM devices WHERE mac = $1`, [mac]))[0];
+  // Session 2 on process B comes online before session 1 on process A has written its end.
+  await store.apply([{ mac, status: 'online', epoch: 1000, gateway: 'A', seenAt: now, connectedAt: now }]);
+  await store.apply([{ mac, status: 'online', epoch: 2000, gateway: 'B', seenAt: now, connectedAt: now }]);
+  await store.apply([{ mac, status: 'offline', epoch: 1000, seenAt: now }]);
+  t.same(await read(), { status: 'online', e: '2000', g: 'B' }, 'the late end of session 1 changed nothing');
+  // An older session's online arriving after a newer one's changes nothing either.
+  await store.apply([{ mac, status: 'online', epoch: 1500, gateway: 'A', seenAt: now }]);
+  t.same(await read(), { status: 'online', e: '2000', g: 'B' }, 'a stale online does not take the device back');
+  // The newest session's end is written.
+  await store.apply([{ mac, status: 'offline', epoch: 2000, seenAt: now }]);
+  t.equal((await read()).status, 'offline');
+  // A gateway process that died: its devices go offline, others' stay.
+  await store.apply([{ mac, status: 'online', epoch: 3000, gateway: 'C', seenAt: now }]);
+  t.same(await store.gatewaysHoldingDevices(), ['C']);
+  t.equal(await store.markGatewayOffline('D'), 0, 'another process’s death changes nothing');
+  t.equal(await store.markGatewayOffline('C'), 1);
+  t.equal((await read()).status, 'offline');
+});
