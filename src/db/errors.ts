@@ -19,7 +19,13 @@ export const isDataError = (err: unknown) => /^2[23]/.test(databaseErrorCode(err
 /** Whether the database could not be reached at all (connection refused, reset, shut down). */
 export const isUnreachable = (err: unknown) => {
   const code = databaseErrorCode(err) ?? '';
-  return /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|57P0[1-3]|08[0-9A-Z]{3})$/.test(code);
+  if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|57P0[1-3]|08[0-9A-Z]{3})$/.test(code)) return true;
+  // node-postgres reports a connection cut under a query, or a pooled client found dead, by message only.
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const message = (e as { message?: unknown }).message;
+    if (typeof message === 'string' && /Connection terminated|Client has encountered a connection error|connection is closed|timeout exceeded when trying to connect/i.test(message)) return true;
+  }
+  return false;
 };
 
 /** The name of the constraint a failed statement violated (a unique index, a foreign key), if any. */

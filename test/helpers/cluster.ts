@@ -37,7 +37,16 @@ export interface TestCluster extends Pick<TestService, 'api' | 'createInstaller'
 
 export async function startTestCluster(
   t: Teardown,
-  opts: { gateways: number; engines: number; apis?: number; env?: Record<string, string>; databaseUrl?: string; redisUrl?: string },
+  opts: {
+    gateways: number;
+    engines: number;
+    apis?: number;
+    env?: Record<string, string>;
+    databaseUrl?: string;
+    /** Where the test itself reads the database (when the cluster's way there is cut on purpose). */
+    sqlUrl?: string;
+    redisUrl?: string;
+  },
 ): Promise<TestCluster> {
   const databaseUrl = opts.databaseUrl ?? (await createTestDatabase(t));
   const redisUrl = opts.redisUrl ?? process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -74,7 +83,7 @@ export async function startTestCluster(
     }
   });
   const devices: SimulatedDevice[] = [];
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  const pool = new pg.Pool({ connectionString: opts.sqlUrl ?? databaseUrl, max: 2 });
   pool.on('error', () => {});
   t.teardown(async () => {
     await Promise.all(devices.map((d) => d.stop(false)));
