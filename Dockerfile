@@ -14,7 +14,8 @@ FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     DATA_DIR=/var/lib/intercom-cloud \
     HTTP_PORT=8080 \
-    MQTT_PORT=1883
+    MQTT_PORT=1883 \
+    MQTT_WS_PORT=8083
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
@@ -22,8 +23,11 @@ COPY --from=build /app/dist ./dist
 COPY migrations ./migrations
 RUN mkdir -p /var/lib/intercom-cloud && chown node:node /var/lib/intercom-cloud
 USER node
-EXPOSE 8080 1883 8883
+# 8080 HTTP (roles all, api), 1883 MQTT, 8883 MQTTS, 8083 MQTT over WebSocket and health (role gateway).
+EXPOSE 8080 1883 8883 8083
 VOLUME ["/var/lib/intercom-cloud"]
-HEALTHCHECK --interval=15s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+(process.env.HTTP_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# ROLE picks the process's part (all, gateway, engine, api): a gateway answers /healthz on its WebSocket
+# port, an engine listens on no port (its liveness is the process itself).
+HEALTHCHECK --interval=15s --timeout=3s CMD node -e "const r=process.env.ROLE||'all';if(r==='engine')process.exit(0);const p=r==='gateway'?(process.env.MQTT_WS_PORT||8083):(process.env.HTTP_PORT||8080);fetch('http://127.0.0.1:'+p+'/healthz').then(x=>process.exit(x.ok?0:1),()=>process.exit(1))"
 # Exec form so SIGTERM reaches node for the graceful shutdown.
 CMD ["node", "dist/src/main.js"]
