@@ -13,7 +13,7 @@ import { createLogger } from '../logger.js';
 import { readyBlock } from '../ready-block.js';
 import { prepareDatabase } from '../service.js';
 
-// npm run cluster -- [--gateways N] [--engines M] [--apis K]
+// npm run cluster -- [--gateways N] [--engines M] [--apis K]   (0 runs none of that role on this machine)
 //
 // Runs a deployment's processes on one machine with Node's cluster module: gateway processes share the
 // MQTT, MQTTS and WebSocket ports, API processes share the HTTP port, and the primary hands each new
@@ -29,11 +29,16 @@ const { values: args } = parseArgs({
   },
 });
 const counts = (['gateway', 'engine', 'api'] as const).map((role) => [role, Number(args[`${role}s`])] as const);
+// A machine of a larger deployment may run some roles only (say, gateways behind a load balancer).
 for (const [role, n] of counts) {
-  if (!Number.isInteger(n) || n < 1 || n > 64) {
-    console.error(`--${role}s must be a whole number from 1 to 64`);
+  if (!Number.isInteger(n) || n < 0 || n > 64) {
+    console.error(`--${role}s must be a whole number from 0 to 64`);
     process.exit(2);
   }
+}
+if (counts.every(([, n]) => n === 0)) {
+  console.error('nothing to run: give at least one of --gateways, --engines, --apis');
+  process.exit(2);
 }
 
 let config: Config;
