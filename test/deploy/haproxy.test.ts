@@ -8,14 +8,21 @@ import t, { type Test } from 'tap';
 import { deriveDeviceKey } from '../../src/devices/device-key.js';
 import { freePort } from '../../src/infra/net.js';
 import { SimulatedDevice, type SimulatedDeviceOptions } from '../../simulators/device-simulator.js';
-import { FACTORY_SECRET, once, startTestService, waitFor, type TestService } from '../helpers/service.js';
+import { apiClient, FACTORY_SECRET, once, waitFor } from '../helpers/service.js';
+import { startTestCluster } from '../helpers/cluster.js';
 
-// deploy/haproxy.cfg, run by Debian's haproxy on loopback ports in front of real backends: two instances of
-// the service standing in for two gateway machines and a third for the api. Until the cluster launcher
-// lands, each is the single-process service (role `all`) with its own database: the gateways' MQTT, MQTTS
-// and WebSocket (/mqtt on the HTTP port, which also answers /healthz) are what the balancer reaches.
+// deploy/haproxy.cfg, run by Debian's haproxy on loopback ports in front of two machines of ONE deployment,
+// as docs/deployment.md lays it out: each machine is a real launcher (src/cluster/launcher.ts) with real
+// role processes, and both share one PostgreSQL and one Redis.
+//
+//   machine A: launcher with 1 gateway, 1 engine, 1 api   -> GATEWAY1_* (MQTT, MQTTS, WS) and API1
+//   machine B: launcher with 1 gateway only, on A's database and Redis   -> GATEWAY2_*
+//
+// The balancer reaches the gateway processes' MQTT_PORT, MQTTS_PORT and MQTT_WS_PORT (WebSocket at /mqtt
+// and /healthz, which every gateway is checked with), and the api process's HTTP_PORT.
 
 const CONFIG = new URL('../../deploy/haproxy.cfg', import.meta.url).pathname;
+const finished = ['succeeded', 'failed', 'expired', 'canceled'];
 
 function findHaproxy(): string | null {
   const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/sbin'];
@@ -44,11 +51,13 @@ async function startHaproxy(t: Test, bin: string, env: Record<string, string>) {
     for (const w of watchers) w();
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  /** Resolves with the first stderr line matching `pattern` (already printed or still to come). */
-  const line = (pattern: RegExp, timeoutMs = 30_000) =>
+  /** How many stderr lines were printed so far: `line(pattern, mark())` then looks at later ones only. */
+  const mark = () => lines.length;
+  /** Resolves with the first stderr line from index `from` on matching `pattern` (printed or still to come). */
+  const line = (pattern: RegExp, from = 0, timeoutMs = 30_000) =>
     new Promise<string>((resolve, reject) => {
       const check = () => {
-        const hit = lines.find((l) => pattern.test(l));
+        const hit = lines.slice(from).find((l) => pattern.test(l));
         if (!hit) return;
         watchers.delete(check);
         clearTimeout(timer);
@@ -82,12 +91,19 @@ async function startHaproxy(t: Test, bin: string, env: Record<string, string>) {
       throw new Error(`haproxy exited (${code}) on start:\n${lines.join('\n')}`);
     }),
   ]);
-  return { line, statsUrl };
+  /** A server's status in the stats CSV ("UP", "DOWN", "DOWN 1/2", ...). */
+  const status = async (backend: string, server: string) => {
+    const csv = await fetch(`${statsUrl}/stats;csv`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text());
+    const [header, ...rows] = csv.split('\n');
+    const column = header!.replace(/^# /, '').split(',').indexOf('status');
+    return rows.map((r) => r.split(',')).find((r) => r[0] === backend && r[1] === server)?.[column] ?? null;
+  };
+  return { line, mark, status, statsUrl };
 }
 
 const haproxy = findHaproxy();
 if (!haproxy) {
-  t.skip('haproxy in front of gateways and the api: the haproxy binary is absent (apt-get install haproxy; .ci/run installs it)', () => {});
+  t.skip('haproxy in front of two machines of a deployment: the haproxy binary is absent (apt-get install haproxy; .ci/run installs it)', () => {});
 } else {
   await run(haproxy);
 }
@@ -98,22 +114,26 @@ async function run(bin: string) {
   t.teardown(() => rmSync(certDir, { recursive: true, force: true }));
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(certDir, 'key.pem'), '-out', join(certDir, 'cert.pem')], { stdio: 'ignore' });
   const ca = readFileSync(join(certDir, 'cert.pem'));
-  const tlsEnv = { TLS_CERT_FILE: join(certDir, 'cert.pem'), TLS_KEY_FILE: join(certDir, 'key.pem'), MQTTS_PORT: '0' };
 
-  const api = await startTestService(t);
-  const gw1 = await startTestService(t, tlsEnv);
-  const gw2 = await startTestService(t, tlsEnv);
-  const gateways = { gw1, gw2 };
-
-  // Every MAC is in both gateways' libraries: a device may land on either.
-  const macs = Array.from({ length: 16 }, (_, i) => `0C1105D000${i.toString(16).toUpperCase().padStart(2, '0')}`);
-  for (const gw of [gw1, gw2]) {
-    const installer = await gw.createInstaller();
-    const res = await gw.api('POST', '/api/v1/mac-library/import', { token: installer.token, raw: ['MAC', ...macs].join('\n') });
-    if (res.status !== 200 || res.body.added !== macs.length) throw new Error(`MAC import: ${res.status} ${JSON.stringify(res.body)}`);
-  }
-
+  // The balancer's ports first: PUBLIC_URL (what commands name for downloads) is its HTTP address.
   const ports = { mqtt: await freePort(), mqtts: await freePort(), ws: await freePort(), http: await freePort(), stats: await freePort() };
+  const lbHttp = `http://127.0.0.1:${ports.http}`;
+  const env = { TLS_CERT_FILE: join(certDir, 'cert.pem'), TLS_KEY_FILE: join(certDir, 'key.pem'), MQTTS_PORT: '0', PUBLIC_URL: lbHttp };
+
+  const a = await startTestCluster(t, { gateways: 1, engines: 1, apis: 1, env });
+  const installer = await a.createInstaller('Behind the balancer');
+  const token = installer.token;
+  const macs = Array.from({ length: 16 }, (_, i) => `0C1105D000${i.toString(16).toUpperCase().padStart(2, '0')}`);
+  for (const mac of macs) await a.addDevice(token, mac);
+  // Machine B joins the same deployment: A's PostgreSQL, the same Redis (the default), the same factory
+  // secret; it runs a gateway and nothing else. Its gateway loads the MAC library A just filled.
+  const b = await startTestCluster(t, { gateways: 1, engines: 0, apis: 0, databaseUrl: a.databaseUrl, env });
+  const gatewayOf = (c: typeof a) => c.workers.find((w) => w.role === 'gateway')!.pid;
+  const gwA = gatewayOf(a);
+  let gwB = gatewayOf(b);
+  if (!a.mqttsUrl || !b.mqttsUrl) throw new Error('the gateways were given a certificate but serve no MQTTS');
+  const portOf = (url: string) => new URL(url).port;
+
   const lb = await startHaproxy(t, bin, {
     LB_MQTT_BIND: `127.0.0.1:${ports.mqtt}`,
     LB_MQTTS_BIND: `127.0.0.1:${ports.mqtts}`,
@@ -125,31 +145,41 @@ async function run(bin: string) {
     LB_HTTP_MAXCONN: '100',
     LB_CHECK_INTER: '200ms',
     ...Object.fromEntries(
-      Object.values(gateways).flatMap((gw, i) => [
+      [a, b].flatMap((machine, i) => [
         [`GATEWAY${i + 1}_HOST`, '127.0.0.1'],
-        [`GATEWAY${i + 1}_MQTT_PORT`, String(gw.service.ports.mqtt)],
-        [`GATEWAY${i + 1}_MQTTS_PORT`, String(gw.service.ports.mqtts)],
-        // The single-process service serves MQTT over WebSocket (/mqtt) and /healthz on its HTTP port.
-        [`GATEWAY${i + 1}_WS_PORT`, String(gw.service.ports.http)],
+        [`GATEWAY${i + 1}_MQTT_PORT`, portOf(machine.mqttUrl)],
+        [`GATEWAY${i + 1}_MQTTS_PORT`, portOf(machine.mqttsUrl!)],
+        // A gateway process serves MQTT over WebSocket (/mqtt) and /healthz on its MQTT_WS_PORT.
+        [`GATEWAY${i + 1}_WS_PORT`, portOf(machine.wsUrl)],
       ]),
     ),
     API1_HOST: '127.0.0.1',
-    API1_PORT: String(api.service.ports.http),
+    API1_PORT: portOf(a.httpUrl),
   });
+  // Every API call of the test goes through the balancer.
+  const api = apiClient(lbHttp);
 
   const devices: SimulatedDevice[] = [];
-  // Registered last, so run first: devices stop before the balancer and the services go.
+  // Registered last, so run first (teardowns run last-in first-out): devices stop before the balancer
+  // and the machines go.
   t.teardown(() => Promise.all(devices.map((d) => d.stop(false))));
   const device = (mac: string, opts: Partial<SimulatedDeviceOptions> = {}) => {
-    const d = new SimulatedDevice({ mac, url: `mqtt://127.0.0.1:${ports.mqtt}`, factorySecret: FACTORY_SECRET, model: 'R29', firmware: '29.30.10.112', reconnect: false, ...opts });
+    const d = new SimulatedDevice({ mac, url: `mqtt://127.0.0.1:${ports.mqtt}`, factorySecret: FACTORY_SECRET, model: 'R29', firmware: '29.30.10.112', reconnect: { minMs: 50, maxMs: 500 }, ...opts });
     devices.push(d);
     return d;
   };
-  /** The gateway (gw1, gw2) holding a device's session once its hello was processed, or null. */
-  const holder = (mac: string) => (Object.entries(gateways).find(([, gw]) => gw.service.gateway.connectedSince(mac) !== null)?.[0] ?? null);
-  const held = (gw: TestService) => gw.service.gateway.connectedDevices;
+  /** The gateway process (pid) holding each device's session, from the shared database. */
+  const holders = (list: string[]) => Promise.all(list.map((m) => a.holderPid(m)));
+  const offline = (list: string[]) =>
+    waitFor(
+      () => a.sql(`SELECT count(*)::int AS n FROM devices WHERE mac = ANY($1) AND status = 'online'`, [list]),
+      ([row]) => row.n === 0,
+      30_000,
+      50,
+    );
+  const where = (pid: number | null) => (pid === gwA ? 'A' : pid === gwB ? 'B' : String(pid));
 
-  t.test('an MQTT client connects through haproxy and gets CONNACK 0 from a gateway', async (t) => {
+  t.test('an MQTT client connects through haproxy and gets CONNACK 0 from a gateway process', async (t) => {
     const mac = macs[15]!;
     const client = mqtt.connect(`mqtt://127.0.0.1:${ports.mqtt}`, {
       clientId: mac,
@@ -163,70 +193,122 @@ async function run(bin: string) {
     try {
       const connack = await once<{ returnCode?: number }>(client, 'connect', 30_000);
       t.equal(connack.returnCode, 0, 'CONNACK 0');
-      // This client says no hello (the devices below do): the gateways' session counts show where it is.
-      const counts = await waitFor(() => [held(gw1), held(gw2)], ([a, b]) => a! + b! === 1, 10_000);
-      t.pass(`the session is held by ${counts[0] ? 'gw1' : 'gw2'}`);
+      const [pid] = await waitFor(() => holders([mac]), ([p]) => p !== null, 10_000, 50);
+      t.ok(pid === gwA || pid === gwB, `the session is held by machine ${where(pid!)}'s gateway process`);
     } finally {
       await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
     }
-    await waitFor(() => held(gw1) + held(gw2), (n) => n === 0, 10_000);
+    // Its end seen by the gateway (so by the balancer too): the spread below starts from no connection.
+    await offline([mac]);
   });
 
   const spread = macs.slice(0, 8);
-  t.test('leastconn spreads device sessions over both gateways', async (t) => {
+  const spreadDevices = new Map<string, SimulatedDevice>();
+  t.test('leastconn spreads device sessions over both machines’ gateway processes', async (t) => {
     // One at a time, each online before the next: leastconn gives each to the gateway holding fewer.
     for (const mac of spread) {
-      const d = device(mac, { reconnect: { minMs: 50, maxMs: 500 } });
+      const d = device(mac);
+      spreadDevices.set(mac, d);
       d.start();
       await once(d, 'online', 30_000);
     }
-    await waitFor(() => spread.map(holder), (hs) => hs.every((h) => h !== null), 10_000);
-    const on1 = spread.filter((m) => holder(m) === 'gw1').length;
-    const on2 = spread.filter((m) => holder(m) === 'gw2').length;
-    t.equal(on1 + on2, 8, 'every device is held by one gateway');
-    t.ok(on1 >= 3 && on2 >= 3, `both gateways hold some (gw1 ${on1}, gw2 ${on2})`);
+    const pids = await waitFor(() => holders(spread), (hs) => hs.every((h) => h !== null), 10_000, 50);
+    const onA = pids.filter((p) => p === gwA).length;
+    const onB = pids.filter((p) => p === gwB).length;
+    t.equal(onA + onB, 8, 'every device is held by a gateway process of A or B');
+    t.ok(onA >= 3 && onB >= 3, `both machines hold some (A ${onA}, B ${onB})`);
+    // The hello's boot provisioning reached every device, on either machine (the engine runs on A).
+    await waitFor(() => [...spreadDevices.values()].every((d) => d.applications.length >= 1), Boolean, 60_000, 50);
+    t.pass('boot provisioning reached all 8 devices');
   });
 
-  t.test('MQTT over WebSocket and MQTTS pass through to a gateway', async (t) => {
-    const ws = device(macs[8]!, { url: `ws://127.0.0.1:${ports.ws}/mqtt` });
-    const tls = device(macs[9]!, { url: `mqtts://127.0.0.1:${ports.mqtts}`, ca });
-    ws.start();
-    tls.start();
-    await Promise.all([once(ws, 'online', 30_000), once(tls, 'online', 30_000)]);
-    const holders = await waitFor(() => [holder(macs[8]!), holder(macs[9]!)], (hs) => hs.every((h) => h !== null), 10_000);
-    t.ok(holders[0], `WebSocket session held by ${holders[0]}`);
-    t.ok(holders[1], `TLS session held by ${holders[1]} (TLS ended at the gateway)`);
-    await Promise.all([ws.stop(), tls.stop()]);
-    await waitFor(() => [holder(macs[8]!), holder(macs[9]!)], (hs) => hs.every((h) => h === null), 10_000);
+  t.test('a command made through the API on A reaches a device whose session is on B', async (t) => {
+    const pids = await holders(spread);
+    const onB = spread.find((_, i) => pids[i] === gwB)!;
+    const onA = spread.find((_, i) => pids[i] === gwA)!;
+    const jobs = new Map<string, string>();
+    for (const mac of [onB, onA]) {
+      const res = await api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.X = 1' } });
+      t.equal(res.status, 202, `${mac}: the command is accepted through the balancer`);
+      jobs.set(mac, res.body.job.id);
+    }
+    const ends = await waitFor(
+      () => Promise.all([onB, onA].map((mac) => api('GET', `/api/v1/jobs/${jobs.get(mac)}`, { token }).then((r) => r.body))),
+      (list) => list.every((j) => finished.includes(j?.state)),
+      60_000,
+      100,
+    );
+    t.same(
+      ends.map((j) => j.state),
+      ['succeeded', 'succeeded'],
+      'both commands succeeded: to the device on B and to the device on A',
+    );
+    for (const mac of [onB, onA]) {
+      const d = spreadDevices.get(mac)!;
+      t.equal(d.applications.filter((x) => x.id === jobs.get(mac)).length, 1, `${mac} (on ${where(pids[spread.indexOf(mac)]!)}) applied it once`);
+      t.equal(d.config.get('Config.X'), '1', `${mac} has Config.X = 1`);
+    }
+    t.same(await holders([onB]), [gwB], 'the device answered from its session on B');
+  });
+
+  t.test('MQTT over WebSocket and MQTTS pass through to both machines’ gateway processes', async (t) => {
+    // Two of each, one after the other: leastconn gives the second to the machine the first did not take.
+    const ws = [macs[8]!, macs[9]!];
+    const tls = [macs[10]!, macs[11]!];
+    const started = [...ws.map((m) => device(m, { url: `ws://127.0.0.1:${ports.ws}/mqtt` })), ...tls.map((m) => device(m, { url: `mqtts://127.0.0.1:${ports.mqtts}`, ca }))];
+    for (const d of started) {
+      d.start();
+      await once(d, 'online', 30_000);
+    }
+    const pids = await waitFor(() => holders([...ws, ...tls]), (hs) => hs.every((h) => h !== null), 10_000, 50);
+    t.same(new Set(pids.slice(0, 2)), new Set([gwA, gwB]), `WebSocket sessions on A and B (${pids.slice(0, 2).map(where).join(', ')})`);
+    t.same(new Set(pids.slice(2)), new Set([gwA, gwB]), `MQTTS sessions on A and B, TLS ended at the gateways (${pids.slice(2).map(where).join(', ')})`);
+    await Promise.all(started.map((d) => d.stop()));
+    await offline([...ws, ...tls]);
   });
 
   t.test('the API answers /healthz and /api/v1 through haproxy', async (t) => {
-    const health = await fetch(`http://127.0.0.1:${ports.http}/healthz`, { signal: AbortSignal.timeout(10_000) });
+    const health = await fetch(`${lbHttp}/healthz`, { signal: AbortSignal.timeout(10_000) });
     t.equal(health.status, 200, '/healthz answers 200 through haproxy');
-    // The api backend is the third service: the installer made there is not in the gateways' databases.
-    const installer = await api.createInstaller('Through the balancer');
-    const me = await fetch(`http://127.0.0.1:${ports.http}/api/v1/mac-library`, { headers: { authorization: `Bearer ${installer.token}` }, signal: AbortSignal.timeout(10_000) });
-    t.equal(me.status, 200, "the api service knows the installer's token");
-    const stats = await fetch(`${lb.statsUrl}/stats;csv`).then((r) => r.text());
-    t.match(stats, /^api,api1,.*,UP,/m, 'the api server is UP in the stats');
+    const listed = await api('GET', '/api/v1/devices?status=online&pageSize=100', { token });
+    t.equal(listed.status, 200, 'GET /api/v1/devices answers 200 through haproxy');
+    t.equal(listed.body.total, 8, 'the API (on A) lists the 8 devices online, wherever their sessions are');
+    t.equal(await lb.status('api', 'api1'), 'UP', 'the api server is UP in the stats');
+    t.same([await lb.status('gateways_ws', 'gw1'), await lb.status('gateways_ws', 'gw2')], ['UP', 'UP'], 'both gateways are UP in the stats');
   });
 
-  t.test('when a gateway goes away, its devices and new connections go to the other', async (t) => {
-    const moved = spread.filter((m) => holder(m) === 'gw1');
-    t.ok(moved.length > 0, `gw1 held ${moved.length} devices`);
-    await gw1.service.close();
-    // gw1's HTTP port closed: its check fails, and the MQTT and MQTTS servers follow it down.
-    t.match(await lb.line(/Server gateways_mqtt\/gw1 is DOWN/), /via gateways_ws\/gw1/, 'haproxy takes gw1 out of MQTT, following its check');
-    // The devices gw1 dropped reconnect (with backoff) through the balancer and land on gw2.
-    await waitFor(() => spread.map(holder), (hs) => hs.every((h) => h === 'gw2'), 60_000);
-    t.pass('all 8 devices are back, on gw2');
-    const fresh = [device(macs[10]!), device(macs[11]!), device(macs[12]!, { url: `ws://127.0.0.1:${ports.ws}/mqtt` })];
-    for (const d of fresh) {
-      d.start();
-      await once(d, 'online', 30_000);
-    }
-    const holders = await waitFor(() => fresh.map((d) => holder(d.opts.mac)), (hs) => hs.every((h) => h !== null), 10_000);
-    t.same(holders, ['gw2', 'gw2', 'gw2'], 'new connections (TCP and WebSocket) go to gw2');
-    t.equal(held(gw2), 11, 'gw2 holds all 11 sessions');
+  t.test('when B’s gateway process is killed, haproxy takes it out and its devices reconnect to A', async (t) => {
+    const before = await holders(spread);
+    const moved = spread.filter((_, i) => before[i] === gwB);
+    t.ok(moved.length > 0, `B held ${moved.length} devices`);
+    const mark = lb.mark();
+    const restarted = b.nextRestart('gateway');
+    const killedAt = Date.now();
+    process.kill(gwB, 'SIGKILL');
+    // B's WS port closed with its only gateway: its check fails, and the MQTT and MQTTS servers follow it.
+    t.match(await lb.line(/Server gateways_mqtt\/gw2 is DOWN/, mark), /via gateways_ws\/gw2/, 'haproxy takes B out of MQTT, following its check');
+    t.match(await lb.line(/Server gateways_mqtts\/gw2 is DOWN/, mark), /via gateways_ws\/gw2/, 'and out of MQTTS');
+    // The devices B dropped reconnect (with backoff) through the balancer and land on A's gateway.
+    await waitFor(() => holders(moved), (hs) => hs.every((h) => h === gwA), 60_000, 100);
+    t.pass(`the ${moved.length} devices of B are back, on A`);
+    const views = await Promise.all(moved.map((mac) => api('GET', `/api/v1/devices/${mac}`, { token }).then((r) => r.body)));
+    t.ok(
+      views.every((v) => v.status === 'online' && Date.parse(v.lastConnectedAt) >= killedAt),
+      'the API shows each of them online, connected again since the kill',
+    );
+    const listed = await api('GET', '/api/v1/devices?status=online&pageSize=100', { token });
+    t.equal(listed.body.total, 8, 'the API lists all 8 devices online');
+
+    // B's launcher restarts its gateway; haproxy puts B back, and leastconn sends it the next device.
+    const back = await restarted;
+    t.not(back.pid, gwB, 'B’s launcher restarted its gateway process');
+    gwB = back.pid;
+    await waitFor(() => lb.status('gateways_mqtt', 'gw2'), (s) => s === 'UP', 30_000, 100);
+    t.pass('haproxy marks B up again');
+    const fresh = device(macs[12]!);
+    fresh.start();
+    await once(fresh, 'online', 30_000);
+    const [pid] = await waitFor(() => holders([macs[12]!]), ([p]) => p !== null, 10_000, 50);
+    t.equal(pid, gwB, 'a new device goes to B’s new gateway process (it holds the fewest)');
   });
 }

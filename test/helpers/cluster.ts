@@ -25,6 +25,10 @@ export interface TestCluster extends Pick<TestService, 'api' | 'createInstaller'
   httpUrl: string;
   mqttUrl: string;
   wsUrl: string;
+  /** The gateways' MQTTS address when they were given TLS_CERT_FILE and TLS_KEY_FILE, else null. */
+  mqttsUrl: string | null;
+  /** The cluster's PostgreSQL: another launcher given it joins the same deployment (another machine). */
+  databaseUrl: string;
   workers: ClusterWorker[];
   /** Lines of JSON the launcher printed (cluster-ready, worker-restarted). */
   events: EventEmitter;
@@ -99,7 +103,7 @@ export async function startTestCluster(
     if (prefix) await removeQueues(redisUrl, `ic:${prefix}`);
     rmSync(dataDir, { recursive: true, force: true });
   });
-  const ready = await new Promise<{ http: number; mqtt: number; ws: number; workers: ClusterWorker[] }>((resolvePromise, reject) => {
+  const ready = await new Promise<{ http: number; mqtt: number; ws: number; mqtts?: number | null; workers: ClusterWorker[] }>((resolvePromise, reject) => {
     const timer = setTimeout(() => reject(new Error('the cluster did not become ready within 120 s')), 120_000);
     child.once('exit', (code) => reject(new Error(`the launcher exited (${code}) before the cluster was ready`)));
     events.once('cluster-ready', (m) => {
@@ -115,6 +119,8 @@ export async function startTestCluster(
     httpUrl,
     mqttUrl,
     wsUrl: `ws://127.0.0.1:${ready.ws}/mqtt`,
+    mqttsUrl: ready.mqtts ? `mqtts://127.0.0.1:${ready.mqtts}` : null,
+    databaseUrl,
     workers: ready.workers,
     events,
     api,
