@@ -12,16 +12,22 @@ export function readyBlock(service: Pick<RunningProcess, 'publicUrl' | 'generate
       ? '(ADMIN_TOKEN)'
       : '(printed on the first start; issue more with POST /api/v1/installers/{id}/tokens)';
   const secretArg = c.deviceFactorySecret ? '--secret "$DEVICE_FACTORY_SECRET"' : `--data-dir ${resolve(c.dataDir)}`;
+  const mqtt = service.ports.mqtt;
+  // A machine running some roles only shows what it serves.
   return [
     '',
     'Intercom device cloud is ready',
-    `  API           ${api}/api/v1        OpenAPI: ${api}/docs`,
-    `  health        ${api}/healthz   ${api}/readyz`,
-    `  MQTT          mqtt://${host}:${service.ports.mqtt}${service.ports.mqtts ? `   mqtts://${host}:${service.ports.mqtts}` : ''}   ws://${host}:${service.ports.ws}/mqtt`,
+    ...(service.ports.http ? [`  API           ${api}/api/v1        OpenAPI: ${api}/docs`, `  health        ${api}/healthz   ${api}/readyz`] : []),
+    ...(mqtt
+      ? [`  MQTT          mqtt://${host}:${mqtt}${service.ports.mqtts ? `   mqtts://${host}:${service.ports.mqtts}` : ''}   ws://${host}:${service.ports.ws}/mqtt`]
+      : []),
     `  token         ${token}`,
-    '  simulator     (after adding the MACs 0C1105000000 and 0C1105000001 to a MAC library)',
-    `                npm run simulate -- --devices 2 --mac-prefix 0C1105 --url mqtt://${host}:${service.ports.mqtt} ${secretArg} --quiet`,
+    ...(mqtt
+      ? [
+          '  simulator     (after adding the MACs 0C1105000000 and 0C1105000001 to a MAC library)',
+          `                npm run simulate -- --devices 2 --mac-prefix 0C1105 --url mqtt://${host}:${mqtt} ${secretArg} --quiet`,
+        ]
+      : []),
     '',
   ].join('\n');
 }
-

@@ -91,19 +91,22 @@ async function main() {
   const redis = await connectRedis({ url: config.redis.url, explicit: config.redis.explicit, pathEnv: process.env.PATH, logger });
   await redis.client.quit().catch(() => {});
 
+  const runs = (role: Role) => counts.some(([r, n]) => r === role && n > 0);
+  const gateways = runs('gateway');
+  // Ports of roles this machine does not run are null (nothing listens there).
   const ports = {
-    http: await sharedPort(config.http.port, true),
-    mqtt: await sharedPort(config.mqtt.port, config.mqtt.portExplicit),
-    ws: await sharedPort(config.mqtt.wsPort, true),
-    mqtts: config.mqtt.tls ? await sharedPort(config.mqtt.tls.port, true) : null,
+    http: runs('api') ? await sharedPort(config.http.port, true) : null,
+    mqtt: gateways ? await sharedPort(config.mqtt.port, config.mqtt.portExplicit) : null,
+    ws: gateways ? await sharedPort(config.mqtt.wsPort, true) : null,
+    mqtts: gateways && config.mqtt.tls ? await sharedPort(config.mqtt.tls.port, true) : null,
   };
   const workerEnv = {
     // Resolved once here: processes generating one each at first start would disagree on device keys.
     DEVICE_FACTORY_SECRET: resolveFactorySecret(config.deviceFactorySecret, config.dataDir, logger),
     REDIS_URL: redis.url,
-    HTTP_PORT: String(ports.http),
-    MQTT_PORT: String(ports.mqtt),
-    MQTT_WS_PORT: String(ports.ws),
+    ...(ports.http ? { HTTP_PORT: String(ports.http) } : {}),
+    ...(ports.mqtt ? { MQTT_PORT: String(ports.mqtt) } : {}),
+    ...(ports.ws ? { MQTT_WS_PORT: String(ports.ws) } : {}),
     ...(ports.mqtts ? { MQTTS_PORT: String(ports.mqtts) } : {}),
   };
 
