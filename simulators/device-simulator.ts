@@ -144,6 +144,8 @@ export class SimulatedDevice extends EventEmitter {
         ? new MqttClient(() => net.connect({ host: url.hostname, port: Number(url.port), localAddress: this.opts.localAddress }), options)
         : mqtt.connect(this.opts.url, options);
     this.client = client;
+    /** Why this attempt failed before its CONNACK (socket error, CONNACK timeout), for benchmarks' reports. */
+    let failure: string | null = null;
     client.on('connect', () => {
       this.attempt = 0;
       this.state = 'online';
@@ -168,10 +170,11 @@ export class SimulatedDevice extends EventEmitter {
         this.lastRefusal = err.code; // CONNACK return code
         this.state = 'refused';
         this.emit('refused', err.code);
-      }
+      } else failure ??= err.code ?? err.message;
     });
     client.on('close', () => {
       const wasOnline = this.state === 'online';
+      if (this.state === 'connecting') this.emit('connect-failed', failure ?? 'closed before CONNACK');
       if (this.state !== 'stopped' && this.state !== 'refused') this.state = 'offline';
       if (wasOnline) this.emit('offline');
       this.scheduleReconnect();

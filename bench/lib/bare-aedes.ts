@@ -7,3 +7,4 @@ const broker = await Aedes.createBroker();
 const server = net.createServer(broker.handle);
 server.listen({ port, host: '0.0.0.0', backlog: 4096 }, () => process.send?.({ type: 'listening' }));
 process.on('SIGTERM', () => server.close(() => broker.close(() => process.exit(0))));
+process.on('disconnect', () => process.exit(0)); // the benchmark is gone

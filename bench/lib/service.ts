@@ -1,8 +1,9 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { deleteKeysUnder } from '../../src/infra/redis.js';
@@ -10,10 +11,32 @@ import { freePort, sleep } from './proc.js';
 
 export const root = resolve(import.meta.dirname, '../..');
 
+/** The line the cluster launcher prints on stdout once every worker is ready (/work/shared-notes/cluster-contract.md). */
+export interface ClusterReady {
+  event: 'cluster-ready';
+  http: number;
+  mqtt: number;
+  ws: number;
+  workers: { role: string; pid: number }[];
+}
+
+/** A running cluster launcher (src/cluster/launcher.ts) and its workers. */
+export interface BenchCluster {
+  launcher: ChildProcess;
+  ready: ClusterReady;
+  /** The workers' pids by role, as they are now (a restarted worker replaces the one that died). */
+  pids(role: string): number[];
+  /** Workers restarted since the cluster became ready. */
+  restarts: { role: string; pid: number }[];
+}
+
 /** A built service in its own process, on a fresh PostgreSQL database, for benchmarks. */
 export interface BenchService {
   base: string;
   mqttPort: number;
+  /** MQTT over WebSocket (MQTT_WS_PORT of the cluster contract). */
+  wsPort: number;
+  redisUrl: string;
   secret: string;
   adminToken: string;
   databaseUrl: string;
@@ -21,11 +44,26 @@ export interface BenchService {
   queuePrefix(): Promise<string>;
   dataDir: string;
   start(extraEnv?: Record<string, string>, nodeArgs?: string[]): Promise<ChildProcess>;
+  /**
+   * Starts the build's cluster launcher (CLUSTER_LAUNCHER) on the same database and ports instead
+   * of the single process; resolves on its cluster-ready line. `stop` and `cleanup` stop it and its workers.
+   */
+  startCluster(args: string[], extraEnv?: Record<string, string>, readyTimeoutMs?: number): Promise<BenchCluster>;
+  /** Log lines at warn or above the running process (or cluster) wrote since it started, counted by level and message. */
+  logs(): Map<string, number>;
   stop(): Promise<void>;
   process(): ChildProcess;
   api(method: string, path: string, body?: unknown, contentType?: string): Promise<any>;
   sql<T = any>(text: string, params?: unknown[]): Promise<T[]>;
   cleanup(): Promise<void>;
+}
+
+/** The cluster launcher in the build (src/cluster/launcher.ts of /work/shared-notes/cluster-contract.md). */
+export const CLUSTER_LAUNCHER = 'dist/src/cluster/launcher.js';
+
+/** Fails unless the build has the cluster launcher (a checkout without it). */
+export function assertClusterLauncher(): void {
+  if (!existsSync(join(root, CLUSTER_LAUNCHER))) throw new Error(`${CLUSTER_LAUNCHER} is not built: this checkout has no cluster launcher (src/cluster/launcher.ts); --only references runs without it`);
 }
 
 export function build() {
@@ -41,12 +79,57 @@ export async function benchService(pgAdminUrl: string, env: Record<string, strin
   dbUrl.pathname = `/${dbName}`;
   const pool = new pg.Pool({ connectionString: dbUrl.toString(), max: 2 });
   pool.on('error', () => {});
-  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const [httpPort, mqttPort, wsPort] = [await freePort(), await freePort(), await freePort()];
   const dataDir = mkdtempSync(join(tmpdir(), 'icbench-'));
   const secret = randomBytes(24).toString('hex');
   const adminToken = `ic_bench_${randomBytes(24).toString('hex')}`;
+  const redisUrl = env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const base = `http://127.0.0.1:${httpPort}`;
   let child: ChildProcess | null = null;
+  /** Processes the running launcher reported (its workers), to be sure none outlives it. */
+  let workerPids = new Set<number>();
+  let logs = new Map<string, number>();
+
+  /** Spawns the service's `script` with the bench environment; stdout's log lines are counted, JSON events handed to `onEvent`. */
+  const spawnService = (script: string, args: string[], extraEnv: Record<string, string>, nodeArgs: string[], onEvent?: (e: any) => void) => {
+    const c = spawn(process.execPath, [...nodeArgs, join(root, script), ...args], {
+      env: {
+        ...process.env,
+        DATABASE_URL: dbUrl.toString(),
+        REDIS_URL: redisUrl,
+        HTTP_HOST: '127.0.0.1',
+        HTTP_PORT: String(httpPort),
+        MQTT_HOST: '0.0.0.0',
+        MQTT_PORT: String(mqttPort),
+        MQTT_WS_PORT: String(wsPort),
+        DATA_DIR: dataDir,
+        DEVICE_FACTORY_SECRET: secret,
+        ADMIN_TOKEN: adminToken,
+        LOG_LEVEL: 'warn',
+        ...env,
+        ...extraEnv,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    child = c;
+    logs = new Map();
+    workerPids = new Set();
+    createInterface({ input: c.stdout! }).on('line', (line) => {
+      if (!line.startsWith('{')) return;
+      let e: any;
+      try {
+        e = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (typeof e.event === 'string') onEvent?.(e);
+      else if (typeof e.level === 'number' && e.level >= 40) {
+        const key = `${e.level >= 50 ? 'error' : 'warn'}: ${e.msg}`;
+        logs.set(key, (logs.get(key) ?? 0) + 1);
+      }
+    });
+    return c;
+  };
 
   const api = async (method: string, path: string, body?: unknown, contentType = 'application/json') => {
     const res = await fetch(base + path, {
@@ -59,46 +142,79 @@ export async function benchService(pgAdminUrl: string, env: Record<string, strin
     return json;
   };
 
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
   const stop = async () => {
-    if (!child || child.exitCode !== null) return;
     const c = child;
-    c.kill('SIGTERM');
-    await new Promise((r) => c.once('exit', r));
+    if (c && c.exitCode === null && c.signalCode === null) {
+      const exited = new Promise((r) => c.once('exit', r));
+      c.kill('SIGTERM');
+      // A launcher stops its workers first; one that hangs is killed with them.
+      if ((await Promise.race([exited.then(() => true), sleep(60_000).then(() => false)])) === false) {
+        c.kill('SIGKILL');
+        await exited;
+      }
+    }
+    for (const pid of workerPids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    workerPids.clear();
   };
 
   return {
     base,
     mqttPort,
+    wsPort,
+    redisUrl,
     secret,
     adminToken,
     databaseUrl: dbUrl.toString(),
     queuePrefix: async () => `ic:${(await pool.query('SELECT id FROM deployment')).rows[0].id}`,
     dataDir,
     async start(extraEnv = {}, nodeArgs = []) {
-      child = spawn(process.execPath, [...nodeArgs, join(root, 'dist/src/main.js')], {
-        env: {
-          ...process.env,
-          DATABASE_URL: dbUrl.toString(),
-          HTTP_HOST: '127.0.0.1',
-          HTTP_PORT: String(httpPort),
-          MQTT_HOST: '0.0.0.0',
-          MQTT_PORT: String(mqttPort),
-          DATA_DIR: dataDir,
-          DEVICE_FACTORY_SECRET: secret,
-          ADMIN_TOKEN: adminToken,
-          LOG_LEVEL: 'warn',
-          ...env,
-          ...extraEnv,
-        },
-        stdio: ['ignore', 'ignore', 'inherit'],
-      });
+      const c = spawnService('dist/src/main.js', [], extraEnv, nodeArgs);
       for (let i = 0; ; i++) {
         if (await fetch(`${base}/readyz`).then((r) => r.ok, () => false)) break;
-        if (i > 300) throw new Error('service did not become ready');
+        if (i > 300 || c.exitCode !== null) throw new Error('service did not become ready');
         await sleep(100);
       }
-      return child;
+      return c;
     },
+    async startCluster(args, extraEnv = {}, readyTimeoutMs = 180_000) {
+      assertClusterLauncher();
+      const byPid = new Map<number, string>();
+      const restarts: { role: string; pid: number }[] = [];
+      let settle: { resolve(r: ClusterReady): void; reject(e: Error): void } = { resolve() {}, reject() {} };
+      const ready = new Promise<ClusterReady>((resolve, reject) => (settle = { resolve, reject }));
+      const launcher = spawnService(CLUSTER_LAUNCHER, args, extraEnv, [], (e) => {
+        if (e.event === 'cluster-ready') {
+          for (const w of (e as ClusterReady).workers) byPid.set(w.pid, w.role);
+          settle.resolve(e as ClusterReady);
+        } else if (e.event === 'worker-restarted') {
+          restarts.push({ role: e.role, pid: e.pid });
+          byPid.set(e.pid, e.role);
+        } else return;
+        for (const pid of byPid.keys()) workerPids.add(pid);
+      });
+      const onExit = (code: number | null, signal: string | null) => settle.reject(new Error(`the cluster launcher exited (${signal ?? code}) before it was ready`));
+      launcher.once('exit', onExit);
+      const timer = setTimeout(() => settle.reject(new Error(`no cluster-ready line within ${readyTimeoutMs / 1000} s`)), readyTimeoutMs);
+      const r = await ready.finally(() => {
+        clearTimeout(timer);
+        launcher.off('exit', onExit);
+      });
+      return {
+        launcher,
+        ready: r,
+        pids: (role) => [...byPid].filter(([pid, ro]) => ro === role && alive(pid)).map(([pid]) => pid),
+        restarts,
+      };
+    },
+    logs: () => logs,
     stop,
     process: () => child!,
     api,
@@ -108,7 +224,7 @@ export async function benchService(pgAdminUrl: string, env: Record<string, strin
       // The deployment's queues leave Redis with it.
       const prefix = await pool.query('SELECT id FROM deployment').then((r) => (r.rows[0] ? `ic:${r.rows[0].id}` : null), () => null);
       if (prefix) {
-        const redis = new Redis('redis://127.0.0.1:6379');
+        const redis = new Redis(redisUrl);
         await deleteKeysUnder(redis, prefix);
         await redis.quit();
       }
