@@ -90,7 +90,7 @@ async function sessionsByPid(svc: BenchService): Promise<Map<number, number> | n
   const sessions = new Map<number, number>();
   for (const line of (await res.text()).split('\n')) {
     const m = /^intercom_gateway_sessions\{([^}]*)\}\s+(\S+)/.exec(line);
-    const pid = m && /instance="[^"]*:(\d+)"/.exec(m[1]!);
+    const pid = m && /instance="[^"]*-(\d+)-[0-9a-f]+"/.exec(m[1]!);
     if (pid) sessions.set(Number(pid[1]), (sessions.get(Number(pid[1])) ?? 0) + Number(m![2]));
   }
   return sessions.size ? sessions : null;
