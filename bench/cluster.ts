@@ -237,6 +237,8 @@ function report(results: DeploymentResult[]) {
       const row = (what: string, v: number[]) => `| ${what}, ${RATE}/s for ${SECONDS} s over ${r.storm.held} devices | ${fmt(pct(v, 50))} ms | ${fmt(pct(v, 95))} ms | ${fmt(pct(v, 99))} ms | ${v.length} / ${l.count} |`;
       console.log(row('command latency to the device', l.toDevice));
       console.log(row('command latency to `succeeded`', l.toSucceeded));
+      console.log(row('of which: request scheduled → job recorded (API)', l.toRecorded));
+      console.log(row('of which: job recorded → first delivery (engine)', l.recordedToDelivered));
     }
     if (r.boot) {
       console.log(`| boot storm: ${BOOT} devices with a pending one-time Autop (${r.boot.queued} queued) connect at once, until all applied | ${r.boot.done ? secs(r.boot.seconds) : `TIMED OUT after ${secs(r.boot.seconds)}`} | | | ${r.boot.states.map((s) => `${s.state} ${s.n}`).join(', ')} |`);

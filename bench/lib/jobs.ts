@@ -53,6 +53,9 @@ export interface CommandLatency {
   count: number;
   toDevice: number[];
   toSucceeded: number[];
+  /** Where the time went: the scheduled request until the job was recorded (API), and until its first delivery (engine). */
+  toRecorded: number[];
+  recordedToDelivered: number[];
 }
 
 /**
@@ -68,10 +71,18 @@ export async function commandLatency(svc: JobApi, fleet: BenchFleet, macs: strin
   await jobsSettled(svc, 120_000);
   const received = await fleet.received();
   const finishedRows = await svc.sql<{ id: string; ms: number }>(`select id, extract(epoch from finished_at) * 1000 as ms from jobs where id = any($1::uuid[]) and state = 'succeeded'`, [[...started.keys()]]);
+  const steps = await svc.sql<{ id: string; created: number; delivered: number }>(
+    `select j.id, extract(epoch from j.created_at) * 1000 as created,
+            (select extract(epoch from min(a.at)) * 1000 from audit_log a where a.job_id = j.id and a.action = 'job.dispatched') as delivered
+       from jobs j where j.id = any($1::uuid[])`,
+    [[...started.keys()]],
+  );
   return {
     count,
     toDevice: [...started].map(([id, t]) => (received.get(id) ?? NaN) - t).filter(Number.isFinite).sort((a, b) => a - b),
     toSucceeded: finishedRows.map((r) => Number(r.ms) - started.get(r.id)!).sort((a, b) => a - b),
+    toRecorded: steps.map((r) => Number(r.created) - started.get(r.id)!).sort((a, b) => a - b),
+    recordedToDelivered: steps.filter((r) => r.delivered !== null).map((r) => Number(r.delivered) - Number(r.created)).sort((a, b) => a - b),
   };
 }
 
