@@ -217,11 +217,14 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     return this.wakes.current(mac);
   }
 
-  /** Promotes the job at the head of a device's queue (device connected, predecessor finished). */
-  async wake(mac: string): Promise<void> {
+  /**
+   * Promotes the job at the head of a device's queue (device connected, predecessor finished); `head` when
+   * the caller read it already (a finish reads the next head in its own statement).
+   */
+  async wake(mac: string, head?: string | null): Promise<void> {
     await this.wakes.bump(mac);
-    const head = await this.store.headOf(mac);
-    if (head) await this.promote(head);
+    const id = head === undefined ? await this.store.headOf(mac) : head;
+    if (id) await this.promote(id);
   }
 
   private async promote(id: string): Promise<void> {
@@ -234,15 +237,18 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     await job.promote().catch(() => {});
   }
 
-  /** Lets the twins of jobs finished outside the worker complete now instead of at their expiry. */
+  /**
+   * Removes the twins of finished jobs (a twin a worker holds right now cannot be removed: that worker
+   * finds the job finished and completes it).
+   */
   async settle(ids: string[]): Promise<void> {
-    await Promise.all(ids.map((id) => this.promote(id).catch(() => {})));
+    await Promise.all(ids.map((id) => this.queue.remove(id).catch(() => 0)));
   }
 
-  /** Completes the finished job's twin and hands the device to its next job. */
-  private async afterFinish(row: Pick<JobRow, 'id' | 'mac'>): Promise<void> {
-    await this.promote(row.id);
-    await this.wake(row.mac);
+  /** Removes the finished job's twin and hands the device to its next job. */
+  private async afterFinish(row: Pick<JobRow, 'id' | 'mac'>, nextHead?: string | null): Promise<void> {
+    await this.settle([row.id]);
+    await this.wake(row.mac, nextHead);
   }
 
   // ---- the worker ---------------------------------------------------------------------------------
@@ -340,7 +346,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     this.log.info({ jobId: row.id, mac: row.mac, state: end.state }, 'job finished');
     // The job has finished whatever Redis says; a twin or a successor left waiting is found by the next
     // wake-up or reconciliation.
-    await this.afterFinish(row).catch((err: unknown) => this.log.warn({ jobId: row.id, err: (err as Error).message }, 'could not hand the device to its next job now'));
+    await this.afterFinish(row, done.nextHeadId).catch((err: unknown) => this.log.warn({ jobId: row.id, err: (err as Error).message }, 'could not hand the device to its next job now'));
     return true;
   }
 

@@ -109,7 +109,7 @@ const st = {
         INSERT INTO audit_log (actor, action, mac, job_id, batch_id, details)
         SELECT $6, 'job.' || state, mac, id, batch_id, $7::jsonb FROM t
       )
-      SELECT * FROM t`,
+      SELECT t.*, (SELECT n.id FROM jobs n WHERE n.mac = t.mac AND n.id <> t.id AND ${UNFINISHED.replace(/state/g, 'n.state')} ORDER BY n.seq LIMIT 1) AS next_head_id FROM t`,
   },
   finishOfKind: {
     name: 'jobs_finish_of_kind',
@@ -192,10 +192,14 @@ export class JobStore {
   }
 
   /** Finishes an unfinished job (and audits it as `job.{state}`); null when it had finished already. */
-  async finish(id: string, mac: string, end: { state: JobState; error: JobError | null; progress?: number | null }, actor: string): Promise<JobRow | null> {
+  /**
+   * Finishes an unfinished job (and audits it as `job.{state}`); null when it had finished already. Also
+   * answers the device's next job (the new head of its queue), read in the same statement.
+   */
+  async finish(id: string, mac: string, end: { state: JobState; error: JobError | null; progress?: number | null }, actor: string): Promise<(JobRow & { nextHeadId: string | null }) | null> {
     const details = end.error ? { error: end.error } : {};
     const rows = await this.database.run<RawJob>(st.finish, [id, mac, end.state, end.error ? JSON.stringify(end.error) : null, end.progress ?? null, actor, JSON.stringify(details)]);
-    return rows[0] ? jobFromRow(rows[0]) : null;
+    return rows[0] ? { ...jobFromRow(rows[0]), nextHeadId: (rows[0].next_head_id as string | null) ?? null } : null;
   }
 
   /** Finishes every unfinished job of one kind for a device, in the caller's transaction. */
