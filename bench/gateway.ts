@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { fleetMacs } from '../simulators/fleet.js';
 import { startBareAedes, startMosquitto } from './lib/brokers.js';
 import { startFleet } from './lib/fleet.js';
-import { runBench } from './lib/proc.js';
+import { runBench, waitUntil } from './lib/proc.js';
 import { benchService, build, registerFleet } from './lib/service.js';
 import { storm } from './lib/storm.js';
 
@@ -41,8 +41,8 @@ interface BrokerStorm {
   refusals: number;
 }
 
-async function brokerStorm(brokerPid: number, url: string, secret: string | null, hello: boolean, apiOnline?: () => Promise<number>): Promise<BrokerStorm> {
-  const fleet = await startFleet({ url, secret, hello, macs, workers: WORKERS, children, start: false });
+async function brokerStorm(brokerPid: number, url: string, secret: string | null, hello: boolean, apiOnline?: () => Promise<number>, configHashes?: Record<string, string>): Promise<BrokerStorm> {
+  const fleet = await startFleet({ url, secret, hello, macs, workers: WORKERS, children, start: false, configHashes });
   const r = await storm(fleet, { devices: N, pids: [brokerPid], apiOnline, timeoutMs: TIMEOUT_MS, stallMs: TIMEOUT_MS, log });
   await fleet.stop();
   const [broker] = r.processes;
@@ -58,7 +58,12 @@ async function brokerStorm(brokerPid: number, url: string, secret: string | null
   };
 }
 
-async function benchGateway(): Promise<BrokerStorm> {
+/**
+ * Two storms against a freshly started gateway each time, as after a power cut: the first boot (every
+ * device in factory state: each is provisioned), then a reboot (every device holds the configuration the
+ * first storm gave it and says so in its hello: no job).
+ */
+async function benchGateway(): Promise<{ firstBoot: BrokerStorm; reboot: BrokerStorm }> {
   log('building the service');
   build();
   const svc = await benchService(args['pg-admin-url'], { MQTT_MAX_CONNECTIONS: String(Math.max(N + 100, 19_000)) });
@@ -68,16 +73,22 @@ async function benchGateway(): Promise<BrokerStorm> {
   children.push(setup);
   log(`service up (pid ${setup.pid}); registering ${N} MACs and devices`);
   await registerFleet(svc, macs);
-  // The storm hits a freshly started gateway, as after a power cut, so its baseline holds no garbage
-  // from the registration phase.
-  await svc.stop();
-  const service = await svc.start({}, profile);
-  children.push(service);
-  log(`registered; gateway restarted (pid ${service.pid}); starting the storm`);
   const online = async () => (await svc.api('GET', '/api/v1/devices?status=online&pageSize=1')).total as number;
-  const result = await brokerStorm(service.pid!, `mqtt://127.0.0.1:${svc.mqttPort}`, svc.secret, true, online);
+  const storms: BrokerStorm[] = [];
+  for (const kind of ['first-boot', 'reboot'] as const) {
+    // The storm hits a freshly started gateway, so its baseline holds no garbage from what came before.
+    await svc.stop();
+    const hashes =
+      kind === 'reboot' ? Object.fromEntries((await svc.sql<{ mac: string; h: string }>(`SELECT mac, config_hash AS h FROM devices WHERE config_hash IS NOT NULL`)).map((r) => [r.mac, r.h])) : undefined;
+    if (hashes && Object.keys(hashes).length < N) log(`only ${Object.keys(hashes).length} of ${N} devices hold a configuration`);
+    const service = await svc.start({}, profile);
+    children.push(service);
+    log(`gateway started (pid ${service.pid}); ${kind} storm`);
+    storms.push(await brokerStorm(service.pid!, `mqtt://127.0.0.1:${svc.mqttPort}`, svc.secret, true, online, hashes));
+    if (kind === 'first-boot') await waitUntil(async () => (await svc.sql<{ n: number }>(`SELECT count(*)::int AS n FROM jobs WHERE finished_at IS NULL`))[0]!.n === 0, TIMEOUT_MS, 500);
+  }
   await svc.stop();
-  return result;
+  return { firstBoot: storms[0]!, reboot: storms[1]! };
 }
 
 async function benchReference(start: typeof startMosquitto): Promise<BrokerStorm> {
@@ -94,16 +105,23 @@ function row(name: string, r: BrokerStorm) {
 await runBench(children, cleanups, async () => {
   log(`gateway benchmark: ${N} devices, ${WORKERS} fleet processes from ${addresses.join(', ')}`);
   const references = args.reference.split(',').filter((r) => r !== 'none');
-  const ours = await benchGateway();
+  const { firstBoot, reboot } = await benchGateway();
   const mosquitto = references.includes('mosquitto') ? await benchReference(startMosquitto) : null;
   const aedes = references.includes('aedes') ? await benchReference(startBareAedes) : null;
   console.log(`\n| broker | all connected + subscribed | all online via API | connects/s | RSS per session | broker RSS | broker CPU | refusals |`);
   console.log(`| --- | --- | --- | --- | --- | --- | --- | --- |`);
-  console.log(row('intercom gateway (auth + presence)', ours));
+  console.log(row('intercom gateway, reboot storm (hello with its configuration hash: no job)', reboot));
+  console.log(row('intercom gateway, first-boot storm (every device provisioned)', firstBoot));
   if (mosquitto) console.log(row('mosquitto 2 (no auth)', mosquitto));
   if (aedes) console.log(row('bare aedes (no auth)', aedes));
   console.log('');
   for (const [name, ref] of [['mosquitto', mosquitto], ['bare aedes', aedes]] as const) {
-    if (ref) console.log(`ratios gateway / ${name}: storm time ${fmt(ours.connectSeconds / ref.connectSeconds, 2)}×, RSS per session ${fmt(ours.rssPerSessionBytes / ref.rssPerSessionBytes, 2)}×, CPU ${fmt(ours.cpuSeconds / ref.cpuSeconds, 2)}×`);
+    if (!ref) continue;
+    for (const [storm, ours] of [['reboot', reboot], ['first-boot', firstBoot]] as const) {
+      const online = ours.onlineViaApiSeconds ?? ours.connectSeconds;
+      console.log(
+        `ratios gateway ${storm} storm / ${name}: online via API ${fmt(online / ref.connectSeconds, 2)}×, all subscribed ${fmt(ours.connectSeconds / ref.connectSeconds, 2)}×, RSS per session ${fmt(ours.rssPerSessionBytes / ref.rssPerSessionBytes, 2)}×, CPU ${fmt(ours.cpuSeconds / ref.cpuSeconds, 2)}×`,
+      );
+    }
   }
 });

@@ -11,6 +11,8 @@ export interface WorkerConfig {
   localAddress: string;
   type: string;
   hello: boolean;
+  /** Configuration hashes by MAC: devices that already hold their configuration (a reboot storm). */
+  configHashes?: Record<string, string>;
 }
 
 /** What a worker reports every 100 ms once started. */
@@ -43,6 +45,7 @@ function configure(config: WorkerConfig): Fleet {
     url: config.url,
     localAddresses: [config.localAddress],
     hello: config.hello,
+    configHashes: config.configHashes,
     keepaliveSeconds: 120,
     reconnect: { minMs: 500, maxMs: 10_000 },
     ...(config.factorySecret ? { factorySecret: config.factorySecret } : { key: null }),

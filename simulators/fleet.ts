@@ -24,6 +24,8 @@ export interface FleetOptions extends Omit<SimulatedDeviceOptions, 'mac' | 'mode
   type?: string;
   /** Source addresses used round-robin. */
   localAddresses?: string[];
+  /** The configuration hash each device holds (a reboot: its hello says so, and no provisioning follows). */
+  configHashes?: Record<string, string>;
   /** Devices started per tick of `rampMs` (0 = all at once, as after a power cut). */
   ramp?: { perTick: number; tickMs: number };
 }
@@ -33,7 +35,7 @@ export class Fleet {
 
   constructor(opts: FleetOptions) {
     const kind = modelsByType[opts.type ?? '0'] ?? modelsByType['0']!;
-    const { macs, localAddresses, ramp: _ramp, type: _type, ...deviceOptions } = opts;
+    const { macs, localAddresses, ramp: _ramp, type: _type, configHashes, ...deviceOptions } = opts;
     this.devices = macs.map(
       (mac, i) =>
         new SimulatedDevice({
@@ -41,6 +43,7 @@ export class Fleet {
           mac,
           model: kind.model,
           firmware: kind.firmware,
+          ...(configHashes?.[mac] ? { configHash: configHashes[mac] } : {}),
           ...(localAddresses?.length ? { localAddress: localAddresses[i % localAddresses.length] } : {}),
         }),
     );

@@ -52,7 +52,17 @@ const total = (counts: Record<string, number>) => Object.values(counts).reduce((
  * Starts `workers` fleet workers (127.0.0.2, 127.0.0.3, …) over the MACs; `children` collects them for cleanup.
  * With `start: false` the devices wait for `start()` (a storm measures its broker before).
  */
-export async function startFleet(opts: { url: string; secret: string | null; hello: boolean; macs: string[]; workers: number; children: ChildProcess[]; start?: boolean }): Promise<BenchFleet> {
+export async function startFleet(opts: {
+  url: string;
+  secret: string | null;
+  hello: boolean;
+  macs: string[];
+  workers: number;
+  children: ChildProcess[];
+  start?: boolean;
+  /** Devices that already hold their configuration say so in their hello (a reboot storm). */
+  configHashes?: Record<string, string>;
+}): Promise<BenchFleet> {
   const per = Math.ceil(opts.macs.length / opts.workers);
   const progress = new Map<ChildProcess, WorkerProgress>();
   const workers = await Promise.all(
@@ -67,7 +77,9 @@ export async function startFleet(opts: { url: string; secret: string | null; hel
         child.once('error', reject);
         child.once('exit', (code) => reject(new Error(`fleet worker exited (${code}) before it was ready`)));
         child.once('message', (m: any) => (m.type === 'ready' ? resolve(child) : reject(new Error('worker did not start'))));
-        const config: WorkerConfig = { macs: opts.macs.slice(i * per, (i + 1) * per), url: opts.url, factorySecret: opts.secret, localAddress: `127.0.0.${i + 2}`, type: '0', hello: opts.hello };
+        const slice = opts.macs.slice(i * per, (i + 1) * per);
+        const configHashes = opts.configHashes ? Object.fromEntries(slice.flatMap((m) => (opts.configHashes![m] ? [[m, opts.configHashes![m]]] : []))) : undefined;
+        const config: WorkerConfig = { macs: slice, url: opts.url, factorySecret: opts.secret, localAddress: `127.0.0.${i + 2}`, type: '0', hello: opts.hello, configHashes };
         child.send({ type: 'configure', config });
       }),
     ),
