@@ -370,8 +370,9 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     const hello = this.helloAwaitingReady.get(mac);
     this.helloAwaitingReady.delete(mac);
     try {
-      if (hello) await this.jobsAskedByHello(mac, hello);
-      await this.wake(mac);
+      // The hello's read of the device's jobs names its head: no second read to find it.
+      const head = hello ? ((await this.jobsAskedByHello(mac, hello))[0]?.id ?? null) : undefined;
+      await this.wake(mac, head);
     } finally {
       if (hello) this.emit('hello', mac);
     }
@@ -396,8 +397,11 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     this.helloAwaitingReady.set(mac, { context, installerId: exchanged.installerId });
   }
 
-  /** Each kind may want a job made after a hello (provisioning after a hash mismatch): the one path creates it. */
-  private async jobsAskedByHello(mac: string, hello: { context: HelloContext; installerId: string }): Promise<void> {
+  /**
+   * Each kind may want a job made after a hello (provisioning after a hash mismatch): the one path creates
+   * it. Answers the device's unfinished jobs in queue order, the new ones included.
+   */
+  private async jobsAskedByHello(mac: string, hello: { context: HelloContext; installerId: string }): Promise<JobRow[]> {
     const unfinished = await this.store.unfinishedOf(mac);
     for (const handler of this.opts.kinds.all()) {
       const wanted = await handler.afterHello?.(mac, hello.context, unfinished, this.opts.kinds.carriesConfiguration);
@@ -408,6 +412,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
         await this.enqueue([created.id]);
       }
     }
+    return unfinished;
   }
 
   /** A device answered on devices/{MAC}/commands/{id}/status. */
