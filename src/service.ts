@@ -123,6 +123,8 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
   const cluster = role !== 'all';
   const runs = { gateway: role === 'all' || role === 'gateway', engine: role === 'all' || role === 'engine', api: role === 'all' || role === 'api' };
   const instance = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  // An engine builds the URLs devices fetch documents and firmware from, and serves no HTTP itself.
+  if (role === 'engine' && !config.publicUrl) throw new Error('role engine needs PUBLIC_URL: the address devices reach the API at (documents, firmware downloads)');
   if (cluster && !config.databaseUrl) throw new Error(`role ${role} needs DATABASE_URL: the processes of a cluster share one PostgreSQL (the embedded database belongs to one process)`);
   const database = await openDatabase({
     url: config.databaseUrl,

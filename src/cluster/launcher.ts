@@ -100,7 +100,12 @@ async function main() {
     ws: gateways ? await sharedPort(config.mqtt.wsPort, true) : null,
     mqtts: gateways && config.mqtt.tls ? await sharedPort(config.mqtt.tls.port, true) : null,
   };
+  // Engine processes put the API's address into commands (documents, firmware): without PUBLIC_URL they
+  // learn it here, from the API port this machine shares out.
+  const httpHost = ['0.0.0.0', '::', ''].includes(config.http.host) ? '127.0.0.1' : config.http.host;
+  const publicUrlForWorkers = config.publicUrl ?? (ports.http ? `http://${httpHost}:${ports.http}` : undefined);
   const workerEnv = {
+    ...(publicUrlForWorkers ? { PUBLIC_URL: publicUrlForWorkers } : {}),
     // Resolved once here: processes generating one each at first start would disagree on device keys.
     DEVICE_FACTORY_SECRET: resolveFactorySecret(config.deviceFactorySecret, config.dataDir, logger),
     REDIS_URL: redis.url,

@@ -86,6 +86,15 @@ t.test('a cluster of processes: sessions spread, commands reach the holding proc
   t.equal(listed.body.total, 8, 'the API shows all 8 devices online');
   const back = await restarted;
   t.not(back.pid, victim, 'the launcher restarted the gateway process');
+
+  // A one-time Autop too large for a command travels as a document the device fetches from the API
+  // process, at the address the engine process put into the command.
+  const lines = Array.from({ length: 1000 }, (_, i) => `Config.Cluster.Big${i} = ${'x'.repeat(80)}`);
+  const big = await cluster.api('POST', `/api/v1/devices/${macs[0]}/autop/once`, { token, body: { commands: lines } });
+  t.equal(big.status, 202);
+  const bigEnd = await waitFor(() => cluster.api('GET', `/api/v1/jobs/${big.body.job.id}`, { token }).then((r) => r.body), (j) => finished.includes(j.state), 90_000);
+  t.equal(bigEnd.state, 'succeeded', 'the document was fetched, verified and applied');
+  t.equal(devices[0]!.config.get('Config.Cluster.Big999'), 'x'.repeat(80));
 });
 
 t.test('a device that connects to another process takes its session over; the old end never shows it offline', async (t) => {
