@@ -13,6 +13,8 @@ export interface WorkerConfig {
   hello: boolean;
   /** Configuration hashes by MAC: devices that already hold their configuration (a reboot storm). */
   configHashes?: Record<string, string>;
+  /** Devices this process starts per second (absent: all at once). */
+  startPerSecond?: number;
 }
 
 /** What a worker reports every 100 ms once started. */
@@ -46,6 +48,7 @@ function configure(config: WorkerConfig): Fleet {
     localAddresses: [config.localAddress],
     hello: config.hello,
     configHashes: config.configHashes,
+    ...(config.startPerSecond ? { ramp: { perTick: Math.max(1, Math.round(config.startPerSecond / 10)), tickMs: 100 } } : {}),
     keepaliveSeconds: 120,
     reconnect: { minMs: 500, maxMs: 10_000 },
     ...(config.factorySecret ? { factorySecret: config.factorySecret } : { key: null }),

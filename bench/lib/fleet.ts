@@ -62,6 +62,8 @@ export async function startFleet(opts: {
   start?: boolean;
   /** Devices that already hold their configuration say so in their hello (a reboot storm). */
   configHashes?: Record<string, string>;
+  /** Devices the whole fleet starts per second (absent: all at once). */
+  startPerSecond?: number;
 }): Promise<BenchFleet> {
   const per = Math.ceil(opts.macs.length / opts.workers);
   const progress = new Map<ChildProcess, WorkerProgress>();
@@ -79,7 +81,7 @@ export async function startFleet(opts: {
         child.once('message', (m: any) => (m.type === 'ready' ? resolve(child) : reject(new Error('worker did not start'))));
         const slice = opts.macs.slice(i * per, (i + 1) * per);
         const configHashes = opts.configHashes ? Object.fromEntries(slice.flatMap((m) => (opts.configHashes![m] ? [[m, opts.configHashes![m]]] : []))) : undefined;
-        const config: WorkerConfig = { macs: slice, url: opts.url, factorySecret: opts.secret, localAddress: `127.0.0.${i + 2}`, type: '0', hello: opts.hello, configHashes };
+        const config: WorkerConfig = { macs: slice, url: opts.url, factorySecret: opts.secret, localAddress: `127.0.0.${i + 2}`, type: '0', hello: opts.hello, configHashes, startPerSecond: opts.startPerSecond ? opts.startPerSecond / opts.workers : undefined };
         child.send({ type: 'configure', config });
       }),
     ),
