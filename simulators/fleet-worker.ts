@@ -80,9 +80,10 @@ process.on('message', async (msg: { type: string; config?: WorkerConfig }) => {
   }
   if (!fleet) return;
   if (msg.type === 'start') {
-    await fleet.start();
+    // Progress flows from the first device on, also while a ramped start is still starting devices.
     const progress = (): WorkerProgress => ({ type: 'progress', online: fleet!.counts().online, subscribed: subscribedNow.size, refusals, failures, lastSubscribedAt });
     ticker = setInterval(() => send(progress()), 100);
+    await fleet.start();
   } else if (msg.type === 'downloads') {
     // Firmware download requests of every device, by HTTP status, and the bytes they carried.
     const byStatus: Record<number, number> = {};
