@@ -20,6 +20,7 @@ const { values: args } = parseArgs({
     reference: { type: 'string', default: 'single,mosquitto', description: 'comma-separated: single, mosquitto, or none' },
     only: { type: 'string', default: 'all', description: 'all, cluster (no references) or references (no cluster)' },
     timeout: { type: 'string', default: '900', description: 'seconds a storm may take' },
+    'storm-hello': { type: 'string', default: 'factory', description: 'factory: every device says hello in factory state and is provisioned (a first boot); none: devices hold their sessions without a hello, so the storm measures sessions held, not provisioning' },
     'start-rate': { type: 'string', default: '0', description: 'devices the fleet starts per second in the storm (0: all at once); one client machine cannot open 100,000 connections at once without its SYNs overflowing the listen queue' },
     stall: { type: 'string', default: '20', description: 'seconds without a new device held that end a storm' },
     rate: { type: 'string', default: '500', description: 'commands per second of the latency run' },
@@ -38,6 +39,7 @@ const ENGINES = Number(args.engines);
 const TIMEOUT_MS = Number(args.timeout) * 1000;
 const STALL_MS = Number(args.stall) * 1000;
 const START_RATE = Number(args['start-rate']) || undefined;
+const STORM_HELLO = args['storm-hello'] !== 'none';
 const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 const BOOT = Number(args['boot-devices']);
@@ -129,7 +131,7 @@ async function benchCluster(svc: BenchService): Promise<DeploymentResult> {
 
   // 1. Storm: every device at once.
   log(`storm: ${N} devices from ${FLEET_PROCESSES} fleet processes against ${plural(GATEWAYS, 'gateway process')}`);
-  const fleet = await startFleet({ url, secret: svc.secret, hello: true, macs, workers: FLEET_PROCESSES, children, start: false, startPerSecond: START_RATE });
+  const fleet = await startFleet({ url, secret: svc.secret, hello: STORM_HELLO, macs, workers: FLEET_PROCESSES, children, start: false, startPerSecond: START_RATE });
   const result = await storm(fleet, { devices: N, pids: [...roles.keys()], apiOnline: online, timeoutMs: TIMEOUT_MS, stallMs: STALL_MS, log });
   const logs = new Map(svc.logs());
   const metrics = await sessionsByPid(svc);
@@ -182,7 +184,7 @@ async function benchSingle(svc: BenchService): Promise<DeploymentResult> {
   const online = onlineViaApi(svc);
   if (!(await waitUntil(async () => (await online()) === 0, 60_000, 500))) log(`devices online through the API before the storm: ${await online()}`);
   log(`reference: single process (pid ${service.pid}), ${N} devices`);
-  const fleet = await startFleet({ url: `mqtt://127.0.0.1:${svc.mqttPort}`, secret: svc.secret, hello: true, macs, workers: FLEET_PROCESSES, children, start: false, startPerSecond: START_RATE });
+  const fleet = await startFleet({ url: `mqtt://127.0.0.1:${svc.mqttPort}`, secret: svc.secret, hello: STORM_HELLO, macs, workers: FLEET_PROCESSES, children, start: false, startPerSecond: START_RATE });
   const result = await storm(fleet, { devices: N, pids: [service.pid!], apiOnline: online, timeoutMs: TIMEOUT_MS, stallMs: STALL_MS, log });
   const logs = new Map(svc.logs());
   await fleet.stop();
