@@ -340,6 +340,8 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         else socket.destroy();
       });
       await api.listen({ host: config.http.host, port: config.http.port });
+      // A failed accept (EMFILE) must not end the process: the listener goes on once files are free.
+      api.server.on('error', (err: NodeJS.ErrnoException) => logger.error({ err: err.message, code: err.code }, 'HTTP accept failed; still listening'));
       cleanups.push([
         'http and device sessions',
         async () => {
@@ -364,6 +366,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         // A gateway process serves MQTT over WebSocket and its health on its own port.
         const server = gatewayHttp(gateway, { database: () => database.ping(), redis: async () => void (await redis.client.ping()) });
         await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.mqtt.wsPort, config.mqtt.host, () => resolve()));
+        server.on('error', (err: NodeJS.ErrnoException) => logger.error({ err: err.message, code: err.code }, 'gateway HTTP accept failed; still listening'));
         cleanups.push(['gateway http', () => new Promise<void>((resolve) => (server.close(() => resolve()), server.closeAllConnections()))]);
         wsPort = (server.address() as { port: number }).port;
         const lease = new GatewayLease(redis.client, queuePrefix, instance, logger);

@@ -10,6 +10,8 @@ import { guardFrames } from './frame-guard.js';
 
 /** A CONNACK with "server unavailable", written to connections over the cap before they are closed. */
 const CONNACK_SERVER_UNAVAILABLE = Buffer.from([0x20, 0x02, 0x00, 0x03]);
+/** Connections being refused at once (CONNACK 3 on its way) beyond which more are closed without one. */
+const MAX_REFUSING = 1000;
 /** Room for the topic and headers on top of the largest accepted payload. */
 export const FRAME_OVERHEAD = 1024;
 
@@ -35,6 +37,7 @@ export class Transports {
   private readonly wss: WebSocketServer;
   private readonly sourceAddress = new WeakMap<object, string>();
   private open = 0;
+  private refusing = 0;
   private accepting = true;
 
   constructor(private readonly opts: TransportOptions) {
@@ -60,8 +63,17 @@ export class Transports {
 
   private attach(stream: Duplex, address: string, req?: IncomingMessage): void {
     if (this.full()) {
+      // A refused connection is an open file until it is gone: it goes as soon as its CONNACK is written
+      // (at most a second later), and beyond a thousand being refused at once, at once without one, so
+      // that devices retrying above the maximum never take the process to its open-file limit.
+      if (this.refusing >= MAX_REFUSING) {
+        stream.destroy();
+        return;
+      }
       if (this.accepting) this.opts.log.warn({ ip: address, max: this.opts.mqtt.maxConnections }, 'connection refused: gateway at its connection maximum');
-      stream.end(CONNACK_SERVER_UNAVAILABLE);
+      this.refusing++;
+      stream.once('close', () => this.refusing--);
+      stream.end(CONNACK_SERVER_UNAVAILABLE, () => stream.destroy());
       setTimeout(() => stream.destroy(), 1000).unref();
       return;
     }
@@ -82,6 +94,7 @@ export class Transports {
 
   async listen(): Promise<ListeningPorts> {
     const { host, port, portExplicit, tls: tlsConfig } = this.opts.mqtt;
+    acceptErrorLogger = (err) => this.opts.log.error({ err: err.message, code: err.code }, 'accepting a connection failed (open-file limit?); still listening');
     const tcp = net.createServer(this.onSocket);
     this.servers.push(tcp);
     let mqttPort: number;
@@ -125,12 +138,24 @@ export class Transports {
   }
 }
 
+let lastAcceptErrorLog = 0;
+let acceptErrorLogger: ((err: NodeJS.ErrnoException) => void) | null = null;
+/** Logs a failed accept at most once a second. */
+function onAcceptError(err: NodeJS.ErrnoException) {
+  if (Date.now() - lastAcceptErrorLog < 1000) return;
+  lastAcceptErrorLog = Date.now();
+  acceptErrorLogger?.(err);
+}
+
 function listenOn(server: net.Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
     server.listen({ host, port, backlog: 4096 }, () => {
       server.off('error', onError);
+      // Once listening, an error is a failed accept (EMFILE at the open-file limit): the listener goes on
+      // accepting once files are free; without this handler the process would die of it.
+      server.on('error', (err: NodeJS.ErrnoException) => onAcceptError(err));
       resolve((server.address() as net.AddressInfo).port);
     });
   });
