@@ -41,9 +41,17 @@ interface BrokerStorm {
   refusals: number;
 }
 
-async function brokerStorm(brokerPid: number, url: string, secret: string | null, hello: boolean, apiOnline?: () => Promise<number>, configHashes?: Record<string, string>): Promise<BrokerStorm> {
-  const fleet = await startFleet({ url, secret, hello, macs, workers: WORKERS, children, start: false, configHashes });
-  const r = await storm(fleet, { devices: N, pids: [brokerPid], apiOnline, timeoutMs: TIMEOUT_MS, stallMs: TIMEOUT_MS, log });
+async function brokerStorm(
+  brokerPid: number,
+  url: string,
+  secret: string | null,
+  hello: boolean,
+  opts: { apiOnline?: () => Promise<number>; configHashes?: Record<string, string>; beforeStop?: () => Promise<unknown> } = {},
+): Promise<BrokerStorm> {
+  const fleet = await startFleet({ url, secret, hello, macs, workers: WORKERS, children, start: false, configHashes: opts.configHashes });
+  const r = await storm(fleet, { devices: N, pids: [brokerPid], apiOnline: opts.apiOnline, timeoutMs: TIMEOUT_MS, stallMs: TIMEOUT_MS, log });
+  // Work the storm started (first-boot provisioning) finishes while the devices are still connected.
+  await opts.beforeStop?.();
   await fleet.stop();
   const [broker] = r.processes;
   return {
@@ -84,8 +92,8 @@ async function benchGateway(): Promise<{ firstBoot: BrokerStorm; reboot: BrokerS
     const service = await svc.start({}, profile);
     children.push(service);
     log(`gateway started (pid ${service.pid}); ${kind} storm`);
-    storms.push(await brokerStorm(service.pid!, `mqtt://127.0.0.1:${svc.mqttPort}`, svc.secret, true, online, hashes));
-    if (kind === 'first-boot') await waitUntil(async () => (await svc.sql<{ n: number }>(`SELECT count(*)::int AS n FROM jobs WHERE finished_at IS NULL`))[0]!.n === 0, TIMEOUT_MS, 500);
+    const provisioned = () => waitUntil(async () => (await svc.sql<{ n: number }>(`SELECT count(*)::int AS n FROM jobs WHERE finished_at IS NULL`))[0]!.n === 0, TIMEOUT_MS, 500);
+    storms.push(await brokerStorm(service.pid!, `mqtt://127.0.0.1:${svc.mqttPort}`, svc.secret, true, { apiOnline: online, configHashes: hashes, beforeStop: kind === 'first-boot' ? provisioned : undefined }));
   }
   await svc.stop();
   return { firstBoot: storms[0]!, reboot: storms[1]! };
