@@ -7,9 +7,9 @@ export interface PresenceUpdate {
   seenAt: Date;
   status?: 'online' | 'offline';
   /**
-   * The session a status belongs to (increasing across the deployment). Online wins over any older
-   * session; offline applies only to the session it ends, so a late end of an older session elsewhere
-   * never shows a connected device offline.
+   * The session a status belongs to (increasing across the deployment). Online applies over any older
+   * session; offline over that session or an older one, so a late end of an older session elsewhere never
+   * shows a connected device offline.
    */
   epoch?: number;
   /** The gateway process holding the session (with an online status). */
@@ -41,15 +41,17 @@ export class PresenceStore {
         firmware: u.firmware ?? null,
       })),
     );
-    // "current": this update belongs to the device's newest session (or carries no session at all).
+    // A session's start (online) counts only if it is newer than the session the row names; its end
+    // (offline) if it is that session or newer (a start and end merged into one batch never landed the
+    // start), and the row then names it, so an older session's late start cannot bring the device back.
     await this.db.execute(sql`
       UPDATE devices d SET
         status = CASE
-          WHEN u.status = 'online' AND (u.epoch IS NULL OR d.session_epoch IS NULL OR u.epoch >= d.session_epoch) THEN 'online'
-          WHEN u.status = 'offline' AND (u.epoch IS NULL OR d.session_epoch IS NULL OR u.epoch = d.session_epoch) THEN 'offline'
+          WHEN u.status = 'online' AND (u.epoch IS NULL OR d.session_epoch IS NULL OR u.epoch > d.session_epoch) THEN 'online'
+          WHEN u.status = 'offline' AND (u.epoch IS NULL OR d.session_epoch IS NULL OR u.epoch >= d.session_epoch) THEN 'offline'
           ELSE d.status END,
-        session_epoch = CASE WHEN u.status = 'online' AND u.epoch IS NOT NULL AND (d.session_epoch IS NULL OR u.epoch >= d.session_epoch) THEN u.epoch ELSE d.session_epoch END,
-        session_gateway = CASE WHEN u.status = 'online' AND u.epoch IS NOT NULL AND (d.session_epoch IS NULL OR u.epoch >= d.session_epoch) THEN u.gateway ELSE d.session_gateway END,
+        session_epoch = CASE WHEN u.status IS NOT NULL AND u.epoch IS NOT NULL AND (d.session_epoch IS NULL OR u.epoch >= d.session_epoch) THEN u.epoch ELSE d.session_epoch END,
+        session_gateway = CASE WHEN u.status = 'online' AND u.epoch IS NOT NULL AND (d.session_epoch IS NULL OR u.epoch > d.session_epoch) THEN u.gateway ELSE d.session_gateway END,
         last_connected_at = COALESCE(u.connected_at, d.last_connected_at),
         ip = COALESCE(u.ip, d.ip),
         model = COALESCE(u.model, d.model),

@@ -82,10 +82,26 @@ export class ClusterMetrics implements MetricsEndpoint {
     this.timer.unref();
   }
 
+  /** Resolves once the connection is up, or after the timeout (a first publish right after start waits for it). */
+  private connected(): Promise<void> {
+    if (this.redis.status === 'ready') return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.redis.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, this.timeoutMs);
+      this.redis.once('ready', done);
+    });
+  }
+
   /** Writes this process's snapshot to Redis once; failures are logged, never thrown. */
   publish(): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    this.publishing ??= this.writeSnapshot().finally(() => {
+    this.publishing ??= this.connected()
+      .then(() => this.writeSnapshot())
+      .finally(() => {
       this.publishing = null;
     });
     return this.publishing;

@@ -370,9 +370,10 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     const hello = this.helloAwaitingReady.get(mac);
     this.helloAwaitingReady.delete(mac);
     try {
-      // The hello's read of the device's jobs names its head: no second read to find it.
-      const head = hello ? ((await this.jobsAskedByHello(mac, hello))[0]?.id ?? null) : undefined;
-      await this.wake(mac, head);
+      // The head is read again here, not taken from the hello's read: a job parked between the two would
+      // otherwise wait until it expires.
+      if (hello) await this.jobsAskedByHello(mac, hello);
+      await this.wake(mac);
     } finally {
       if (hello) this.emit('hello', mac);
     }

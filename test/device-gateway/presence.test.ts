@@ -101,8 +101,14 @@ t.test('presence belongs to sessions: an older session ending late never shows a
   // An older session's online arriving after a newer one's changes nothing either.
   await store.apply([{ mac, status: 'online', epoch: 1500, gateway: 'A', seenAt: now }]);
   t.same(await read(), { status: 'online', e: '2000', g: 'B' }, 'a stale online does not take the device back');
+  // A start and end of one session merged into one batch: the end lands.
+  await store.apply([{ mac, status: 'offline', epoch: 2500, gateway: 'B', seenAt: now, connectedAt: now }]);
+  t.equal((await read()).status, 'offline', 'a session that began and ended within one batch ends the device’s presence');
+  await store.apply([{ mac, status: 'online', epoch: 2000, gateway: 'B', seenAt: now }]);
+  t.equal((await read()).status, 'offline', 'an older start arriving after it changes nothing');
+  await store.apply([{ mac, status: 'online', epoch: 2600, gateway: 'B', seenAt: now }]);
   // The newest session's end is written.
-  await store.apply([{ mac, status: 'offline', epoch: 2000, seenAt: now }]);
+  await store.apply([{ mac, status: 'offline', epoch: 2600, seenAt: now }]);
   t.equal((await read()).status, 'offline');
   // A gateway process that died: its devices go offline, others' stay.
   await store.apply([{ mac, status: 'online', epoch: 3000, gateway: 'C', seenAt: now }]);
