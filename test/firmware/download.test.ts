@@ -132,20 +132,10 @@ t.test('HEAD answers the size, ETag and Accept-Ranges like GET, without a body',
 });
 
 t.test('the download cap is shared by the API processes through Redis', async (t) => {
-  const prefix = `test-download-slots:${randomBytes(6).toString('hex')}`;
-  const key = `${prefix}:downloads`;
-  const inspect = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  const template = new Redis(REDIS_URL, { lazyConnect: true });
-  let clock = 1_000_000;
-  const now = () => clock;
+  const { key, inspect, clock } = sharedSlots(t);
   // Two API processes' worth of slots, a cap of 2 between them.
-  const a = new SharedSemaphore({ capacity: 2, redis: template, key, now, leaseMs: 10 * 60_000 });
-  const b = new SharedSemaphore({ capacity: 2, redis: template, key, now, leaseMs: 10 * 60_000 });
-  t.teardown(async () => {
-    await Promise.all([a.close(), b.close()]);
-    await deleteKeysUnder(inspect, prefix);
-    inspect.disconnect();
-  });
+  const a = clock.semaphore({ capacity: 2, leaseMs: 10 * 60_000 });
+  const b = clock.semaphore({ capacity: 2, leaseMs: 10 * 60_000 });
 
   const first = await a.acquire();
   const second = await b.acquire();
@@ -164,9 +154,9 @@ t.test('the download cap is shared by the API processes through Redis', async (t
   t.equal(await a.acquire(), null);
 
   // Process b dies without releasing: its leases run out.
-  clock += 10 * 60_000 - 1;
+  clock.at += 10 * 60_000 - 1;
   t.equal(await a.acquire(), null, 'leases not yet expired still count');
-  clock += 2;
+  clock.at += 2;
   const afterExpiry = await a.acquire();
   t.ok(afterExpiry, 'an expired lease frees its slot');
   t.equal(await inspect.zcard(key), 1, 'the expired leases are gone from the set');
@@ -188,26 +178,42 @@ t.test('with Redis not answering, each process counts its own downloads against 
 });
 
 t.test('a held slot is renewed while its download streams, so it outlives its first lease', async (t) => {
-  const prefix = `test-download-slots:${randomBytes(6).toString('hex')}`;
-  const key = `${prefix}:downloads`;
-  const inspect = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  const template = new Redis(REDIS_URL, { lazyConnect: true });
-  let clock = 1_000_000;
-  const now = () => clock;
-  const a = new SharedSemaphore({ capacity: 1, redis: template, key, now, leaseMs: 1000, renewMs: 20 });
-  const b = new SharedSemaphore({ capacity: 1, redis: template, key, now, leaseMs: 1000 });
-  t.teardown(async () => {
-    await Promise.all([a.close(), b.close()]);
-    await deleteKeysUnder(inspect, prefix);
-    inspect.disconnect();
-  });
+  const { key, inspect, clock } = sharedSlots(t);
+  const a = clock.semaphore({ capacity: 1, leaseMs: 1000, renewMs: 20 });
+  const b = clock.semaphore({ capacity: 1, leaseMs: 1000 });
   const held = await a.acquire();
   t.ok(held);
-  clock += 900;
-  await waitFor(() => inspect.zrange(key, 0, -1, 'WITHSCORES'), (r) => Number(r[1]) === clock + 1000, 5000);
-  clock += 600; // past the first lease, within the renewed one
+  clock.at += 900;
+  await waitFor(() => inspect.zrange(key, 0, -1, 'WITHSCORES'), (r) => Number(r[1]) === clock.at + 1000, 5000);
+  clock.at += 600; // past the first lease, within the renewed one
   t.equal(await b.acquire(), null, 'the renewed lease still holds the slot');
   held!.release();
   await waitFor(() => inspect.zcard(key), (n) => n === 0, 5000);
   t.ok(await b.acquire(), 'released, the slot is free');
 });
+
+/**
+ * One Redis key of download slots for a test, under an injected clock (`clock.at`); `clock.semaphore`
+ * makes one API process's slots on it. The key and the semaphores go when the test ends.
+ */
+function sharedSlots(t: { teardown(fn: () => unknown): void }) {
+  const prefix = `test-download-slots:${randomBytes(6).toString('hex')}`;
+  const key = `${prefix}:downloads`;
+  const inspect = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  const template = new Redis(REDIS_URL, { lazyConnect: true });
+  const made: SharedSemaphore[] = [];
+  const clock = {
+    at: 1_000_000,
+    semaphore(opts: { capacity: number; leaseMs: number; renewMs?: number }) {
+      const slots = new SharedSemaphore({ ...opts, redis: template, key, now: () => clock.at });
+      made.push(slots);
+      return slots;
+    },
+  };
+  t.teardown(async () => {
+    await Promise.all(made.map((m) => m.close()));
+    await deleteKeysUnder(inspect, prefix);
+    inspect.disconnect();
+  });
+  return { key, inspect, clock };
+}
