@@ -7,4 +7,5 @@ export * from '../firmware/tables.js';
 export * from '../documents/tables.js';
 export * from '../directory/tables.js';
 export * from '../audit/tables.js';
+export * from '../calls/tables.js';
 export * from './tables.js';

@@ -1,0 +1,119 @@
+import { index, integer, pgTable, text, timestamp, uniqueIndex, uuid, varchar } from 'drizzle-orm/pg-core';
+import { accounts } from '../accounts/tables.js';
+import { apartments, sites } from '../directory/tables.js';
+
+/** Per site, how many units (apartments) may have app stations: the licence count, set by the installer. */
+export const appLicences = pgTable('app_licences', {
+  siteId: uuid('site_id')
+    .primaryKey()
+    .references(() => sites.id, { onDelete: 'cascade' }),
+  units: integer('units').notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * A resident's app, registered to an apartment by a one-time code: its own SIP account. Deleting the row
+ * frees the apartment's slot and the account at once (Kamailio asks for credentials on every request).
+ */
+export const appStations = pgTable(
+  'app_stations',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    siteId: uuid('site_id')
+      .notNull()
+      .references(() => sites.id, { onDelete: 'cascade' }),
+    apartmentId: uuid('apartment_id')
+      .notNull()
+      .references(() => apartments.id, { onDelete: 'cascade' }),
+    installerId: uuid('installer_id')
+      .notNull()
+      .references(() => accounts.id, { onDelete: 'restrict' }),
+    name: text('name').notNull(),
+    /** From the same sequence as devices' numbers: one numbering plan for every SIP account. */
+    sipNumber: varchar('sip_number', { length: 10 }).notNull().unique(),
+    sipPassword: text('sip_password').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('app_stations_apartment_idx').on(t.apartmentId), index('app_stations_site_idx').on(t.siteId)],
+);
+
+/** A one-time app registration code: only its SHA-256 is kept; used once, valid 24 h. */
+export const appRegistrationCodes = pgTable(
+  'app_registration_codes',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    codeHash: varchar('code_hash', { length: 64 }).notNull(),
+    siteId: uuid('site_id')
+      .notNull()
+      .references(() => sites.id, { onDelete: 'cascade' }),
+    apartmentId: uuid('apartment_id')
+      .notNull()
+      .references(() => apartments.id, { onDelete: 'cascade' }),
+    createdBy: uuid('created_by').references(() => accounts.id, { onDelete: 'set null' }),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    usedAt: timestamp('used_at', { withTimezone: true }),
+    appStationId: uuid('app_station_id').references(() => appStations.id, { onDelete: 'set null' }),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('app_registration_codes_hash_idx').on(t.codeHash), index('app_registration_codes_apartment_idx').on(t.apartmentId)],
+);
+
+/** The last registration Kamailio saved for a SIP account (device or app station), by number. */
+export const sipRegistrations = pgTable('sip_registrations', {
+  sipNumber: varchar('sip_number', { length: 10 }).primaryKey(),
+  /** When the registration lapses; at or before now: unregistered. */
+  expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+  lastRegisteredAt: timestamp('last_registered_at', { withTimezone: true }),
+  transport: text('transport'),
+  source: text('source'),
+  userAgent: text('user_agent'),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+export const callOutcomes = ['ringing', 'answered', 'completed', 'no-answer', 'busy', 'cancelled', 'refused', 'failed'] as const;
+export type CallOutcome = (typeof callOutcomes)[number];
+
+/** A call as Kamailio reported it: routed (or refused), answered, ended. */
+export const calls = pgTable(
+  'calls',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    /** The SIP Call-ID: Kamailio's reports name the call by it. */
+    callId: text('call_id').notNull(),
+    siteId: uuid('site_id').references(() => sites.id, { onDelete: 'cascade' }),
+    caller: varchar('caller', { length: 10 }).notNull(),
+    /** What the caller dialled (an apartment number or a station's SIP number). */
+    dialled: text('dialled').notNull(),
+    apartmentId: uuid('apartment_id').references(() => apartments.id, { onDelete: 'set null' }),
+    answeredBy: varchar('answered_by', { length: 10 }),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+    answeredAt: timestamp('answered_at', { withTimezone: true }),
+    endedAt: timestamp('ended_at', { withTimezone: true }),
+    outcome: text('outcome', { enum: callOutcomes }).notNull(),
+    /** The SIP status that ended an unanswered call, or the refusal. */
+    status: integer('status'),
+    reason: text('reason'),
+  },
+  (t) => [uniqueIndex('calls_call_id_idx').on(t.callId), index('calls_site_idx').on(t.siteId, t.startedAt)],
+);
+
+/** A door opened by a relay, as the door phone reported it on devices/{MAC}/events. */
+export const doorEvents = pgTable(
+  'door_events',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    siteId: uuid('site_id').references(() => sites.id, { onDelete: 'cascade' }),
+    mac: varchar('mac', { length: 12 }).notNull(),
+    /** 1-based relay index, as in the device's configuration (RELAY.Name1 …). */
+    relay: integer('relay').notNull(),
+    method: text('method').notNull(),
+    /** The station that released the door (its SIP number), when a call did. */
+    byStation: varchar('by_station', { length: 10 }),
+    callId: text('call_id'),
+    /** The device's own event id: a re-sent report is recorded once. */
+    eventId: text('event_id').notNull(),
+    occurredAt: timestamp('occurred_at', { withTimezone: true }).notNull(),
+    receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('door_events_device_event_idx').on(t.mac, t.eventId), index('door_events_site_idx').on(t.siteId, t.occurredAt)],
+);
