@@ -41,10 +41,28 @@ export const configSchema = z
     FIRMWARE_MAX_BYTES: positiveInt(256 * 1024 * 1024),
     FIRMWARE_MAX_DOWNLOADS: positiveInt(200),
     PUBLIC_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^https?$/ }).optional()),
+    SIP_SERVER: z.preprocess(emptyToUndefined, z.string().regex(/^(off|[A-Za-z0-9.:\[\]-]{1,253})$/, 'off, or the host of an external SIP server').optional()),
+    SIP_HOST: z.string().default('0.0.0.0'),
+    SIP_PUBLIC_HOST: optionalString,
+    SIP_DOMAIN: z.preprocess(emptyToUndefined, z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, 'a host name or IPv4 address').optional()),
+    SIP_UDP_PORT: z.preprocess(emptyToUndefined, port.optional()),
+    SIP_TCP_PORT: z.preprocess(emptyToUndefined, port.optional()),
+    SIP_TLS_PORT: z.preprocess(emptyToUndefined, port.optional()),
+    SIP_WS_PORT: z.preprocess(emptyToUndefined, port.optional()),
+    SIP_WSS_PORT: z.preprocess(emptyToUndefined, port.optional()),
+    SIP_BACKEND_TOKEN: z.preprocess(emptyToUndefined, z.string().regex(/^[A-Za-z0-9_-]{24,128}$/, '24 to 128 letters, digits, _ or -').optional()),
+    SIP_AUTH_FAILURES: positiveInt(10),
+    SIP_AUTH_BLOCK_SECONDS: positiveInt(60),
+    SIP_RING_TIMEOUT_SECONDS: z.coerce.number().int().min(5).max(300).default(30),
+    SIP_WORKERS: z.coerce.number().int().min(1).max(64).default(4),
+    SIP_MAX_CONNECTIONS: positiveInt(16000),
   })
   .superRefine((c, ctx) => {
     if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE)) {
       ctx.addIssue({ code: 'custom', path: ['TLS_CERT_FILE'], message: 'TLS_CERT_FILE and TLS_KEY_FILE must be given together' });
+    }
+    if (c.SIP_SERVER && c.SIP_SERVER !== 'off' && !c.SIP_BACKEND_TOKEN) {
+      ctx.addIssue({ code: 'custom', path: ['SIP_BACKEND_TOKEN'], message: 'an external SIP server (SIP_SERVER) calls the back end with SIP_BACKEND_TOKEN: set it on both' });
     }
   });
 
@@ -89,6 +107,28 @@ export interface Config {
   firmware: { maxImageBytes: number; maxDownloads: number };
   /** The address devices use for HTTP (firmware downloads); derived from HTTP_HOST and the port when unset. */
   publicUrl: string | undefined;
+  sip: SipConfig;
+}
+
+/** Calls: Kamailio as a child (`child`), an external one (`external`, SIP_SERVER), or none (`off`). */
+export interface SipConfig {
+  mode: 'child' | 'external' | 'off';
+  /** The external server's host (mode `external`). */
+  server: string | null;
+  listenHost: string;
+  /** What stations are told to reach; derived from PUBLIC_URL (or the external server) when unset. */
+  publicHost: string | undefined;
+  /** SIP domain and digest realm; the public host when unset. */
+  domain: string | undefined;
+  ports: { udp: number; tcp: number; tls: number; ws: number; wss: number };
+  /** False: the defaults were assumed, and a port taken on this machine falls back to a free one. */
+  portsExplicit: boolean;
+  backendToken: string | undefined;
+  authFailures: number;
+  authBlockSeconds: number;
+  ringTimeoutSeconds: number;
+  workers: number;
+  maxConnections: number;
 }
 
 export class ConfigError extends Error {
@@ -128,5 +168,20 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     queues: { prefix: c.QUEUE_PREFIX, timeoutMs: c.QUEUE_TIMEOUT_MS, reconcileIntervalMs: c.RECONCILE_INTERVAL_MS },
     firmware: { maxImageBytes: c.FIRMWARE_MAX_BYTES, maxDownloads: c.FIRMWARE_MAX_DOWNLOADS },
     publicUrl: c.PUBLIC_URL?.replace(/\/+$/, ''),
+    sip: {
+      mode: c.SIP_SERVER === 'off' ? 'off' : c.SIP_SERVER ? 'external' : 'child',
+      server: c.SIP_SERVER && c.SIP_SERVER !== 'off' ? c.SIP_SERVER : null,
+      listenHost: c.SIP_HOST,
+      publicHost: c.SIP_PUBLIC_HOST,
+      domain: c.SIP_DOMAIN,
+      ports: { udp: c.SIP_UDP_PORT ?? 5060, tcp: c.SIP_TCP_PORT ?? 5060, tls: c.SIP_TLS_PORT ?? 5061, ws: c.SIP_WS_PORT ?? 5066, wss: c.SIP_WSS_PORT ?? 7443 },
+      portsExplicit: [c.SIP_UDP_PORT, c.SIP_TCP_PORT, c.SIP_TLS_PORT, c.SIP_WS_PORT, c.SIP_WSS_PORT].some((p) => p !== undefined),
+      backendToken: c.SIP_BACKEND_TOKEN,
+      authFailures: c.SIP_AUTH_FAILURES,
+      authBlockSeconds: c.SIP_AUTH_BLOCK_SECONDS,
+      ringTimeoutSeconds: c.SIP_RING_TIMEOUT_SECONDS,
+      workers: c.SIP_WORKERS,
+      maxConnections: c.SIP_MAX_CONNECTIONS,
+    },
   };
 }

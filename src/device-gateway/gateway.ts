@@ -11,6 +11,7 @@ import type { CommandChannel, DeviceCommand, DeviceEventSink } from '../provisio
 import type { DomainEvents } from '../shared/events.js';
 import { AuthFailureLimiter } from './auth-limiter.js';
 import { installHooks } from './hooks.js';
+import { parseDeviceEvent, type DeviceEvent } from './payloads.js';
 import { PresenceTracker, type PresenceWriter } from './presence-tracker.js';
 import { Sessions } from './sessions.js';
 import { commandsTopic, MAX_TOPIC_LEVELS } from './topics.js';
@@ -36,6 +37,8 @@ export interface GatewayOptions {
   /** The deployment's Redis and key prefix: failed authentications are then limited across all gateway processes. */
   shared?: { redis: Redis; prefix: string };
   metrics?: Metrics;
+  /** Where devices' events (devices/{MAC}/events) go once validated: the calls domain records door events. */
+  deviceEvents?: (mac: string, event: DeviceEvent) => Promise<void>;
 }
 
 /**
@@ -76,6 +79,13 @@ export class DeviceGateway implements CommandChannel {
     return !!this.broker && !this.broker.closed && this.accepting;
   }
 
+  /** A device's event, validated at the boundary; an invalid one is logged and dropped (the session stays). */
+  private deviceEvent(mac: string, payload: Buffer): void {
+    const parsed = parseDeviceEvent(payload);
+    if (!parsed.ok) return void this.log.warn({ mac, reason: parsed.reason }, 'device event refused');
+    this.opts.deviceEvents?.(mac, parsed.value).catch((err: unknown) => this.log.warn({ mac, err: (err as Error).message }, 'device event not recorded'));
+  }
+
   setSink(sink: DeviceEventSink) {
     this.sessions.setSink(sink);
   }
@@ -114,6 +124,7 @@ export class DeviceGateway implements CommandChannel {
       accepting: () => this.accepting,
       maxPayloadBytes: this.opts.mqtt.maxPayloadBytes,
       metrics: this.opts.metrics,
+      deviceEvent: (mac, payload) => this.deviceEvent(mac, payload),
       log: this.log,
     });
     this.broker.on('client', (client) => this.sessions.opened(client));

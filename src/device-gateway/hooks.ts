@@ -5,7 +5,7 @@ import type { Metrics } from '../metrics/registry.js';
 import { isCanonicalMac } from '../mac-library/mac.js';
 import type { AuthFailureLimiter } from './auth-limiter.js';
 import type { Sessions } from './sessions.js';
-import { checkDevicePublish, checkDeviceSubscribe, commandStatusJobId, commandsTopic, helloTopic } from './topics.js';
+import { checkDevicePublish, checkDeviceSubscribe, commandStatusJobId, commandsTopic, eventsTopic, helloTopic } from './topics.js';
 
 // CONNACK return codes of MQTT 3.1.1.
 export const UNACCEPTABLE_PROTOCOL_VERSION = 1;
@@ -25,6 +25,8 @@ export interface HookDeps {
   accepting: () => boolean;
   maxPayloadBytes: number;
   metrics?: Metrics;
+  /** A device's report on devices/{MAC}/events, already accepted by the broker. */
+  deviceEvent?: (mac: string, payload: Buffer) => void;
   log: Logger;
 }
 
@@ -100,6 +102,7 @@ export function installHooks(broker: Aedes, deps: HookDeps): void {
     if (client) {
       deps.metrics?.gatewayMessagesReceived.inc();
       if (packet.topic === helloTopic(client.id)) deps.sessions.hello(client, packet.payload as Buffer);
+      else if (packet.topic === eventsTopic(client.id)) deps.deviceEvent?.(client.id, packet.payload as Buffer);
       else {
         const jobId = commandStatusJobId(client.id, packet.topic);
         if (jobId) deps.sessions.status(client, jobId, packet.payload as Buffer);

@@ -82,3 +82,24 @@ export function parseStatus(payload: Buffer): Parsed<CommandStatus> & { dropped?
   }
   return dropped.length ? { ok: true, value: status, dropped } : { ok: true, value: status };
 }
+
+/** A door phone's report that a relay opened (docs/device-protocol.md, "Events"). */
+export const doorOpenedSchema = z.strictObject({
+  type: z.literal('door-opened'),
+  /** The device's own id for the event: a re-sent report is recorded once. */
+  eventId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  relay: z.number().int().min(1).max(8),
+  method: z.enum(['dtmf', 'pin', 'card', 'face', 'bluetooth', 'nfc', 'button', 'remote']),
+  by: z.string().regex(/^[0-9]{1,32}$/).optional().describe('SIP number of the station that sent the DTMF'),
+  callId: singleLine(256, 1).optional(),
+  at: z.iso.datetime({ offset: true }).optional(),
+});
+export type DeviceEvent = z.infer<typeof doorOpenedSchema>;
+
+export function parseDeviceEvent(payload: Buffer): Parsed<DeviceEvent> {
+  const raw = json(payload);
+  if (!raw.ok) return raw;
+  const parsed = doorOpenedSchema.safeParse(raw.value);
+  if (!parsed.success) return { ok: false, reason: parsed.error.issues.map((i) => `${i.path.join('.') || 'payload'}: ${i.message}`).join('; ') };
+  return { ok: true, value: parsed.data };
+}

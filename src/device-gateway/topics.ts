@@ -5,6 +5,8 @@ export const MAX_TOPIC_LEVELS = 8;
 export const deviceRoot = (mac: string) => `devices/${mac}/`;
 export const helloTopic = (mac: string) => `devices/${mac}/hello`;
 export const commandsTopic = (mac: string) => `devices/${mac}/commands`;
+/** What happened at the device (a door opened): docs/device-protocol.md, "Events". */
+export const eventsTopic = (mac: string) => `devices/${mac}/events`;
 
 export type TopicVerdict = { ok: true } | { ok: false; reason: string };
 

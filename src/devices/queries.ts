@@ -21,3 +21,13 @@ export async function deviceFacts(q: Queryable, macs: string[]) {
     .from(devices)
     .where(inArray(devices.mac, macs));
 }
+
+/** The device holding a SIP account (its number), with the password the digest is checked against. */
+export async function sipAccountOf(q: Queryable, sipNumber: string) {
+  const rows = await q
+    .select({ mac: devices.mac, type: devices.type, installerId: devices.installerId, password: devices.sipPassword })
+    .from(devices)
+    .where(eq(devices.sipNumber, sipNumber))
+    .limit(1);
+  return rows[0] ?? null;
+}

@@ -45,6 +45,7 @@ export const contactPreferenceSchema = z.discriminatedUnion('mode', [
       .max(3)
       .refine((s) => new Set(s).size === s.length, 'a step must not repeat')
       .describe('rung in this order: app accounts, indoor monitors, landlines'),
+    stepTimeoutSeconds: z.number().int().min(5).max(120).optional().describe('how long each step rings before the next (default 20 s)'),
   }),
 ]);
 

@@ -25,7 +25,7 @@ import type {
 } from './schemas.js';
 import { deviceFacts } from '../devices/queries.js';
 import type { SheetRow } from '../shared/csv.js';
-import { apartments, buildings, credentials, directoryChanges, placements, residents, siteManagers, sites } from './tables.js';
+import { apartments, buildings, credentials, directoryChanges, placements, residents, siteManagers, sites, type ContactPreference } from './tables.js';
 import { parseTemplate, TEMPLATE_COLUMNS, templateRow, type InvalidCell } from './template.js';
 
 type SiteRow = typeof sites.$inferSelect;
@@ -121,6 +121,13 @@ function uniqueConflict(err: unknown, messages: Record<string, [string, string]>
  * are installed. Every write also records which site changed, in the same transaction, and pokes the
  * follower, which renders the site's devices again and provisions those whose documents changed.
  */
+/** A site as call routing sees it (DirectoryService.callDirectory). */
+export interface CallDirectory {
+  site: { id: string; installerId: string; communityCalls: boolean };
+  apartments: { id: string; buildingId: string; number: string; contactPreference: ContactPreference }[];
+  placements: { mac: string; buildingId: string | null; apartmentId: string | null }[];
+}
+
 export class DirectoryService implements DevicePlacements {
   private pokeFollower: () => void = () => {};
 
@@ -738,6 +745,26 @@ export class DirectoryService implements DevicePlacements {
     if (!macs.length) return new Map();
     const rows = await q.select().from(placements).where(inArray(placements.mac, macs));
     return new Map(rows.map((r) => [r.mac, { siteId: r.siteId, buildingId: r.buildingId, apartmentId: r.apartmentId }]));
+  }
+
+  /**
+   * What call routing needs of a site: whether residents may call each other, its apartments (number and
+   * contact preference) and where its devices are placed. Null: no such site.
+   */
+  async callDirectory(siteId: string): Promise<CallDirectory | null> {
+    const siteRows = await this.db.select({ id: sites.id, installerId: sites.installerId, communityCalls: sites.communityCalls }).from(sites).where(eq(sites.id, siteId)).limit(1);
+    if (!siteRows[0]) return null;
+    const [apartmentRows, placementRows] = await Promise.all([
+      this.db.select({ id: apartments.id, buildingId: apartments.buildingId, number: apartments.number, contactPreference: apartments.contactPreference }).from(apartments).where(eq(apartments.siteId, siteId)),
+      this.db.select({ mac: placements.mac, buildingId: placements.buildingId, apartmentId: placements.apartmentId }).from(placements).where(eq(placements.siteId, siteId)),
+    ]);
+    return { site: siteRows[0], apartments: apartmentRows, placements: placementRows };
+  }
+
+  /** The site and building an apartment belongs to (null: no such apartment). */
+  async apartmentPlace(apartmentId: string): Promise<{ siteId: string; buildingId: string } | null> {
+    const rows = await this.db.select({ siteId: apartments.siteId, buildingId: apartments.buildingId }).from(apartments).where(eq(apartments.id, apartmentId)).limit(1);
+    return rows[0] ?? null;
   }
 
   filter(mac: AnyPgColumn, f: PlacementFilter): SQL {

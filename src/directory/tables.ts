@@ -4,7 +4,7 @@ import { accounts } from '../accounts/tables.js';
 import { devices } from '../devices/tables.js';
 
 /** Who an apartment's call rings, as in the portal: all at once, or up to three steps in order. */
-export type ContactPreference = { mode: 'group' } | { mode: 'sequence'; steps: CallStep[] };
+export type ContactPreference = { mode: 'group' } | { mode: 'sequence'; steps: CallStep[]; stepTimeoutSeconds?: number };
 export const callSteps = ['app-accounts', 'indoor-monitors', 'landlines'] as const;
 export type CallStep = (typeof callSteps)[number];
 

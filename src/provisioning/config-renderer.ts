@@ -15,6 +15,8 @@ export interface ConfigSource {
   sipNumber: string;
   sipPassword: string;
   connectType: 'udp' | 'tcp' | 'tls';
+  /** The cloud's SIP server for the connect type (null: none configured, the keys are left out). */
+  sipServer?: { host: string; port: number; domain: string } | null;
   regularAutop: AutopLine[];
   /** What the directory gives a placed device: its site's time zone and its documents (null: not placed). */
   directory: { timeZone: string; documents: { name: string; sha256: string; size: number; url: string }[] } | null;
@@ -41,6 +43,9 @@ export function renderConfig(src: ConfigSource): { text: string; hash: string } 
     `Config.Account1.GENERAL.Pwd = ${src.sipPassword}`,
     `Config.Account1.GENERAL.DisplayName = ${oneLine(src.name)}`,
     `Config.Account1.SIP.TransType = ${transport[src.connectType]}`,
+    ...(src.sipServer
+      ? [`Config.Account1.SIP.Server = ${src.sipServer.host}`, `Config.Account1.SIP.Port = ${src.sipServer.port}`, `Config.Account1.SIP.Domain = ${src.sipServer.domain}`]
+      : []),
     `Config.Settings.NETWORK.Group = ${src.networkGroup}`,
     `Config.DoorSetting.DEVICENODE.Location = ${oneLine(src.location ?? '')}`,
   ];

@@ -5,6 +5,14 @@ import type { DocumentStore } from '../documents/service.js';
 import type { DeviceCommand, DocumentReference } from './channel.js';
 import { renderConfig } from './config-renderer.js';
 import type { AutopLine } from './tables.js';
+import type { SipEndpoint } from '../calls/kamailio.js';
+
+/** The SIP server address for a connect type: the transport's port (TLS falls back to none when off). */
+export function sipServerFor(endpoint: SipEndpoint | null, connectType: 'udp' | 'tcp' | 'tls'): { host: string; port: number; domain: string } | null {
+  if (!endpoint) return null;
+  const port = endpoint.ports[connectType];
+  return port ? { host: endpoint.host, port, domain: endpoint.domain } : null;
+}
 
 /** The largest command a device must accept on devices/{MAC}/commands (docs/device-protocol.md). */
 export const MAX_COMMAND_BYTES = 64 * 1024;
@@ -26,6 +34,8 @@ export class Configurations {
     private readonly directory: DirectoryRenders,
     /** The URL a device fetches a document at. */
     private readonly documentUrl: (sha256: string) => string,
+    /** Where devices register for calls (null: no SIP server); a getter, as Kamailio starts after the engine. */
+    private readonly sipEndpoint: () => SipEndpoint | null = () => null,
   ) {}
 
   async effective(mac: string): Promise<{ text: string; hash: string } | null> {
@@ -46,6 +56,7 @@ export class Configurations {
       sipNumber: device.sipNumber,
       sipPassword: device.sipPassword,
       connectType: device.connectType,
+      sipServer: sipServerFor(this.sipEndpoint(), device.connectType),
       regularAutop: regular[0]?.lines ?? [],
       directory: placed && { timeZone: placed.timeZone, documents: placed.documents.map((d) => ({ ...d, url: this.documentUrl(d.sha256) })) },
     });

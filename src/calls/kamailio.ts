@@ -1,0 +1,223 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from '../logger.js';
+
+/** Where stations reach the SIP server, per transport: what device configuration and app accounts carry. */
+export interface SipEndpoint {
+  /** The SIP domain and digest realm: accounts are sip:{number}@{domain}. */
+  domain: string;
+  host: string;
+  ports: { udp: number; tcp: number; tls: number | null; ws: number; wss: number | null };
+}
+
+export interface KamailioSettings {
+  /** Address Kamailio listens on. */
+  listenHost: string;
+  /** Address stations are told (Kamailio advertises it when it differs from the listen address). */
+  publicHost: string;
+  domain: string;
+  ports: { udp: number; tcp: number; tls: number; ws: number; wss: number };
+  tls: { certFile: string; keyFile: string } | null;
+  /** The service's SIP back end, e.g. http://127.0.0.1:8080/internal/sip, and the token it expects. */
+  backendUrl: string;
+  backendToken: string;
+  authFailures: number;
+  authBlockSeconds: number;
+  ringTimeoutSeconds: number;
+  children: number;
+  maxConnections: number;
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+  modulesDir: string;
+}
+
+const KAMAILIO_LOG_LEVEL = { error: -1, warn: 0, info: 2, debug: 3 } as const;
+
+/** The template shipped with the service (src/calls/kamailio.cfg), from source or from dist/. */
+export function kamailioTemplate(): string {
+  for (const rel of ['./kamailio.cfg', '../../../src/calls/kamailio.cfg']) {
+    try {
+      return readFileSync(new URL(rel, import.meta.url), 'utf8');
+    } catch {
+      /* try the next place */
+    }
+  }
+  throw new Error('src/calls/kamailio.cfg not found next to the service');
+}
+
+/** Fills the template: every {{NAME}} must be known, so a typo fails here and not inside Kamailio. */
+export function renderKamailioConfig(s: KamailioSettings, tlsConfigFile: string | null, template = kamailioTemplate()): string {
+  const advertise = s.publicHost !== s.listenHost && net.isIP(s.publicHost) ? ` advertise ${s.publicHost}` : '';
+  const values: Record<string, string> = {
+    DEFINES: s.tls ? '#!define WITH_TLS' : '',
+    LOG_LEVEL: String(KAMAILIO_LOG_LEVEL[s.logLevel]),
+    CHILDREN: String(s.children),
+    DOMAIN: s.domain,
+    LISTEN_HOST: s.listenHost,
+    ADVERTISE: advertise,
+    UDP_PORT: String(s.ports.udp),
+    TCP_PORT: String(s.ports.tcp),
+    TLS_PORT: String(s.ports.tls),
+    WS_PORT: String(s.ports.ws),
+    WSS_PORT: String(s.tls ? s.ports.wss : s.ports.ws),
+    MAX_CONNECTIONS: String(s.maxConnections),
+    MODULES_DIR: s.modulesDir,
+    RING_TIMEOUT_MS: String(s.ringTimeoutSeconds * 1000),
+    AUTH_FAILURES: String(s.authFailures),
+    AUTH_BLOCK_SECONDS: String(s.authBlockSeconds),
+    TLS_CONFIG: tlsConfigFile ?? '',
+    BACKEND: s.backendUrl,
+    BACKEND_TOKEN: s.backendToken,
+  };
+  return template.replace(/\{\{([A-Z_]+)\}\}/g, (_, name: string) => {
+    const v = values[name];
+    if (v === undefined) throw new Error(`kamailio.cfg: unknown placeholder {{${name}}}`);
+    return v;
+  });
+}
+
+export function tlsConfig(tls: { certFile: string; keyFile: string }): string {
+  return ['[server:default]', 'method = TLSv1.2+', 'verify_certificate = no', 'require_certificate = no', `private_key = ${tls.keyFile}`, `certificate = ${tls.certFile}`, '', '[client:default]', 'verify_certificate = no', 'require_certificate = no', ''].join('\n');
+}
+
+const KAMAILIO_PATHS = ['/usr/sbin/kamailio', '/usr/local/sbin/kamailio', '/usr/bin/kamailio'];
+const MODULE_DIRS = ['/usr/lib/x86_64-linux-gnu/kamailio/modules', '/usr/lib/aarch64-linux-gnu/kamailio/modules', '/usr/lib/kamailio/modules', '/usr/local/lib64/kamailio/modules'];
+
+const executable = (p: string) => {
+  try {
+    accessSync(p, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Debian's kamailio and its modules directory, when installed. */
+export function findKamailio(): { binary: string; modulesDir: string } | null {
+  const binary = KAMAILIO_PATHS.find(executable);
+  const modulesDir = MODULE_DIRS.find((d) => {
+    try {
+      accessSync(join(d, 'websocket.so'), constants.R_OK);
+      accessSync(join(d, 'http_client.so'), constants.R_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  return binary && modulesDir ? { binary, modulesDir } : null;
+}
+
+/** A port free for both UDP and TCP on the host (SIP listens on both with one number). */
+export async function freeSipPort(host: string): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = net.createServer();
+      s.once('error', reject);
+      s.listen(0, host, () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    if (await udpFree(host, port)) return port;
+  }
+  throw new Error('no port free for both UDP and TCP');
+}
+
+const udpFree = (host: string, port: number) =>
+  new Promise<boolean>((resolve) => {
+    const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+    sock.once('error', () => resolve(false));
+    sock.bind(port, host, () => sock.close(() => resolve(true)));
+  });
+
+export const tcpFree = (host: string, port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, host, () => s.close(() => resolve(true)));
+  });
+
+/** Both UDP and TCP of a port are free. */
+export const sipPortFree = async (host: string, port: number) => (await tcpFree(host, port)) && (await udpFree(host, port));
+
+export interface KamailioChild {
+  process: ChildProcess;
+  /** The generated configuration (it holds the back-end token: the directory is private to this user). */
+  configFile: string;
+  /** Resolves when the child has exited. */
+  exited: Promise<number | null>;
+  alive(): boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts Kamailio in the foreground as a child with the rendered configuration; resolves once it accepts
+ * TCP on its SIP port. Its log lines go to the service's log.
+ */
+export async function startKamailio(binary: string, settings: KamailioSettings, logger: Logger): Promise<KamailioChild> {
+  const dir = mkdtempSync(join(tmpdir(), 'intercom-kamailio-'));
+  const tlsFile = settings.tls ? join(dir, 'tls.cfg') : null;
+  if (tlsFile) writeFileSync(tlsFile, tlsConfig(settings.tls!), { mode: 0o600 });
+  const configFile = join(dir, 'kamailio.cfg');
+  writeFileSync(configFile, renderKamailioConfig(settings, tlsFile), { mode: 0o600 });
+
+  const check = spawn(binary, ['-c', '-f', configFile, '-L', settings.modulesDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let checkOutput = '';
+  check.stdout!.on('data', (d: Buffer) => (checkOutput += d.toString()));
+  check.stderr!.on('data', (d: Buffer) => (checkOutput += d.toString()));
+  const checkCode = await new Promise<number | null>((resolve) => check.once('exit', resolve));
+  if (checkCode !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`kamailio refused the generated configuration:\n${checkOutput.split('\n').filter((l) => /ERROR|error/.test(l)).slice(0, 10).join('\n')}`);
+  }
+
+  const child = spawn(binary, ['-DD', '-E', '-f', configFile, '-L', settings.modulesDir, '-P', join(dir, 'kamailio.pid'), '-Y', dir, '-w', dir, '-m', '128', '-M', '16'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const log = logger.child({ component: 'kamailio' });
+  let tail = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    const text = tail + d.toString();
+    const lines = text.split('\n');
+    tail = lines.pop() ?? '';
+    for (const line of lines) {
+      if (!line.trim()) continue;
+      if (/ERROR|CRITICAL|ALERT/.test(line)) log.error(line);
+      else if (/WARNING/.test(line)) log.warn(line);
+      else log.debug(line);
+    }
+  });
+  let running = true;
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      running = false;
+      resolve(code);
+    }),
+  );
+  const stop = async () => {
+    if (running) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const connectHost = ['0.0.0.0', '::', ''].includes(settings.listenHost) ? '127.0.0.1' : settings.listenHost;
+  for (let i = 0; i < 100 && running; i++) {
+    if (await canConnect(connectHost, settings.ports.tcp)) return { process: child, configFile, exited, alive: () => running, stop };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await stop();
+  throw new Error(`kamailio did not start listening on ${connectHost}:${settings.ports.tcp}`);
+}
+
+const canConnect = (host: string, port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = net.connect({ host, port });
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });

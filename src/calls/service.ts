@@ -1,0 +1,245 @@
+import { createHash } from 'node:crypto';
+import { and, count, desc, eq, inArray, isNull, sql } from 'drizzle-orm';
+import type { Principal } from '../accounts/service.js';
+import type { Db } from '../db/client.js';
+import { deviceFacts, sipAccountOf } from '../devices/queries.js';
+import type { DirectoryService } from '../directory/service.js';
+import { paginate, type Page } from '../shared/pagination.js';
+import { planLine, routeCall, type RoutePlan, type Station } from './routing.js';
+import { appStations, calls, doorEvents, sipRegistrations, type CallOutcome } from './tables.js';
+
+/** A SIP account as the back end knows it: a device or an app station, with where it is placed. */
+interface Account {
+  station: Station;
+  siteId: string | null;
+  password: string;
+  mac: string | null;
+}
+
+export interface SipState {
+  status: 'registered' | 'unregistered';
+  lastRegisteredAt: string | null;
+}
+
+export interface CallView {
+  id: string;
+  callId: string;
+  caller: string;
+  dialled: string;
+  apartmentId: string | null;
+  answeredBy: string | null;
+  startedAt: string;
+  answeredAt: string | null;
+  endedAt: string | null;
+  outcome: CallOutcome;
+  status: number | null;
+  reason: string | null;
+}
+
+export interface DoorEventView {
+  id: string;
+  mac: string;
+  relay: number;
+  method: string;
+  byStation: string | null;
+  callId: string | null;
+  occurredAt: string;
+  receivedAt: string;
+}
+
+/** What a door phone reports on devices/{MAC}/events when a relay opened (docs/device-protocol.md). */
+export interface DoorOpened {
+  type: 'door-opened';
+  eventId: string;
+  relay: number;
+  method: string;
+  by?: string | undefined;
+  callId?: string | undefined;
+  at?: string | undefined;
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+/**
+ * The calls domain's service: Kamailio's back end (credentials, routes, registrations, call progress)
+ * and the records installers read (calls, door events, SIP state).
+ */
+export class CallService {
+  constructor(
+    private readonly db: Db,
+    private readonly directory: DirectoryService,
+    /** The digest realm (the SIP domain); a getter, as the SIP server may start after this service. */
+    private readonly realm: () => string,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  private async account(sipNumber: string): Promise<Account | null> {
+    const device = await sipAccountOf(this.db, sipNumber);
+    if (device) {
+      const place = (await this.directory.of([device.mac])).get(device.mac);
+      return {
+        station: { sipNumber, kind: 'device', type: device.type, buildingId: place?.buildingId ?? null, apartmentId: place?.apartmentId ?? null },
+        siteId: place?.siteId ?? null,
+        password: device.password,
+        mac: device.mac,
+      };
+    }
+    const rows = await this.db.select({ siteId: appStations.siteId, apartmentId: appStations.apartmentId, password: appStations.sipPassword }).from(appStations).where(eq(appStations.sipNumber, sipNumber)).limit(1);
+    const app = rows[0];
+    if (!app) return null;
+    return { station: { sipNumber, kind: 'app', type: 'app', buildingId: null, apartmentId: app.apartmentId }, siteId: app.siteId, password: app.password, mac: null };
+  }
+
+  /** The HA1 (MD5 of user:realm:password) Kamailio checks a digest against; null: no such account. */
+  async credentials(username: string): Promise<string | null> {
+    if (!/^[0-9]{10}$/.test(username)) return null;
+    const account = await this.account(username);
+    if (!account) return null;
+    return createHash('md5').update(`${username}:${this.realm()}:${account.password}`).digest('hex');
+  }
+
+  /** Kamailio saved (expires > now) or removed (expires 0) an account's registration. */
+  async registered(r: { number: string; expiresAt: Date | null; transport: string | null; source: string | null; userAgent: string | null }): Promise<void> {
+    const now = this.now();
+    const expiresAt = r.expiresAt ?? now;
+    const registeredNow = expiresAt.getTime() > now.getTime();
+    await this.db
+      .insert(sipRegistrations)
+      .values({ sipNumber: r.number, expiresAt, lastRegisteredAt: registeredNow ? now : null, transport: r.transport, source: r.source, userAgent: r.userAgent, updatedAt: now })
+      .onConflictDoUpdate({
+        target: sipRegistrations.sipNumber,
+        set: {
+          expiresAt,
+          lastRegisteredAt: registeredNow ? now : sql`${sipRegistrations.lastRegisteredAt}`,
+          transport: r.transport,
+          source: r.source,
+          userAgent: r.userAgent,
+          updatedAt: now,
+        },
+      });
+  }
+
+  /** Registered or not, and the last registration, of each SIP number. */
+  async sipStates(numbers: string[]): Promise<Map<string, SipState>> {
+    const states = new Map<string, SipState>(numbers.map((n) => [n, { status: 'unregistered', lastRegisteredAt: null }]));
+    if (!numbers.length) return states;
+    const now = this.now().getTime();
+    const rows = await this.db.select().from(sipRegistrations).where(inArray(sipRegistrations.sipNumber, numbers));
+    for (const r of rows) states.set(r.sipNumber, { status: r.expiresAt.getTime() > now ? 'registered' : 'unregistered', lastRegisteredAt: iso(r.lastRegisteredAt) });
+    return states;
+  }
+
+  /** The stations of a site: its placed devices and its app stations. */
+  private async stations(siteId: string, placements: { mac: string; buildingId: string | null; apartmentId: string | null }[]): Promise<Station[]> {
+    const where = new Map(placements.map((p) => [p.mac, p]));
+    const [facts, apps] = await Promise.all([
+      deviceFacts(this.db, [...where.keys()]),
+      this.db.select({ sipNumber: appStations.sipNumber, apartmentId: appStations.apartmentId }).from(appStations).where(eq(appStations.siteId, siteId)),
+    ]);
+    return [
+      ...facts.map((d): Station => ({ sipNumber: d.sipNumber, kind: 'device', type: d.type, buildingId: where.get(d.mac)?.buildingId ?? null, apartmentId: where.get(d.mac)?.apartmentId ?? null })),
+      ...apps.map((a): Station => ({ sipNumber: a.sipNumber, kind: 'app', type: 'app', buildingId: null, apartmentId: a.apartmentId })),
+    ];
+  }
+
+  /** What a call reaches, for Kamailio; the call is recorded (refused ones too). */
+  async route(callerNumber: string, dialled: string, callId: string): Promise<{ plan: RoutePlan; line: string }> {
+    const caller = await this.account(callerNumber);
+    let plan: RoutePlan;
+    let siteId: string | null = null;
+    if (!caller) plan = { action: 'refuse', status: 403, reason: 'Unknown caller' };
+    else if (!caller.siteId) plan = { action: 'refuse', status: 403, reason: 'Caller not placed in a site' };
+    else {
+      siteId = caller.siteId;
+      const directory = await this.directory.callDirectory(caller.siteId);
+      plan = directory ? routeCall(caller.station, dialled, { directory, stations: await this.stations(caller.siteId, directory.placements) }) : { action: 'refuse', status: 404, reason: 'Not Found' };
+    }
+    const refusal = plan.action === 'refuse' ? plan : null;
+    const refused = refusal !== null;
+    const now = this.now();
+    await this.db
+      .insert(calls)
+      .values({
+        callId,
+        siteId,
+        caller: callerNumber.slice(0, 10),
+        dialled: dialled.slice(0, 64),
+        apartmentId: plan.apartmentId ?? null,
+        startedAt: now,
+        endedAt: refused ? now : null,
+        outcome: refusal ? (refusal.status === 480 ? 'no-answer' : 'refused') : 'ringing',
+        status: refusal?.status ?? null,
+        reason: refusal?.reason ?? null,
+      })
+      // A re-sent INVITE (new transaction, same Call-ID) keeps the first record.
+      .onConflictDoNothing({ target: calls.callId });
+    return { plan, line: planLine(plan) };
+  }
+
+  /** Kamailio's report of a call's progress. */
+  async callEvent(e: { event: 'answered' | 'ended' | 'failed'; callId: string; by?: string | undefined; status?: number | undefined }): Promise<void> {
+    const now = this.now();
+    if (e.event === 'answered') {
+      // The first answer wins: parallel branches may both answer before the others are cancelled.
+      await this.db
+        .update(calls)
+        .set({ answeredAt: now, answeredBy: e.by && /^[0-9]{10}$/.test(e.by) ? e.by : null, outcome: 'answered' })
+        .where(and(eq(calls.callId, e.callId), isNull(calls.answeredAt), isNull(calls.endedAt)));
+    } else if (e.event === 'ended') {
+      await this.db.update(calls).set({ endedAt: now, outcome: 'completed' }).where(and(eq(calls.callId, e.callId), isNull(calls.endedAt), sql`${calls.answeredAt} is not null`));
+    } else {
+      const status = e.status ?? 500;
+      const outcome: CallOutcome = status === 487 ? 'cancelled' : status === 486 || status === 600 || status === 603 ? 'busy' : status === 408 || status === 480 ? 'no-answer' : 'failed';
+      await this.db.update(calls).set({ endedAt: now, outcome, status }).where(and(eq(calls.callId, e.callId), isNull(calls.endedAt), isNull(calls.answeredAt)));
+    }
+  }
+
+  async listCalls(principal: Principal, siteId: string, q: { page: number; pageSize: number }): Promise<Page<CallView>> {
+    await this.directory.readableSite(principal, siteId);
+    const rows = this.db.select().from(calls).where(eq(calls.siteId, siteId)).orderBy(desc(calls.startedAt), desc(calls.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize);
+    const total = this.db.select({ n: count() }).from(calls).where(eq(calls.siteId, siteId));
+    return paginate(
+      rows,
+      total,
+      (c) => ({
+        id: c.id,
+        callId: c.callId,
+        caller: c.caller,
+        dialled: c.dialled,
+        apartmentId: c.apartmentId,
+        answeredBy: c.answeredBy,
+        startedAt: c.startedAt.toISOString(),
+        answeredAt: iso(c.answeredAt),
+        endedAt: iso(c.endedAt),
+        outcome: c.outcome,
+        status: c.status,
+        reason: c.reason,
+      }),
+      q.page,
+      q.pageSize,
+    );
+  }
+
+  /** Records a door phone's report that a relay opened; a re-sent report (same event id) is recorded once. */
+  async recordDoorEvent(mac: string, e: DoorOpened): Promise<void> {
+    const place = (await this.directory.of([mac])).get(mac);
+    const at = e.at ? new Date(e.at) : this.now();
+    await this.db
+      .insert(doorEvents)
+      .values({ siteId: place?.siteId ?? null, mac, relay: e.relay, method: e.method, byStation: e.by ?? null, callId: e.callId ?? null, eventId: e.eventId, occurredAt: at })
+      .onConflictDoNothing({ target: [doorEvents.mac, doorEvents.eventId] });
+  }
+
+  async listDoorEvents(principal: Principal, siteId: string, q: { page: number; pageSize: number }): Promise<Page<DoorEventView>> {
+    await this.directory.readableSite(principal, siteId);
+    const rows = this.db.select().from(doorEvents).where(eq(doorEvents.siteId, siteId)).orderBy(desc(doorEvents.occurredAt), desc(doorEvents.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize);
+    const total = this.db.select({ n: count() }).from(doorEvents).where(eq(doorEvents.siteId, siteId));
+    return paginate(
+      rows,
+      total,
+      (d) => ({ id: d.id, mac: d.mac, relay: d.relay, method: d.method, byStation: d.byStation, callId: d.callId, occurredAt: d.occurredAt.toISOString(), receivedAt: d.receivedAt.toISOString() }),
+      q.page,
+      q.pageSize,
+    );
+  }
+}
