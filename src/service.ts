@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createConnection } from 'node:net';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { AccountService } from './accounts/service.js';
+import { findKamailio, freeSipPort, sipPortFree, startKamailio, tcpFree, type SipEndpoint } from './calls/kamailio.js';
+import { CallService } from './calls/service.js';
 import { WriteAuditLog } from './audit/service.js';
 import { buildApi } from './api/app.js';
 import { ClusterBus } from './cluster/bus.js';
@@ -54,6 +57,8 @@ export interface RunningService {
   upgrades: UpgradeService;
   follower: DirectoryFollower;
   app: FastifyInstance;
+  calls: CallService;
+  sip: SipEndpoint | null;
   factorySecret: string;
   /** The first distributor's token when it was generated on this start (null otherwise). */
   generatedAdminToken: string | null;
@@ -76,6 +81,9 @@ export interface RunningProcess {
   upgrades: UpgradeService;
   follower: DirectoryFollower | null;
   app: FastifyInstance | null;
+  calls: CallService;
+  /** Where stations reach the SIP server (null: calls are off). */
+  sip: SipEndpoint | null;
   factorySecret: string;
   generatedAdminToken: string | null;
   close(): Promise<void>;
@@ -133,6 +141,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     onIdleError: (err) => logger.warn({ err: err.message }, 'idle database connection lost; the pool reconnects'),
   });
   const cleanups: [string, () => Promise<void>][] = [['database', () => database.close()]];
+  let closing: Promise<void> | null = null;
   const cleanup = async () => {
     for (const [name, step] of cleanups.reverse()) {
       const started = Date.now();
@@ -154,6 +163,11 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     const devices = new DeviceService(database.db, events, directory);
     const macLibrary = new MacLibraryService(database.db, accounts, events);
     const presence = new PresenceStore(database.db);
+
+    // Calls: the SIP endpoint is known now for an external server, after Kamailio started for a child.
+    let sip: SipEndpoint | null = config.sip.mode === 'external' ? externalSipEndpoint(config) : null;
+    const calls = new CallService(database.db, directory, () => sip?.domain ?? config.sip.domain ?? 'sip.invalid');
+    const sipBackendToken = config.sip.mode === 'external' ? config.sip.backendToken! : config.sip.mode === 'child' ? (config.sip.backendToken ?? randomBytes(24).toString('base64url')) : null;
 
     // Each process counts for itself and publishes to Redis; /metrics merges the deployment's processes.
     const metrics = new Metrics({ role, instance, logger });
@@ -189,6 +203,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
           events: bus ? bus.remote : events,
           logger,
           metrics,
+          deviceEvents: (mac, event) => calls.recordDoorEvent(mac, event),
         })
       : null;
 
@@ -196,7 +211,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     let publicUrl = config.publicUrl ?? '';
     const documents = new DocumentStore(database);
     const directoryRenders = new DirectoryRenders(database);
-    const configurations = new Configurations(database, devices, documents, directoryRenders, (sha256) => `${publicUrl}/documents/${sha256}`);
+    const configurations = new Configurations(database, devices, documents, directoryRenders, (sha256) => `${publicUrl}/documents/${sha256}`, () => sip);
     const store = new JobStore(database);
     const kinds = new JobKinds();
     for (const kind of provisioningKinds(configurations, store)) kinds.register(kind);
@@ -301,6 +316,8 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
 
     let app: FastifyInstance | null = null;
     let httpPort: number | null = null;
+    // How /readyz learns the SIP server answers (null: none runs or is configured).
+    let sipAlive: (() => Promise<boolean>) | null = config.sip.mode === 'external' ? () => canReach(sip!.host, sip!.ports.tcp) : null;
     if (runs.api) {
       // In a cluster the broker lives in gateway processes: ready while at least one holds a lease.
       let gatewaysAlive = true;
@@ -331,7 +348,10 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
           database: () => database.ping(),
           redis: async () => void (await redis.client.ping()),
           broker: () => (gateway ? gateway.isReady() : gatewaysAlive),
+          ...(config.sip.mode !== 'off' && { sip: async () => (sipAlive ? ((await sipAlive()) ? 'ok' : 'failing') : 'off') }),
         },
+        calls,
+        sipBackendToken,
       });
       app = api;
       api.server.maxConnections = config.http.maxConnections;
@@ -386,9 +406,45 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       } else wsPort = httpPort;
       mqttPorts = await gateway.listen();
     }
-    logger.info({ role, instance, http: httpPort, mqtt: mqttPorts?.mqtt, mqtts: mqttPorts?.mqtts, websocket: wsPort }, 'intercom device cloud listening');
+    if (config.sip.mode === 'child' && role === 'all' && httpPort !== null) {
+      const kamailio = findKamailio();
+      if (!kamailio) logger.warn('kamailio is not installed (Debian: apt-get install kamailio kamailio-websocket-modules kamailio-tls-modules kamailio-utils-modules): calls are off');
+      else {
+        const ports = await sipPorts(config);
+        const child = await startKamailio(
+          kamailio.binary,
+          {
+            listenHost: config.sip.listenHost,
+            publicHost: sipPublicHost(config, publicUrl),
+            domain: config.sip.domain ?? sipPublicHost(config, publicUrl),
+            ports,
+            tls: config.mqtt.tls ? { certFile: config.mqtt.tls.certFile, keyFile: config.mqtt.tls.keyFile } : null,
+            backendUrl: `http://${loopbackFor(config.http.host)}:${httpPort}/internal/sip`,
+            backendToken: sipBackendToken!,
+            authFailures: config.sip.authFailures,
+            authBlockSeconds: config.sip.authBlockSeconds,
+            ringTimeoutSeconds: config.sip.ringTimeoutSeconds,
+            children: config.sip.workers,
+            maxConnections: config.sip.maxConnections,
+            logLevel: config.logLevel === 'debug' || config.logLevel === 'trace' ? 'info' : 'warn',
+            modulesDir: kamailio.modulesDir,
+          },
+          logger,
+        );
+        cleanups.push(['kamailio', () => child.stop()]);
+        void child.exited.then((code) => {
+          if (!closing) logger.error({ code }, 'kamailio exited: calls are down until the service restarts');
+        });
+        sip = {
+          domain: config.sip.domain ?? sipPublicHost(config, publicUrl),
+          host: sipPublicHost(config, publicUrl),
+          ports: { udp: ports.udp, tcp: ports.tcp, tls: config.mqtt.tls ? ports.tls : null, ws: ports.ws, wss: config.mqtt.tls ? ports.wss : null },
+        };
+        sipAlive = async () => child.alive() && (await canReach(loopbackFor(config.sip.listenHost), ports.tcp));
+      }
+    }
+    logger.info({ role, instance, http: httpPort, mqtt: mqttPorts?.mqtt, mqtts: mqttPorts?.mqtts, websocket: wsPort, sip }, 'intercom device cloud listening');
 
-    let closing: Promise<void> | null = null;
     return {
       role,
       instance,
@@ -403,6 +459,8 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       upgrades,
       follower,
       app,
+      calls,
+      sip,
       factorySecret,
       generatedAdminToken: bootstrap.generatedToken,
       close: () => (closing ??= cleanup()),
@@ -440,3 +498,41 @@ function gatewayHttp(gateway: DeviceGateway, checks: { database: () => Promise<v
   });
   return server;
 }
+
+const loopbackFor = (host: string) => (['0.0.0.0', '::', ''].includes(host) ? '127.0.0.1' : host);
+
+/** The host stations are told: SIP_PUBLIC_HOST, else the host of the public URL. */
+function sipPublicHost(config: Config, publicUrl: string): string {
+  return config.sip.publicHost ?? (publicUrl ? new URL(publicUrl).hostname : loopbackFor(config.sip.listenHost));
+}
+
+function externalSipEndpoint(config: Config): SipEndpoint {
+  const host = config.sip.publicHost ?? config.sip.server!;
+  const { ports } = config.sip;
+  return { domain: config.sip.domain ?? host, host, ports: { udp: ports.udp, tcp: ports.tcp, tls: ports.tls, ws: ports.ws, wss: ports.wss } };
+}
+
+/**
+ * The child's ports: as configured; 0 picks a free one; with none configured, a default that is taken on
+ * this machine falls back to a free one (as MQTT's 1883 does), so `npm start` runs beside another server.
+ */
+async function sipPorts(config: Config): Promise<{ udp: number; tcp: number; tls: number; ws: number; wss: number }> {
+  const host = config.sip.listenHost;
+  const { ports, portsExplicit } = config.sip;
+  const pick = async (port: number, both: boolean) => {
+    if (port !== 0 && (portsExplicit || (both ? await sipPortFree(host, port) : await tcpFree(host, port)))) return port;
+    return freeSipPort(host);
+  };
+  // UDP and TCP share one number unless configured apart.
+  const udp = await pick(ports.udp, true);
+  const tcp = ports.tcp === ports.udp ? udp : await pick(ports.tcp, true);
+  return { udp, tcp, tls: await pick(ports.tls, false), ws: await pick(ports.ws, false), wss: await pick(ports.wss, false) };
+}
+
+const canReach = (host: string, port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = createConnection({ host, port });
+    const timer = setTimeout(() => (s.destroy(), resolve(false)), 1500);
+    s.once('connect', () => (clearTimeout(timer), s.destroy(), resolve(true)));
+    s.once('error', () => (clearTimeout(timer), resolve(false)));
+  });

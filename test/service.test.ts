@@ -10,7 +10,7 @@ t.test('health, readiness, OpenAPI and request ids', async (t) => {
   const health = await svc.api('GET', '/healthz', { token: null });
   t.same([health.status, health.body], [200, { status: 'ok' }]);
   const ready = await svc.api('GET', '/readyz', { token: null });
-  t.same([ready.status, ready.body], [200, { status: 'ready', checks: { database: 'ok', redis: 'ok', broker: 'ok' } }]);
+  t.same([ready.status, ready.body], [200, { status: 'ready', checks: { database: 'ok', redis: 'ok', broker: 'ok', sip: 'off' } }]);
 
   const doc = await svc.api('GET', '/docs/json', { token: null });
   t.equal(doc.status, 200);

@@ -36,6 +36,9 @@ import { firmwareRoutes } from './routes/firmware.js';
 import { firmwareDownloadRoutes } from './routes/firmware-download.js';
 import { SharedSemaphore } from '../infra/shared-semaphore.js';
 import { upgradeRoutes } from './routes/upgrades.js';
+import type { CallService } from '../calls/service.js';
+import { callRoutes } from './routes/calls.js';
+import { sipBackendRoutes } from './routes/sip-backend.js';
 
 export interface ApiDeps {
   logger: Logger;
@@ -54,6 +57,9 @@ export interface ApiDeps {
   shared?: { redis: Redis; prefix: string };
   /** `GET /metrics` answers `endpoint` (the deployment's); this process's instruments are `local`. */
   metrics?: { endpoint: MetricsEndpoint; local: Metrics };
+  calls: CallService;
+  /** The token Kamailio presents to the SIP back end at /internal/sip (null: calls are off). */
+  sipBackendToken: string | null;
 }
 
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -95,6 +101,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, { checks: deps.readiness });
   if (deps.metrics) await app.register(metricsRoutes, { metrics: deps.metrics.endpoint });
   await app.register(deviceDocumentRoutes, deps.deviceAccess);
+  if (deps.sipBackendToken) await app.register(sipBackendRoutes, { prefix: '/internal/sip', calls: deps.calls, token: deps.sipBackendToken });
   // The download cap holds across every API process of the deployment (a process-local count without Redis).
   const downloadSlots = new SharedSemaphore({
     capacity: deps.firmware.maxDownloads,
@@ -109,7 +116,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       await api.register(accountRoutes, { accounts: deps.accounts });
       await api.register(memberRoutes, { accounts: deps.accounts, directory: deps.directory });
       await api.register(macLibraryRoutes, { macLibrary: deps.macLibrary });
-      await api.register(deviceRoutes, { devices: deps.devices });
+      await api.register(deviceRoutes, { devices: deps.devices, calls: deps.calls });
       await api.register(siteTemplateRoutes, { directory: deps.directory });
       await api.register(siteRoutes, { directory: deps.directory, writes: deps.writes });
       await api.register(writeAuditRoutes, { writes: deps.writes });
@@ -121,6 +128,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       await api.register(provisioningRoutes, { provisioning: deps.provisioning });
       await api.register(firmwareRoutes, { catalogue: deps.firmware.catalogue, maxImageBytes: deps.firmware.maxImageBytes });
       await api.register(upgradeRoutes, { upgrades: deps.firmware.upgrades });
+      await api.register(callRoutes, { calls: deps.calls });
     },
     { prefix: '/api/v1' },
   );

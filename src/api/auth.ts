@@ -39,6 +39,8 @@ const PROPERTY_MANAGER_ROUTES = new Set([
   'GET /api/v1/devices/:mac/directory',
   'GET /api/v1/jobs',
   'GET /api/v1/jobs/:id',
+  'GET /api/v1/sites/:siteId/calls',
+  'GET /api/v1/sites/:siteId/door-events',
 ]);
 
 /**

@@ -179,13 +179,16 @@ export async function startKamailio(binary: string, settings: KamailioSettings, 
   });
   const log = logger.child({ component: 'kamailio' });
   let tail = '';
+  let stopping = false;
   child.stderr!.on('data', (d: Buffer) => {
     const text = tail + d.toString();
     const lines = text.split('\n');
     tail = lines.pop() ?? '';
     for (const line of lines) {
       if (!line.trim()) continue;
-      if (/ERROR|CRITICAL|ALERT/.test(line)) log.error(line);
+      // Workers report their siblings' ends while Kamailio stops: not news.
+      if (stopping) log.debug(line);
+      else if (/ERROR|CRITICAL|ALERT/.test(line)) log.error(line);
       else if (/WARNING/.test(line)) log.warn(line);
       else log.debug(line);
     }
@@ -198,6 +201,7 @@ export async function startKamailio(binary: string, settings: KamailioSettings, 
     }),
   );
   const stop = async () => {
+    stopping = true;
     if (running) {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);

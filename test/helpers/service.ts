@@ -73,6 +73,8 @@ export async function startTestService(t: Teardown, env: Record<string, string |
     DATA_DIR: dataDir,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     PRESENCE_FLUSH_MS: '50',
+    // Calls tests start Kamailio themselves (SIP_SERVER unset, SIP ports 0); the others need none.
+    SIP_SERVER: 'off',
     ...env,
     DATABASE_URL: databaseUrl,
   });

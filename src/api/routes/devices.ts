@@ -4,9 +4,23 @@ import { createDeviceBody, createdDeviceSchema, deviceSchema, listDevicesQuery, 
 import type { DeviceService } from '../../devices/service.js';
 import { macParams } from '../../mac-library/schemas.js';
 import { pageOf } from '../../shared/pagination.js';
+import type { CallService, SipState } from '../../calls/service.js';
 import { errorResponses } from '../errors.js';
 
-export const deviceRoutes: FastifyPluginAsyncZod<{ devices: DeviceService }> = async (app, { devices }) => {
+/** A device as listed: its record, with its SIP registration as the calls domain saw it. */
+const listedDeviceSchema = deviceSchema.extend({
+  sipStatus: z.enum(['registered', 'unregistered']).describe("the device's SIP account registered with the SIP server now or not"),
+  sipLastRegisteredAt: z.string().nullable().describe('when it last registered'),
+});
+
+export const deviceRoutes: FastifyPluginAsyncZod<{ devices: DeviceService; calls: CallService }> = async (app, { devices, calls }) => {
+  const withSip = async <T extends { sipNumber: string }>(views: T[]) => {
+    const states = await calls.sipStates(views.map((v) => v.sipNumber));
+    return views.map((v) => {
+      const s: SipState = states.get(v.sipNumber) ?? { status: 'unregistered', lastRegisteredAt: null };
+      return { ...v, sipStatus: s.status, sipLastRegisteredAt: s.lastRegisteredAt };
+    });
+  };
   app.post(
     '/devices',
     {
@@ -23,14 +37,17 @@ export const deviceRoutes: FastifyPluginAsyncZod<{ devices: DeviceService }> = a
 
   app.get(
     '/devices',
-    { schema: { tags: ['devices'], summary: 'List and search devices', querystring: listDevicesQuery, response: { 200: pageOf(deviceSchema), ...errorResponses(400) } } },
-    async (request) => devices.list(request.principal, request.query),
+    { schema: { tags: ['devices'], summary: 'List and search devices', querystring: listDevicesQuery, response: { 200: pageOf(listedDeviceSchema), ...errorResponses(400) } } },
+    async (request) => {
+      const page = await devices.list(request.principal, request.query);
+      return { ...page, items: await withSip(page.items) };
+    },
   );
 
   app.get(
     '/devices/:mac',
-    { schema: { tags: ['devices'], summary: 'One device, with what the gateway saw of it', params: macParams, response: { 200: deviceSchema, ...errorResponses(400, 404) } } },
-    async (request) => devices.get(request.principal, request.params.mac),
+    { schema: { tags: ['devices'], summary: 'One device, with what the gateway saw of it', params: macParams, response: { 200: listedDeviceSchema, ...errorResponses(400, 404) } } },
+    async (request) => (await withSip([await devices.get(request.principal, request.params.mac)]))[0]!,
   );
 
   app.patch(
