@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { AccountService } from './accounts/service.js';
 import { WriteAuditLog } from './audit/service.js';
 import { buildApi } from './api/app.js';
+import { AppStations } from './calls/app-stations.js';
 import { ClusterBus } from './cluster/bus.js';
 import { RedisLease } from './cluster/lease.js';
 import { ClusterCommandChannel, GatewayInbox, GatewayLease, liveGateways, RedisSessionRegistry } from './cluster/routing.js';
@@ -53,6 +54,7 @@ export interface RunningService {
   scheduler: UpgradeScheduler;
   upgrades: UpgradeService;
   follower: DirectoryFollower;
+  appStations: AppStations;
   app: FastifyInstance;
   factorySecret: string;
   /** The first distributor's token when it was generated on this start (null otherwise). */
@@ -75,6 +77,7 @@ export interface RunningProcess {
   scheduler: UpgradeScheduler | null;
   upgrades: UpgradeService;
   follower: DirectoryFollower | null;
+  appStations: AppStations;
   app: FastifyInstance | null;
   factorySecret: string;
   generatedAdminToken: string | null;
@@ -194,6 +197,8 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
 
     // Devices learn the HTTP address from commands (downloads, documents); the port is known after listen.
     let publicUrl = config.publicUrl ?? '';
+    // TODO(calls): Kamailio endpoint
+    const appStations = new AppStations({ db: database.db, directory, registrationUrl: (code) => `${publicUrl}/api/v1/app-registrations/${code}`, sipEndpoint: () => null });
     const documents = new DocumentStore(database);
     const directoryRenders = new DirectoryRenders(database);
     const configurations = new Configurations(database, devices, documents, directoryRenders, (sha256) => `${publicUrl}/documents/${sha256}`);
@@ -319,6 +324,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         macLibrary,
         devices,
         directory,
+        appStations,
         writes: new WriteAuditLog(database.db),
         deviceDirectory: { renders: directoryRenders, documents },
         provisioning,
@@ -402,6 +408,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       scheduler: runs.engine ? scheduler : null,
       upgrades,
       follower,
+      appStations,
       app,
       factorySecret,
       generatedAdminToken: bootstrap.generatedToken,
