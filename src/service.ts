@@ -5,10 +5,11 @@ import { createConnection } from 'node:net';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { AccountService } from './accounts/service.js';
-import { findKamailio, freeSipPort, sipPortFree, startKamailio, tcpFree, type SipEndpoint } from './calls/kamailio.js';
+import { appSipAccess, findKamailio, freeSipPort, sipPortFree, startKamailio, tcpFree, type SipEndpoint } from './calls/kamailio.js';
 import { CallService } from './calls/service.js';
 import { WriteAuditLog } from './audit/service.js';
 import { buildApi } from './api/app.js';
+import { AppStations } from './calls/app-stations.js';
 import { ClusterBus } from './cluster/bus.js';
 import { RedisLease } from './cluster/lease.js';
 import { ClusterCommandChannel, GatewayInbox, GatewayLease, liveGateways, RedisSessionRegistry } from './cluster/routing.js';
@@ -56,6 +57,7 @@ export interface RunningService {
   scheduler: UpgradeScheduler;
   upgrades: UpgradeService;
   follower: DirectoryFollower;
+  appStations: AppStations;
   app: FastifyInstance;
   calls: CallService;
   sip: SipEndpoint | null;
@@ -80,6 +82,7 @@ export interface RunningProcess {
   scheduler: UpgradeScheduler | null;
   upgrades: UpgradeService;
   follower: DirectoryFollower | null;
+  appStations: AppStations;
   app: FastifyInstance | null;
   calls: CallService;
   /** Where stations reach the SIP server (null: calls are off). */
@@ -209,6 +212,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
 
     // Devices learn the HTTP address from commands (downloads, documents); the port is known after listen.
     let publicUrl = config.publicUrl ?? '';
+    const appStations = new AppStations({ db: database.db, directory, registrationUrl: (code) => `${publicUrl}/api/v1/app-registrations/${code}`, sipEndpoint: () => sip && appSipAccess(sip) });
     const documents = new DocumentStore(database);
     const directoryRenders = new DirectoryRenders(database);
     const configurations = new Configurations(database, devices, documents, directoryRenders, (sha256) => `${publicUrl}/documents/${sha256}`, () => sip);
@@ -336,6 +340,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         macLibrary,
         devices,
         directory,
+        appStations,
         writes: new WriteAuditLog(database.db),
         deviceDirectory: { renders: directoryRenders, documents },
         provisioning,
@@ -458,6 +463,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       scheduler: runs.engine ? scheduler : null,
       upgrades,
       follower,
+      appStations,
       app,
       calls,
       sip,

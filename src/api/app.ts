@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { AccountService } from '../accounts/service.js';
+import type { AppStations } from '../calls/app-stations.js';
 import type { WriteAuditLog } from '../audit/service.js';
 import type { DirectoryService } from '../directory/service.js';
 import type { DeviceService } from '../devices/service.js';
@@ -39,6 +40,7 @@ import { upgradeRoutes } from './routes/upgrades.js';
 import type { CallService } from '../calls/service.js';
 import { callRoutes } from './routes/calls.js';
 import { sipBackendRoutes } from './routes/sip-backend.js';
+import { appRegistrationRoutes, appStationRoutes } from './routes/app-stations.js';
 
 export interface ApiDeps {
   logger: Logger;
@@ -46,6 +48,7 @@ export interface ApiDeps {
   macLibrary: MacLibraryService;
   devices: DeviceService;
   directory: DirectoryService;
+  appStations: AppStations;
   writes: WriteAuditLog;
   deviceDirectory: Omit<DeviceDirectoryDeps, 'devices'>;
   provisioning: ProvisioningService;
@@ -110,6 +113,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
   app.addHook('onClose', () => downloadSlots.close());
   await app.register(firmwareDownloadRoutes, { catalogue: deps.firmware.catalogue, keys: deps.deviceAccess.keys, slots: downloadSlots, metrics: deps.metrics?.local });
+  // Apps redeem registration codes without a token (the code is the credential).
+  await app.register(appRegistrationRoutes, { prefix: '/api/v1', appStations: deps.appStations, shared: deps.shared, log: deps.logger.child({ component: 'api' }) });
   await app.register(
     async (api) => {
       api.addHook('onRequest', bearerAuth(deps.accounts, (id) => deps.directory.managedSites(id)));
@@ -124,6 +129,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       await api.register(apartmentRoutes, { directory: deps.directory });
       await api.register(residentRoutes, { directory: deps.directory });
       await api.register(credentialRoutes, { directory: deps.directory });
+      await api.register(appStationRoutes, { appStations: deps.appStations });
       await api.register(deviceDirectoryRoutes, { devices: deps.devices, ...deps.deviceDirectory });
       await api.register(provisioningRoutes, { provisioning: deps.provisioning });
       await api.register(firmwareRoutes, { catalogue: deps.firmware.catalogue, maxImageBytes: deps.firmware.maxImageBytes });

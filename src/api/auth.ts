@@ -10,7 +10,8 @@ declare module 'fastify' {
 
 /**
  * What a property manager may do (seed 004: property managers run residents and their access): read its
- * sites and their devices and jobs, manage residents, their PIN codes and cards, and reset apartments.
+ * sites and their devices and jobs, manage residents, their PIN codes and cards and their apps, and reset
+ * apartments.
  * Everything else (devices, MACs, firmware, remote maintenance, the directory's structure) is refused.
  */
 const PROPERTY_MANAGER_ROUTES = new Set([
@@ -34,6 +35,9 @@ const PROPERTY_MANAGER_ROUTES = new Set([
   'GET /api/v1/residents/:residentId/credentials',
   'POST /api/v1/residents/:residentId/credentials',
   'DELETE /api/v1/credentials/:credentialId',
+  'POST /api/v1/apartments/:apartmentId/app-registrations',
+  'GET /api/v1/apartments/:apartmentId/app-stations',
+  'DELETE /api/v1/app-stations/:appStationId',
   'GET /api/v1/devices',
   'GET /api/v1/devices/:mac',
   'GET /api/v1/devices/:mac/directory',

@@ -8,7 +8,7 @@ export const errorSchema = z
   .object({ error: z.object({ code: z.string(), message: z.string(), details: z.unknown() }) })
   .describe('Every error answers this shape');
 
-type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 422 | 500 | 503;
+type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 422 | 429 | 500 | 503;
 
 /** The error responses a route documents, merged into its response schemas. */
 export const errorResponses = (...statuses: ErrorStatus[]) =>

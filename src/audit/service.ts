@@ -25,7 +25,15 @@ export interface WriteView {
 
 /** Records a write with the account that made it, inside the writing transaction (other domains call this). */
 export async function recordWrite(q: Queryable, principal: Principal, entry: WriteEntry): Promise<void> {
-  await q.insert(writeAudit).values({ accountId: principal.actorId, installerId: entry.installerId, siteId: entry.siteId ?? null, action: entry.action, subject: entry.subject, details: entry.details ?? null });
+  await recordWriteAs(q, principal.actorId, entry);
+}
+
+/**
+ * Records a write made without a signed-in account, on behalf of the account named (e.g. an app redeeming
+ * a registration code: the account that issued the code), inside the writing transaction.
+ */
+export async function recordWriteAs(q: Queryable, actorId: string, entry: WriteEntry): Promise<void> {
+  await q.insert(writeAudit).values({ accountId: actorId, installerId: entry.installerId, siteId: entry.siteId ?? null, action: entry.action, subject: entry.subject, details: entry.details ?? null });
 }
 
 /** The write audit as accounts read it: a distributor all, an installer its own data, a property manager its sites. */

@@ -225,3 +225,11 @@ const canConnect = (host: string, port: number) =>
     s.once('connect', () => (s.destroy(), resolve(true)));
     s.once('error', () => resolve(false));
   });
+
+/** What an app is told: apps register over WebSocket, over TLS when the deployment has a certificate. */
+export function appSipAccess(endpoint: SipEndpoint): { domain: string; servers: { transport: 'ws' | 'wss'; host: string; port: number; url: string }[] } {
+  const servers: { transport: 'ws' | 'wss'; host: string; port: number; url: string }[] = [];
+  if (endpoint.ports.wss) servers.push({ transport: 'wss', host: endpoint.host, port: endpoint.ports.wss, url: `wss://${endpoint.host}:${endpoint.ports.wss}/` });
+  servers.push({ transport: 'ws', host: endpoint.host, port: endpoint.ports.ws, url: `ws://${endpoint.host}:${endpoint.ports.ws}/` });
+  return { domain: endpoint.domain, servers };
+}

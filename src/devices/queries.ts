@@ -13,11 +13,11 @@ export async function isBound(q: Queryable, mac: string): Promise<boolean> {
   return rows.length > 0;
 }
 
-/** What the directory renders of each placed device: type, name, SIP number and location. */
+/** What the directory renders of each placed device: type, name, SIP number, location and door relays. */
 export async function deviceFacts(q: Queryable, macs: string[]) {
   if (!macs.length) return [];
   return q
-    .select({ mac: devices.mac, type: devices.type, name: devices.name, sipNumber: devices.sipNumber, location: devices.location, installerId: devices.installerId })
+    .select({ mac: devices.mac, type: devices.type, name: devices.name, sipNumber: devices.sipNumber, location: devices.location, installerId: devices.installerId, relays: devices.relays })
     .from(devices)
     .where(inArray(devices.mac, macs));
 }

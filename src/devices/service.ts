@@ -1,4 +1,3 @@
-import { randomInt } from 'node:crypto';
 import { and, count, desc, eq, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
 import { recordWrite } from '../audit/service.js';
@@ -9,12 +8,11 @@ import type { DomainEvents } from '../shared/events.js';
 import { likePattern, paginate, type Page } from '../shared/pagination.js';
 import { codeToType, deviceTypeNames, typeToCode, type CreateDeviceInput, type DeviceTypeCode, type DeviceView, type PatchDeviceInput } from './schemas.js';
 import type { DevicePlacements, DevicePlacementView } from './placement.js';
+import { newSipPassword, nextSipNumber } from './sip-account.js';
 import { devices } from './tables.js';
 
 export type DeviceRow = typeof devices.$inferSelect;
 
-const SIP_PASSWORD_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
-const newSipPassword = () => Array.from({ length: 16 }, () => SIP_PASSWORD_ALPHABET[randomInt(SIP_PASSWORD_ALPHABET.length)]).join('');
 
 export function deviceView(d: DeviceRow, placement: DevicePlacementView | null = null): DeviceView {
   return {
@@ -88,7 +86,7 @@ export class DeviceService {
           location: input.location ?? null,
           relays: input.relays,
           allowMonitoring: input.allowMonitoring,
-          sipNumber: sql`nextval('sip_number_seq')::text`,
+          sipNumber: nextSipNumber(),
           sipPassword: password,
         })
         .returning();

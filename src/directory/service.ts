@@ -701,6 +701,37 @@ export class DirectoryService implements DevicePlacements {
     return rows;
   }
 
+  // ---- for the calls domain (app stations)
+
+  /**
+   * The apartment and its site, when the caller may see them (404 otherwise), read in `q`. With no
+   * principal, whoever's: work done on behalf of a one-time code its issuer made.
+   */
+  async apartmentFor(q: Queryable, principal: Principal | null, apartmentId: string): Promise<{ apartment: ApartmentRow; site: SiteRow }> {
+    if (principal) return this.apartment(q, principal, apartmentId);
+    const rows = await q.select({ apartment: apartments, site: sites }).from(apartments).innerJoin(sites, eq(sites.id, apartments.siteId)).where(eq(apartments.id, apartmentId)).limit(1);
+    if (!rows[0]) throw notFound('apartment', { apartmentId });
+    return rows[0];
+  }
+
+  /** The site when the caller may see it (404 otherwise), read in `q`. */
+  async siteFor(q: Queryable, principal: Principal, siteId: string): Promise<SiteRow> {
+    return this.site(q, principal, siteId);
+  }
+
+  /** Where the devices serving an apartment are placed: its site's public area, its building (outside apartments), the apartment itself. */
+  async placementsServing(q: Queryable, apartment: { id: string; siteId: string; buildingId: string }): Promise<(DevicePlacementView & { mac: string })[]> {
+    return q
+      .select({ mac: placements.mac, siteId: placements.siteId, buildingId: placements.buildingId, apartmentId: placements.apartmentId })
+      .from(placements)
+      .where(
+        and(
+          eq(placements.siteId, apartment.siteId),
+          sql`((${placements.buildingId} IS NULL AND ${placements.apartmentId} IS NULL) OR (${placements.buildingId} = ${apartment.buildingId} AND ${placements.apartmentId} IS NULL) OR ${placements.apartmentId} = ${apartment.id})`,
+        ),
+      );
+  }
+
   // ---- placement (DevicePlacements)
 
   async place(tx: Tx, principal: Principal, device: { mac: string; type: string; installerId: string }, target: DevicePlacementView | null): Promise<void> {

@@ -1,0 +1,280 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { asc, count, countDistinct, eq } from 'drizzle-orm';
+import QRCode from 'qrcode';
+import type { Principal } from '../accounts/service.js';
+import { recordWrite, recordWriteAs } from '../audit/service.js';
+import type { Db, Queryable } from '../db/client.js';
+import { deviceFacts } from '../devices/queries.js';
+import { newSipPassword, nextSipNumber } from '../devices/sip-account.js';
+import type { DirectoryService } from '../directory/service.js';
+import { conflict, DomainError, notFound } from '../shared/errors.js';
+import {
+  MAX_APPS_PER_APARTMENT,
+  type AddressBookEntry,
+  type AppLicencesView,
+  type AppRegistrationView,
+  type AppStationView,
+  type ExchangeInput,
+  type ExchangeView,
+  type AppSipAccess,
+} from './schemas.js';
+import { appLicences, appRegistrationCodes, appStations } from './tables.js';
+
+/** What app stations need of the directory: access checks on sites and apartments, and device placements. */
+export type AppStationDirectory = Pick<DirectoryService, 'apartmentFor' | 'siteFor' | 'placementsServing'>;
+
+export interface AppStationsOptions {
+  db: Db;
+  directory: AppStationDirectory;
+  /** The URL an app redeems a code at (the public address of `POST /api/v1/app-registrations/{code}`). */
+  registrationUrl: (code: string) => string;
+  /** The deployment's SIP server as apps reach it; null while SIP is off (stations are still made). */
+  sipEndpoint: () => AppSipAccess | null;
+  /** The clock codes expire by (tests move it). */
+  now?: () => Date;
+}
+
+/** The SIP account of an app station, as the SIP server's routing asks for it. */
+export interface AppStationAccount {
+  id: string;
+  siteId: string;
+  apartmentId: string;
+  installerId: string;
+  password: string;
+}
+
+/** How long a registration code is valid. */
+export const REGISTRATION_CODE_TTL_MS = 24 * 3600_000;
+
+// 16 random bytes (128 bits) as 26 characters of RFC 4648 base32: fits a QR code, typed if need be.
+const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+const CODE_FORMAT = /^[A-Z2-7]{26}$/;
+
+function base32(bytes: Buffer): string {
+  let out = '';
+  let value = 0;
+  let bits = 0;
+  for (const byte of bytes) {
+    value = ((value << 8) | byte) & 0xffff;
+    bits += 8;
+    while (bits >= 5) {
+      out += BASE32[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += BASE32[(value << (5 - bits)) & 31];
+  return out;
+}
+
+const newCode = () => base32(randomBytes(16));
+const hashCode = (code: string) => createHash('sha256').update(code).digest('hex');
+
+/** The one answer to an unknown, used, expired or malformed code: nothing tells them apart. */
+export const REGISTRATION_CODE_INVALID = 'registration_code_invalid';
+const invalidCode = () => new DomainError('not_found', REGISTRATION_CODE_INVALID, 'the registration code is not valid: unknown, already used or expired');
+export const isInvalidCode = (err: unknown) => err instanceof DomainError && err.code === REGISTRATION_CODE_INVALID;
+
+const licenceExhausted = (units: number, used: number) =>
+  new DomainError('forbidden', 'licence_exhausted', `every app licence of the site is in use (${used} of ${units} units); raise the licence count first`, { units, used });
+
+const DOOR_PHONES = new Set(['0', '1']);
+const GUARD_PHONE = '3';
+const INDOOR_MONITOR = '2';
+const TYPE_ORDER: Record<AddressBookEntry['type'], number> = { 'door-phone': 0, 'guard-phone': 1, 'indoor-monitor': 2 };
+
+type StationRow = typeof appStations.$inferSelect;
+const stationView = (s: StationRow): AppStationView => ({ id: s.id, name: s.name, sipNumber: s.sipNumber, createdAt: s.createdAt.toISOString() });
+
+/**
+ * Residents' apps as intercom stations (seed 000 "Mobile App Service"). A site's licence counts units
+ * (apartments) with apps; each apartment has up to 8. The installer or a property manager makes a one-time
+ * code (shown as a QR code) for an apartment; an app redeems it once, within 24 h, for a SIP account of its
+ * own and the apartment's address book: the door and guard phones serving it and its indoor monitors.
+ * Every write is audited in its own transaction; SIP passwords are never audited, logged or listed.
+ */
+export class AppStations {
+  /** The clock codes expire by (tests move it). */
+  now: () => Date;
+  private readonly db: Db;
+  private readonly directory: AppStationDirectory;
+  private readonly registrationUrl: (code: string) => string;
+  private readonly sipEndpoint: () => AppSipAccess | null;
+
+  constructor(opts: AppStationsOptions) {
+    this.db = opts.db;
+    this.directory = opts.directory;
+    this.registrationUrl = opts.registrationUrl;
+    this.sipEndpoint = opts.sipEndpoint;
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  // ---- licences
+
+  private async licenceState(q: Queryable, siteId: string, lock = false): Promise<AppLicencesView> {
+    const query = q.select({ units: appLicences.units }).from(appLicences).where(eq(appLicences.siteId, siteId));
+    const licence = lock ? await query.for('update') : await query;
+    const used = await q.select({ n: countDistinct(appStations.apartmentId) }).from(appStations).where(eq(appStations.siteId, siteId));
+    return { units: licence[0]?.units ?? 0, used: used[0]?.n ?? 0 };
+  }
+
+  /** The site's licensed units and how many of them have apps. */
+  async licences(principal: Principal, siteId: string): Promise<AppLicencesView> {
+    await this.directory.siteFor(this.db, principal, siteId);
+    return this.licenceState(this.db, siteId);
+  }
+
+  /** Sets the site's licence count (the new total); below the units with apps it is refused (409 `licence_in_use`). */
+  async setLicences(principal: Principal, siteId: string, units: number): Promise<AppLicencesView> {
+    return this.db.transaction(async (tx) => {
+      const site = await this.directory.siteFor(tx, principal, siteId);
+      // The licence row, made if missing, is locked: registrations of the site wait for this change.
+      await tx.insert(appLicences).values({ siteId, units: 0 }).onConflictDoNothing();
+      const before = await this.licenceState(tx, siteId, true);
+      if (units < before.used) throw conflict('licence_in_use', `${before.used} units of the site have apps: remove apps before lowering the licence count below that`, { units, used: before.used });
+      await tx.update(appLicences).set({ units, updatedAt: new Date() }).where(eq(appLicences.siteId, siteId));
+      await recordWrite(tx, principal, { installerId: site.installerId, siteId, action: 'app-licences.set', subject: siteId, details: { units, before: before.units } });
+      return { units, used: before.used };
+    });
+  }
+
+  /**
+   * Whether the apartment may have one more app: fewer than 8 there, and a free licence if it has none yet.
+   * With `lock`, the site's licence row is locked first: concurrent registrations of a site take turns.
+   * Answers the apartment's app count.
+   */
+  private async checkRoom(q: Queryable, siteId: string, apartmentId: string, lock: boolean): Promise<number> {
+    const licence = await this.licenceState(q, siteId, lock);
+    const rows = await q.select({ n: count() }).from(appStations).where(eq(appStations.apartmentId, apartmentId));
+    const inApartment = rows[0]?.n ?? 0;
+    if (inApartment >= MAX_APPS_PER_APARTMENT) throw conflict('apartment_full', `the apartment already has ${MAX_APPS_PER_APARTMENT} apps; remove one first`, { apartmentId, apps: inApartment });
+    if (inApartment === 0 && licence.used >= licence.units) throw licenceExhausted(licence.units, licence.used);
+    return inApartment;
+  }
+
+  // ---- registration codes
+
+  /**
+   * A one-time registration code for the apartment, valid 24 h, with its URL and QR code. Only its SHA-256
+   * is kept: the code is shown only in this answer.
+   */
+  async createRegistration(principal: Principal, apartmentId: string): Promise<AppRegistrationView> {
+    const code = newCode();
+    const row = await this.db.transaction(async (tx) => {
+      const { site } = await this.directory.apartmentFor(tx, principal, apartmentId);
+      await this.checkRoom(tx, site.id, apartmentId, false);
+      const expiresAt = new Date(this.now().getTime() + REGISTRATION_CODE_TTL_MS);
+      const [created] = await tx.insert(appRegistrationCodes).values({ codeHash: hashCode(code), siteId: site.id, apartmentId, createdBy: principal.actorId, expiresAt }).returning();
+      await recordWrite(tx, principal, { installerId: site.installerId, siteId: site.id, action: 'app-registration.created', subject: created!.id, details: { apartmentId, expiresAt: expiresAt.toISOString() } });
+      return created!;
+    });
+    const registrationUrl = this.registrationUrl(code);
+    const png = await QRCode.toDataURL(registrationUrl, { errorCorrectionLevel: 'M', margin: 2, width: 320 });
+    return { id: row.id, code, expiresAt: row.expiresAt.toISOString(), registrationUrl, qr: { text: registrationUrl, png } };
+  }
+
+  /**
+   * Redeems a code (no account: the code is the credential) for a new app station of its apartment: its SIP
+   * account and address book. In one transaction the code is locked, checked (unknown, used and expired
+   * codes all answer 404 `registration_code_invalid`), the apartment's room checked again, the station made
+   * and the code marked used.
+   */
+  async exchange(code: string, input: ExchangeInput = {}): Promise<ExchangeView> {
+    const normal = code.toUpperCase();
+    if (!CODE_FORMAT.test(normal)) throw invalidCode();
+    const password = newSipPassword();
+    const { station, addressBook } = await this.db.transaction(async (tx) => {
+      const [registration] = await tx.select().from(appRegistrationCodes).where(eq(appRegistrationCodes.codeHash, hashCode(normal))).limit(1).for('update');
+      if (!registration || registration.usedAt || registration.expiresAt.getTime() <= this.now().getTime()) throw invalidCode();
+      const { apartment, site } = await this.directory.apartmentFor(tx, null, registration.apartmentId);
+      const apps = await this.checkRoom(tx, site.id, apartment.id, true);
+      const name = input?.name ?? `App ${apps + 1}`;
+      const [station] = await tx
+        .insert(appStations)
+        .values({ siteId: site.id, apartmentId: apartment.id, installerId: site.installerId, name, sipNumber: nextSipNumber(), sipPassword: password })
+        .returning();
+      await tx.update(appRegistrationCodes).set({ usedAt: this.now(), appStationId: station!.id }).where(eq(appRegistrationCodes.id, registration.id));
+      // No account signed in: the write is the code issuer's (or, that account gone, the site installer's).
+      await recordWriteAs(tx, registration.createdBy ?? site.installerId, {
+        installerId: site.installerId,
+        siteId: site.id,
+        action: 'app-station.registered',
+        subject: station!.id,
+        details: { apartmentId: apartment.id, registrationId: registration.id, name, sipNumber: station!.sipNumber },
+      });
+      return { station: station!, addressBook: await this.bookOf(tx, apartment) };
+    });
+    const endpoint = this.sipEndpoint();
+    return {
+      station: { id: station.id, name: station.name, sipNumber: station.sipNumber, apartmentId: station.apartmentId, siteId: station.siteId },
+      sip: { username: station.sipNumber, password, domain: endpoint?.domain ?? null, servers: endpoint?.servers ?? [] },
+      addressBook,
+    };
+  }
+
+  // ---- stations
+
+  /** The apartment's app stations (never their passwords), oldest first. */
+  async list(principal: Principal, apartmentId: string): Promise<AppStationView[]> {
+    await this.directory.apartmentFor(this.db, principal, apartmentId);
+    const rows = await this.db.select().from(appStations).where(eq(appStations.apartmentId, apartmentId)).orderBy(asc(appStations.createdAt), asc(appStations.id));
+    return rows.map(stationView);
+  }
+
+  /** Removes an app station: its SIP account stops working at once, and its apartment's slot (and licence use) is free. */
+  async remove(principal: Principal, stationId: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const [station] = await tx.select().from(appStations).where(eq(appStations.id, stationId)).limit(1).for('update');
+      if (!station) throw notFound('app station', { appStationId: stationId });
+      const site = await this.directory.siteFor(tx, principal, station.siteId).catch((err: unknown) => {
+        if (err instanceof DomainError && err.kind === 'not_found') throw notFound('app station', { appStationId: stationId });
+        throw err;
+      });
+      await tx.delete(appStations).where(eq(appStations.id, stationId));
+      await recordWrite(tx, principal, { installerId: site.installerId, siteId: site.id, action: 'app-station.removed', subject: stationId, details: { apartmentId: station.apartmentId, sipNumber: station.sipNumber } });
+    });
+  }
+
+  // ---- for the SIP server
+
+  /** The app station holding this SIP number, with its password (for the SIP server's authentication); null: none. */
+  async account(sipNumber: string): Promise<AppStationAccount | null> {
+    const rows = await this.db
+      .select({ id: appStations.id, siteId: appStations.siteId, apartmentId: appStations.apartmentId, installerId: appStations.installerId, password: appStations.sipPassword })
+      .from(appStations)
+      .where(eq(appStations.sipNumber, sipNumber))
+      .limit(1);
+    return rows[0] ?? null;
+  }
+
+  /** The address book of the app station holding this SIP number; null: no such station. */
+  async addressBook(stationSipNumber: string): Promise<AddressBookEntry[] | null> {
+    const rows = await this.db.select({ apartmentId: appStations.apartmentId }).from(appStations).where(eq(appStations.sipNumber, stationSipNumber)).limit(1);
+    if (!rows[0]) return null;
+    const { apartment } = await this.directory.apartmentFor(this.db, null, rows[0].apartmentId);
+    return this.bookOf(this.db, apartment);
+  }
+
+  /**
+   * An apartment's address book: the door and guard phones serving it (placed in its site's public area, in
+   * its building, or in it) and its indoor monitors. A door or guard phone releases a door from a call when
+   * it has an enabled relay with a DTMF code.
+   */
+  private async bookOf(q: Queryable, apartment: { id: string; siteId: string; buildingId: string }): Promise<AddressBookEntry[]> {
+    const placed = new Map((await this.directory.placementsServing(q, apartment)).map((p) => [p.mac, p]));
+    const entries: AddressBookEntry[] = [];
+    for (const d of await deviceFacts(q, [...placed.keys()])) {
+      const entrance = DOOR_PHONES.has(d.type) || d.type === GUARD_PHONE;
+      const monitor = d.type === INDOOR_MONITOR && placed.get(d.mac)?.apartmentId === apartment.id;
+      if (!entrance && !monitor) continue;
+      entries.push({
+        sipNumber: d.sipNumber,
+        name: d.name,
+        type: monitor ? 'indoor-monitor' : d.type === GUARD_PHONE ? 'guard-phone' : 'door-phone',
+        location: d.location,
+        doorRelease: entrance && d.relays.some((r) => r.enabled && r.dtmf.length > 0),
+      });
+    }
+    const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    return entries.sort((a, b) => TYPE_ORDER[a.type] - TYPE_ORDER[b.type] || byText(a.name, b.name) || byText(a.sipNumber, b.sipNumber));
+  }
+}
