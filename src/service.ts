@@ -169,7 +169,10 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
 
     // Calls: the SIP endpoint is known now for an external server, after Kamailio started for a child.
     let sip: SipEndpoint | null = config.sip.mode === 'external' ? externalSipEndpoint(config) : null;
-    const calls = new CallService(database.db, directory, () => sip?.domain ?? config.sip.domain ?? 'sip.invalid');
+    // Devices learn the HTTP address from commands (downloads, documents); the port is known after listen.
+    let publicUrl = config.publicUrl ?? '';
+    const appStations = new AppStations({ db: database.db, directory, registrationUrl: (code) => `${publicUrl}/api/v1/app-registrations/${code}`, sipEndpoint: () => sip && appSipAccess(sip) });
+    const calls = new CallService(database.db, directory, appStations, () => sip?.domain ?? config.sip.domain ?? 'sip.invalid');
     const sipBackendToken = config.sip.mode === 'external' ? config.sip.backendToken! : config.sip.mode === 'child' ? (config.sip.backendToken ?? randomBytes(24).toString('base64url')) : null;
 
     // Each process counts for itself and publishes to Redis; /metrics merges the deployment's processes.
@@ -210,9 +213,6 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         })
       : null;
 
-    // Devices learn the HTTP address from commands (downloads, documents); the port is known after listen.
-    let publicUrl = config.publicUrl ?? '';
-    const appStations = new AppStations({ db: database.db, directory, registrationUrl: (code) => `${publicUrl}/api/v1/app-registrations/${code}`, sipEndpoint: () => sip && appSipAccess(sip) });
     const documents = new DocumentStore(database);
     const directoryRenders = new DirectoryRenders(database);
     const configurations = new Configurations(database, devices, documents, directoryRenders, (sha256) => `${publicUrl}/documents/${sha256}`, () => sip);

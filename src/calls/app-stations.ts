@@ -18,7 +18,7 @@ import {
   type ExchangeView,
   type AppSipAccess,
 } from './schemas.js';
-import { appLicences, appRegistrationCodes, appStations } from './tables.js';
+import { appLicences, appRegistrationCodes, appStations, sipRegistrations } from './tables.js';
 
 /** What app stations need of the directory: access checks on sites and apartments, and device placements. */
 export type AppStationDirectory = Pick<DirectoryService, 'apartmentFor' | 'siteFor' | 'placementsServing'>;
@@ -230,6 +230,8 @@ export class AppStations {
         throw err;
       });
       await tx.delete(appStations).where(eq(appStations.id, stationId));
+      // Its registration goes with it: the number shows unregistered at once.
+      await tx.delete(sipRegistrations).where(eq(sipRegistrations.sipNumber, station.sipNumber));
       await recordWrite(tx, principal, { installerId: site.installerId, siteId: site.id, action: 'app-station.removed', subject: stationId, details: { apartmentId: station.apartmentId, sipNumber: station.sipNumber } });
     });
   }

@@ -56,6 +56,9 @@ export function renderKamailioConfig(s: KamailioSettings, tlsConfigFile: string 
     LOG_LEVEL: String(KAMAILIO_LOG_LEVEL[s.logLevel]),
     CHILDREN: String(s.children),
     DOMAIN: s.domain,
+    // A name is an alias of this server; an IP must not be one: with any port it would make every
+    // station's contact on this host "myself", and in-dialog requests would loop back here.
+    ALIAS: net.isIP(s.domain) ? '# the SIP domain is an IP address of this server: no alias' : `alias="${s.domain}"`,
     LISTEN_HOST: s.listenHost,
     ADVERTISE: advertise,
     UDP_PORT: String(s.ports.udp),

@@ -64,7 +64,8 @@ function apartmentSteps(apartmentId: string, site: RoutingSite, caller: Station)
 /** Whether `caller` may call station `callee` of the same site. */
 function mayCallStation(caller: Station, callee: Station, site: CallDirectory): boolean {
   if (callee.type === '50' || caller.type === '50') return false;
-  if (caller.type === GUARD_PHONE || callee.type === GUARD_PHONE) return true;
+  // A guard phone calls anyone of its site; it is called by the stations it serves, as a door phone is.
+  if (caller.type === GUARD_PHONE) return true;
   if (isEntrance(caller.type)) {
     // A door phone calls the stations of the apartments it serves.
     return !isEntrance(callee.type) && callee.apartmentId !== null && serves(caller, callee.apartmentId, site);

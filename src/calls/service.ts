@@ -5,6 +5,7 @@ import type { Db } from '../db/client.js';
 import { deviceFacts, sipAccountOf } from '../devices/queries.js';
 import type { DirectoryService } from '../directory/service.js';
 import { paginate, type Page } from '../shared/pagination.js';
+import type { AppStations } from './app-stations.js';
 import { planLine, routeCall, type RoutePlan, type Station } from './routing.js';
 import { appStations, calls, doorEvents, sipRegistrations, type CallOutcome } from './tables.js';
 
@@ -68,6 +69,7 @@ export class CallService {
   constructor(
     private readonly db: Db,
     private readonly directory: DirectoryService,
+    private readonly apps: Pick<AppStations, 'account'>,
     /** The digest realm (the SIP domain); a getter, as the SIP server may start after this service. */
     private readonly realm: () => string,
     private readonly now: () => Date = () => new Date(),
@@ -84,8 +86,7 @@ export class CallService {
         mac: device.mac,
       };
     }
-    const rows = await this.db.select({ siteId: appStations.siteId, apartmentId: appStations.apartmentId, password: appStations.sipPassword }).from(appStations).where(eq(appStations.sipNumber, sipNumber)).limit(1);
-    const app = rows[0];
+    const app = await this.apps.account(sipNumber);
     if (!app) return null;
     return { station: { sipNumber, kind: 'app', type: 'app', buildingId: null, apartmentId: app.apartmentId }, siteId: app.siteId, password: app.password, mac: null };
   }
