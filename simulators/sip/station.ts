@@ -25,6 +25,8 @@ export interface SipStationOptions {
   /** SIP user (account number), also the auth username. */
   number: string;
   password: string;
+  /** Digest user name when it differs from `number` (only a misbehaving station does that). */
+  authUsername?: string;
   /** SIP domain/realm used in the AOR sip:number@domain. */
   domain: string;
   /** For ws/wss the URL is ws(s)://host:port{wsPath ?? '/'}. */
@@ -110,7 +112,8 @@ export class SipStation extends EventEmitter {
     this.ua = new UserAgent({
       uri,
       displayName: this.opts.displayName,
-      authorizationUsername: number,
+      // A different authentication user than the address is what a station impersonating another does (tests).
+      authorizationUsername: this.opts.authUsername ?? number,
       authorizationPassword: this.opts.password,
       contactName: number,
       contactParams: { transport: server.transport },

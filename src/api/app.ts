@@ -129,7 +129,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       await api.register(apartmentRoutes, { directory: deps.directory });
       await api.register(residentRoutes, { directory: deps.directory });
       await api.register(credentialRoutes, { directory: deps.directory });
-      await api.register(appStationRoutes, { appStations: deps.appStations });
+      await api.register(appStationRoutes, { appStations: deps.appStations, calls: deps.calls });
       await api.register(deviceDirectoryRoutes, { devices: deps.devices, ...deps.deviceDirectory });
       await api.register(provisioningRoutes, { provisioning: deps.provisioning });
       await api.register(firmwareRoutes, { catalogue: deps.firmware.catalogue, maxImageBytes: deps.firmware.maxImageBytes });

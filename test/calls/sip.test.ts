@@ -22,9 +22,9 @@ const B = as(bob.token);
 
 const stations: SipStation[] = [];
 t.teardown(() => Promise.all(stations.map((s) => s.stop().catch(() => {}))));
-function station(account: { number: string; password: string }, transport: SipTransport = 'udp') {
+function station(account: { number: string; password: string; authUsername?: string }, transport: SipTransport = 'udp', localAddress?: string) {
   const port = transport === 'udp' ? sip.ports.udp : transport === 'tcp' ? sip.ports.tcp : sip.ports.ws;
-  const s = new SipStation({ number: account.number, password: account.password, domain: sip.domain, server: { host: '127.0.0.1', port, transport } });
+  const s = new SipStation({ ...account, domain: sip.domain, server: { host: '127.0.0.1', port, transport }, ...(localAddress && { localAddress }) });
   stations.push(s);
   return s;
 }
@@ -89,5 +89,102 @@ t.test('a door phone calls an apartment: its monitor rings, answers and releases
   t.equal(refused, 404, "a number outside the caller's site is not found");
   const unknownFlat = await doorPhone.call('999').then(() => 0, (err: { status?: number }) => err.status ?? -1);
   t.equal(unknownFlat, 404, 'an apartment the site does not have is not found');
+});
+
+t.test('nobody registers as another account; repeated wrong passwords block the address', async (t) => {
+  const door = await device(alice.token, '0C1108000020', 0);
+  const monitor = await device(alice.token, '0C1108000021', 2);
+  const impostor = station({ number: monitor.number, password: door.password, authUsername: door.number }, 'udp', '127.0.0.5');
+  await impostor.start();
+  t.equal((await impostor.register()).status, 403, "the door phone's credentials do not register the monitor's number");
+
+  const guesser = station({ ...door, password: 'guess-guess-guess' }, 'udp', '127.0.0.6');
+  await guesser.start();
+  // SIP_AUTH_FAILURES (10) wrong digests from one address, then it is refused.
+  const statuses: number[] = [];
+  while (statuses.length < 12 && statuses.at(-1) !== 403) statuses.push((await guesser.register()).status);
+  // A REGISTER may carry two wrong digests (sip.js retries with the cached challenge), so count attempts loosely.
+  t.ok(statuses.length >= 2 && statuses.slice(0, -1).every((s) => s === 401), `wrong passwords are challenged again (${statuses.join(' ')})`);
+  t.equal(statuses.at(-1), 403, 'then the address is refused');
+  const blocked = station(door, 'udp', '127.0.0.6');
+  await blocked.start();
+  t.equal((await blocked.register()).status, 403, 'even with the right password, for a while');
+  const elsewhere = station(door, 'udp', '127.0.0.7');
+  await elsewhere.start();
+  t.equal((await elsewhere.register()).status, 200, 'other addresses are not affected');
+});
+
+t.test('an app station registers by code over WebSocket, calls only its address book, and stops at once when removed', async (t) => {
+  const site = (await A.post('/sites', { kind: 'community', name: 'Apps', timeZone: 'Europe/Berlin' })).body;
+  const building = (await A.post(`/sites/${site.id}/buildings`, { name: 'A' })).body;
+  const flat = (await A.post(`/buildings/${building.id}/apartments`, { number: '201' })).body;
+  const other = (await A.post(`/buildings/${building.id}/apartments`, { number: '202' })).body;
+  const door = await device(alice.token, '0C1108000030', 0);
+  const neighbour = await device(alice.token, '0C1108000031', 2);
+  await A.patch(`/devices/${door.mac}`, { siteId: site.id, buildingId: building.id });
+  await A.patch(`/devices/${neighbour.mac}`, { siteId: site.id, apartmentId: other.id });
+  t.equal((await svc.api('PUT', `/api/v1/sites/${site.id}/app-licences`, { token: alice.token, body: { units: 1 } })).status, 200);
+  const registration = await A.post(`/apartments/${flat.id}/app-registrations`);
+  t.equal(registration.status, 201);
+  const exchanged = await svc.api('POST', new URL(registration.body.registrationUrl).pathname, { body: { name: 'Phone' } });
+  t.equal(exchanged.status, 201);
+  const account = { number: exchanged.body.sip.username as string, password: exchanged.body.sip.password as string };
+  t.match(exchanged.body.sip.servers, [{ transport: 'ws', port: sip.ports.ws }]);
+  t.ok(exchanged.body.addressBook.some((e: { sipNumber: string }) => e.sipNumber === door.number), 'the door phone is in its address book');
+
+  const app = station(account, 'ws');
+  const doorPhone = station(door, 'udp');
+  const neighbourMonitor = station(neighbour, 'udp');
+  doorPhone.autoAnswer = { ringMs: 0 };
+  await Promise.all([app.start(), doorPhone.start(), neighbourMonitor.start()]);
+  t.equal((await app.register()).status, 200, 'the app registers over WebSocket');
+  t.equal((await doorPhone.register()).status, 200);
+  t.equal((await neighbourMonitor.register()).status, 200);
+  const apps = await waitFor(() => A.get(`/apartments/${flat.id}/app-stations`), (r) => r.body.items?.[0]?.sipStatus === 'registered');
+  t.notOk(JSON.stringify(apps.body).includes(account.password), 'no password in the list');
+
+  const call = await app.call(door.number);
+  await call.hangup();
+  t.pass('the app calls the door phone in its address book');
+  const outside = await app.call(neighbour.number).then(() => 0, (err: { status?: number }) => err.status ?? -1);
+  t.equal(outside, 403, "a neighbour's monitor is outside its address book (community calls are off)");
+
+  const station0 = apps.body.items[0];
+  t.equal((await svc.api('DELETE', `/api/v1/app-stations/${station0.id}`, { token: alice.token })).status, 204);
+  const again = station(account, 'ws');
+  await again.start();
+  t.equal((await again.register()).status, 401, 'a removed app station cannot register any more');
+  const refused = await app.call(door.number).then(() => 0, (err: { status?: number }) => err.status ?? -1);
+  t.equal(refused, 407, 'nor call: its credentials are refused at once');
+});
+
+t.test('sequence calls ring the next step when a step is not answered in time', async (t) => {
+  const site = (await A.post('/sites', { kind: 'community', name: 'Sequence', timeZone: 'Europe/Berlin' })).body;
+  const building = (await A.post(`/sites/${site.id}/buildings`, { name: 'A' })).body;
+  const flat = (await A.post(`/buildings/${building.id}/apartments`, { number: '301', contactPreference: { mode: 'sequence', steps: ['indoor-monitors', 'app-accounts'], stepTimeoutSeconds: 5 } })).body;
+  t.ok(flat.id, JSON.stringify(flat));
+  const door = await device(alice.token, '0C1108000040', 0);
+  const monitor = await device(alice.token, '0C1108000041', 2);
+  await A.patch(`/devices/${door.mac}`, { siteId: site.id, buildingId: building.id });
+  await A.patch(`/devices/${monitor.mac}`, { siteId: site.id, apartmentId: flat.id });
+  await svc.api('PUT', `/api/v1/sites/${site.id}/app-licences`, { token: alice.token, body: { units: 1 } });
+  const registration = await A.post(`/apartments/${flat.id}/app-registrations`);
+  const exchanged = await svc.api('POST', new URL(registration.body.registrationUrl).pathname, { body: {} });
+  const app = station({ number: exchanged.body.sip.username, password: exchanged.body.sip.password }, 'ws');
+  const indoor = station(monitor, 'tcp');
+  const doorPhone = station(door, 'udp');
+  app.autoAnswer = { ringMs: 0 };
+  await Promise.all([app.start(), indoor.start(), doorPhone.start()]);
+  for (const s of [app, indoor, doorPhone]) t.equal((await s.register()).status, 200);
+
+  const order: string[] = [];
+  indoor.on('incoming', () => order.push('monitor'));
+  indoor.on('ended', () => order.push('monitor stopped'));
+  app.on('incoming', () => order.push('app'));
+  const call = await doorPhone.call('301');
+  t.same(order.slice(0, 2), ['monitor', 'app'], 'the monitor first; after its step timed out, the app');
+  await call.hangup();
+  const listed = await waitFor(() => A.get(`/sites/${site.id}/calls`), (r) => r.body.items?.[0]?.outcome === 'completed');
+  t.equal(listed.body.items[0].answeredBy, exchanged.body.sip.username, 'answered by the app');
 });
 }

@@ -1,3 +1,4 @@
+import type { CallService } from '../../calls/service.js';
 import type { Redis } from 'ioredis';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -11,7 +12,7 @@ import { errorResponses, errorSchema, HttpError } from '../errors.js';
 const tags = ['app stations'];
 
 /** Licences, registration codes and app stations, for the installer (and a property manager in its sites). */
-export const appStationRoutes: FastifyPluginAsyncZod<{ appStations: AppStations }> = async (app, { appStations }) => {
+export const appStationRoutes: FastifyPluginAsyncZod<{ appStations: AppStations; calls: CallService }> = async (app, { appStations, calls }) => {
   app.put(
     '/sites/:siteId/app-licences',
     {
@@ -48,8 +49,24 @@ export const appStationRoutes: FastifyPluginAsyncZod<{ appStations: AppStations 
   );
   app.get(
     '/apartments/:apartmentId/app-stations',
-    { schema: { tags, summary: "An apartment's app stations", params: apartmentParams, response: { 200: z.object({ items: z.array(appStationSchema) }), ...errorResponses(400, 404) } } },
-    async (request) => ({ items: await appStations.list(request.principal, request.params.apartmentId) }),
+    {
+      schema: {
+        tags,
+        summary: "An apartment's app stations, with their SIP registration",
+        params: apartmentParams,
+        response: {
+          200: z.object({
+            items: z.array(appStationSchema.extend({ sipStatus: z.enum(['registered', 'unregistered']), sipLastRegisteredAt: z.string().nullable().describe('when it last registered') })),
+          }),
+          ...errorResponses(400, 404),
+        },
+      },
+    },
+    async (request) => {
+      const items = await appStations.list(request.principal, request.params.apartmentId);
+      const states = await calls.sipStates(items.map((i) => i.sipNumber));
+      return { items: items.map((i) => ({ ...i, sipStatus: states.get(i.sipNumber)!.status, sipLastRegisteredAt: states.get(i.sipNumber)!.lastRegisteredAt })) };
+    },
   );
   app.delete(
     '/app-stations/:appStationId',
