@@ -17,14 +17,20 @@ ENV NODE_ENV=production \
     MQTT_PORT=1883 \
     MQTT_WS_PORT=8083
 WORKDIR /app
+# Calls: the service starts Debian's Kamailio as a child when SIP_SERVER is unset (src/calls/kamailio.ts).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends kamailio kamailio-websocket-modules kamailio-tls-modules kamailio-utils-modules \
+    && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+COPY src/calls/kamailio.cfg ./dist/src/calls/kamailio.cfg
 COPY migrations ./migrations
 RUN mkdir -p /var/lib/intercom-cloud && chown node:node /var/lib/intercom-cloud
 USER node
-# 8080 HTTP (roles all, api), 1883 MQTT, 8883 MQTTS, 8083 MQTT over WebSocket and health (role gateway).
-EXPOSE 8080 1883 8883 8083
+# 8080 HTTP (roles all, api), 1883 MQTT, 8883 MQTTS, 8083 MQTT over WebSocket and health (role gateway);
+# SIP (role all with its Kamailio child): 5060 UDP and TCP, 5061 TLS, 5066 WebSocket, 7443 secure WebSocket.
+EXPOSE 8080 1883 8883 8083 5060/udp 5060/tcp 5061 5066 7443
 VOLUME ["/var/lib/intercom-cloud"]
 # ROLE picks the process's part (all, gateway, engine, api): a gateway answers /healthz on its WebSocket
 # port, an engine listens on no port (its liveness is the process itself).

@@ -321,7 +321,9 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     let app: FastifyInstance | null = null;
     let httpPort: number | null = null;
     // How /readyz learns the SIP server answers (null: none runs or is configured).
-    let sipAlive: (() => Promise<boolean>) | null = config.sip.mode === 'external' ? () => canReach(sip!.host, sip!.ports.tcp) : null;
+    // A child still starting is not ready yet; without Kamailio installed, calls are off.
+    const kamailio = config.sip.mode === 'child' && role === 'all' ? findKamailio() : null;
+    let sipAlive: (() => Promise<boolean>) | null = config.sip.mode === 'external' ? () => canReach(sip!.host, sip!.ports.tcp) : kamailio ? async () => false : null;
     if (runs.api) {
       // In a cluster the broker lives in gateway processes: ready while at least one holds a lease.
       let gatewaysAlive = true;
@@ -412,7 +414,6 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       mqttPorts = await gateway.listen();
     }
     if (config.sip.mode === 'child' && role === 'all' && httpPort !== null) {
-      const kamailio = findKamailio();
       if (!kamailio) logger.warn('kamailio is not installed (Debian: apt-get install kamailio kamailio-websocket-modules kamailio-tls-modules kamailio-utils-modules): calls are off');
       else {
         const ports = await sipPorts(config);

@@ -177,8 +177,12 @@ export async function startKamailio(binary: string, settings: KamailioSettings, 
     throw new Error(`kamailio refused the generated configuration:\n${checkOutput.split('\n').filter((l) => /ERROR|error/.test(l)).slice(0, 10).join('\n')}`);
   }
 
-  const child = spawn(binary, ['-DD', '-E', '-f', configFile, '-L', settings.modulesDir, '-P', join(dir, 'kamailio.pid'), '-Y', dir, '-w', dir, '-m', '128', '-M', '16'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
+  // Kamailio outlives a parent that dies (kill -9, a crash) and keeps the SIP ports. A small shell holds
+  // the read end of a pipe from this process: when the pipe closes (stop() or this process's end), it
+  // stops Kamailio.
+  const args = ['-DD', '-E', '-f', configFile, '-L', settings.modulesDir, '-P', join(dir, 'kamailio.pid'), '-Y', dir, '-w', dir, '-m', '128', '-M', '16'];
+  const child = spawn('/bin/sh', ['-c', 'exec 3<&0; "$@" </dev/null & pid=$!; { read _ <&3; kill -TERM $pid 2>/dev/null; } & wait $pid', 'kamailio-guard', binary, ...args], {
+    stdio: ['pipe', 'ignore', 'pipe'],
   });
   const log = logger.child({ component: 'kamailio' });
   let tail = '';
@@ -206,8 +210,16 @@ export async function startKamailio(binary: string, settings: KamailioSettings, 
   const stop = async () => {
     stopping = true;
     if (running) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      child.stdin!.end();
+      const timer = setTimeout(() => {
+        // Still there after 5 s: the guard and Kamailio's main process (its pid file) go hard.
+        try {
+          process.kill(Number(readFileSync(join(dir, 'kamailio.pid'), 'utf8')), 'SIGKILL');
+        } catch {
+          /* gone already */
+        }
+        child.kill('SIGKILL');
+      }, 5000);
       await exited;
       clearTimeout(timer);
     }
