@@ -3,7 +3,7 @@ import type { Config } from './config.js';
 import type { RunningProcess } from './service.js';
 
 /** The block a person starting the service reads: where it listens, the first token, how to try it. */
-export function readyBlock(service: Pick<RunningProcess, 'publicUrl' | 'generatedAdminToken'> & { ports: { mqtt: number | null; mqtts: number | null; http: number | null; ws: number | null } }, c: Config): string {
+export function readyBlock(service: Pick<RunningProcess, 'publicUrl' | 'generatedAdminToken'> & { sip?: RunningProcess['sip'] } & { ports: { mqtt: number | null; mqtts: number | null; http: number | null; ws: number | null } }, c: Config): string {
   const host = ['0.0.0.0', '::', ''].includes(c.mqtt.host) ? '127.0.0.1' : c.mqtt.host;
   const api = service.publicUrl;
   const token = service.generatedAdminToken
@@ -20,6 +20,11 @@ export function readyBlock(service: Pick<RunningProcess, 'publicUrl' | 'generate
     ...(service.ports.http ? [`  API           ${api}/api/v1        OpenAPI: ${api}/docs`, `  health        ${api}/healthz   ${api}/readyz`] : []),
     ...(mqtt
       ? [`  MQTT          mqtt://${host}:${mqtt}${service.ports.mqtts ? `   mqtts://${host}:${service.ports.mqtts}` : ''}   ws://${host}:${service.ports.ws}/mqtt`]
+      : []),
+    ...(service.sip
+      ? [
+          `  SIP           sip:${service.sip.host}:${service.sip.ports.udp} (udp, tcp ${service.sip.ports.tcp}${service.sip.ports.tls ? `, tls ${service.sip.ports.tls}` : ''})   ws://${service.sip.host}:${service.sip.ports.ws}/${service.sip.ports.wss ? `   wss :${service.sip.ports.wss}` : ''}   domain ${service.sip.domain}`,
+        ]
       : []),
     `  token         ${token}`,
     ...(mqtt
