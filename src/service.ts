@@ -5,7 +5,7 @@ import { createConnection } from 'node:net';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { AccountService } from './accounts/service.js';
-import { appSipAccess, findKamailio, freeSipPort, sipPortFree, startKamailio, tcpFree, type SipEndpoint } from './calls/kamailio.js';
+import { appSipAccess, findKamailio, freeSipPort, sipPortFree, startKamailio, tcpFree, type KamailioSettings, type SipEndpoint } from './calls/kamailio.js';
 import { CallService } from './calls/service.js';
 import { WriteAuditLog } from './audit/service.js';
 import { buildApi } from './api/app.js';
@@ -417,30 +417,50 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       if (!kamailio) logger.warn('kamailio is not installed (Debian: apt-get install kamailio kamailio-websocket-modules kamailio-tls-modules kamailio-utils-modules): calls are off');
       else {
         const ports = await sipPorts(config);
-        const child = await startKamailio(
-          kamailio.binary,
-          {
-            listenHost: config.sip.listenHost,
-            publicHost: sipPublicHost(config, publicUrl),
-            domain: config.sip.domain ?? sipPublicHost(config, publicUrl),
-            ports,
-            tls: config.mqtt.tls ? { certFile: config.mqtt.tls.certFile, keyFile: config.mqtt.tls.keyFile } : null,
-            backendUrl: `http://${loopbackFor(config.http.host)}:${httpPort}/internal/sip`,
-            backendToken: sipBackendToken!,
-            authFailures: config.sip.authFailures,
-            authBlockSeconds: config.sip.authBlockSeconds,
-            ringTimeoutSeconds: config.sip.ringTimeoutSeconds,
-            children: config.sip.workers,
-            maxConnections: config.sip.maxConnections,
-            logLevel: config.logLevel === 'debug' || config.logLevel === 'trace' ? 'info' : 'warn',
-            modulesDir: kamailio.modulesDir,
-          },
-          logger,
-        );
+        const settings: KamailioSettings = {
+          listenHost: config.sip.listenHost,
+          publicHost: sipPublicHost(config, publicUrl),
+          domain: config.sip.domain ?? sipPublicHost(config, publicUrl),
+          ports,
+          tls: config.mqtt.tls ? { certFile: config.mqtt.tls.certFile, keyFile: config.mqtt.tls.keyFile } : null,
+          backendUrl: `http://${loopbackFor(config.http.host)}:${httpPort}/internal/sip`,
+          backendToken: sipBackendToken!,
+          authFailures: config.sip.authFailures,
+          authBlockSeconds: config.sip.authBlockSeconds,
+          ringTimeoutSeconds: config.sip.ringTimeoutSeconds,
+          children: config.sip.workers,
+          maxConnections: config.sip.maxConnections,
+          logLevel: config.logLevel === 'debug' || config.logLevel === 'trace' ? 'info' : 'warn',
+          modulesDir: kamailio.modulesDir,
+        };
+        // Kamailio is restarted when it dies (1 s, doubling to 30 s): calls come back by themselves.
+        let child = await startKamailio(kamailio.binary, settings, logger);
+        let restartDelayMs = 1000;
+        const supervise = (current: typeof child) => {
+          void current.exited.then((code) => {
+            if (closing) return;
+            logger.error({ code, restartInMs: restartDelayMs }, 'kamailio exited: calls are down until it is restarted');
+            const timer = setTimeout(() => {
+              if (closing) return;
+              startKamailio(kamailio.binary, settings, logger).then(
+                (next) => {
+                  child = next;
+                  restartDelayMs = 1000;
+                  logger.info('kamailio restarted');
+                  supervise(next);
+                },
+                (err: unknown) => {
+                  logger.error({ err: (err as Error).message }, 'kamailio did not restart');
+                  restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
+                  supervise(current);
+                },
+              );
+            }, restartDelayMs);
+            timer.unref();
+          });
+        };
+        supervise(child);
         cleanups.push(['kamailio', () => child.stop()]);
-        void child.exited.then((code) => {
-          if (!closing) logger.error({ code }, 'kamailio exited: calls are down until the service restarts');
-        });
         sip = {
           domain: config.sip.domain ?? sipPublicHost(config, publicUrl),
           host: sipPublicHost(config, publicUrl),
