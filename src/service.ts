@@ -61,6 +61,7 @@ export interface RunningService {
   app: FastifyInstance;
   calls: CallService;
   sip: SipEndpoint | null;
+  sipServerPid(): number | null;
   factorySecret: string;
   /** The first distributor's token when it was generated on this start (null otherwise). */
   generatedAdminToken: string | null;
@@ -87,6 +88,8 @@ export interface RunningProcess {
   calls: CallService;
   /** Where stations reach the SIP server (null: calls are off). */
   sip: SipEndpoint | null;
+  /** The Kamailio child's main process id (null: none runs here). */
+  sipServerPid(): number | null;
   factorySecret: string;
   generatedAdminToken: string | null;
   close(): Promise<void>;
@@ -323,6 +326,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     // How /readyz learns the SIP server answers (null: none runs or is configured).
     // A child still starting is not ready yet; without Kamailio installed, calls are off.
     const kamailio = config.sip.mode === 'child' && role === 'all' ? findKamailio() : null;
+    let sipServerPid = (): number | null => null;
     let sipAlive: (() => Promise<boolean>) | null = config.sip.mode === 'external' ? () => canReach(sip!.host, sip!.ports.tcp) : kamailio ? async () => false : null;
     if (runs.api) {
       // In a cluster the broker lives in gateway processes: ready while at least one holds a lease.
@@ -460,6 +464,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
           });
         };
         supervise(child);
+        sipServerPid = () => child.pid();
         cleanups.push(['kamailio', () => child.stop()]);
         sip = {
           domain: config.sip.domain ?? sipPublicHost(config, publicUrl),
@@ -488,6 +493,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       app,
       calls,
       sip,
+      sipServerPid: () => sipServerPid(),
       factorySecret,
       generatedAdminToken: bootstrap.generatedToken,
       close: () => (closing ??= cleanup()),

@@ -153,6 +153,8 @@ export interface KamailioChild {
   /** Resolves when the child has exited. */
   exited: Promise<number | null>;
   alive(): boolean;
+  /** Kamailio's main process (from its pid file), for operators and tests. */
+  pid(): number | null;
   stop(): Promise<void>;
 }
 
@@ -177,13 +179,13 @@ export async function startKamailio(binary: string, settings: KamailioSettings, 
     throw new Error(`kamailio refused the generated configuration:\n${checkOutput.split('\n').filter((l) => /ERROR|error/.test(l)).slice(0, 10).join('\n')}`);
   }
 
-  // Kamailio outlives a parent that dies (kill -9, a crash) and keeps the SIP ports. A small shell holds
-  // the read end of a pipe from this process: when the pipe closes (stop() or this process's end), it
-  // stops Kamailio.
+  // Kamailio outlives a parent that dies (kill -9, a crash) and keeps the SIP ports, and its workers outlive
+  // a main process that dies. So a small shell leads a process group of its own: it holds the read end of
+  // a pipe from this process, stops Kamailio when the pipe closes (stop() or this process's end), and once
+  // Kamailio's main process is gone, kills whatever of the group is left (workers still holding ports).
   const args = ['-DD', '-E', '-f', configFile, '-L', settings.modulesDir, '-P', join(dir, 'kamailio.pid'), '-Y', dir, '-w', dir, '-m', '128', '-M', '16'];
-  const child = spawn('/bin/sh', ['-c', 'exec 3<&0; "$@" </dev/null & pid=$!; { read _ <&3; kill -TERM $pid 2>/dev/null; } & wait $pid', 'kamailio-guard', binary, ...args], {
-    stdio: ['pipe', 'ignore', 'pipe'],
-  });
+  const guard = 'exec 3<&0; "$@" </dev/null & pid=$!; { read _ <&3; kill -TERM $pid 2>/dev/null; } & wait $pid; kill -KILL 0';
+  const child = spawn('/bin/sh', ['-c', guard, 'kamailio-guard', binary, ...args], { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
   const log = logger.child({ component: 'kamailio' });
   let tail = '';
   let stopping = false;
@@ -214,20 +216,26 @@ export async function startKamailio(binary: string, settings: KamailioSettings, 
       const timer = setTimeout(() => {
         // Still there after 5 s: the guard and Kamailio's main process (its pid file) go hard.
         try {
-          process.kill(Number(readFileSync(join(dir, 'kamailio.pid'), 'utf8')), 'SIGKILL');
+          process.kill(-child.pid!, 'SIGKILL');
         } catch {
           /* gone already */
         }
-        child.kill('SIGKILL');
       }, 5000);
       await exited;
       clearTimeout(timer);
     }
     rmSync(dir, { recursive: true, force: true });
   };
+  const pid = () => {
+    try {
+      return Number(readFileSync(join(dir, 'kamailio.pid'), 'utf8')) || null;
+    } catch {
+      return null;
+    }
+  };
   const connectHost = ['0.0.0.0', '::', ''].includes(settings.listenHost) ? '127.0.0.1' : settings.listenHost;
   for (let i = 0; i < 100 && running; i++) {
-    if (await canConnect(connectHost, settings.ports.tcp)) return { process: child, configFile, exited, alive: () => running, stop };
+    if (await canConnect(connectHost, settings.ports.tcp)) return { process: child, configFile, exited, alive: () => running, pid, stop };
     await new Promise((r) => setTimeout(r, 100));
   }
   await stop();

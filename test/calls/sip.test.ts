@@ -188,3 +188,22 @@ t.test('sequence calls ring the next step when a step is not answered in time', 
   t.equal(listed.body.items[0].answeredBy, exchanged.body.sip.username, 'answered by the app');
 });
 }
+
+if (findKamailio()) {
+  t.test('a Kamailio that dies is restarted, and stations register again', async (t) => {
+    const svc2 = await startTestService(t, { SIP_SERVER: undefined, SIP_HOST: '127.0.0.1', SIP_UDP_PORT: '0', SIP_TCP_PORT: '0', SIP_TLS_PORT: '0', SIP_WS_PORT: '0', SIP_WSS_PORT: '0' });
+    const installer = await svc2.createInstaller('Carol');
+    const d = await svc2.addDevice(installer.token, '0C1108000090', { type: 0 });
+    const first = svc2.service.sipServerPid();
+    t.ok(first, 'Kamailio runs');
+    process.kill(first!, 'SIGKILL');
+    const notReady = await waitFor(() => svc2.api('GET', '/readyz'), (r) => r.status === 503);
+    t.equal(notReady.body.checks.sip, 'failing', 'readiness says so while it is down');
+    await waitFor(() => svc2.api('GET', '/readyz'), (r) => r.status === 200 && r.body.checks.sip === 'ok');
+    t.not(svc2.service.sipServerPid(), first, 'a new Kamailio runs');
+    const s = new SipStation({ number: d.sip.number, password: d.sip.password, domain: svc2.service.sip!.domain, server: { host: '127.0.0.1', port: svc2.service.sip!.ports.udp, transport: 'udp' } });
+    t.teardown(() => s.stop().catch(() => {}));
+    await s.start();
+    t.equal((await s.register()).status, 200, 'on the same port, with the same accounts');
+  });
+}
