@@ -32,13 +32,16 @@ function json(payload: Buffer): Parsed<unknown> {
   }
 }
 
-export function parseHello(payload: Buffer): Parsed<Hello> {
+/** A JSON payload checked against a schema; the reason names every field that is wrong. */
+function parseJson<T>(schema: z.ZodType<T>, payload: Buffer): Parsed<T> {
   const raw = json(payload);
   if (!raw.ok) return raw;
-  const parsed = helloSchema.safeParse(raw.value);
+  const parsed = schema.safeParse(raw.value);
   if (!parsed.success) return { ok: false, reason: parsed.error.issues.map((i) => `${i.path.join('.') || 'payload'}: ${i.message}`).join('; ') };
   return { ok: true, value: parsed.data };
 }
+
+export const parseHello = (payload: Buffer): Parsed<Hello> => parseJson(helloSchema, payload);
 
 const MAX_ERROR_CODE = 64;
 const MAX_ERROR_MESSAGE = 512;
@@ -96,10 +99,4 @@ export const doorOpenedSchema = z.strictObject({
 });
 export type DeviceEvent = z.infer<typeof doorOpenedSchema>;
 
-export function parseDeviceEvent(payload: Buffer): Parsed<DeviceEvent> {
-  const raw = json(payload);
-  if (!raw.ok) return raw;
-  const parsed = doorOpenedSchema.safeParse(raw.value);
-  if (!parsed.success) return { ok: false, reason: parsed.error.issues.map((i) => `${i.path.join('.') || 'payload'}: ${i.message}`).join('; ') };
-  return { ok: true, value: parsed.data };
-}
+export const parseDeviceEvent = (payload: Buffer): Parsed<DeviceEvent> => parseJson(doorOpenedSchema, payload);

@@ -28,6 +28,21 @@ function station(account: { number: string; password: string; authUsername?: str
   stations.push(s);
   return s;
 }
+/** A community with one building and these apartments (number, or number and contact preference). */
+async function community(name: string, flats: (string | { number: string; contactPreference: unknown })[]) {
+  const site = (await A.post('/sites', { kind: 'community', name, timeZone: 'Europe/Berlin' })).body;
+  const building = (await A.post(`/sites/${site.id}/buildings`, { name: 'A' })).body;
+  const apartments = [];
+  for (const f of flats) apartments.push((await A.post(`/buildings/${building.id}/apartments`, typeof f === 'string' ? { number: f } : f)).body);
+  return { site, building, apartments };
+}
+/** An app station of the apartment, registered by code (the site gets a licence for it). */
+async function appAccount(siteId: string, apartmentId: string) {
+  await svc.api('PUT', `/api/v1/sites/${siteId}/app-licences`, { token: alice.token, body: { units: 1 } });
+  const registration = await A.post(`/apartments/${apartmentId}/app-registrations`);
+  const exchanged = await svc.api('POST', new URL(registration.body.registrationUrl).pathname, { body: { name: 'Phone' } });
+  return { registration, exchanged, account: { number: exchanged.body.sip.username as string, password: exchanged.body.sip.password as string } };
+}
 async function device(token: string, mac: string, type: number) {
   const d = await svc.addDevice(token, mac, { type });
   return { mac, number: d.sip.number as string, password: d.sip.password as string };
@@ -54,9 +69,7 @@ t.test('a device registers with its own account; wrong passwords and other accou
 });
 
 t.test('a door phone calls an apartment: its monitor rings, answers and releases the door by DTMF; the call is recorded', async (t) => {
-  const site = (await A.post('/sites', { kind: 'community', name: 'Calls', timeZone: 'Europe/Berlin' })).body;
-  const building = (await A.post(`/sites/${site.id}/buildings`, { name: 'A' })).body;
-  const flat = (await A.post(`/buildings/${building.id}/apartments`, { number: '101' })).body;
+  const { site, building, apartments: [flat] } = await community('Calls', ['101']);
   const door = await device(alice.token, '0C1108000010', 0);
   const monitor = await device(alice.token, '0C1108000011', 2);
   t.equal((await A.patch(`/devices/${door.mac}`, { siteId: site.id, buildingId: building.id })).status, 200);
@@ -115,20 +128,14 @@ t.test('nobody registers as another account; repeated wrong passwords block the 
 });
 
 t.test('an app station registers by code over WebSocket, calls only its address book, and stops at once when removed', async (t) => {
-  const site = (await A.post('/sites', { kind: 'community', name: 'Apps', timeZone: 'Europe/Berlin' })).body;
-  const building = (await A.post(`/sites/${site.id}/buildings`, { name: 'A' })).body;
-  const flat = (await A.post(`/buildings/${building.id}/apartments`, { number: '201' })).body;
-  const other = (await A.post(`/buildings/${building.id}/apartments`, { number: '202' })).body;
+  const { site, building, apartments: [flat, other] } = await community('Apps', ['201', '202']);
   const door = await device(alice.token, '0C1108000030', 0);
   const neighbour = await device(alice.token, '0C1108000031', 2);
   await A.patch(`/devices/${door.mac}`, { siteId: site.id, buildingId: building.id });
   await A.patch(`/devices/${neighbour.mac}`, { siteId: site.id, apartmentId: other.id });
-  t.equal((await svc.api('PUT', `/api/v1/sites/${site.id}/app-licences`, { token: alice.token, body: { units: 1 } })).status, 200);
-  const registration = await A.post(`/apartments/${flat.id}/app-registrations`);
+  const { registration, exchanged, account } = await appAccount(site.id, flat.id);
   t.equal(registration.status, 201);
-  const exchanged = await svc.api('POST', new URL(registration.body.registrationUrl).pathname, { body: { name: 'Phone' } });
   t.equal(exchanged.status, 201);
-  const account = { number: exchanged.body.sip.username as string, password: exchanged.body.sip.password as string };
   t.match(exchanged.body.sip.servers, [{ transport: 'ws', port: sip.ports.ws }]);
   t.ok(exchanged.body.addressBook.some((e: { sipNumber: string }) => e.sipNumber === door.number), 'the door phone is in its address book');
 
@@ -159,18 +166,15 @@ t.test('an app station registers by code over WebSocket, calls only its address 
 });
 
 t.test('sequence calls ring the next step when a step is not answered in time', async (t) => {
-  const site = (await A.post('/sites', { kind: 'community', name: 'Sequence', timeZone: 'Europe/Berlin' })).body;
-  const building = (await A.post(`/sites/${site.id}/buildings`, { name: 'A' })).body;
-  const flat = (await A.post(`/buildings/${building.id}/apartments`, { number: '301', contactPreference: { mode: 'sequence', steps: ['indoor-monitors', 'app-accounts'], stepTimeoutSeconds: 5 } })).body;
+  const sequence = { mode: 'sequence', steps: ['indoor-monitors', 'app-accounts'], stepTimeoutSeconds: 5 };
+  const { site, building, apartments: [flat] } = await community('Sequence', [{ number: '301', contactPreference: sequence }]);
   t.ok(flat.id, JSON.stringify(flat));
   const door = await device(alice.token, '0C1108000040', 0);
   const monitor = await device(alice.token, '0C1108000041', 2);
   await A.patch(`/devices/${door.mac}`, { siteId: site.id, buildingId: building.id });
   await A.patch(`/devices/${monitor.mac}`, { siteId: site.id, apartmentId: flat.id });
-  await svc.api('PUT', `/api/v1/sites/${site.id}/app-licences`, { token: alice.token, body: { units: 1 } });
-  const registration = await A.post(`/apartments/${flat.id}/app-registrations`);
-  const exchanged = await svc.api('POST', new URL(registration.body.registrationUrl).pathname, { body: {} });
-  const app = station({ number: exchanged.body.sip.username, password: exchanged.body.sip.password }, 'ws');
+  const { exchanged, account } = await appAccount(site.id, flat.id);
+  const app = station(account, 'ws');
   const indoor = station(monitor, 'tcp');
   const doorPhone = station(door, 'udp');
   app.autoAnswer = { ringMs: 0 };
