@@ -600,7 +600,7 @@ export class SimulatedDevice extends EventEmitter {
    * call placed (for a call to an apartment number, which of its stations took it).
    */
   remoteParty(callId: string): string | undefined {
-    return this.sipStation ? remoteNumberOf(this.sipStation, callId) : undefined;
+    return this.sipStation ? this.sipStation.remoteParty(callId) : undefined;
   }
 
   /** Answers a call ringing here (the oldest when no Call-ID is given). */
@@ -742,7 +742,7 @@ export class SimulatedDevice extends EventEmitter {
       relay: relay.relay,
       name: relay.name,
       method: 'dtmf',
-      by: remoteNumberOf(station, tone.callId) ?? tone.from,
+      by: tone.from,
       callId: tone.callId,
       at: new Date().toISOString(),
       published: false,
@@ -760,17 +760,3 @@ export class SimulatedDevice extends EventEmitter {
   }
 }
 
-/**
- * The SIP number of the party at the other end of a call. For a call this station received it is the
- * caller; for a call it made (e.g. to an apartment number) it is the station that answered: the user of the
- * dialog's remote target (its Contact), which the DTMF event does not carry.
- */
-function remoteNumberOf(station: SipStation, callId: string): string | undefined {
-  // SipStation keeps its sip.js UserAgent private; the dialog's remote target is only there.
-  const ua = station['ua'];
-  for (const session of Object.values(ua?._sessions ?? {})) {
-    const dialog = session.dialog;
-    if (dialog?.callId === callId) return dialog.remoteTarget.user;
-  }
-  return undefined;
-}

@@ -97,6 +97,13 @@ export class SipStation extends EventEmitter {
   private ua: UserAgent | undefined;
   private registerer: Registerer | undefined;
   private stopping = false;
+  /** The other party of each call in progress, by Call-ID. */
+  private readonly parties = new Map<string, () => string>();
+
+  /** The SIP number at the other end of a call in progress (for a placed call: who answered). */
+  remoteParty(callId: string): string | undefined {
+    return this.parties.get(callId)?.();
+  }
 
   constructor(opts: SipStationOptions) {
     super();
@@ -261,9 +268,16 @@ export class SipStation extends EventEmitter {
     let established = false;
     let markEnded: (end: CallEnd) => void = () => {};
     const ended = new Promise<CallEnd>((resolve) => (markEnded = resolve));
+    // For a call this station placed, the party is the station that answered (the dialog's remote target,
+    // its Contact user), not the number dialled (an apartment number rings several stations).
+    const party = () => (incoming ? remote : (session.dialog?.remoteTarget.user ?? remote));
+    this.parties.set(callId, party);
+    void ended.then(() => this.parties.delete(callId));
     const call: ActiveCall = {
       callId,
-      remote,
+      get remote() {
+        return party();
+      },
       ended,
       hangup: async () => {
         if (session.state !== SessionState.Established) return;
@@ -279,7 +293,7 @@ export class SipStation extends EventEmitter {
       },
     };
     session.delegate = {
-      onInfo: (info) => this.onInfo(info, callId, remote),
+      onInfo: (info) => this.onInfo(info, callId, party()),
     };
     session.stateChange.addListener((state) => {
       if (state === SessionState.Established) {
