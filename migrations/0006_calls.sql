@@ -64,6 +64,7 @@ CREATE TABLE "sip_registrations" (
 	"transport" text,
 	"source" text,
 	"user_agent" text,
+	"reported_at" timestamp (6) with time zone NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint

@@ -99,14 +99,20 @@ export class CallService {
     return createHash('md5').update(`${username}:${this.realm()}:${account.password}`).digest('hex');
   }
 
-  /** Kamailio saved (expires > now) or removed (expires 0) an account's registration. */
-  async registered(r: { number: string; expiresAt: Date | null; transport: string | null; source: string | null; userAgent: string | null }): Promise<void> {
+  /**
+   * Kamailio saved (expires > now) or removed (expires 0) an account's registration. Its workers report in
+   * parallel, so a report older than the one recorded (by Kamailio's clock) changes nothing.
+   */
+  async registered(r: { number: string; expiresAt: Date | null; transport: string | null; source: string | null; userAgent: string | null; reportedAt: string }): Promise<void> {
     const now = this.now();
     const expiresAt = r.expiresAt ?? now;
     const registeredNow = expiresAt.getTime() > now.getTime();
+    // Kamailio's "seconds.microseconds", kept to the microsecond (a JavaScript Date has milliseconds).
+    const [seconds, micros = '0'] = r.reportedAt.split('.');
+    const reportedAt = sql`to_timestamp(${Number(seconds)}) + make_interval(secs => ${Number(micros.padEnd(6, '0'))}::double precision / 1000000)`;
     await this.db
       .insert(sipRegistrations)
-      .values({ sipNumber: r.number, expiresAt, lastRegisteredAt: registeredNow ? now : null, transport: r.transport, source: r.source, userAgent: r.userAgent, updatedAt: now })
+      .values({ sipNumber: r.number, expiresAt, lastRegisteredAt: registeredNow ? now : null, transport: r.transport, source: r.source, userAgent: r.userAgent, reportedAt, updatedAt: now })
       .onConflictDoUpdate({
         target: sipRegistrations.sipNumber,
         set: {
@@ -115,8 +121,10 @@ export class CallService {
           transport: r.transport,
           source: r.source,
           userAgent: r.userAgent,
+          reportedAt,
           updatedAt: now,
         },
+        setWhere: sql`${sipRegistrations.reportedAt} <= excluded.reported_at`,
       });
   }
 

@@ -67,6 +67,11 @@ export const sipRegistrations = pgTable('sip_registrations', {
   transport: text('transport'),
   source: text('source'),
   userAgent: text('user_agent'),
+  /**
+   * When Kamailio handled the REGISTER (µs): reports from different Kamailio workers may arrive out of
+   * order (an unregister after the registration that followed it); an older one never overwrites a newer.
+   */
+  reportedAt: timestamp('reported_at', { withTimezone: true, precision: 6 }).notNull(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 });
 

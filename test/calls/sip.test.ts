@@ -54,6 +54,17 @@ t.test('readiness reports the SIP server', async (t) => {
   t.equal(ready.body.checks.sip, 'ok');
 });
 
+t.test("registration reports arriving out of order: the newest by Kamailio's clock wins", async (t) => {
+  const d = await device(alice.token, '0C1108000002', 2);
+  const later = new Date(Date.now() + 300_000);
+  await svc.service.calls.registered({ number: d.number, expiresAt: later, transport: 'tcp', source: '127.0.0.1:5000', userAgent: 'x', reportedAt: '1900000000.000200' });
+  // The unregister that came before, reported late by another worker (100 µs earlier).
+  await svc.service.calls.registered({ number: d.number, expiresAt: null, transport: 'udp', source: '127.0.0.1:5000', userAgent: 'x', reportedAt: '1900000000.000100' });
+  t.equal((await svc.service.calls.sipStates([d.number])).get(d.number)!.status, 'registered');
+  await svc.service.calls.registered({ number: d.number, expiresAt: null, transport: 'tcp', source: '127.0.0.1:5000', userAgent: 'x', reportedAt: '1900000000.000300' });
+  t.equal((await svc.service.calls.sipStates([d.number])).get(d.number)!.status, 'unregistered', 'a newer unregister applies');
+});
+
 t.test('a device registers with its own account; wrong passwords and other accounts are refused', async (t) => {
   const door = await device(alice.token, '0C1108000001', 0);
   const ok = station(door);

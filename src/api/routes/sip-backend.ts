@@ -50,13 +50,14 @@ export const sipBackendRoutes: FastifyPluginAsyncZod<{ calls: CallService; token
           transport: z.string().max(8).optional(),
           source: z.string().max(64).optional(),
           userAgent: z.string().max(256).optional(),
+          at: z.string().regex(/^[0-9]{1,12}\.[0-9]{1,6}$/).describe('when Kamailio handled the REGISTER: Unix seconds.microseconds'),
         }),
         response: { 204: z.null(), ...errorResponses(400) },
       },
     },
     async (request, reply) => {
       const b = request.body;
-      await calls.registered({ number: b.number, expiresAt: b.expires > 0 ? new Date(b.expires * 1000) : null, transport: b.transport?.toLowerCase() ?? null, source: b.source ?? null, userAgent: b.userAgent ?? null });
+      await calls.registered({ number: b.number, expiresAt: b.expires > 0 ? new Date(b.expires * 1000) : null, transport: b.transport?.toLowerCase() ?? null, source: b.source ?? null, userAgent: b.userAgent ?? null, reportedAt: b.at });
       return reply.status(204).send(null);
     },
   );
