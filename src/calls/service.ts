@@ -94,9 +94,10 @@ export class CallService {
   /** The HA1 (MD5 of user:realm:password) Kamailio checks a digest against; null: no such account. */
   async credentials(username: string): Promise<string | null> {
     if (!/^[0-9]{10}$/.test(username)) return null;
-    const account = await this.account(username);
-    if (!account) return null;
-    return createHash('md5').update(`${username}:${this.realm()}:${account.password}`).digest('hex');
+    // Every REGISTER and INVITE asks: the password alone, without the placement routing needs.
+    const password = (await sipAccountOf(this.db, username))?.password ?? (await this.apps.account(username))?.password;
+    if (!password) return null;
+    return createHash('md5').update(`${username}:${this.realm()}:${password}`).digest('hex');
   }
 
   /**
