@@ -60,6 +60,7 @@ export interface DoorOpened {
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
+const SIP_NUMBER = /^[0-9]{10}$/;
 
 /**
  * The calls domain's service: Kamailio's back end (credentials, routes, registrations, call progress)
@@ -139,17 +140,39 @@ export class CallService {
     return states;
   }
 
-  /** The stations of a site: its placed devices and its app stations. */
-  private async stations(siteId: string, placements: { mac: string; buildingId: string | null; apartmentId: string | null }[]): Promise<Station[]> {
+  /** The stations placed in these apartments: their devices and app stations. */
+  private async stationsOf(apartmentIds: string[], placements: { mac: string; buildingId: string | null; apartmentId: string | null }[]): Promise<Station[]> {
+    if (!apartmentIds.length) return [];
     const where = new Map(placements.map((p) => [p.mac, p]));
     const [facts, apps] = await Promise.all([
       deviceFacts(this.db, [...where.keys()]),
-      this.db.select({ sipNumber: appStations.sipNumber, apartmentId: appStations.apartmentId }).from(appStations).where(eq(appStations.siteId, siteId)),
+      this.db.select({ sipNumber: appStations.sipNumber, apartmentId: appStations.apartmentId }).from(appStations).where(inArray(appStations.apartmentId, apartmentIds)),
     ]);
     return [
       ...facts.map((d): Station => ({ sipNumber: d.sipNumber, kind: 'device', type: d.type, buildingId: where.get(d.mac)?.buildingId ?? null, apartmentId: where.get(d.mac)?.apartmentId ?? null })),
       ...apps.map((a): Station => ({ sipNumber: a.sipNumber, kind: 'app', type: 'app', buildingId: null, apartmentId: a.apartmentId })),
     ];
+  }
+
+  /**
+   * The plan for one call from the site's parts it touches: a SIP number's station (which must be of the
+   * caller's site), or the apartments with the dialled number and their stations.
+   */
+  private async plan(caller: Account & { siteId: string }, dialled: string): Promise<RoutePlan> {
+    const own = caller.station.apartmentId ? [caller.station.apartmentId] : [];
+    if (SIP_NUMBER.test(dialled)) {
+      const callee = await this.account(dialled);
+      // Another site's station is as unknown as no station: nothing of another installer is reachable.
+      if (!callee || callee.siteId !== caller.siteId) return { action: 'refuse', status: 404, reason: 'Not Found' };
+      const directory = await this.directory.callDirectory(caller.siteId, { apartmentNumber: null, apartmentIds: [...own, ...(callee.station.apartmentId ? [callee.station.apartmentId] : [])] });
+      if (!directory) return { action: 'refuse', status: 404, reason: 'Not Found' };
+      return routeCall(caller.station, dialled, { directory, stations: [caller.station, callee.station] });
+    }
+    const directory = await this.directory.callDirectory(caller.siteId, { apartmentNumber: dialled.slice(0, 12), apartmentIds: own });
+    if (!directory) return { action: 'refuse', status: 404, reason: 'Not Found' };
+    const dialledApartments = directory.apartments.filter((a) => a.number === dialled).map((a) => a.id);
+    const stations = await this.stationsOf(dialledApartments, directory.placements.filter((p) => p.apartmentId !== null && dialledApartments.includes(p.apartmentId)));
+    return routeCall(caller.station, dialled, { directory, stations: [caller.station, ...stations.filter((s) => s.sipNumber !== caller.station.sipNumber)] });
   }
 
   /** What a call reaches, for Kamailio; the call is recorded (refused ones too). */
@@ -161,8 +184,7 @@ export class CallService {
     else if (!caller.siteId) plan = { action: 'refuse', status: 403, reason: 'Caller not placed in a site' };
     else {
       siteId = caller.siteId;
-      const directory = await this.directory.callDirectory(caller.siteId);
-      plan = directory ? routeCall(caller.station, dialled, { directory, stations: await this.stations(caller.siteId, directory.placements) }) : { action: 'refuse', status: 404, reason: 'Not Found' };
+      plan = await this.plan({ ...caller, siteId: caller.siteId }, dialled);
     }
     const refusal = plan.action === 'refuse' ? plan : null;
     const refused = refusal !== null;

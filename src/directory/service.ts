@@ -1,4 +1,4 @@
-import { and, asc, count, eq, ilike, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, eq, ilike, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Principal } from '../accounts/service.js';
 import { recordWrite } from '../audit/service.js';
@@ -121,7 +121,7 @@ function uniqueConflict(err: unknown, messages: Record<string, [string, string]>
  * are installed. Every write also records which site changed, in the same transaction, and pokes the
  * follower, which renders the site's devices again and provisions those whose documents changed.
  */
-/** A site as call routing sees it (DirectoryService.callDirectory). */
+/** The part of a site one call's routing needs (DirectoryService.callDirectory). */
 export interface CallDirectory {
   site: { id: string; installerId: string; communityCalls: boolean };
   apartments: { id: string; buildingId: string; number: string; contactPreference: ContactPreference }[];
@@ -779,16 +779,27 @@ export class DirectoryService implements DevicePlacements {
   }
 
   /**
-   * What call routing needs of a site: whether residents may call each other, its apartments (number and
-   * contact preference) and where its devices are placed. Null: no such site.
+   * What call routing needs of a site, for one call: whether residents may call each other, the apartments
+   * that matter (those with the dialled number, and the given ones: the caller's, the callee's) with their
+   * contact preference, and the devices placed in those apartments. Null: no such site. It reads only
+   * those, so a call costs the same in a site of ten apartments or of ten thousand.
    */
-  async callDirectory(siteId: string): Promise<CallDirectory | null> {
+  async callDirectory(siteId: string, focus: { apartmentNumber: string | null; apartmentIds: string[] }): Promise<CallDirectory | null> {
     const siteRows = await this.db.select({ id: sites.id, installerId: sites.installerId, communityCalls: sites.communityCalls }).from(sites).where(eq(sites.id, siteId)).limit(1);
     if (!siteRows[0]) return null;
-    const [apartmentRows, placementRows] = await Promise.all([
-      this.db.select({ id: apartments.id, buildingId: apartments.buildingId, number: apartments.number, contactPreference: apartments.contactPreference }).from(apartments).where(eq(apartments.siteId, siteId)),
-      this.db.select({ mac: placements.mac, buildingId: placements.buildingId, apartmentId: placements.apartmentId }).from(placements).where(eq(placements.siteId, siteId)),
-    ]);
+    const which = [focus.apartmentNumber !== null ? eq(apartments.number, focus.apartmentNumber) : undefined, focus.apartmentIds.length ? inArray(apartments.id, focus.apartmentIds) : undefined].filter((c) => c !== undefined);
+    const apartmentRows = which.length
+      ? await this.db
+          .select({ id: apartments.id, buildingId: apartments.buildingId, number: apartments.number, contactPreference: apartments.contactPreference })
+          .from(apartments)
+          .where(and(eq(apartments.siteId, siteId), or(...which)))
+      : [];
+    const placementRows = apartmentRows.length
+      ? await this.db
+          .select({ mac: placements.mac, buildingId: placements.buildingId, apartmentId: placements.apartmentId })
+          .from(placements)
+          .where(and(eq(placements.siteId, siteId), inArray(placements.apartmentId, apartmentRows.map((a) => a.id))))
+      : [];
     return { site: siteRows[0], apartments: apartmentRows, placements: placementRows };
   }
 
