@@ -423,7 +423,7 @@ async function openStream(server: SipStationOptions['server'], localAddress: str
   await once(socket, 'connect');
   if (server.transport === 'tls') {
     // tls.connect cannot pick a source address itself, so TLS runs over the TCP socket opened above.
-    socket = tls.connect({ socket, ca: server.ca, servername: net.isIP(server.host) ? undefined : server.host });
+    socket = tls.connect({ socket, host: server.host, ca: server.ca, servername: net.isIP(server.host) ? undefined : server.host });
     await once(socket, 'secureConnect');
   }
   const link = newLink(
