@@ -1,14 +1,14 @@
 import t from 'tap';
 import { SipStation, type SipTransport } from '../../simulators/sip/station.js';
 import { findKamailio } from '../../src/calls/kamailio.js';
-import { startTestService, waitFor } from '../helpers/service.js';
+import { startTestService, waitFor, SIP_ON_FREE_PORTS } from '../helpers/service.js';
 
 if (!findKamailio()) t.plan(0, 'kamailio is not installed (.ci/run installs it)');
 else await run();
 
 async function run() {
 // The service starts Kamailio itself (SIP_SERVER unset) on free ports.
-const svc = await startTestService(t, { SIP_SERVER: undefined, SIP_HOST: '127.0.0.1', SIP_UDP_PORT: '0', SIP_TCP_PORT: '0', SIP_TLS_PORT: '0', SIP_WS_PORT: '0', SIP_WSS_PORT: '0' });
+const svc = await startTestService(t, SIP_ON_FREE_PORTS);
 const sip = svc.service.sip!;
 const alice = await svc.createInstaller('Alice');
 const bob = await svc.createInstaller('Bob');
@@ -206,7 +206,7 @@ t.test('sequence calls ring the next step when a step is not answered in time', 
 
 if (findKamailio()) {
   t.test('a Kamailio that dies is restarted, and stations register again', async (t) => {
-    const svc2 = await startTestService(t, { SIP_SERVER: undefined, SIP_HOST: '127.0.0.1', SIP_UDP_PORT: '0', SIP_TCP_PORT: '0', SIP_TLS_PORT: '0', SIP_WS_PORT: '0', SIP_WSS_PORT: '0' });
+    const svc2 = await startTestService(t, SIP_ON_FREE_PORTS);
     const installer = await svc2.createInstaller('Carol');
     const d = await svc2.addDevice(installer.token, '0C1108000090', { type: 0 });
     const first = svc2.service.sipServerPid();

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { findKamailio } from '../../src/calls/kamailio.js';
 import { freePort } from '../../src/infra/net.js';
 import { authField, describe, findSipp, runSipp, startSipp, writeInjection, type SippOptions, type SippResult } from '../../bench/lib/sipp.js';
-import { startTestService, waitFor } from '../helpers/service.js';
+import { startTestService, waitFor, SIP_ON_FREE_PORTS } from '../helpers/service.js';
 
 // SIPp (an independent SIP implementation) over UDP against the Kamailio the service starts itself.
 if (!findKamailio()) t.plan(0, 'kamailio is not installed (.ci/run installs it)');
@@ -15,13 +15,7 @@ else await run();
 async function run() {
   const AUTH_FAILURES = 3;
   const svc = await startTestService(t, {
-    SIP_SERVER: undefined,
-    SIP_HOST: '127.0.0.1',
-    SIP_UDP_PORT: '0',
-    SIP_TCP_PORT: '0',
-    SIP_TLS_PORT: '0',
-    SIP_WS_PORT: '0',
-    SIP_WSS_PORT: '0',
+    ...SIP_ON_FREE_PORTS,
     SIP_AUTH_FAILURES: String(AUTH_FAILURES),
   });
   const sip = svc.service.sip!;

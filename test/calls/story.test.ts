@@ -3,7 +3,7 @@ import { AppStationSimulator } from '../../simulators/app-station.js';
 import type { DoorOpening, SimulatedDevice, SipRegistration } from '../../simulators/device-simulator.js';
 import type { IncomingCall } from '../../simulators/sip/station.js';
 import { findKamailio } from '../../src/calls/kamailio.js';
-import { once, startTestService, waitFor } from '../helpers/service.js';
+import { once, startTestService, waitFor, SIP_ON_FREE_PORTS } from '../helpers/service.js';
 
 // The calls story end to end (issue 11, "Done when"): an installer sets up a site, a door phone and an
 // indoor monitor come online, are provisioned and register over SIP; a resident's app registers by code;
@@ -14,7 +14,7 @@ if (!findKamailio()) t.plan(0, 'kamailio is not installed (.ci/run installs it)'
 else await run();
 
 async function run() {
-  const svc = await startTestService(t, { SIP_SERVER: undefined, SIP_HOST: '127.0.0.1', SIP_UDP_PORT: '0', SIP_TCP_PORT: '0', SIP_TLS_PORT: '0', SIP_WS_PORT: '0', SIP_WSS_PORT: '0' });
+  const svc = await startTestService(t, SIP_ON_FREE_PORTS);
   const sip = svc.service.sip!;
   const installer = await svc.createInstaller('Story');
   const api = {

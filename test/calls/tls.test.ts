@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { SipStation } from '../../simulators/sip/station.js';
 import { findKamailio } from '../../src/calls/kamailio.js';
-import { startTestService } from '../helpers/service.js';
+import { startTestService, SIP_ON_FREE_PORTS } from '../helpers/service.js';
 
 // SIP over TLS for devices and over secure WebSocket for apps, on the embedded database (PGlite): the
 // back end answers Kamailio the same way whatever holds the accounts.
@@ -18,13 +18,7 @@ t.test('a door phone on TLS and an app on secure WebSocket call each other, on P
     TLS_CERT_FILE: join(certDir, 'cert.pem'),
     TLS_KEY_FILE: join(certDir, 'key.pem'),
     MQTTS_PORT: '0',
-    SIP_SERVER: undefined,
-    SIP_HOST: '127.0.0.1',
-    SIP_UDP_PORT: '0',
-    SIP_TCP_PORT: '0',
-    SIP_TLS_PORT: '0',
-    SIP_WS_PORT: '0',
-    SIP_WSS_PORT: '0',
+    ...SIP_ON_FREE_PORTS,
   });
   t.equal(svc.service.database.kind, 'pglite', 'the embedded database');
   const sip = svc.service.sip!;

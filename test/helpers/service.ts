@@ -57,6 +57,9 @@ export interface TestService {
   sql<T = any>(text: string, params?: unknown[]): Promise<T[]>;
 }
 
+/** The environment of a test service that starts its own Kamailio, on free ports of 127.0.0.1. */
+export const SIP_ON_FREE_PORTS = { SIP_SERVER: undefined, SIP_HOST: '127.0.0.1', SIP_UDP_PORT: '0', SIP_TCP_PORT: '0', SIP_TLS_PORT: '0', SIP_WS_PORT: '0', SIP_WSS_PORT: '0' };
+
 let installerCounter = 0;
 
 export async function startTestService(t: Teardown, env: Record<string, string | undefined> = {}): Promise<TestService> {

@@ -2,7 +2,7 @@ import t from 'tap';
 import type { DoorOpening, SimulatedDevice, SipRegistration } from '../../simulators/device-simulator.js';
 import type { ActiveCall, IncomingCall } from '../../simulators/sip/station.js';
 import { findKamailio } from '../../src/calls/kamailio.js';
-import { once, startTestService, waitFor } from '../helpers/service.js';
+import { once, startTestService, waitFor, SIP_ON_FREE_PORTS } from '../helpers/service.js';
 
 // The device simulator's SIP side against the service's own Kamailio: it registers with the account its
 // configuration carries, auto-answers as a monitor, opens relays for their DTMF codes (several digits too),
@@ -12,7 +12,7 @@ if (!findKamailio()) t.plan(0, 'kamailio is not installed (.ci/run installs it)'
 else await run();
 
 async function run() {
-  const svc = await startTestService(t, { SIP_SERVER: undefined, SIP_HOST: '127.0.0.1', SIP_UDP_PORT: '0', SIP_TCP_PORT: '0', SIP_TLS_PORT: '0', SIP_WS_PORT: '0', SIP_WSS_PORT: '0' });
+  const svc = await startTestService(t, SIP_ON_FREE_PORTS);
   const { token } = await svc.createInstaller('Sim');
   const api = (method: string, path: string, body?: unknown) => svc.api(method, `/api/v1${path}`, { token, body });
   const ok = async (res: Promise<{ status: number; body: any }>, status = 201) => {
