@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 // Environment variables are read once here and passed down; modules never read process.env.
@@ -27,6 +28,14 @@ export const configSchema = z
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     MQTT_MAX_CONNECTIONS: positiveInt(19000),
     HTTP_MAX_CONNECTIONS: positiveInt(512),
+    HTTP_TRUST_PROXY: z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .transform((v) => v.split(',').map((a) => a.trim()))
+        .refine((list) => list.every(isAddressOrRange), 'a comma-separated list of IP addresses or CIDR ranges')
+        .optional(),
+    ),
     PRESENCE_FLUSH_MS: positiveInt(200),
     AUTH_FAILURES_PER_MINUTE: positiveInt(30),
     MQTT_MAX_PAYLOAD_BYTES: positiveInt(64 * 1024),
@@ -66,6 +75,14 @@ export const configSchema = z
     }
   });
 
+/** An IP address, or an address with a prefix length (10.0.0.0/8, fd00::/8). */
+function isAddressOrRange(v: string): boolean {
+  const [address = '', prefix, ...rest] = v.split('/');
+  const family = isIP(address);
+  if (!family || rest.length) return false;
+  return prefix === undefined || (/^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+}
+
 export type RawConfig = z.infer<typeof configSchema>;
 
 /** What a process runs: everything (one process), or one part of a cluster (docs/deployment.md). */
@@ -73,7 +90,8 @@ export type Role = 'all' | 'gateway' | 'engine' | 'api';
 
 export interface Config {
   role: Role;
-  http: { host: string; port: number; maxConnections: number };
+  /** `trustProxy`: the proxies (HAProxy) whose X-Forwarded-For names the client; empty: none is trusted. */
+  http: { host: string; port: number; maxConnections: number; trustProxy: string[] };
   mqtt: {
     host: string;
     /** Port to listen on; `explicit` false means 1883 was assumed and a taken port falls back to a free one. */
@@ -144,7 +162,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const c = parsed.data;
   return {
     role: c.ROLE,
-    http: { host: c.HTTP_HOST, port: c.HTTP_PORT, maxConnections: c.HTTP_MAX_CONNECTIONS },
+    http: { host: c.HTTP_HOST, port: c.HTTP_PORT, maxConnections: c.HTTP_MAX_CONNECTIONS, trustProxy: c.HTTP_TRUST_PROXY ?? [] },
     mqtt: {
       host: c.MQTT_HOST,
       port: c.MQTT_PORT ?? 1883,

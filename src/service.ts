@@ -362,6 +362,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
           ...(config.sip.mode !== 'off' && { sip: async () => (sipAlive ? ((await sipAlive()) ? 'ok' : 'failing') : 'off') }),
         },
         calls,
+        trustProxy: config.http.trustProxy,
         sipBackendToken,
       });
       app = api;

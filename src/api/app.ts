@@ -61,6 +61,8 @@ export interface ApiDeps {
   /** `GET /metrics` answers `endpoint` (the deployment's); this process's instruments are `local`. */
   metrics?: { endpoint: MetricsEndpoint; local: Metrics };
   calls: CallService;
+  /** Proxies whose X-Forwarded-For is believed (per-address limits then see the client, not HAProxy). */
+  trustProxy?: string[];
   /** The token Kamailio presents to the SIP back end at /internal/sip (null: calls are off). */
   sipBackendToken: string | null;
 }
@@ -74,6 +76,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
     routerOptions: { ignoreTrailingSlash: true },
+    trustProxy: deps.trustProxy?.length ? deps.trustProxy : false,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
