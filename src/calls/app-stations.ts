@@ -18,6 +18,7 @@ import {
   type ExchangeView,
   type AppSipAccess,
 } from './schemas.js';
+import { GUARD_PHONE, INDOOR_MONITOR, isEntrance } from '../devices/types.js';
 import { appLicences, appRegistrationCodes, appStations, sipRegistrations } from './tables.js';
 
 /** What app stations need of the directory: access checks on sites and apartments, and device placements. */
@@ -77,9 +78,6 @@ export const isInvalidCode = (err: unknown) => err instanceof DomainError && err
 const licenceExhausted = (units: number, used: number) =>
   new DomainError('forbidden', 'licence_exhausted', `every app licence of the site is in use (${used} of ${units} units); raise the licence count first`, { units, used });
 
-const DOOR_PHONES = new Set(['0', '1']);
-const GUARD_PHONE = '3';
-const INDOOR_MONITOR = '2';
 const TYPE_ORDER: Record<AddressBookEntry['type'], number> = { 'door-phone': 0, 'guard-phone': 1, 'indoor-monitor': 2 };
 
 type StationRow = typeof appStations.$inferSelect;
@@ -265,7 +263,7 @@ export class AppStations {
     const placed = new Map((await this.directory.placementsServing(q, apartment)).map((p) => [p.mac, p]));
     const entries: AddressBookEntry[] = [];
     for (const d of await deviceFacts(q, [...placed.keys()])) {
-      const entrance = DOOR_PHONES.has(d.type) || d.type === GUARD_PHONE;
+      const entrance = isEntrance(d.type);
       const monitor = d.type === INDOOR_MONITOR && placed.get(d.mac)?.apartmentId === apartment.id;
       if (!entrance && !monitor) continue;
       entries.push({

@@ -1,12 +1,9 @@
+import { ACCESS_CONTROL, GUARD_PHONE, INDOOR_MONITOR, isEntrance } from '../devices/types.js';
 import type { CallDirectory } from '../directory/service.js';
 
 // Pure call routing: who a station may reach, and in what order the callee's stations ring. The SIP
 // back end feeds it the caller's site (one read) and turns the answer into Kamailio's plan line.
 
-export const DOOR_PHONE_TYPES = new Set(['0', '1']);
-export const GUARD_PHONE = '3';
-export const INDOOR_MONITOR = '2';
-const isEntrance = (type: string) => DOOR_PHONE_TYPES.has(type) || type === GUARD_PHONE;
 
 /** How long a sequence step rings before the next when the apartment sets no timeout. */
 export const DEFAULT_STEP_TIMEOUT_SECONDS = 20;
@@ -63,7 +60,7 @@ function apartmentSteps(apartmentId: string, site: RoutingSite, caller: Station)
 
 /** Whether `caller` may call station `callee` of the same site. */
 function mayCallStation(caller: Station, callee: Station, site: CallDirectory): boolean {
-  if (callee.type === '50' || caller.type === '50') return false;
+  if (callee.type === ACCESS_CONTROL || caller.type === ACCESS_CONTROL) return false;
   // A guard phone calls anyone of its site; it is called by the stations it serves, as a door phone is.
   if (caller.type === GUARD_PHONE) return true;
   if (isEntrance(caller.type)) {
@@ -82,7 +79,7 @@ function mayCallStation(caller: Station, callee: Station, site: CallDirectory): 
  * stations and apartments are the only candidates, so another installer's devices are unreachable.
  */
 export function routeCall(caller: Station, dialled: string, site: RoutingSite): RoutePlan {
-  if (caller.type === '50') return refuse(403, 'Access control terminals place no calls');
+  if (caller.type === ACCESS_CONTROL) return refuse(403, 'Access control terminals place no calls');
   if (SIP_NUMBER.test(dialled)) {
     const callee = site.stations.find((s) => s.sipNumber === dialled);
     if (!callee || callee.sipNumber === caller.sipNumber) return refuse(404, 'Not Found');

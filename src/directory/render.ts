@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { ACCESS_CONTROL, GUARD_PHONE, INDOOR_MONITOR, isDoorPhone, isEntrance } from '../devices/types.js';
 import type { CallStep, ContactPreference, PhoneNumber } from './tables.js';
 
 // Pure rendering of the directory into what each placed device needs: its contact list and the credentials
@@ -27,17 +28,12 @@ export interface DeviceRender {
   documents: RenderedDocument[];
 }
 
-const DOOR_PHONES = new Set(['0', '1']);
-const GUARD_PHONE = '3';
-const INDOOR_MONITOR = '2';
-const ACCESS_CONTROL = '50';
-
 /** Device types that call apartments (a contact list of apartments). */
-const callsApartments = (type: string) => DOOR_PHONES.has(type) || type === GUARD_PHONE;
+const callsApartments = isEntrance;
 /** Device types that open doors by PIN or card (a credential list). */
-const opensDoors = (type: string) => DOOR_PHONES.has(type) || type === ACCESS_CONTROL;
+const opensDoors = (type: string) => isDoorPhone(type) || type === ACCESS_CONTROL;
 /** Device types an indoor monitor lists as its door phones. */
-const entranceTypes = (type: string) => DOOR_PHONES.has(type) || type === GUARD_PHONE;
+const entranceTypes = isEntrance;
 
 const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const iso = (d: Date | null) => d?.toISOString() ?? null;
