@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
 import type { Config } from './config.js';
+import { reachableHost } from './infra/net.js';
 import type { RunningProcess } from './service.js';
 
 /** The block a person starting the service reads: where it listens, the first token, how to try it. */
 export function readyBlock(service: Pick<RunningProcess, 'publicUrl' | 'generatedAdminToken'> & { sip?: RunningProcess['sip'] } & { ports: { mqtt: number | null; mqtts: number | null; http: number | null; ws: number | null } }, c: Config): string {
-  const host = ['0.0.0.0', '::', ''].includes(c.mqtt.host) ? '127.0.0.1' : c.mqtt.host;
+  const host = reachableHost(c.mqtt.host);
   const api = service.publicUrl;
   const token = service.generatedAdminToken
     ? `${service.generatedAdminToken}   (the distributor's token, shown only now: keep it)`

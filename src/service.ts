@@ -1,11 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { createConnection } from 'node:net';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { AccountService } from './accounts/service.js';
-import { appSipAccess, findKamailio, freeSipPort, sipPortFree, startKamailio, tcpFree, type KamailioSettings, type SipEndpoint } from './calls/kamailio.js';
+import { appSipAccess, findKamailio, sipPorts, superviseKamailio, type KamailioSettings, type SipEndpoint } from './calls/kamailio.js';
 import { CallService } from './calls/service.js';
 import { WriteAuditLog } from './audit/service.js';
 import { buildApi } from './api/app.js';
@@ -28,6 +27,7 @@ import { UpgradeScheduler } from './firmware/scheduler.js';
 import { FirmwareStorage } from './firmware/storage.js';
 import { upgradeKind } from './firmware/upgrade-kind.js';
 import { UpgradeService } from './firmware/upgrades.js';
+import { canConnect, reachableHost } from './infra/net.js';
 import { connectRedis, type RedisHandle } from './infra/redis.js';
 import { resolveFactorySecret } from './infra/secrets.js';
 import type { Logger } from './logger.js';
@@ -147,7 +147,6 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     onIdleError: (err) => logger.warn({ err: err.message }, 'idle database connection lost; the pool reconnects'),
   });
   const cleanups: [string, () => Promise<void>][] = [['database', () => database.close()]];
-  let closing: Promise<void> | null = null;
   const cleanup = async () => {
     for (const [name, step] of cleanups.reverse()) {
       const started = Date.now();
@@ -325,9 +324,9 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     let httpPort: number | null = null;
     // How /readyz learns the SIP server answers (null: none runs or is configured).
     // A child still starting is not ready yet; without Kamailio installed, calls are off.
-    const kamailio = config.sip.mode === 'child' && role === 'all' ? findKamailio() : null;
+    const kamailio = config.sip.mode === 'child' && role === 'all' ? findKamailio(env.PATH) : null;
     let sipServerPid = (): number | null => null;
-    let sipAlive: (() => Promise<boolean>) | null = config.sip.mode === 'external' ? () => canReach(sip!.host, sip!.ports.tcp) : kamailio ? async () => false : null;
+    let sipAlive: (() => Promise<boolean>) | null = config.sip.mode === 'external' ? () => canConnect(sip!.host, sip!.ports.tcp) : kamailio ? async () => false : null;
     if (runs.api) {
       // In a cluster the broker lives in gateway processes: ready while at least one holds a lease.
       let gatewaysAlive = true;
@@ -388,7 +387,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         },
       ]);
       httpPort = (api.server.address() as { port: number }).port;
-      if (!publicUrl) publicUrl = `http://${['0.0.0.0', '::', ''].includes(config.http.host) ? '127.0.0.1' : config.http.host}:${httpPort}`;
+      if (!publicUrl) publicUrl = `http://${reachableHost(config.http.host)}:${httpPort}`;
     }
 
     let wsPort: number | null = null;
@@ -421,14 +420,15 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     if (config.sip.mode === 'child' && role === 'all' && httpPort !== null) {
       if (!kamailio) logger.warn('kamailio is not installed (Debian: apt-get install kamailio kamailio-websocket-modules kamailio-tls-modules kamailio-utils-modules): calls are off');
       else {
-        const ports = await sipPorts(config);
+        const ports = await sipPorts(config.sip);
+        const publicHost = sipPublicHost(config, publicUrl);
         const settings: KamailioSettings = {
           listenHost: config.sip.listenHost,
-          publicHost: sipPublicHost(config, publicUrl),
-          domain: config.sip.domain ?? sipPublicHost(config, publicUrl),
+          publicHost,
+          domain: config.sip.domain ?? publicHost,
           ports,
           tls: config.mqtt.tls ? { certFile: config.mqtt.tls.certFile, keyFile: config.mqtt.tls.keyFile } : null,
-          backendUrl: `http://${loopbackFor(config.http.host)}:${httpPort}/internal/sip`,
+          backendUrl: `http://${reachableHost(config.http.host)}:${httpPort}/internal/sip`,
           backendToken: sipBackendToken!,
           authFailures: config.sip.authFailures,
           authBlockSeconds: config.sip.authBlockSeconds,
@@ -439,44 +439,20 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
           modulesDir: kamailio.modulesDir,
         };
         // Kamailio is restarted when it dies (1 s, doubling to 30 s): calls come back by themselves.
-        let child = await startKamailio(kamailio.binary, settings, logger);
-        let restartDelayMs = 1000;
-        const supervise = (current: typeof child) => {
-          void current.exited.then((code) => {
-            if (closing) return;
-            logger.error({ code, restartInMs: restartDelayMs }, 'kamailio exited: calls are down until it is restarted');
-            const timer = setTimeout(() => {
-              if (closing) return;
-              startKamailio(kamailio.binary, settings, logger).then(
-                (next) => {
-                  child = next;
-                  restartDelayMs = 1000;
-                  logger.info('kamailio restarted');
-                  supervise(next);
-                },
-                (err: unknown) => {
-                  logger.error({ err: (err as Error).message }, 'kamailio did not restart');
-                  restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
-                  supervise(current);
-                },
-              );
-            }, restartDelayMs);
-            timer.unref();
-          });
-        };
-        supervise(child);
+        const child = await superviseKamailio(kamailio.binary, settings, logger);
         sipServerPid = () => child.pid();
         cleanups.push(['kamailio', () => child.stop()]);
         sip = {
-          domain: config.sip.domain ?? sipPublicHost(config, publicUrl),
-          host: sipPublicHost(config, publicUrl),
+          domain: settings.domain,
+          host: publicHost,
           ports: { udp: ports.udp, tcp: ports.tcp, tls: config.mqtt.tls ? ports.tls : null, ws: ports.ws, wss: config.mqtt.tls ? ports.wss : null },
         };
-        sipAlive = async () => child.alive() && (await canReach(loopbackFor(config.sip.listenHost), ports.tcp));
+        sipAlive = async () => child.alive() && (await canConnect(reachableHost(config.sip.listenHost), ports.tcp));
       }
     }
     logger.info({ role, instance, http: httpPort, mqtt: mqttPorts?.mqtt, mqtts: mqttPorts?.mqtts, websocket: wsPort, sip }, 'intercom device cloud listening');
 
+    let closing: Promise<void> | null = null;
     return {
       role,
       instance,
@@ -533,11 +509,10 @@ function gatewayHttp(gateway: DeviceGateway, checks: { database: () => Promise<v
   return server;
 }
 
-const loopbackFor = (host: string) => (['0.0.0.0', '::', ''].includes(host) ? '127.0.0.1' : host);
 
 /** The host stations are told: SIP_PUBLIC_HOST, else the host of the public URL. */
 function sipPublicHost(config: Config, publicUrl: string): string {
-  return config.sip.publicHost ?? (publicUrl ? new URL(publicUrl).hostname : loopbackFor(config.sip.listenHost));
+  return config.sip.publicHost ?? (publicUrl ? new URL(publicUrl).hostname : reachableHost(config.sip.listenHost));
 }
 
 function externalSipEndpoint(config: Config): SipEndpoint {
@@ -546,27 +521,4 @@ function externalSipEndpoint(config: Config): SipEndpoint {
   return { domain: config.sip.domain ?? host, host, ports: { udp: ports.udp, tcp: ports.tcp, tls: ports.tls, ws: ports.ws, wss: ports.wss } };
 }
 
-/**
- * The child's ports: as configured; 0 picks a free one; with none configured, a default that is taken on
- * this machine falls back to a free one (as MQTT's 1883 does), so `npm start` runs beside another server.
- */
-async function sipPorts(config: Config): Promise<{ udp: number; tcp: number; tls: number; ws: number; wss: number }> {
-  const host = config.sip.listenHost;
-  const { ports, portsExplicit } = config.sip;
-  const pick = async (port: number, both: boolean) => {
-    if (port !== 0 && (portsExplicit || (both ? await sipPortFree(host, port) : await tcpFree(host, port)))) return port;
-    return freeSipPort(host);
-  };
-  // UDP and TCP share one number unless configured apart.
-  const udp = await pick(ports.udp, true);
-  const tcp = ports.tcp === ports.udp ? udp : await pick(ports.tcp, true);
-  return { udp, tcp, tls: await pick(ports.tls, false), ws: await pick(ports.ws, false), wss: await pick(ports.wss, false) };
-}
 
-const canReach = (host: string, port: number) =>
-  new Promise<boolean>((resolve) => {
-    const s = createConnection({ host, port });
-    const timer = setTimeout(() => (s.destroy(), resolve(false)), 1500);
-    s.once('connect', () => (clearTimeout(timer), s.destroy(), resolve(true)));
-    s.once('error', () => (clearTimeout(timer), resolve(false)));
-  });

@@ -4,6 +4,9 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { findBinary } from '../infra/binaries.js';
+import { canConnect, reachableHost } from '../infra/net.js';
+import type { SipConfig } from '../config.js';
 import type { Logger } from '../logger.js';
 
 /** Where stations reach the SIP server, per transport: what device configuration and app accounts carry. */
@@ -86,21 +89,11 @@ export function tlsConfig(tls: { certFile: string; keyFile: string }): string {
   return ['[server:default]', 'method = TLSv1.2+', 'verify_certificate = no', 'require_certificate = no', `private_key = ${tls.keyFile}`, `certificate = ${tls.certFile}`, '', '[client:default]', 'verify_certificate = no', 'require_certificate = no', ''].join('\n');
 }
 
-const KAMAILIO_PATHS = ['/usr/sbin/kamailio', '/usr/local/sbin/kamailio', '/usr/bin/kamailio'];
 const MODULE_DIRS = ['/usr/lib/x86_64-linux-gnu/kamailio/modules', '/usr/lib/aarch64-linux-gnu/kamailio/modules', '/usr/lib/kamailio/modules', '/usr/local/lib64/kamailio/modules'];
 
-const executable = (p: string) => {
-  try {
-    accessSync(p, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
-/** Debian's kamailio and its modules directory, when installed. */
-export function findKamailio(): { binary: string; modulesDir: string } | null {
-  const binary = KAMAILIO_PATHS.find(executable);
+/** Debian's kamailio and its modules directory (with the WebSocket and HTTP-client modules), when installed. */
+export function findKamailio(pathEnv?: string): { binary: string; modulesDir: string } | null {
+  const binary = findBinary('kamailio', pathEnv);
   const modulesDir = MODULE_DIRS.find((d) => {
     try {
       accessSync(join(d, 'websocket.so'), constants.R_OK);
@@ -136,7 +129,7 @@ const udpFree = (host: string, port: number) =>
     sock.bind(port, host, () => sock.close(() => resolve(true)));
   });
 
-export const tcpFree = (host: string, port: number) =>
+const tcpFree = (host: string, port: number) =>
   new Promise<boolean>((resolve) => {
     const s = net.createServer();
     s.once('error', () => resolve(false));
@@ -144,7 +137,23 @@ export const tcpFree = (host: string, port: number) =>
   });
 
 /** Both UDP and TCP of a port are free. */
-export const sipPortFree = async (host: string, port: number) => (await tcpFree(host, port)) && (await udpFree(host, port));
+const sipPortFree = async (host: string, port: number) => (await tcpFree(host, port)) && (await udpFree(host, port));
+
+/**
+ * The child's ports: as configured; 0 picks a free one; with none configured, a default that is taken on
+ * this machine falls back to a free one (as MQTT's 1883 does), so `npm start` runs beside another server.
+ */
+export async function sipPorts(sip: Pick<SipConfig, 'listenHost' | 'ports' | 'portsExplicit'>): Promise<KamailioSettings['ports']> {
+  const host = sip.listenHost;
+  const pick = async (port: number, both: boolean) => {
+    if (port !== 0 && (sip.portsExplicit || (both ? await sipPortFree(host, port) : await tcpFree(host, port)))) return port;
+    return freeSipPort(host);
+  };
+  // UDP and TCP share one number unless configured apart.
+  const udp = await pick(sip.ports.udp, true);
+  const tcp = sip.ports.tcp === sip.ports.udp ? udp : await pick(sip.ports.tcp, true);
+  return { udp, tcp, tls: await pick(sip.ports.tls, false), ws: await pick(sip.ports.ws, false), wss: await pick(sip.ports.wss, false) };
+}
 
 export interface KamailioChild {
   process: ChildProcess;
@@ -233,7 +242,7 @@ export async function startKamailio(binary: string, settings: KamailioSettings, 
       return null;
     }
   };
-  const connectHost = ['0.0.0.0', '::', ''].includes(settings.listenHost) ? '127.0.0.1' : settings.listenHost;
+  const connectHost = reachableHost(settings.listenHost);
   for (let i = 0; i < 100 && running; i++) {
     if (await canConnect(connectHost, settings.ports.tcp)) return { process: child, configFile, exited, alive: () => running, pid, stop };
     await new Promise((r) => setTimeout(r, 100));
@@ -242,12 +251,48 @@ export async function startKamailio(binary: string, settings: KamailioSettings, 
   throw new Error(`kamailio did not start listening on ${connectHost}:${settings.ports.tcp}`);
 }
 
-const canConnect = (host: string, port: number) =>
-  new Promise<boolean>((resolve) => {
-    const s = net.connect({ host, port });
-    s.once('connect', () => (s.destroy(), resolve(true)));
-    s.once('error', () => resolve(false));
-  });
+/**
+ * Kamailio kept running: started now, started again when it dies (1 s, doubling to 30 s while a start
+ * fails), so calls come back by themselves. `stop()` ends it for good.
+ */
+export async function superviseKamailio(binary: string, settings: KamailioSettings, logger: Logger): Promise<Pick<KamailioChild, 'alive' | 'pid' | 'stop'>> {
+  let child = await startKamailio(binary, settings, logger);
+  let stopped = false;
+  let restartDelayMs = 1000;
+  const watch = (current: KamailioChild) => {
+    void current.exited.then((code) => {
+      if (stopped) return;
+      logger.error({ code, restartInMs: restartDelayMs }, 'kamailio exited: calls are down until it is restarted');
+      const timer = setTimeout(() => {
+        if (stopped) return;
+        startKamailio(binary, settings, logger).then(
+          (next) => {
+            if (stopped) return void next.stop();
+            child = next;
+            restartDelayMs = 1000;
+            logger.info('kamailio restarted');
+            watch(next);
+          },
+          (err: unknown) => {
+            logger.error({ err: (err as Error).message }, 'kamailio did not restart');
+            restartDelayMs = Math.min(restartDelayMs * 2, 30_000);
+            watch(current);
+          },
+        );
+      }, restartDelayMs);
+      timer.unref();
+    });
+  };
+  watch(child);
+  return {
+    alive: () => child.alive(),
+    pid: () => child.pid(),
+    stop: async () => {
+      stopped = true;
+      await child.stop();
+    },
+  };
+}
 
 /** What an app is told: apps register over WebSocket, over TLS when the deployment has a certificate. */
 export function appSipAccess(endpoint: SipEndpoint): { domain: string; servers: { transport: 'ws' | 'wss'; host: string; port: number; url: string }[] } {

@@ -13,8 +13,6 @@ import { appStations, calls, doorEvents, sipRegistrations, type CallOutcome } fr
 interface Account {
   station: Station;
   siteId: string | null;
-  password: string;
-  mac: string | null;
 }
 
 export interface SipState {
@@ -83,18 +81,16 @@ export class CallService {
       return {
         station: { sipNumber, kind: 'device', type: device.type, buildingId: place?.buildingId ?? null, apartmentId: place?.apartmentId ?? null },
         siteId: place?.siteId ?? null,
-        password: device.password,
-        mac: device.mac,
       };
     }
     const app = await this.apps.account(sipNumber);
     if (!app) return null;
-    return { station: { sipNumber, kind: 'app', type: 'app', buildingId: null, apartmentId: app.apartmentId }, siteId: app.siteId, password: app.password, mac: null };
+    return { station: { sipNumber, kind: 'app', type: 'app', buildingId: null, apartmentId: app.apartmentId }, siteId: app.siteId };
   }
 
   /** The HA1 (MD5 of user:realm:password) Kamailio checks a digest against; null: no such account. */
   async credentials(username: string): Promise<string | null> {
-    if (!/^[0-9]{10}$/.test(username)) return null;
+    if (!SIP_NUMBER.test(username)) return null;
     // Every REGISTER and INVITE asks: the password alone, without the placement routing needs.
     const password = (await sipAccountOf(this.db, username))?.password ?? (await this.apps.account(username))?.password;
     if (!password) return null;
@@ -128,6 +124,15 @@ export class CallService {
         },
         setWhere: sql`${sipRegistrations.reportedAt} <= excluded.reported_at`,
       });
+  }
+
+  /** Each view with its SIP registration as `sipStatus` and `sipLastRegisteredAt` (lists of devices and app stations). */
+  async withSipState<T extends { sipNumber: string }>(views: T[]): Promise<(T & { sipStatus: SipState['status']; sipLastRegisteredAt: string | null })[]> {
+    const states = await this.sipStates(views.map((v) => v.sipNumber));
+    return views.map((v) => {
+      const s = states.get(v.sipNumber)!;
+      return { ...v, sipStatus: s.status, sipLastRegisteredAt: s.lastRegisteredAt };
+    });
   }
 
   /** Registered or not, and the last registration, of each SIP number. */

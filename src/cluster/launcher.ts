@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { AccountService } from '../accounts/service.js';
 import { ConfigError, loadConfig, type Config, type Role } from '../config.js';
 import { openDatabase } from '../db/client.js';
-import { freePort } from '../infra/net.js';
+import { freePort, reachableHost } from '../infra/net.js';
 import { connectRedis } from '../infra/redis.js';
 import { resolveFactorySecret } from '../infra/secrets.js';
 import { createLogger } from '../logger.js';
@@ -102,7 +102,7 @@ async function main() {
   };
   // Engine processes put the API's address into commands (documents, firmware): without PUBLIC_URL they
   // learn it here, from the API port this machine shares out.
-  const httpHost = ['0.0.0.0', '::', ''].includes(config.http.host) ? '127.0.0.1' : config.http.host;
+  const httpHost = reachableHost(config.http.host);
   const publicUrlForWorkers = config.publicUrl ?? (ports.http ? `http://${httpHost}:${ports.http}` : undefined);
   const workerEnv = {
     ...(publicUrlForWorkers ? { PUBLIC_URL: publicUrlForWorkers } : {}),

@@ -10,3 +10,20 @@ export const freePort = () =>
       s.close(() => resolve(port));
     });
   });
+
+/** The address to reach a listener at on this machine: a wildcard listen address means loopback. */
+export const reachableHost = (listenHost: string) => (['0.0.0.0', '::', ''].includes(listenHost) ? '127.0.0.1' : listenHost);
+
+/** Whether a TCP listener answers at host:port within `timeoutMs`. */
+export const canConnect = (host: string, port: number, timeoutMs = 1500) =>
+  new Promise<boolean>((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });

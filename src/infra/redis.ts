@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Logger } from '../logger.js';
+import { findBinary } from './binaries.js';
 import { freePort } from './net.js';
 
 export interface RedisHandle {
@@ -26,18 +25,6 @@ async function tryConnect(url: string): Promise<Redis | null> {
   }
 }
 
-function findBinary(name: string, pathEnv: string | undefined): string | null {
-  for (const dir of (pathEnv ?? '').split(delimiter).concat(['/usr/bin', '/usr/local/bin', '/usr/sbin'])) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {
-      /* not here */
-    }
-  }
-  return null;
-}
 
 
 function persistentClient(url: string, logger: Logger): Redis {

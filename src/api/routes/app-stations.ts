@@ -63,9 +63,7 @@ export const appStationRoutes: FastifyPluginAsyncZod<{ appStations: AppStations;
       },
     },
     async (request) => {
-      const items = await appStations.list(request.principal, request.params.apartmentId);
-      const states = await calls.sipStates(items.map((i) => i.sipNumber));
-      return { items: items.map((i) => ({ ...i, sipStatus: states.get(i.sipNumber)!.status, sipLastRegisteredAt: states.get(i.sipNumber)!.lastRegisteredAt })) };
+      return { items: await calls.withSipState(await appStations.list(request.principal, request.params.apartmentId)) };
     },
   );
   app.delete(

@@ -4,7 +4,7 @@ import { createDeviceBody, createdDeviceSchema, deviceSchema, listDevicesQuery, 
 import type { DeviceService } from '../../devices/service.js';
 import { macParams } from '../../mac-library/schemas.js';
 import { pageOf } from '../../shared/pagination.js';
-import type { CallService, SipState } from '../../calls/service.js';
+import type { CallService } from '../../calls/service.js';
 import { errorResponses } from '../errors.js';
 
 /** A device as listed: its record, with its SIP registration as the calls domain saw it. */
@@ -14,13 +14,7 @@ const listedDeviceSchema = deviceSchema.extend({
 });
 
 export const deviceRoutes: FastifyPluginAsyncZod<{ devices: DeviceService; calls: CallService }> = async (app, { devices, calls }) => {
-  const withSip = async <T extends { sipNumber: string }>(views: T[]) => {
-    const states = await calls.sipStates(views.map((v) => v.sipNumber));
-    return views.map((v) => {
-      const s: SipState = states.get(v.sipNumber) ?? { status: 'unregistered', lastRegisteredAt: null };
-      return { ...v, sipStatus: s.status, sipLastRegisteredAt: s.lastRegisteredAt };
-    });
-  };
+
   app.post(
     '/devices',
     {
@@ -40,14 +34,14 @@ export const deviceRoutes: FastifyPluginAsyncZod<{ devices: DeviceService; calls
     { schema: { tags: ['devices'], summary: 'List and search devices', querystring: listDevicesQuery, response: { 200: pageOf(listedDeviceSchema), ...errorResponses(400) } } },
     async (request) => {
       const page = await devices.list(request.principal, request.query);
-      return { ...page, items: await withSip(page.items) };
+      return { ...page, items: await calls.withSipState(page.items) };
     },
   );
 
   app.get(
     '/devices/:mac',
     { schema: { tags: ['devices'], summary: 'One device, with what the gateway saw of it', params: macParams, response: { 200: listedDeviceSchema, ...errorResponses(400, 404) } } },
-    async (request) => (await withSip([await devices.get(request.principal, request.params.mac)]))[0]!,
+    async (request) => (await calls.withSipState([await devices.get(request.principal, request.params.mac)]))[0]!,
   );
 
   app.patch(
