@@ -53,6 +53,10 @@ export function installHooks(broker: Aedes, deps: HookDeps): void {
     // A will would be published as if the device had sent it (a stale hello would read as a reset): the
     // protocol has none, and one a device sets is dropped.
     if (packet.will) (packet as { will?: unknown }).will = undefined;
+    // Every session is clean: the cloud redelivers commands itself and drops what a persistent session
+    // would replay (see `forward`), so the broker keeps nothing for a device between connections, on one
+    // gateway process as on several. CONNACK's session-present flag is therefore always 0.
+    (packet as { clean: boolean }).clean = true;
     done(null, true);
   };
 
@@ -124,9 +128,10 @@ export function installHooks(broker: Aedes, deps: HookDeps): void {
 }
 
 /**
- * The broker keeps QoS 1 messages for a persistent session that is offline and replays them on
- * reconnect. Commands are redelivered by the provisioning engine, which knows whether they still
- * stand (a canceled job, a reset device), so a command sent before the current session began is dropped.
+ * Commands are redelivered by the provisioning engine, which knows whether they still stand (a canceled
+ * job, a reset device), so a command stamped before the current session began (one the broker would
+ * replay as in flight, should a session ever carry over) is dropped: a device never gets one meant for
+ * an earlier session.
  */
 function forward(sessions: Sessions, client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
   if (packet.topic !== commandsTopic(client.id)) return packet;

@@ -17,6 +17,9 @@ export interface DevicePublish {
   retain: boolean;
 }
 
+/** What follows devices/{MAC}/ in a topic a device may publish to: hello, events, commands/{id}/status. */
+const isDeviceTopic = (rest: string) => rest === 'hello' || rest === 'events' || /^commands\/[^/]+\/status$/.test(rest);
+
 /**
  * What a device may publish. Retained messages are refused: nothing here reads them, and each would be
  * held by the broker until replaced. QoS 2 is refused: the broker would hold every message until its
@@ -27,7 +30,9 @@ export function checkDevicePublish(mac: string, p: DevicePublish, maxPayloadByte
   if (topic.length > MAX_TOPIC_LENGTH) return { ok: false, reason: `topic longer than ${MAX_TOPIC_LENGTH} characters` };
   if (topic.split('/').length > MAX_TOPIC_LEVELS) return { ok: false, reason: `topic deeper than ${MAX_TOPIC_LEVELS} levels` };
   if (!topic.startsWith(deviceRoot(mac)) || topic.length === deviceRoot(mac).length) return { ok: false, reason: `publish outside ${deviceRoot(mac)}` };
-  if (topic === commandsTopic(mac)) return { ok: false, reason: 'devices do not publish commands' };
+  // Only the three topics a device speaks on; anything else (its own commands topic included) is a
+  // firmware fault the vendor learns of at once, not a message silently swallowed.
+  if (!isDeviceTopic(topic.slice(deviceRoot(mac).length))) return { ok: false, reason: `not a device topic (a device publishes to ${deviceRoot(mac)}hello, events and commands/{id}/status only)` };
   if (p.retain) return { ok: false, reason: 'retained messages are not accepted' };
   if (p.qos > 1) return { ok: false, reason: 'QoS 2 is not accepted (use QoS 0 or 1)' };
   if (p.payloadBytes > maxPayloadBytes) return { ok: false, reason: `payload of ${p.payloadBytes} bytes exceeds ${maxPayloadBytes}` };

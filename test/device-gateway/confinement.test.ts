@@ -11,6 +11,7 @@ const B = '0C11050B9815';
 await svc.addDevice(installer.token, A);
 await svc.addDevice(installer.token, B);
 const port = svc.service.ports.mqtt;
+const JOB = '7b0c3a52-5d43-4c1e-9e55-8f1f0b2a6a10';
 
 async function connected(mac: string): Promise<RawMqtt> {
   const raw = await RawMqtt.connect(port);
@@ -67,6 +68,46 @@ t.test("a device publishing outside its own topics is disconnected and nothing i
   b.end();
 });
 
+t.test('a device publishes only to hello, events and commands/{id}/status: any other topic of its own closes the session', async (t) => {
+  for (const topic of [`devices/${A}/foo`, `devices/${A}/commands`, `devices/${A}/commands/${JOB}`, `devices/${A}/commands/${JOB}/status/x`, `devices/${A}/hello/x`, `devices/${A}/events/door`, `devices/${A}/status`]) {
+    const c = await connected(A);
+    publish(c, topic, '{}');
+    t.ok(await c.waitClosed(), `refused: ${topic}`);
+  }
+  const fine = await connected(A);
+  for (const [i, topic] of [`devices/${A}/hello`, `devices/${A}/events`, `devices/${A}/commands/${JOB}/status`, `devices/${A}/commands/not-a-job/status`].entries()) {
+    publish(fine, topic, '{}', 1, 30 + i);
+    t.equal((await fine.next('puback'))?.messageId, 30 + i, `accepted: ${topic}`);
+  }
+  t.notOk(fine.closed, 'the session stays');
+  fine.end();
+});
+
+t.test('every session is clean: the broker keeps no subscription for a device between connections', async (t) => {
+  const first = await RawMqtt.connect(port);
+  first.send({ ...first.connectPacket(A, A, deriveDeviceKey(FACTORY_SECRET, A)), clean: false } as any);
+  t.equal((await first.next('connack'))?.returnCode, 0);
+  subscribe(first, `devices/${A}/commands`);
+  await first.next('suback');
+  first.send({ cmd: 'disconnect' } as any);
+  await first.waitClosed();
+  const again = await RawMqtt.connect(port);
+  again.send({ ...again.connectPacket(A, A, deriveDeviceKey(FACTORY_SECRET, A)), clean: false } as any);
+  const connack = await again.next('connack');
+  t.equal(connack?.returnCode, 0);
+  t.equal(connack?.sessionPresent, false, 'no session is present');
+  publish(again, `devices/${A}/hello`, JSON.stringify({ model: 'R29', firmware: '29.30.10.112' }));
+  await waitFor(() => svc.service.gateway.connectedSince(A), (since) => since !== null);
+  // QoS 1 keeps order: had the subscription outlived the first connection, `early` would arrive first.
+  await svc.service.gateway.publish(A, { id: 'early', kind: 'reboot', params: {} });
+  subscribe(again, `devices/${A}/commands`, 2);
+  await again.next('suback');
+  await svc.service.gateway.publish(A, { id: 'late', kind: 'reboot', params: {} });
+  const got = await again.next('publish');
+  t.equal(JSON.parse(got?.payload.toString()).id, 'late', 'what was published before it subscribed again never reached it');
+  again.end();
+});
+
 t.test('topics too deep or too long and payloads over 64 KiB are refused', async (t) => {
   const deep = await connected(A);
   publish(deep, `devices/${A}/a/b/c/d/e/f/g`, '{}');
@@ -75,14 +116,14 @@ t.test('topics too deep or too long and payloads over 64 KiB are refused', async
   publish(long, `devices/${A}/${'x'.repeat(300)}`, '{}');
   t.ok(await long.waitClosed(), 'too long');
   const big = await connected(A);
-  publish(big, `devices/${A}/status`, Buffer.alloc(64 * 1024 + 1));
+  publish(big, `devices/${A}/events`, Buffer.alloc(64 * 1024 + 1));
   t.ok(await big.waitClosed(), 'payload just over 64 KiB');
   const huge = await connected(A);
   // Declares a 200 MB packet: refused at its header, before any body is buffered.
   huge.send(Buffer.from([0x30, 0x80, 0x80, 0x80, 0x64]));
   t.ok(await huge.waitClosed(), 'declared 200 MB');
   const fine = await connected(A);
-  publish(fine, `devices/${A}/status`, Buffer.alloc(64 * 1024));
+  publish(fine, `devices/${A}/events`, Buffer.alloc(64 * 1024));
   t.ok(await fine.next('puback'), 'exactly 64 KiB is accepted');
   fine.end();
 });
@@ -126,15 +167,15 @@ t.test('malformed packets and invalid hellos never crash the gateway', async (t)
 t.test('retained messages and QoS 2 are refused: a device cannot make the broker hold messages', async (t) => {
   for (let i = 0; i < 3; i++) {
     const c = await connected(A);
-    c.send({ cmd: 'publish', topic: `devices/${A}/state/${i}`, payload: Buffer.alloc(60 * 1024, 1), qos: 1, messageId: 5, dup: false, retain: true } as any);
+    c.send({ cmd: 'publish', topic: [`devices/${A}/events`, `devices/${A}/hello`, `devices/${A}/commands/${JOB}/status`][i]!, payload: Buffer.alloc(60 * 1024, 1), qos: 1, messageId: 5, dup: false, retain: true } as any);
     t.ok(await c.waitClosed(), `retained publish ${i} closes the session`);
   }
   t.equal(await svc.service.gateway.retainedCount(), 0, 'the broker holds no retained message');
   const q2 = await connected(A);
-  q2.send({ cmd: 'publish', topic: `devices/${A}/state`, payload: Buffer.from('{}'), qos: 2, messageId: 6, dup: false, retain: false } as any);
+  q2.send({ cmd: 'publish', topic: `devices/${A}/events`, payload: Buffer.from('{}'), qos: 2, messageId: 6, dup: false, retain: false } as any);
   t.ok(await q2.waitClosed(), 'a QoS 2 publish closes the session');
   const fine = await connected(A);
-  publish(fine, `devices/${A}/state`, '{}');
+  publish(fine, `devices/${A}/events`, '{}');
   t.ok(await fine.next('puback'), 'QoS 1 without retain is accepted');
   fine.end();
 });
