@@ -1,38 +1,17 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import http from 'node:http';
 import net from 'node:net';
 import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
 import { deriveDeviceKey } from '../src/devices/device-key.js';
-import type { DeviceCommand, DocumentReference } from '../src/provisioning/channel.js';
+import type { DocumentReference } from '../src/provisioning/channel.js';
+import { refusal } from './command-check.js';
+import { DeviceConfiguration } from './device-config.js';
+import { fetchDocument, fetchNamedDocuments, type HeldDocuments } from './device-documents.js';
+import type { DeviceState, DownloadRequest, ReceivedCommand, ReceivedSize, SimulatedDeviceOptions } from './device-types.js';
+import { downloadImage } from './firmware-download.js';
 import { SipStation, type ActiveCall, type DtmfEvent, type IncomingCall, type SipTransport } from './sip/station.js';
 
-export type DeviceState = 'idle' | 'connecting' | 'online' | 'offline' | 'refused' | 'stopped';
-
-export interface SimulatedDeviceOptions {
-  mac: string;
-  /** Device key; derived from `factorySecret` when absent. `null` connects without credentials (reference brokers). */
-  key?: string | null;
-  factorySecret?: string;
-  /** mqtt://host:port or ws://host:port/mqtt */
-  url: string;
-  /** Loopback source address to connect from (benchmarks spread fleets over 127.0.0.x). */
-  localAddress?: string;
-  model: string;
-  firmware: string;
-  keepaliveSeconds?: number;
-  /** Jittered exponential backoff between reconnects; false disables reconnecting. */
-  reconnect?: { minMs: number; maxMs: number } | false;
-  /** Publish hello after connecting (reference brokers have no use for it). */
-  hello?: boolean;
-  configHash?: string;
-  /** CA certificate to trust for mqtts:// and wss:// (devices pin the cloud's CA). */
-  ca?: Buffer;
-  /** Ways to misbehave, for tests. */
-  behaviour?: DeviceBehaviour;
-  /** Calls over SIP with the account its configuration carries (off by default). */
-  sip?: DeviceSipOptions;
-}
+export type { DeviceBehaviour, DeviceState, DownloadRequest, ReceivedCommand, ReceivedSize, SimulatedDeviceOptions } from './device-types.js';
 
 export interface DeviceSipOptions {
   enabled: boolean;
@@ -83,44 +62,6 @@ export interface DoorOpening {
   published: boolean;
 }
 
-export interface DeviceBehaviour {
-  /** Send no status for the first N deliveries of each job (lost acks). */
-  dropAcks?: number;
-  /** Wait this long before answering a command. */
-  answerDelayMs?: number;
-  /** Answer these kinds with failure. */
-  failKinds?: string[];
-  /** Drop the connection on receiving these kinds, without answering (offline mid-job). */
-  offlineOnKinds?: string[];
-  /** How long a reboot or reset keeps the device away. */
-  rebootDelayMs?: number;
-  /** Cut the firmware download's connection once, after this fraction of the image; the device resumes with Range. */
-  dropDownloadAt?: number;
-  /** After an upgrade's reboot, come back on the old firmware version (a failed flash). */
-  stayOnOldVersion?: boolean;
-  /** Report download progress every this many percent (default 25). */
-  progressStepPercent?: number;
-  /** Pause this long after each download progress report (a slow link). */
-  downloadPauseMs?: number;
-}
-
-/** One HTTP request of a firmware download, as the device made it. */
-export interface DownloadRequest {
-  jobId: string;
-  status: number;
-  range: string | null;
-  bytes: number;
-}
-
-/** A command as the cloud sends it on devices/{MAC}/commands, stamped with its delivery time. */
-export type ReceivedCommand = DeviceCommand & { sentAt: number };
-
-/** A command's payload size as received, for tests of the 64 KiB limit. */
-export interface ReceivedSize {
-  id: string;
-  bytes: number;
-}
-
 /**
  * A simulated intercom that speaks the device protocol of docs/device-protocol.md: connects with its MAC and
  * device key, publishes hello, subscribes to its commands, keeps alive, and reconnects with jittered backoff.
@@ -136,13 +77,18 @@ export class SimulatedDevice extends EventEmitter {
   /** The device's configuration (Autop keys and values); empty in factory state. */
   readonly config = new Map<string, string>();
   /** The directory documents applied with the configuration (contacts, credentials), by name. */
-  directory = new Map<string, { sha256: string; content: unknown }>();
-  /** The keys the last managed configuration set: a key that leaves it goes back to its default (absent here). */
-  private managed = new Set<string>();
-  /** Settings a configuration reset keeps and a factory reset clears (the device's own network setup). */
+  directory: HeldDocuments = new Map();
+  /** The managed configuration and one-time lines, as they set `config`. */
+  private readonly configuration = new DeviceConfiguration(this.config);
+  /**
+   * The network setup made at the device itself (web interface, keypad): a configuration reset keeps it, a
+   * factory reset clears it. Keys the cloud set (`Config.Network.*` in an Autop line) are configuration.
+   */
   readonly network = new Map<string, string>([['Network.Mode', 'dhcp']]);
   /** Every command's size on the wire. */
   readonly sizes: ReceivedSize[] = [];
+  /** Every status answer published (or dropped by `dropAcks`), in order. */
+  readonly answers: { id: string; status: Record<string, unknown> }[] = [];
   /** Every document fetched: its URL and the HTTP status. */
   readonly documentFetches: { url: string; status: number }[] = [];
   /** Hash of the last configuration applied; undefined in factory state. */
@@ -194,7 +140,7 @@ export class SimulatedDevice extends EventEmitter {
       clientId: this.opts.mac,
       ...(this.key !== null ? { username: this.opts.mac, password: this.key } : {}),
       protocolVersion: 4,
-      clean: false,
+      clean: true, // the cloud keeps no session between connections: subscribe on every connect
       keepalive: this.opts.keepaliveSeconds ?? 60,
       reconnectPeriod: 0,
       connectTimeout: 30_000,
@@ -223,10 +169,7 @@ export class SimulatedDevice extends EventEmitter {
       client.subscribe(this.commandsTopic, { qos: 1 }, (err, granted) => {
         if (err || granted?.[0]?.qos === 128) this.emit('subscribe-refused', err ?? granted);
         else this.emit('subscribed');
-        if (this.opts.hello !== false && this.client === client) {
-          const hello = { model: this.opts.model, firmware: this.firmware, uptime: Math.floor((Date.now() - this.startedAt) / 1000), ...(this.configHash ? { configHash: this.configHash } : {}) };
-          client.publish(`devices/${this.opts.mac}/hello`, JSON.stringify(hello), { qos: 1 }, () => this.emit('hello'));
-        }
+        if (this.opts.hello !== false && this.client === client) this.sayHello().catch(() => {});
       });
       this.emit('online');
     });
@@ -264,6 +207,29 @@ export class SimulatedDevice extends EventEmitter {
     }, Math.random() * ceiling);
   }
 
+  /**
+   * Publishes a hello with what the device runs now: after every CONNECT, and again within a session to
+   * ask to be provisioned afresh (after `document_unavailable`, say).
+   */
+  sayHello(): Promise<void> {
+    const hello = { model: this.opts.model, firmware: this.firmware, uptime: Math.floor((Date.now() - this.startedAt) / 1000), ...(this.configHash ? { configHash: this.configHash } : {}) };
+    return this.publish('hello', JSON.stringify(hello)).then(() => void this.emit('hello'));
+  }
+
+  private status(id: string, status: Record<string, unknown>): Promise<void> {
+    this.answers.push({ id, status });
+    return this.publish(`commands/${id}/status`, JSON.stringify(status)).catch(() => {});
+  }
+
+  private get auth() {
+    return `Basic ${Buffer.from(`${this.opts.mac}:${this.key ?? ''}`).toString('base64')}`;
+  }
+
+  /** Fetches a document with the device's credentials and checks its bytes against the SHA-256 that names it. */
+  fetchDocument(ref: DocumentReference): Promise<string | null> {
+    return fetchDocument(ref, this.auth, this.documentFetches);
+  }
+
   private async onCommand(payload: Buffer) {
     let command: ReceivedCommand;
     try {
@@ -282,58 +248,47 @@ export class SimulatedDevice extends EventEmitter {
       return;
     }
     if (b.answerDelayMs) await new Promise((r) => setTimeout(r, b.answerDelayMs));
-    const answer = (status: Record<string, unknown>) =>
-      deliveries <= (b.dropAcks ?? 0) ? Promise.resolve() : this.publish(`commands/${command.id}/status`, JSON.stringify(status)).catch(() => {});
+    const answer = (status: Record<string, unknown>) => (deliveries <= (b.dropAcks ?? 0) ? Promise.resolve() : this.status(command.id, status));
+    const fail = (code: string, message: string) => answer({ state: 'failed', error: { code, message } });
 
     if (this.applied.has(command.id)) {
       // A redelivery of a job already applied: answer again, apply nothing.
       await answer({ state: 'succeeded', ...(this.configHash ? { configHash: this.configHash } : {}) });
       return;
     }
-    if (b.failKinds?.includes(command.kind)) {
-      await answer({ state: 'failed', error: { code: 'simulated_failure', message: `the simulator refuses ${command.kind}` } });
-      return;
-    }
+    if (b.failKinds?.includes(command.kind)) return void (await fail('simulated_failure', `the simulator refuses ${command.kind}`));
+    // A kind, mode or model this firmware cannot carry out is refused before anything changes.
+    const refused = refusal(command, this.opts.model);
+    if (refused) return void (await fail(refused.code, refused.message));
     if (this.working.has(command.id)) return; // redelivered while being applied (e.g. mid-download)
     if (command.kind === 'upgrade') {
       await answer({ state: 'accepted' });
-      await this.upgrade(command, (status) => this.publish(`commands/${command.id}/status`, JSON.stringify(status)).catch(() => {}));
+      await this.upgrade(command, (status) => this.status(command.id, status));
       return;
     }
     this.working.add(command.id);
     try {
       await answer({ state: 'accepted' });
       if (command.configHash !== undefined) {
+        // A document that cannot be fetched or does not match its sha256 is `document_unavailable`; bytes
+        // that do not hash to `configHash` are `config_hash_mismatch`.
         const text = command.config ?? (command.configDocument ? await this.fetchDocument(command.configDocument) : null);
-        if (text === null) {
-          await answer({ state: 'failed', error: { code: 'document_unavailable', message: 'the configuration document could not be fetched' } });
-          return;
-        }
-        const hash = createHash('sha256').update(text).digest('hex');
-        if (hash !== command.configHash) {
-          await answer({ state: 'failed', error: { code: 'config_hash_mismatch', message: 'the configuration does not match its hash' } });
-          return;
-        }
+        if (text === null) return void (await fail('document_unavailable', 'the configuration document could not be fetched or did not match its sha256'));
+        if (createHash('sha256').update(text).digest('hex') !== command.configHash) return void (await fail('config_hash_mismatch', 'the configuration does not match its hash'));
         // Documents the configuration names are fetched and verified first: a failure leaves the old lists.
-        const documents = await this.fetchNamedDocuments(text);
-        if (!documents) {
-          await answer({ state: 'failed', error: { code: 'document_unavailable', message: 'a directory document the configuration names could not be fetched' } });
-          return;
-        }
-        this.applyManaged(text);
+        const documents = await fetchNamedDocuments(text, this.directory, (ref) => this.fetchDocument(ref));
+        if (!documents) return void (await fail('document_unavailable', 'a directory document the configuration names could not be fetched'));
+        this.configuration.applyManaged(text);
         this.directory = documents;
         this.configHash = command.configHash;
         this.syncSip();
       }
       if (command.kind === 'autop-once') {
         const p = command.params as { lines?: { key: string; value: string }[]; linesDocument?: DocumentReference };
-        const lines = p.lines ?? (p.linesDocument ? (JSON.parse((await this.fetchDocument(p.linesDocument)) ?? 'null') as { key: string; value: string }[] | null) : null);
-        if (!lines) {
-          await answer({ state: 'failed', error: { code: 'document_unavailable', message: 'the one-time Autop document could not be fetched' } });
-          return;
-        }
+        const lines = p.lines ?? (await this.oneTimeLines(p.linesDocument!));
+        if (!lines) return void (await fail('document_unavailable', 'the one-time Autop document could not be fetched or did not match its sha256'));
         // One-time lines go over the configuration, outside the managed set: carried out once.
-        for (const { key, value } of lines) this.config.set(key, value);
+        this.configuration.applyOnce(lines);
         this.syncSip();
       }
       this.applied.add(command.id);
@@ -343,63 +298,27 @@ export class SimulatedDevice extends EventEmitter {
     }
     // The answer is published and acknowledged (PUBACK) before a reboot or reset takes the link down.
     await answer({ state: 'succeeded', ...(this.configHash ? { configHash: this.configHash } : {}) });
-    if (command.kind === 'reset') this.reset((command.params as { mode?: string }).mode === 'factory' ? 'factory' : 'config');
+    if (command.kind === 'reset') this.reset((command.params as { mode: 'config' | 'factory' }).mode);
     if (command.kind === 'reboot' || command.kind === 'reset') await this.reboot();
   }
 
-  /**
-   * Applies a managed configuration as a whole: its lines replace the previous managed configuration, and
-   * a key the previous one set that this one does not goes back to its default.
-   */
-  private applyManaged(text: string) {
-    const next = new Map<string, string>();
-    for (const line of text.split('\n')) {
-      const eq = line.indexOf('=');
-      if (line.startsWith('#') || eq < 0) continue;
-      next.set(line.slice(0, eq).trim(), line.slice(eq + 1).trim());
+  private async oneTimeLines(ref: DocumentReference): Promise<{ key: string; value: string }[] | null> {
+    const body = await this.fetchDocument(ref);
+    try {
+      const lines = body === null ? null : (JSON.parse(body) as unknown);
+      return Array.isArray(lines) ? (lines as { key: string; value: string }[]) : null;
+    } catch {
+      return null;
     }
-    for (const key of this.managed) if (!next.has(key)) this.config.delete(key);
-    for (const [key, value] of next) this.config.set(key, value);
-    this.managed = new Set(next.keys());
   }
 
-  /** A configuration reset clears what was configured; a factory reset also the device's own network setup. */
+  /** A reset (either mode) clears what the cloud configured; a factory reset also the device's own network setup. */
   private reset(mode: 'config' | 'factory') {
-    this.config.clear();
-    this.managed.clear();
+    this.configuration.clear();
     this.directory.clear();
     this.configHash = undefined;
     if (mode === 'factory') this.network.clear();
     this.syncSip();
-  }
-
-  /**
-   * The directory documents a configuration names (`Config.Directory.{NAME}.Url`, `.Sha256`, `.Size`):
-   * those already held are kept, the others fetched and verified. Null when one cannot be had.
-   */
-  private async fetchNamedDocuments(text: string): Promise<Map<string, { sha256: string; content: unknown }> | null> {
-    const refs = new Map<string, Partial<DocumentReference>>();
-    for (const m of text.matchAll(/^Config\.Directory\.([A-Z]+)\.(Url|Sha256|Size) = (.*)$/gm)) {
-      const ref = refs.get(m[1]!) ?? {};
-      if (m[2] === 'Url') ref.url = m[3]!;
-      else if (m[2] === 'Sha256') ref.sha256 = m[3]!;
-      else ref.size = Number(m[3]);
-      refs.set(m[1]!, ref);
-    }
-    const next = new Map<string, { sha256: string; content: unknown }>();
-    for (const [name, ref] of refs) {
-      const key = name.toLowerCase();
-      const held = this.directory.get(key);
-      if (held && held.sha256 === ref.sha256) {
-        next.set(key, held);
-        continue;
-      }
-      if (!ref.url || !ref.sha256) return null;
-      const body = await this.fetchDocument(ref as DocumentReference);
-      if (body === null) return null;
-      next.set(key, { sha256: ref.sha256, content: JSON.parse(body) as unknown });
-    }
-    return next;
   }
 
   /** Whether this door phone would open for the PIN (in `apt-pin` mode: with the apartment number) now. */
@@ -415,22 +334,6 @@ export class SimulatedDevice extends EventEmitter {
     );
   }
 
-  /** Fetches a document with the device's credentials and checks its bytes against the SHA-256 that names it. */
-  async fetchDocument(ref: DocumentReference): Promise<string | null> {
-    const auth = `Basic ${Buffer.from(`${this.opts.mac}:${this.key ?? ''}`).toString('base64')}`;
-    try {
-      const res = await fetch(ref.url, { headers: { authorization: auth, 'accept-encoding': 'gzip' } });
-      this.documentFetches.push({ url: ref.url, status: res.status });
-      if (res.status !== 200) return null;
-      const body = Buffer.from(await res.arrayBuffer());
-      if (createHash('sha256').update(body).digest('hex') !== ref.sha256) return null;
-      return body.toString('utf8');
-    } catch {
-      this.documentFetches.push({ url: ref.url, status: 0 });
-      return null;
-    }
-  }
-
   /**
    * A firmware upgrade as a device does it: download with Range resumption (and Retry-After when the
    * server is busy), verify the SHA-256, install, reboot into the new version (or, misbehaving, the old).
@@ -440,7 +343,17 @@ export class SimulatedDevice extends EventEmitter {
     const b = this.opts.behaviour ?? {};
     this.working.add(command.id);
     try {
-      const result = await this.download(command.id, p.url, p.size, report);
+      const result = await downloadImage({
+        jobId: command.id,
+        url: p.url,
+        size: p.size,
+        auth: this.auth,
+        ...(this.opts.localAddress ? { localAddress: this.opts.localAddress } : {}),
+        behaviour: b,
+        downloads: this.downloads,
+        stopped: () => this.state === 'stopped',
+        report,
+      });
       if (!result.ok) return void (await report({ state: 'failed', error: { code: result.code, message: result.message } }));
       if (result.sha256 !== p.sha256) {
         return void (await report({ state: 'failed', error: { code: 'checksum_mismatch', message: `the image hashes to ${result.sha256}, not ${p.sha256}; not installed` } }));
@@ -456,70 +369,6 @@ export class SimulatedDevice extends EventEmitter {
       this.working.delete(command.id);
     }
     await this.reboot();
-  }
-
-  private async download(jobId: string, url: string, size: number, report: (status: Record<string, unknown>) => Promise<void>) {
-    const b = this.opts.behaviour ?? {};
-    const step = b.progressStepPercent ?? 25;
-    let hash = createHash('sha256');
-    let received = 0;
-    let etag: string | undefined;
-    let dropped = false;
-    let reported = 0;
-    const auth = `Basic ${Buffer.from(`${this.opts.mac}:${this.key ?? ''}`).toString('base64')}`;
-    for (let attempt = 0; received < size || size === 0; attempt++) {
-      if (attempt >= 200 || this.state === 'stopped') return { ok: false as const, code: 'download_incomplete', message: `stopped after ${received} of ${size} bytes` };
-      const range = received > 0 ? `bytes=${received}-` : null;
-      const headers: Record<string, string> = { authorization: auth, ...(range ? { range } : {}), ...(range && etag ? { 'if-range': etag } : {}) };
-      let res: http.IncomingMessage;
-      try {
-        res = await new Promise<http.IncomingMessage>((resolve, reject) =>
-          http.get(url, { headers, agent: false, ...(this.opts.localAddress ? { localAddress: this.opts.localAddress } : {}) }, resolve).on('error', reject),
-        );
-      } catch {
-        await new Promise((r) => setTimeout(r, 500 + Math.random() * 1000));
-        continue;
-      }
-      const status = res.statusCode ?? 0;
-      const record: DownloadRequest = { jobId, status, range, bytes: 0 };
-      this.downloads.push(record);
-      if (status === 503) {
-        res.resume();
-        await new Promise((r) => setTimeout(r, Number(res.headers['retry-after'] ?? 2) * 1000));
-        continue;
-      }
-      if (status !== 200 && status !== 206) {
-        res.resume();
-        return { ok: false as const, code: 'download_failed', message: `the server answered ${status}` };
-      }
-      if (status === 200 && received > 0) {
-        hash = createHash('sha256'); // the image changed (If-Range): start over
-        received = 0;
-      }
-      etag = typeof res.headers.etag === 'string' ? res.headers.etag : undefined;
-      try {
-        for await (const chunk of res as AsyncIterable<Buffer>) {
-          hash.update(chunk);
-          received += chunk.length;
-          record.bytes += chunk.length;
-          const percent = Math.floor((received / size) * 100);
-          if (percent >= reported + step && percent < 100) {
-            reported = percent - (percent % step);
-            void report({ state: 'in-progress', stage: 'downloading', progress: reported });
-            if (b.downloadPauseMs) await new Promise((r) => setTimeout(r, b.downloadPauseMs));
-          }
-          if (!dropped && b.dropDownloadAt !== undefined && received >= b.dropDownloadAt * size) {
-            dropped = true;
-            res.destroy(); // the connection drops mid-download
-            break;
-          }
-        }
-      } catch {
-        // cut off: the next request resumes from what arrived
-      }
-      if (size === 0) break;
-    }
-    return { ok: true as const, sha256: hash.digest('hex') };
   }
 
   /** Drops the connection and comes back after the reboot delay with a fresh uptime. */

@@ -23,8 +23,12 @@ export interface ConfigSource {
 }
 
 const transport = { udp: 0, tcp: 1, tls: 2 } as const;
-// Records written before text was checked at the boundary may hold control characters; none reach a device.
-const oneLine = (v: string) => v.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
+/**
+ * A value as a device reads it back (docs/device-protocol.md, "Configuration lines"): everything after the
+ * first `=`, trimmed of spaces and tabs, so none may begin or end with one. Records written before text was
+ * checked at the boundary may hold control characters or such blanks; none reach a device.
+ */
+const oneLine = (v: string) => v.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').replace(/^ +| +$/g, '');
 
 /**
  * The one renderer of a device's effective configuration: the device record, then its regular Autop
@@ -33,6 +37,8 @@ const oneLine = (v: string) => v.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
  * whole managed configuration: a device replaces its previous one with it, so a key that left it goes back
  * to the device's default. One-time Autop is not part of it (it is carried out once, by its own command).
  * The text is deterministic, so its SHA-256 is a stable hash; push (MQTT) and pull (HTTP) serve these bytes.
+ * Lines are `Key = Value` or whole-line `#` comments, never an inline comment: a value is literal to the end
+ * of its line (`DTMF1 = #`), and an empty value unsets the key (the device's default).
  */
 export function renderConfig(src: ConfigSource): { text: string; hash: string } {
   const lines: string[] = [

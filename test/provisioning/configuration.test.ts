@@ -127,3 +127,88 @@ t.test('the API limit on Autop lines and its OpenAPI maxItems agree', async (t) 
   const exactly = await svc.api('PUT', `/api/v1/devices/${mac}/autop`, { token, body: { commands: Array.from({ length: 1000 }, (_, i) => `Config.K${i} = 1`) } });
   t.equal(exactly.status, 202);
 });
+
+t.test('configuration lines: no inline comments, a # value is literal, an empty value unsets the key', async (t) => {
+  const mac = newMac();
+  const device = await readyDevice(mac);
+  const commands = ['Config.Lines.Hash = #', 'Config.Lines.Inline = 0   # 0 UDP, 1 TCP', 'Config.Lines.Set = 1'];
+  await done((await svc.api('PUT', `/api/v1/devices/${mac}/autop`, { token, body: { commands } })).body.job.id);
+  t.equal(device.config.get('Config.Lines.Hash'), '#');
+  t.equal(device.config.get('Config.Lines.Inline'), '0   # 0 UDP, 1 TCP', 'the value runs to the end of the line');
+  t.equal(device.config.get('Config.DoorSetting.RELAY.DTMF1') ?? '#', '#');
+  const emptied = await svc.api('PUT', `/api/v1/devices/${mac}/autop`, { token, body: { commands: ['Config.Lines.Set ='] } });
+  t.equal((await done(emptied.body.job.id)).state, 'succeeded');
+  t.match(await (await pull(mac)).text(), /^Config\.Lines\.Set = ?$/m, 'the configuration carries the empty value');
+  t.notOk(device.config.has('Config.Lines.Set'), 'an empty value unsets the key: the device default applies');
+  await device.stop();
+});
+
+t.test('one-time lines are actions: their values stay until the key is set again, leaves the managed configuration, or a reset', async (t) => {
+  const mac = newMac();
+  const device = await readyDevice(mac);
+  const regular = (commands: string[]) => svc.api('PUT', `/api/v1/devices/${mac}/autop`, { token, body: { commands } }).then((r) => done(r.body.job.id));
+  await regular(['Config.Shared.Key = regular', 'Config.Other = 1']);
+  await done((await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: ['Config.Shared.Key = once', 'Config.Once.Only = 1'] } })).body.job.id);
+  t.equal(device.config.get('Config.Shared.Key'), 'once', 'carried out over the configuration');
+  t.equal(device.config.get('Config.Once.Only'), '1');
+
+  await regular(['Config.Shared.Key = regular', 'Config.Other = 2']);
+  t.equal(device.config.get('Config.Shared.Key'), 'regular', 'a later configuration that sets the key sets it again');
+  t.equal(device.config.get('Config.Once.Only'), '1', 'a key the configuration does not set keeps its one-time value');
+
+  const processed = helloProcessed(svc, mac);
+  await device.reboot();
+  await processed;
+  t.equal(device.config.get('Config.Once.Only'), '1', 'kept across a reboot, and not carried out again');
+
+  await regular(['Config.Other = 3']);
+  t.notOk(device.config.has('Config.Shared.Key'), 'a managed key that leaves goes back to its default, not to the one-time value');
+  t.equal(device.config.get('Config.Once.Only'), '1');
+
+  const boots = device.boots.length;
+  await done((await svc.api('POST', `/api/v1/devices/${mac}/reset`, { token, body: { mode: 'config' } })).body.job.id);
+  await waitFor(() => device.boots.length > boots && device.configHash, Boolean);
+  t.notOk(device.config.has('Config.Once.Only'), 'a reset clears it; provisioning afterwards does not bring it back');
+  t.equal(device.config.get('Config.Other'), '3', 'the regular Autop does come back');
+  await device.stop();
+});
+
+t.test('a config reset clears Autop-delivered network keys and keeps the network setup made at the device', async (t) => {
+  const mac = newMac();
+  const device = await readyDevice(mac);
+  await done((await svc.api('PUT', `/api/v1/devices/${mac}/autop`, { token, body: { commands: ['Config.Network.LAN.Type = 1'] } })).body.job.id);
+  await done((await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: ['Config.Network.VLAN.Id = 10'] } })).body.job.id);
+  t.equal(device.config.get('Config.Network.VLAN.Id'), '10');
+  const reset = async (mode: 'config' | 'factory') => {
+    const boots = device.boots.length;
+    await done((await svc.api('POST', `/api/v1/devices/${mac}/reset`, { token, body: { mode } })).body.job.id);
+    await waitFor(() => device.boots.length > boots && device.configHash, Boolean);
+  };
+  await reset('config');
+  t.notOk(device.config.has('Config.Network.VLAN.Id'), 'a one-time network key does not survive');
+  t.equal(device.config.get('Config.Network.LAN.Type'), '1', 'a regular one comes back with the configuration after the reset');
+  t.equal(device.network.get('Network.Mode'), 'dhcp', "the device's own network setup is kept");
+  await reset('factory');
+  t.equal(device.network.size, 0, 'a factory reset clears that too');
+  await device.stop();
+});
+
+t.test('a device that stays connected asks to be provisioned again with a new hello', async (t) => {
+  const mac = newMac();
+  const device = await readyDevice(mac);
+  const effective = device.configHash;
+  const boots = device.boots.length;
+  // As after `document_unavailable`: the device kept an older configuration and reports its hash.
+  device.configHash = 'a'.repeat(64);
+  const processed = helloProcessed(svc, mac);
+  await device.sayHello();
+  await processed;
+  const provisions = await waitFor(
+    () => svc.api('GET', `/api/v1/jobs?mac=${mac}&kind=provision`, { token }).then((r) => r.body.items),
+    (items: any[]) => items.length === 2 && finished.includes(items[0].state),
+  );
+  t.equal(provisions[0].state, 'succeeded', 'the second hello of the session provisioned it');
+  t.equal(device.configHash, effective, 'it runs the effective configuration again');
+  t.equal(device.boots.length, boots, 'without reconnecting');
+  await device.stop();
+});

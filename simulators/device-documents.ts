@@ -1,0 +1,47 @@
+import { createHash } from 'node:crypto';
+import type { DocumentReference } from '../src/provisioning/channel.js';
+import { directoryReferences } from './device-config.js';
+
+// Documents as a device fetches them (docs/device-protocol.md, "Documents"): with its own credentials,
+// checked against the SHA-256 that names them before anything is used.
+
+export type HeldDocuments = Map<string, { sha256: string; content: unknown }>;
+
+/** The document's bytes as text, or null when it cannot be fetched or its bytes do not match `sha256`. */
+export async function fetchDocument(ref: DocumentReference, auth: string, fetches: { url: string; status: number }[]): Promise<string | null> {
+  try {
+    const res = await fetch(ref.url, { headers: { authorization: auth, 'accept-encoding': 'gzip' } });
+    fetches.push({ url: ref.url, status: res.status });
+    if (res.status !== 200) return null;
+    const body = Buffer.from(await res.arrayBuffer());
+    if (createHash('sha256').update(body).digest('hex') !== ref.sha256) return null;
+    return body.toString('utf8');
+  } catch {
+    fetches.push({ url: ref.url, status: 0 });
+    return null;
+  }
+}
+
+/**
+ * The directory documents a configuration names (`Config.Directory.{NAME}.Url`, `.Sha256`, `.Size`):
+ * those already held are kept, the others fetched and verified. Null when one cannot be had (or is no JSON).
+ */
+export async function fetchNamedDocuments(text: string, held: HeldDocuments, get: (ref: DocumentReference) => Promise<string | null>): Promise<HeldDocuments | null> {
+  const next: HeldDocuments = new Map();
+  for (const [name, ref] of directoryReferences(text)) {
+    const kept = held.get(name);
+    if (kept && kept.sha256 === ref.sha256) {
+      next.set(name, kept);
+      continue;
+    }
+    if (!ref.url || !ref.sha256) return null;
+    const body = await get(ref as DocumentReference);
+    if (body === null) return null;
+    try {
+      next.set(name, { sha256: ref.sha256, content: JSON.parse(body) as unknown });
+    } catch {
+      return null;
+    }
+  }
+  return next;
+}
