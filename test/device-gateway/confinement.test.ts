@@ -146,7 +146,8 @@ t.test('malformed packets and invalid hellos never crash the gateway', async (t)
   t.ok(await a.next('puback'), 'invalid JSON hello is acknowledged but ignored');
   publish(a, `devices/${A}/hello`, JSON.stringify({ model: 7, firmware: '' }), 1, 11);
   t.ok(await a.next('puback'));
-  publish(a, `devices/${A}/hello`, JSON.stringify({ model: 'S532', firmware: '532.30.10.117', ip: '10.0.0.5', uptime: 12 }), 1, 12);
+  // Fields the protocol does not name are ignored in a hello (docs/device-protocol.md, "Compatibility").
+  publish(a, `devices/${A}/hello`, JSON.stringify({ model: 'S532', firmware: '532.30.10.117', ip: '10.0.0.5', uptime: 12, vendorBuild: 'x7', features: ['rtsp'] }), 1, 12);
   t.ok(await a.next('puback'));
   const after = await waitFor(
     () => svc.api('GET', `/api/v1/devices/${A}`, { token: installer.token }),
