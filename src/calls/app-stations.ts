@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { and, asc, count, countDistinct, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, countDistinct, eq, inArray, isNull, type SQL } from 'drizzle-orm';
 import QRCode from 'qrcode';
 import type { Principal } from '../accounts/service.js';
 import { recordWrite, recordWriteAs } from '../audit/service.js';
@@ -126,7 +126,7 @@ export class AppStations implements TenantAccess {
   /**
    * Sets the site's licence count (the new total). The apartments named in `release` lose their licence
    * first: their app stations and registration codes go. Below the units still with apps it is refused
-   * (409 `licence_in_use`); with no unit left free, codes of apartments without apps (which need one) are revoked.
+   * (409 `licence_in_use`). Other apartments' codes stay: redeeming one checks for a free unit again.
    */
   async setLicences(principal: Principal, siteId: string, change: AppLicencesChange): Promise<AppLicencesView & TenantAccessWithdrawn> {
     const { units } = change;
@@ -149,7 +149,6 @@ export class AppStations implements TenantAccess {
       }
       const after = release.length ? await this.licenceState(tx, siteId) : before;
       if (units < after.used) throw conflict('licence_in_use', `${after.used} units of the site have apps: name the apartments to release (release), or remove apps, before lowering the licence count below that`, { units, used: after.used });
-      if (units <= after.used) withdrawn.codesRevoked += await this.revokeCodes(tx, and(eq(appRegistrationCodes.siteId, siteId), sql`${appRegistrationCodes.apartmentId} NOT IN (SELECT ${appStations.apartmentId} FROM ${appStations} WHERE ${appStations.siteId} = ${siteId})`));
       await tx.update(appLicences).set({ units, updatedAt: new Date() }).where(eq(appLicences.siteId, siteId));
       await recordWrite(tx, principal, { installerId: site.installerId, siteId, action: 'app-licences.set', subject: siteId, details: { units, before: before.units, released: release, appStations: withdrawn.appStationsRemoved, codes: withdrawn.codesRevoked } });
       return { units, used: after.used, ...withdrawn };

@@ -25,7 +25,7 @@ export const appLicencesSchema = z.object({
 export type AppLicencesView = z.infer<typeof appLicencesSchema>;
 export const appLicencesChangeSchema = appLicencesSchema.extend({
   appStationsRemoved: z.number().int().describe('app stations of the released apartments, removed'),
-  codesRevoked: z.number().int().describe('unredeemed registration codes revoked: those of the released apartments, and, with no unit left free, those of apartments without apps'),
+  codesRevoked: z.number().int().describe('unredeemed registration codes of the released apartments, revoked'),
 });
 
 export const appStationParams = z.strictObject({ appStationId: z.uuid() });

@@ -22,8 +22,8 @@ export const appStationRoutes: FastifyPluginAsyncZod<{ appStations: AppStations;
         description:
           'The new total, not the number added. To take units out that have apps, name their apartments in `release`: their app stations are removed ' +
           '(their SIP accounts fail at once) and their registration codes revoked, in the same transaction. Lowering the count below the units that still have apps ' +
-          'fails with 409 `licence_in_use`; an apartment in `release` that is not of the site fails with 400 `apartment_not_found`. When no unit is left free, ' +
-          'the unredeemed codes of apartments without apps (which would need one) are revoked too.',
+          'fails with 409 `licence_in_use`; an apartment in `release` that is not of the site fails with 400 `apartment_not_found`. ' +
+          "Other apartments' codes stay: redeeming one checks for a free unit again (403 `licence_exhausted`).",
         params: siteParams,
         body: appLicencesBody,
         response: { 200: appLicencesChangeSchema, ...errorResponses(400, 404, 409, 415) },
