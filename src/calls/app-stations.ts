@@ -133,12 +133,12 @@ export class AppStations implements TenantAccess {
     const release = [...new Set(change.release ?? [])];
     return this.db.transaction(async (tx) => {
       const site = await this.directory.siteFor(tx, principal, siteId);
-      // The licence row, made if missing, is locked: registrations of the site wait for this change.
-      await tx.insert(appLicences).values({ siteId, units: 0 }).onConflictDoNothing();
-      const before = await this.licenceState(tx, siteId, true);
+      // Released apartments first, before the licence row is locked: a code being redeemed holds its code
+      // and then waits for the licence row, so taking them in the other order could make the two wait on each other.
       const withdrawn = { appStationsRemoved: 0, codesRevoked: 0 };
       for (const apartmentId of release) {
-        const { apartment } = await this.directory.apartmentFor(tx, principal, apartmentId, 'share').catch((err: unknown) => {
+        // Locked as a reset locks it: no code made for it meanwhile survives.
+        const { apartment } = await this.directory.apartmentFor(tx, principal, apartmentId, 'reset').catch((err: unknown) => {
           if (err instanceof DomainError && err.kind === 'not_found') throw badRequest('apartment_not_found', `no apartment ${apartmentId} of yours`, { apartmentId });
           throw err;
         });
@@ -147,10 +147,12 @@ export class AppStations implements TenantAccess {
         withdrawn.appStationsRemoved += w.appStationsRemoved;
         withdrawn.codesRevoked += w.codesRevoked;
       }
-      const after = release.length ? await this.licenceState(tx, siteId) : before;
+      // The licence row, made if missing, is locked: registrations of the site wait for this change.
+      await tx.insert(appLicences).values({ siteId, units: 0 }).onConflictDoNothing();
+      const after = await this.licenceState(tx, siteId, true);
       if (units < after.used) throw conflict('licence_in_use', `${after.used} units of the site have apps: name the apartments to release (release), or remove apps, before lowering the licence count below that`, { units, used: after.used });
       await tx.update(appLicences).set({ units, updatedAt: new Date() }).where(eq(appLicences.siteId, siteId));
-      await recordWrite(tx, principal, { installerId: site.installerId, siteId, action: 'app-licences.set', subject: siteId, details: { units, before: before.units, released: release, appStations: withdrawn.appStationsRemoved, codes: withdrawn.codesRevoked } });
+      await recordWrite(tx, principal, { installerId: site.installerId, siteId, action: 'app-licences.set', subject: siteId, details: { units, before: after.units, released: release, appStations: withdrawn.appStationsRemoved, codes: withdrawn.codesRevoked } });
       return { units, used: after.used, ...withdrawn };
     });
   }

@@ -620,9 +620,9 @@ export class DirectoryService implements DevicePlacements {
   /**
    * The apartment and its site, when the caller may see them (404 otherwise), read in `q`. With no
    * principal, whoever's: work done on behalf of a one-time code its issuer made. With `share`, the
-   * apartment is not reset before `q`'s transaction ends.
+   * apartment is not reset before `q`'s transaction ends; with `reset`, it is locked as a reset locks it.
    */
-  async apartmentFor(q: Queryable, principal: Principal | null, apartmentId: string, lock?: 'share'): Promise<{ apartment: ApartmentRow; site: SiteRow }> {
+  async apartmentFor(q: Queryable, principal: Principal | null, apartmentId: string, lock?: 'share' | 'reset'): Promise<{ apartment: ApartmentRow; site: SiteRow }> {
     return this.apartments.find(q, principal, apartmentId, lock);
   }
 

@@ -91,6 +91,27 @@ async function run() {
     t.ok(fresh.account.number !== account.number, 'the new tenants register apps as before');
   });
 
+  t.test('a code redeemed or made while the apartment is reset: the reset removes it, or it came after, and the answer says which', async (t) => {
+    await ok(A('POST', `/apartments/${flat.id}/reset`)); // the first test's new tenants leave too
+    const statuses = new Set<number>();
+    for (let round = 0; round < 8; round++) {
+      const code = (await ok(A('POST', `/apartments/${flat.id}/app-registrations`), 201)).code as string;
+      const [redeemed, reset, made] = await Promise.all([redeem(code), A('POST', `/apartments/${flat.id}/reset`), A('POST', `/apartments/${flat.id}/app-registrations`)]);
+      for (const r of [redeemed, reset, made]) statuses.add(r.status);
+      t.equal(reset.status, 200, `round ${round}: the reset succeeds`);
+      const before = redeemed.status === 201;
+      t.ok(before ? reset.body.appStationsRemoved === 1 : redeemed.status === 404, 'redeemed before the reset and removed by it, or refused after it');
+      t.same((await A('GET', `/apartments/${flat.id}/app-stations`)).body.items, [], 'no app station outlives the reset');
+      // The code made meanwhile: revoked (counted) or made after the reset (still redeems).
+      const madeRevoked = reset.body.codesRevoked - (before ? 0 : 1);
+      const late = await redeem(made.body.code);
+      t.equal(late.status, madeRevoked === 1 ? 404 : 201, `the code made meanwhile was ${madeRevoked === 1 ? 'revoked' : 'made after the reset'}`);
+      await ok(A('POST', `/apartments/${flat.id}/reset`), 200);
+    }
+    t.notOk([...statuses].some((s) => s >= 500), `no request failed (${[...statuses].join(', ')})`);
+    await app(t, flat.id); // the apartment has its app again for the licence test
+  });
+
   t.test("a licence released: the apartment's app stations and codes go; without naming it, lowering is refused", async (t) => {
     const { account } = await app(t, other.id);
     const pending = (await ok(A('POST', `/apartments/${other.id}/app-registrations`), 201)).code as string;
