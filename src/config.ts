@@ -38,6 +38,7 @@ export const configSchema = z
     ),
     PRESENCE_FLUSH_MS: positiveInt(200),
     AUTH_FAILURES_PER_MINUTE: positiveInt(30),
+    DEVICE_EVENTS_PER_MINUTE: positiveInt(30),
     MQTT_MAX_PAYLOAD_BYTES: positiveInt(64 * 1024),
     SHUTDOWN_GRACE_MS: positiveInt(10000),
     JOB_ACK_TIMEOUT_MS: positiveInt(10_000),
@@ -103,6 +104,8 @@ export interface Config {
     wsPort: number;
     maxPayloadBytes: number;
     authFailuresPerMinute: number;
+    /** Events (devices/{MAC}/events) one device may publish a minute (a burst of as many); more are dropped. */
+    eventsPerMinute: number;
   };
   databaseUrl: string | undefined;
   databasePoolSize: number;
@@ -172,6 +175,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       wsPort: c.MQTT_WS_PORT,
       maxPayloadBytes: c.MQTT_MAX_PAYLOAD_BYTES,
       authFailuresPerMinute: c.AUTH_FAILURES_PER_MINUTE,
+      eventsPerMinute: c.DEVICE_EVENTS_PER_MINUTE,
     },
     databaseUrl: c.DATABASE_URL,
     databasePoolSize: c.DATABASE_POOL_SIZE,

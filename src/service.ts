@@ -174,6 +174,8 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     // Devices learn the HTTP address from commands (downloads, documents); the port is known after listen.
     let publicUrl = config.publicUrl ?? '';
     const appStations = new AppStations({ db: database.db, directory, registrationUrl: (code) => `${publicUrl}/api/v1/app-registrations/${code}`, sipEndpoint: () => sip && appSipAccess(sip) });
+    // A reset or removed apartment takes its app stations and codes with it, in the directory's transaction.
+    directory.apartments.useTenantAccess(appStations);
     const calls = new CallService(database.db, directory, appStations, () => sip?.domain ?? config.sip.domain ?? 'sip.invalid');
     const sipBackendToken = config.sip.mode === 'external' ? config.sip.backendToken! : config.sip.mode === 'child' ? (config.sip.backendToken ?? randomBytes(24).toString('base64url')) : null;
 

@@ -192,7 +192,7 @@ export class SipStation extends EventEmitter {
     const uri = UserAgent.makeURI(`sip:${target}@${this.opts.domain}`);
     if (!uri) throw new Error(`invalid SIP target ${target}`);
     const inviter = new Inviter(ua, uri);
-    const { call } = this.track(inviter, inviter.request.callId, target, false);
+    const { call, assert } = this.track(inviter, inviter.request.callId, target, false);
     return new Promise((resolve, reject) => {
       const timer =
         opts.timeoutMs === undefined ? undefined : setTimeout(() => void inviter.cancel().catch(() => {}), opts.timeoutMs);
@@ -205,8 +205,10 @@ export class SipStation extends EventEmitter {
         .invite({
           requestDelegate: {
             // Called after sip.js applied the answer, so the session is already Established (or torn down).
-            onAccept: () =>
-              settle(inviter.state === SessionState.Established ? undefined : new Error('call failed after answer')),
+            onAccept: (response) => {
+              assert(assertedUser(response.message.getHeader('P-Asserted-Identity')));
+              settle(inviter.state === SessionState.Established ? undefined : new Error('call failed after answer'));
+            },
             onReject: (response) => settle(requestError(response.message)),
           },
         })
@@ -230,7 +232,8 @@ export class SipStation extends EventEmitter {
     const from = invitation.remoteIdentity.uri.user ?? '';
     // The proxy rewrote the Request-URI to our contact; To still names the number that was dialled.
     const to = invitation.request.to.uri.user ?? '';
-    const { endingLocally } = this.track(invitation, callId, from, true);
+    const { endingLocally, assert } = this.track(invitation, callId, from, true);
+    assert(assertedUser(invitation.request.getHeader('P-Asserted-Identity')));
     const incoming: IncomingCall = {
       callId,
       from,
@@ -263,14 +266,17 @@ export class SipStation extends EventEmitter {
     callId: string,
     remote: string,
     incoming: boolean,
-  ): { call: ActiveCall; endingLocally: () => void } {
+  ): { call: ActiveCall; endingLocally: () => void; assert: (user: string | undefined) => void } {
     let endedBy: CallEnd['by'] = 'remote';
     let established = false;
     let markEnded: (end: CallEnd) => void = () => {};
     const ended = new Promise<CallEnd>((resolve) => (markEnded = resolve));
-    // For a call this station placed, the party is the station that answered (the dialog's remote target,
-    // its Contact user), not the number dialled (an apartment number rings several stations).
-    const party = () => (incoming ? remote : (session.dialog?.remoteTarget.user ?? remote));
+    // The other party's identity (docs/device-protocol.md, "Events"): the P-Asserted-Identity the server put
+    // on the INVITE or its 200 when there is one; otherwise, for a call this station placed, the station
+    // that answered (the dialog's remote target, its Contact user), not the number dialled (an apartment
+    // number rings several stations), and for a call it received, the From user.
+    let asserted: string | undefined;
+    const party = () => asserted ?? (incoming ? remote : (session.dialog?.remoteTarget.user ?? remote));
     this.parties.set(callId, party);
     void ended.then(() => this.parties.delete(callId));
     const call: ActiveCall = {
@@ -306,14 +312,16 @@ export class SipStation extends EventEmitter {
         if (established || incoming) this.emit('ended', { callId, by });
       }
     });
-    return { call, endingLocally: () => (endedBy = 'local') };
+    return { call, endingLocally: () => (endedBy = 'local'), assert: (user) => (asserted = user ?? asserted) };
   }
 
   private onInfo(info: Info, callId: string, from: string): void {
     info.accept().catch((error: Error) => this.opts.logger?.(`${this.opts.number} INFO answer failed: ${error.message}`));
     const contentType = info.request.getHeader('content-type') ?? '';
     const digit = /^\s*signal\s*=\s*(\S)/im.exec(info.request.body)?.[1];
-    if (/application\/dtmf-relay/i.test(contentType) && digit) this.emit('dtmf', { callId, digit, from });
+    // An INFO the server asserted the sender of names it; otherwise the call's other party sent it.
+    const sender = assertedUser(info.request.getHeader('P-Asserted-Identity')) ?? from;
+    if (/application\/dtmf-relay/i.test(contentType) && digit) this.emit('dtmf', { callId, digit, from: sender });
   }
 
   private requireStarted(): UserAgent {
@@ -324,6 +332,12 @@ export class SipStation extends EventEmitter {
 
 const requestError = (response: { statusCode?: number; reasonPhrase?: string }): SipRequestError =>
   new SipRequestError(response.statusCode ?? 0, response.reasonPhrase ?? '');
+
+/** The user of a P-Asserted-Identity (`<sip:5926100012@domain>`, with or without a display name), when it is a number. */
+export function assertedUser(header: string | undefined): string | undefined {
+  const user = header && /sips?:([^@;>\s]+)@/i.exec(header)?.[1];
+  return user && /^[0-9]{1,32}$/.test(user) ? user : undefined;
+}
 
 /** Sends one INFO and waits for its final response. */
 function sendInfo(session: Session, content: string): Promise<void> {

@@ -1,16 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { asc, count, countDistinct, eq } from 'drizzle-orm';
+import { and, asc, count, countDistinct, eq, inArray, isNull, type SQL } from 'drizzle-orm';
 import QRCode from 'qrcode';
 import type { Principal } from '../accounts/service.js';
 import { recordWrite, recordWriteAs } from '../audit/service.js';
-import type { Db, Queryable } from '../db/client.js';
+import type { Db, Queryable, Tx } from '../db/client.js';
 import { deviceFacts } from '../devices/queries.js';
 import { newSipPassword, nextSipNumber } from '../devices/sip-account.js';
+import type { TenantAccess, TenantAccessWithdrawn } from '../directory/apartments.js';
 import type { DirectoryService } from '../directory/service.js';
-import { conflict, DomainError, notFound } from '../shared/errors.js';
+import { badRequest, conflict, DomainError, notFound } from '../shared/errors.js';
 import {
   MAX_APPS_PER_APARTMENT,
   type AddressBookEntry,
+  type AppLicencesChange,
   type AppLicencesView,
   type AppRegistrationView,
   type AppStationView,
@@ -90,7 +92,7 @@ const stationView = (s: StationRow): AppStationView => ({ id: s.id, name: s.name
  * own and the apartment's address book: the door and guard phones serving it and its indoor monitors.
  * Every write is audited in its own transaction; SIP passwords are never audited, logged or listed.
  */
-export class AppStations {
+export class AppStations implements TenantAccess {
   /** The clock codes expire by (tests move it). */
   now: () => Date;
   private readonly db: Db;
@@ -121,18 +123,57 @@ export class AppStations {
     return this.licenceState(this.db, siteId);
   }
 
-  /** Sets the site's licence count (the new total); below the units with apps it is refused (409 `licence_in_use`). */
-  async setLicences(principal: Principal, siteId: string, units: number): Promise<AppLicencesView> {
+  /**
+   * Sets the site's licence count (the new total). The apartments named in `release` lose their licence
+   * first: their app stations and registration codes go. Below the units still with apps it is refused
+   * (409 `licence_in_use`). Other apartments' codes stay: redeeming one checks for a free unit again.
+   */
+  async setLicences(principal: Principal, siteId: string, change: AppLicencesChange): Promise<AppLicencesView & TenantAccessWithdrawn> {
+    const { units } = change;
+    const release = [...new Set(change.release ?? [])];
     return this.db.transaction(async (tx) => {
       const site = await this.directory.siteFor(tx, principal, siteId);
+      // Released apartments first, before the licence row is locked: a code being redeemed holds its code
+      // and then waits for the licence row, so taking them in the other order could make the two wait on each other.
+      const withdrawn = { appStationsRemoved: 0, codesRevoked: 0 };
+      for (const apartmentId of release) {
+        // Locked as a reset locks it: no code made for it meanwhile survives.
+        const { apartment } = await this.directory.apartmentFor(tx, principal, apartmentId, 'reset').catch((err: unknown) => {
+          if (err instanceof DomainError && err.kind === 'not_found') throw badRequest('apartment_not_found', `no apartment ${apartmentId} of yours`, { apartmentId });
+          throw err;
+        });
+        if (apartment.siteId !== siteId) throw badRequest('apartment_not_found', `apartment ${apartmentId} is not in this site`, { apartmentId });
+        const w = await this.withdraw(tx, apartmentId);
+        withdrawn.appStationsRemoved += w.appStationsRemoved;
+        withdrawn.codesRevoked += w.codesRevoked;
+      }
       // The licence row, made if missing, is locked: registrations of the site wait for this change.
       await tx.insert(appLicences).values({ siteId, units: 0 }).onConflictDoNothing();
-      const before = await this.licenceState(tx, siteId, true);
-      if (units < before.used) throw conflict('licence_in_use', `${before.used} units of the site have apps: remove apps before lowering the licence count below that`, { units, used: before.used });
+      const after = await this.licenceState(tx, siteId, true);
+      if (units < after.used) throw conflict('licence_in_use', `${after.used} units of the site have apps: name the apartments to release (release), or remove apps, before lowering the licence count below that`, { units, used: after.used });
       await tx.update(appLicences).set({ units, updatedAt: new Date() }).where(eq(appLicences.siteId, siteId));
-      await recordWrite(tx, principal, { installerId: site.installerId, siteId, action: 'app-licences.set', subject: siteId, details: { units, before: before.units } });
-      return { units, used: before.used };
+      await recordWrite(tx, principal, { installerId: site.installerId, siteId, action: 'app-licences.set', subject: siteId, details: { units, before: after.units, released: release, appStations: withdrawn.appStationsRemoved, codes: withdrawn.codesRevoked } });
+      return { units, used: after.used, ...withdrawn };
     });
+  }
+
+  /** Revokes the unredeemed codes `where` names; answers how many could still have been redeemed. */
+  private async revokeCodes(tx: Tx, where: SQL | undefined): Promise<number> {
+    const revoked = await tx.delete(appRegistrationCodes).where(and(where, isNull(appRegistrationCodes.usedAt))).returning({ expiresAt: appRegistrationCodes.expiresAt });
+    const now = this.now().getTime();
+    return revoked.filter((c) => c.expiresAt.getTime() > now).length;
+  }
+
+  /**
+   * The apartment's tenants lose their apps (TenantAccess, inside the directory's reset or removal): its
+   * unredeemed codes are revoked first (a code being redeemed now finishes, and its station goes next), then
+   * its app stations and their registrations are removed: their SIP accounts fail at once.
+   */
+  async withdraw(tx: Tx, apartmentId: string): Promise<TenantAccessWithdrawn> {
+    const codesRevoked = await this.revokeCodes(tx, eq(appRegistrationCodes.apartmentId, apartmentId));
+    const removed = await tx.delete(appStations).where(eq(appStations.apartmentId, apartmentId)).returning({ sipNumber: appStations.sipNumber });
+    if (removed.length) await tx.delete(sipRegistrations).where(inArray(sipRegistrations.sipNumber, removed.map((r) => r.sipNumber)));
+    return { appStationsRemoved: removed.length, codesRevoked };
   }
 
   /**
@@ -158,7 +199,8 @@ export class AppStations {
   async createRegistration(principal: Principal, apartmentId: string): Promise<AppRegistrationView> {
     const code = newCode();
     const row = await this.db.transaction(async (tx) => {
-      const { site } = await this.directory.apartmentFor(tx, principal, apartmentId);
+      // Shared: a reset of the apartment waits for this code, and revokes it, or comes first.
+      const { site } = await this.directory.apartmentFor(tx, principal, apartmentId, 'share');
       await this.checkRoom(tx, site.id, apartmentId, false);
       const expiresAt = new Date(this.now().getTime() + REGISTRATION_CODE_TTL_MS);
       const [created] = await tx.insert(appRegistrationCodes).values({ codeHash: hashCode(code), siteId: site.id, apartmentId, createdBy: principal.actorId, expiresAt }).returning();

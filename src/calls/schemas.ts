@@ -10,14 +10,23 @@ export const MAX_LICENCE_UNITS = 100_000;
 
 export const appLicencesBody = z.strictObject({
   units: z.number().int().min(0).max(MAX_LICENCE_UNITS).describe('how many units (apartments) of the site may have apps; 1 licence is 1 unit with up to 8 apps'),
+  release: z
+    .array(z.uuid())
+    .max(1000)
+    .optional()
+    .describe("apartments of the site that lose their licence first: their app stations (SIP accounts fail at once) and registration codes are removed"),
 });
-export type AppLicencesInput = z.infer<typeof appLicencesBody>;
+export type AppLicencesChange = z.infer<typeof appLicencesBody>;
 
 export const appLicencesSchema = z.object({
   units: z.number().int().describe('licensed units (0 without a licence)'),
   used: z.number().int().describe('units (apartments) of the site with at least one app station'),
 });
 export type AppLicencesView = z.infer<typeof appLicencesSchema>;
+export const appLicencesChangeSchema = appLicencesSchema.extend({
+  appStationsRemoved: z.number().int().describe('app stations of the released apartments, removed'),
+  codesRevoked: z.number().int().describe('unredeemed registration codes of the released apartments, revoked'),
+});
 
 export const appStationParams = z.strictObject({ appStationId: z.uuid() });
 /** Any text: a malformed code is answered like an unknown one (404), so nothing can be learnt by probing. */

@@ -7,7 +7,8 @@ import type { DirectoryService } from '../directory/service.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import type { AppStations } from './app-stations.js';
 import { planLine, routeCall, type RoutePlan, type Station } from './routing.js';
-import { appStations, calls, doorEvents, sipRegistrations, type CallOutcome } from './tables.js';
+import { DoorEvents, type DoorEventOutcome, type DoorEventView, type DoorOpened } from './door-events.js';
+import { appStations, calls, sipRegistrations, type CallOutcome } from './tables.js';
 
 /** A SIP account as the back end knows it: a device or an app station, with where it is placed. */
 interface Account {
@@ -35,28 +36,6 @@ export interface CallView {
   reason: string | null;
 }
 
-export interface DoorEventView {
-  id: string;
-  mac: string;
-  relay: number;
-  method: string;
-  byStation: string | null;
-  callId: string | null;
-  occurredAt: string;
-  receivedAt: string;
-}
-
-/** What a door phone reports on devices/{MAC}/events when a relay opened (docs/device-protocol.md). */
-export interface DoorOpened {
-  type: 'door-opened';
-  eventId: string;
-  relay: number;
-  method: string;
-  by?: string | undefined;
-  callId?: string | undefined;
-  at?: string | undefined;
-}
-
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 const SIP_NUMBER = /^[0-9]{10}$/;
 
@@ -65,6 +44,9 @@ const SIP_NUMBER = /^[0-9]{10}$/;
  * and the records installers read (calls, door events, SIP state).
  */
 export class CallService {
+  /** Door events: what door phones report they opened, and what of it the cloud verified. */
+  readonly doorEvents: DoorEvents;
+
   constructor(
     private readonly db: Db,
     private readonly directory: DirectoryService,
@@ -72,7 +54,9 @@ export class CallService {
     /** The digest realm (the SIP domain); a getter, as the SIP server may start after this service. */
     private readonly realm: () => string,
     private readonly now: () => Date = () => new Date(),
-  ) {}
+  ) {
+    this.doorEvents = new DoorEvents(db, directory, now);
+  }
 
   private async account(sipNumber: string): Promise<Account | null> {
     const device = await sipAccountOf(this.db, sipNumber);
@@ -257,26 +241,12 @@ export class CallService {
     );
   }
 
-  /** Records a door phone's report that a relay opened; a re-sent report (same event id) is recorded once. */
-  async recordDoorEvent(mac: string, e: DoorOpened): Promise<void> {
-    const place = (await this.directory.of([mac])).get(mac);
-    const at = e.at ? new Date(e.at) : this.now();
-    await this.db
-      .insert(doorEvents)
-      .values({ siteId: place?.siteId ?? null, mac, relay: e.relay, method: e.method, byStation: e.by ?? null, callId: e.callId ?? null, eventId: e.eventId, occurredAt: at })
-      .onConflictDoNothing({ target: [doorEvents.mac, doorEvents.eventId] });
+  /** Records a door phone's report that a relay opened, checked against what the cloud knows (DoorEvents). */
+  recordDoorEvent(mac: string, e: DoorOpened): Promise<DoorEventOutcome> {
+    return this.doorEvents.record(mac, e);
   }
 
-  async listDoorEvents(principal: Principal, siteId: string, q: { page: number; pageSize: number }): Promise<Page<DoorEventView>> {
-    await this.directory.readableSite(principal, siteId);
-    const rows = this.db.select().from(doorEvents).where(eq(doorEvents.siteId, siteId)).orderBy(desc(doorEvents.occurredAt), desc(doorEvents.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize);
-    const total = this.db.select({ n: count() }).from(doorEvents).where(eq(doorEvents.siteId, siteId));
-    return paginate(
-      rows,
-      total,
-      (d) => ({ id: d.id, mac: d.mac, relay: d.relay, method: d.method, byStation: d.byStation, callId: d.callId, occurredAt: d.occurredAt.toISOString(), receivedAt: d.receivedAt.toISOString() }),
-      q.page,
-      q.pageSize,
-    );
+  listDoorEvents(principal: Principal, siteId: string, q: { page: number; pageSize: number }): Promise<Page<DoorEventView>> {
+    return this.doorEvents.list(principal, siteId, q);
   }
 }

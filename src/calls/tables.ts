@@ -1,4 +1,4 @@
-import { index, integer, pgTable, text, timestamp, uniqueIndex, uuid, varchar } from 'drizzle-orm/pg-core';
+import { boolean, index, integer, pgTable, text, timestamp, uniqueIndex, uuid, varchar } from 'drizzle-orm/pg-core';
 import { accounts } from '../accounts/tables.js';
 import { apartments, sites } from '../directory/tables.js';
 
@@ -102,7 +102,12 @@ export const calls = pgTable(
   (t) => [uniqueIndex('calls_call_id_idx').on(t.callId), index('calls_site_idx').on(t.siteId, t.startedAt)],
 );
 
-/** A door opened by a relay, as the door phone reported it on devices/{MAC}/events. */
+/**
+ * A door opened by a relay, as the door phone reported it on devices/{MAC}/events, with what the cloud
+ * could verify of it (docs/device-protocol.md, "Events"): `*_verified` true, checked against what the
+ * cloud knows; false, checked and not confirmed (or required and missing); null, nothing to check (or
+ * recorded before the checks existed).
+ */
 export const doorEvents = pgTable(
   'door_events',
   {
@@ -111,13 +116,22 @@ export const doorEvents = pgTable(
     mac: varchar('mac', { length: 12 }).notNull(),
     /** 1-based relay index, as in the device's configuration (RELAY.Name1 …). */
     relay: integer('relay').notNull(),
+    /** True: one of the relays the cloud configured for the device (others are refused since 0007). */
+    relayVerified: boolean('relay_verified').notNull().default(false),
     method: text('method').notNull(),
-    /** The station that released the door (its SIP number), when a call did. */
-    byStation: varchar('by_station', { length: 10 }),
+    /** The station that released the door (its SIP number), when a call did: the device's word. */
+    byStation: varchar('by_station', { length: 32 }),
+    /** True: a party, other than the device, of the verified call. */
+    byVerified: boolean('by_verified'),
     callId: text('call_id'),
+    /** True: a call recorded by the SIP server, answered, with this device as a party, around the event's time. */
+    callVerified: boolean('call_verified'),
     /** The device's own event id: a re-sent report is recorded once. */
     eventId: text('event_id').notNull(),
+    /** When it happened: the device's `at` clamped to the receive time's window (the receive time without one). */
     occurredAt: timestamp('occurred_at', { withTimezone: true }).notNull(),
+    /** The device's `at` as it sent it (null: none). */
+    reportedAt: timestamp('reported_at', { withTimezone: true }),
     receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex('door_events_device_event_idx').on(t.mac, t.eventId), index('door_events_site_idx').on(t.siteId, t.occurredAt)],

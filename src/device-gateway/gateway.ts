@@ -10,6 +10,7 @@ import type { Metrics } from '../metrics/registry.js';
 import type { CommandChannel, DeviceCommand, DeviceEventSink } from '../provisioning/channel.js';
 import type { DomainEvents } from '../shared/events.js';
 import { AuthFailureLimiter } from './auth-limiter.js';
+import { DeviceEventLimiter } from './event-limiter.js';
 import { installHooks } from './hooks.js';
 import { parseDeviceEvent, type DeviceEvent } from './payloads.js';
 import { PresenceTracker, type PresenceWriter } from './presence-tracker.js';
@@ -37,9 +38,15 @@ export interface GatewayOptions {
   /** The deployment's Redis and key prefix: failed authentications are then limited across all gateway processes. */
   shared?: { redis: Redis; prefix: string };
   metrics?: Metrics;
-  /** Where devices' events (devices/{MAC}/events) go once validated: the calls domain records door events. */
-  deviceEvents?: (mac: string, event: DeviceEvent) => Promise<void>;
+  /**
+   * Where devices' events (devices/{MAC}/events) go once validated and within the device's rate: the calls
+   * domain records door events, or refuses one that contradicts what it knows (a relay the device lacks).
+   */
+  deviceEvents?: (mac: string, event: DeviceEvent) => Promise<DeviceEventResult>;
 }
+
+/** What the receiver made of a device event: recorded, or refused with the reason (logged and counted). */
+export type DeviceEventResult = { recorded: true } | { recorded: false; refused: string };
 
 /**
  * The device gateway: an embedded MQTT broker (aedes) behind its transports, with the hooks that
@@ -50,6 +57,8 @@ export class DeviceGateway implements CommandChannel {
   private broker!: Aedes;
   private readonly macLibrary = new Set<string>();
   private readonly limiter: AuthFailureLimiter;
+  /** Events per device and minute (`DEVICE_EVENTS_PER_MINUTE`). */
+  readonly eventLimiter: DeviceEventLimiter;
   private readonly presence: PresenceTracker;
   private readonly sessions: Sessions;
   private readonly transports: Transports;
@@ -61,6 +70,7 @@ export class DeviceGateway implements CommandChannel {
   constructor(private readonly opts: GatewayOptions) {
     this.log = opts.logger.child({ component: 'device-gateway' });
     this.limiter = new AuthFailureLimiter(opts.mqtt.authFailuresPerMinute, { shared: opts.shared, log: this.log });
+    this.eventLimiter = new DeviceEventLimiter(opts.mqtt.eventsPerMinute);
     this.presence = new PresenceTracker(opts.presence.write, opts.presenceFlushMs, this.log);
     this.transports = new Transports({ mqtt: opts.mqtt, handle: (stream, req) => this.broker.handle(stream, req), log: this.log });
     const registry = opts.registry ?? new LocalSessionRegistry(`${process.pid}`);
@@ -79,11 +89,32 @@ export class DeviceGateway implements CommandChannel {
     return !!this.broker && !this.broker.closed && this.accepting;
   }
 
-  /** A device's event, validated at the boundary; an invalid one is logged and dropped (the session stays). */
+  /**
+   * A device's event: within the device's rate, validated at the boundary, then checked by its receiver.
+   * One that fails any of these is logged and counted, and dropped; the session stays.
+   */
   private deviceEvent(mac: string, payload: Buffer): void {
+    const counted = (result: string) => this.opts.metrics?.gatewayDeviceEvents.inc({ result });
+    if (!this.eventLimiter.take(mac)) {
+      counted('rate_limited');
+      return void this.log.warn({ mac }, 'device event dropped: over the rate limit');
+    }
     const parsed = parseDeviceEvent(payload);
-    if (!parsed.ok) return void this.log.warn({ mac, reason: parsed.reason }, 'device event refused');
-    this.opts.deviceEvents?.(mac, parsed.value).catch((err: unknown) => this.log.warn({ mac, err: (err as Error).message }, 'device event not recorded'));
+    if (!parsed.ok) {
+      counted('invalid');
+      return void this.log.warn({ mac, reason: parsed.reason }, 'device event refused');
+    }
+    this.opts.deviceEvents?.(mac, parsed.value).then(
+      (result) => {
+        if (result.recorded) return void counted('recorded');
+        counted('refused');
+        this.log.warn({ mac, reason: result.refused }, 'device event refused');
+      },
+      (err: unknown) => {
+        counted('failed');
+        this.log.warn({ mac, err: (err as Error).message }, 'device event not recorded');
+      },
+    );
   }
 
   setSink(sink: DeviceEventSink) {
@@ -225,6 +256,7 @@ export class DeviceGateway implements CommandChannel {
     await Promise.race([Promise.all([listenersClosed, this.sessions.closeAll()]), new Promise((r) => setTimeout(r, 5000).unref())]);
     if (this.broker) await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     this.limiter.close();
+    this.eventLimiter.close();
     await this.presence.stop();
   }
 

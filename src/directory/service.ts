@@ -8,15 +8,12 @@ import type { DevicePlacements, DevicePlacementView, PlacementFilter } from '../
 import { badRequest, conflict, DomainError, notFound } from '../shared/errors.js';
 import { likePattern, paginate, type Page } from '../shared/pagination.js';
 import type {
-  ApartmentView,
   BuildingView,
-  CreateApartmentInput,
   CreateBuildingInput,
   CreateCredentialInput,
   CreateResidentInput,
   CreateSiteInput,
   CredentialView,
-  PatchApartmentInput,
   PatchBuildingInput,
   PatchResidentInput,
   PatchSiteInput,
@@ -26,13 +23,13 @@ import type {
 import { deviceFacts } from '../devices/queries.js';
 import type { SheetRow } from '../shared/csv.js';
 import { apartments, buildings, credentials, directoryChanges, placements, residents, siteManagers, sites, type ContactPreference } from './tables.js';
+import { Apartments, type ApartmentRow } from './apartments.js';
 import { parseTemplate, TEMPLATE_COLUMNS, templateRow, type InvalidCell } from './template.js';
 
 type SiteRow = typeof sites.$inferSelect;
 /** A site as a write's audit row names it: which site, whose. */
 type SiteRef = Pick<SiteRow, 'id' | 'installerId'>;
 type BuildingRow = typeof buildings.$inferSelect;
-type ApartmentRow = typeof apartments.$inferSelect;
 type ResidentRow = typeof residents.$inferSelect;
 type CredentialRow = typeof credentials.$inferSelect;
 
@@ -50,18 +47,6 @@ const siteView = (s: SiteRow): SiteView => ({
   updatedAt: s.updatedAt.toISOString(),
 });
 const buildingView = (b: BuildingRow): BuildingView => ({ id: b.id, siteId: b.siteId, name: b.name, groundFloor: b.groundFloor, startFloor: b.startFloor, createdAt: b.createdAt.toISOString() });
-const apartmentView = (a: ApartmentRow): ApartmentView => ({
-  id: a.id,
-  siteId: a.siteId,
-  buildingId: a.buildingId,
-  number: a.number,
-  name: a.name,
-  floor: a.floor,
-  contactPreference: a.contactPreference,
-  networkGroup: a.networkGroup,
-  webRelayId: a.webRelayId,
-  createdAt: a.createdAt.toISOString(),
-});
 const residentView = (r: ResidentRow): ResidentView => ({
   id: r.id,
   siteId: r.siteId,
@@ -130,8 +115,19 @@ export interface CallDirectory {
 
 export class DirectoryService implements DevicePlacements {
   private pokeFollower: () => void = () => {};
+  /** Apartments and their reset (src/directory/apartments.ts). */
+  readonly apartments: Apartments;
 
-  constructor(private readonly db: Db) {}
+  constructor(private readonly db: Db) {
+    this.apartments = new Apartments({
+      db,
+      building: (q, principal, buildingId) => this.building(q, principal, buildingId),
+      owns: (principal, site) => this.owns(principal, site),
+      record: (tx, principal, site, action, subject, details) => this.record(tx, principal, site, action, subject, details),
+      write: (work) => this.write(work),
+      refuseWhilePlaced: (tx, where, code, message) => this.refuseWhilePlaced(tx, where, code, message),
+    });
+  }
 
   /** The follower to wake once a change committed. */
   onChange(poke: () => void): void {
@@ -350,88 +346,6 @@ export class DirectoryService implements DevicePlacements {
     });
   }
 
-  // ---- apartments
-
-  private async apartment(q: Queryable, principal: Principal, apartmentId: string): Promise<{ apartment: ApartmentRow; site: SiteRow }> {
-    const rows = await q.select({ apartment: apartments, site: sites }).from(apartments).innerJoin(sites, eq(sites.id, apartments.siteId)).where(eq(apartments.id, apartmentId)).limit(1);
-    const row = rows[0];
-    if (!row || !this.owns(principal, row.site)) throw notFound('apartment', { apartmentId });
-    return row;
-  }
-
-  private static readonly apartmentConflicts: Record<string, [string, string]> = {
-    apartments_building_number_idx: ['apartment_number_taken', 'the building already has an apartment with that number'],
-  };
-
-  async createApartment(principal: Principal, buildingId: string, input: CreateApartmentInput): Promise<ApartmentView> {
-    return this.write(async (tx) => {
-      const { site } = await this.building(tx, principal, buildingId);
-      try {
-        const [row] = await tx
-          .insert(apartments)
-          .values({ siteId: site.id, buildingId, ...input })
-          .returning();
-        await this.record(tx, principal, site, 'apartment.created', row!.id, null);
-        return apartmentView(row!);
-      } catch (err) {
-        uniqueConflict(err, DirectoryService.apartmentConflicts);
-      }
-    });
-  }
-
-  async listApartments(principal: Principal, buildingId: string, q: { page: number; pageSize: number }): Promise<Page<ApartmentView>> {
-    await this.building(this.db, principal, buildingId);
-    const where = eq(apartments.buildingId, buildingId);
-    return paginate(
-      this.db.select().from(apartments).where(where).orderBy(asc(apartments.number), asc(apartments.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize),
-      this.db.select({ n: count() }).from(apartments).where(where),
-      apartmentView,
-      q.page,
-      q.pageSize,
-    );
-  }
-
-  async getApartment(principal: Principal, apartmentId: string): Promise<ApartmentView> {
-    return apartmentView((await this.apartment(this.db, principal, apartmentId)).apartment);
-  }
-
-  async updateApartment(principal: Principal, apartmentId: string, patch: PatchApartmentInput): Promise<ApartmentView> {
-    return this.write(async (tx) => {
-      const { site } = await this.apartment(tx, principal, apartmentId);
-      try {
-        const [row] = await tx.update(apartments).set(patch).where(eq(apartments.id, apartmentId)).returning();
-        await this.record(tx, principal, site, 'apartment.updated', apartmentId, patch);
-        return apartmentView(row!);
-      } catch (err) {
-        uniqueConflict(err, DirectoryService.apartmentConflicts);
-      }
-    });
-  }
-
-  async removeApartment(principal: Principal, apartmentId: string): Promise<void> {
-    await this.write(async (tx) => {
-      const { site } = await this.apartment(tx, principal, apartmentId);
-      await this.refuseWhilePlaced(tx, eq(placements.apartmentId, apartmentId), 'apartment_has_devices', 'the apartment still has devices placed in it; move or unplace them first');
-      await tx.delete(apartments).where(eq(apartments.id, apartmentId));
-      await this.record(tx, principal, site, 'apartment.removed', apartmentId, null);
-    });
-  }
-
-  /**
-   * Resets an apartment for new tenants (seed 004 "Reset apartment"): its residents, family members and
-   * their PIN codes and cards go; the apartment, its number, name and devices stay, and its devices are
-   * provisioned again.
-   */
-  async resetApartment(principal: Principal, apartmentId: string): Promise<{ residentsRemoved: number; credentialsRemoved: number }> {
-    return this.write(async (tx) => {
-      const { site } = await this.apartment(tx, principal, apartmentId);
-      const removedCredentials = await tx.delete(credentials).where(eq(credentials.apartmentId, apartmentId)).returning({ id: credentials.id });
-      const removedResidents = await tx.delete(residents).where(eq(residents.apartmentId, apartmentId)).returning({ id: residents.id });
-      await this.record(tx, principal, site, 'apartment.reset', apartmentId, { residents: removedResidents.length, credentials: removedCredentials.length });
-      return { residentsRemoved: removedResidents.length, credentialsRemoved: removedCredentials.length };
-    });
-  }
-
   // ---- residents
 
   private async resident(q: Queryable, principal: Principal, residentId: string): Promise<{ resident: ResidentRow; site: SiteRow }> {
@@ -443,7 +357,7 @@ export class DirectoryService implements DevicePlacements {
 
   async createResident(principal: Principal, apartmentId: string, input: CreateResidentInput): Promise<ResidentView> {
     return this.write(async (tx) => {
-      const { apartment, site } = await this.apartment(tx, principal, apartmentId);
+      const { apartment, site } = await this.apartments.find(tx, principal, apartmentId);
       // The apartment row is locked so two first residents cannot both become its main resident.
       await tx.select({ id: apartments.id }).from(apartments).where(eq(apartments.id, apartmentId)).for('update');
       const main = await tx
@@ -465,7 +379,7 @@ export class DirectoryService implements DevicePlacements {
   }
 
   async listResidents(principal: Principal, apartmentId: string, q: { page: number; pageSize: number }): Promise<Page<ResidentView>> {
-    await this.apartment(this.db, principal, apartmentId);
+    await this.apartments.find(this.db, principal, apartmentId);
     const where = eq(residents.apartmentId, apartmentId);
     return paginate(
       this.db
@@ -705,13 +619,11 @@ export class DirectoryService implements DevicePlacements {
 
   /**
    * The apartment and its site, when the caller may see them (404 otherwise), read in `q`. With no
-   * principal, whoever's: work done on behalf of a one-time code its issuer made.
+   * principal, whoever's: work done on behalf of a one-time code its issuer made. With `share`, the
+   * apartment is not reset before `q`'s transaction ends; with `reset`, it is locked as a reset locks it.
    */
-  async apartmentFor(q: Queryable, principal: Principal | null, apartmentId: string): Promise<{ apartment: ApartmentRow; site: SiteRow }> {
-    if (principal) return this.apartment(q, principal, apartmentId);
-    const rows = await q.select({ apartment: apartments, site: sites }).from(apartments).innerJoin(sites, eq(sites.id, apartments.siteId)).where(eq(apartments.id, apartmentId)).limit(1);
-    if (!rows[0]) throw notFound('apartment', { apartmentId });
-    return rows[0];
+  async apartmentFor(q: Queryable, principal: Principal | null, apartmentId: string, lock?: 'share' | 'reset'): Promise<{ apartment: ApartmentRow; site: SiteRow }> {
+    return this.apartments.find(q, principal, apartmentId, lock);
   }
 
   /** The site when the caller may see it (404 otherwise), read in `q`. */
@@ -746,7 +658,7 @@ export class DirectoryService implements DevicePlacements {
     if (site.installerId !== device.installerId) throw badRequest('placement_invalid', "the site does not belong to the device's installer", { siteId: target.siteId });
     let buildingId = target.buildingId;
     if (target.apartmentId) {
-      const { apartment } = await this.apartment(tx, principal, target.apartmentId).catch(notFoundAs('placement_invalid', 'no such apartment', { apartmentId: target.apartmentId }));
+      const { apartment } = await this.apartments.find(tx, principal, target.apartmentId).catch(notFoundAs('placement_invalid', 'no such apartment', { apartmentId: target.apartmentId }));
       if (apartment.siteId !== site.id || (buildingId && apartment.buildingId !== buildingId)) throw badRequest('placement_invalid', 'the apartment is not in that site and building', { apartmentId: target.apartmentId });
       if (!APARTMENT_TYPES.has(device.type)) throw badRequest('placement_invalid', 'only indoor monitors and single-tenant door phones are placed in an apartment', { type: device.type });
       buildingId = apartment.buildingId;

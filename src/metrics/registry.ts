@@ -75,6 +75,7 @@ export class Metrics implements MetricsEndpoint {
   readonly gatewayMessagesReceived: Counter;
   readonly gatewayMessagesSent: Counter;
   readonly gatewayDispatchToDevice: Histogram;
+  readonly gatewayDeviceEvents: Counter<'result'>;
   // engine
   readonly jobsCreated: Counter<'kind'>;
   readonly jobsFinished: Counter<'kind' | 'state'>;
@@ -108,6 +109,12 @@ export class Metrics implements MetricsEndpoint {
     });
     this.gatewayMessagesReceived = new Counter({ name: 'intercom_gateway_messages_received_total', help: 'MQTT messages received from devices', registers });
     this.gatewayMessagesSent = new Counter({ name: 'intercom_gateway_messages_sent_total', help: 'MQTT messages sent to devices', registers });
+    this.gatewayDeviceEvents = new Counter({
+      name: 'intercom_gateway_device_events_total',
+      help: 'Device events (devices/{MAC}/events) by result: recorded, refused (contradicts the cloud), invalid, rate_limited, failed',
+      labelNames: ['result'],
+      registers,
+    });
     this.gatewayDispatchToDevice = new Histogram({
       name: 'intercom_gateway_dispatch_to_device_seconds',
       help: "Time from the engine's dispatch of a command to the gateway handing it to the device's connection",

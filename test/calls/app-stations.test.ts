@@ -74,7 +74,7 @@ t.test('licences: set and read; validated; another installer sees nothing', asyn
   t.equal((await A.put(`/sites/${site.id}/app-licences`, { units: 1, extra: true })).status, 400, 'an unknown field is refused');
   const set = await A.put(`/sites/${site.id}/app-licences`, { units: 1 });
   t.equal(set.status, 200);
-  t.same(set.body, { units: 1, used: 0 });
+  t.same(set.body, { units: 1, used: 0, appStationsRemoved: 0, codesRevoked: 0 });
   t.same((await A.get(`/sites/${site.id}/app-licences`)).body, { units: 1, used: 0 });
   t.equal((await B.get(`/sites/${site.id}/app-licences`)).status, 404);
   t.equal((await B.put(`/sites/${site.id}/app-licences`, { units: 5 })).status, 404, "nor changes Alice's licences");

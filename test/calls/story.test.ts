@@ -141,6 +141,7 @@ async function run() {
 
     const events = await waitFor(() => api.get(`/sites/${site.id}/door-events`), (r) => r.body.items?.length === 1);
     t.match(events.body.items[0], { mac: DOOR, relay: 1, method: 'dtmf', byStation: app.sipNumber, callId: call.callId }, 'the door event is listed');
+    t.same(events.body.items[0].verified, { relay: true, call: true, by: true, at: true }, 'and verified: the relay, the call, the app that answered it, the time');
 
     const ended = once(app, 'ended');
     await call.hangup();

@@ -29,4 +29,18 @@ t.test('the service runs on embedded PGlite', async (t) => {
   const done = await waitFor(() => svc.api('GET', `/api/v1/upgrades/${up.body.id}`, { token: installer.token }).then((r) => r.body), (u) => u.status === 'executed', undefined, 100);
   t.equal(done.succeeded, 1, 'the scheduled upgrade ran to success on PGlite');
   await device.stop();
+
+  // Migration 0007 and the reset's row locks on PGlite: an apartment reset evicts its app; a door event is checked.
+  const api = (method: string, path: string, body?: unknown) => svc.api(method, `/api/v1${path}`, { token: installer.token, body }).then((r) => r.body);
+  const site = await api('POST', '/sites', { kind: 'community', name: 'Embedded', timeZone: 'UTC' });
+  const flat = await api('POST', `/buildings/${(await api('POST', `/sites/${site.id}/buildings`, { name: 'A' })).id}/apartments`, { number: '1' });
+  await api('PUT', `/sites/${site.id}/app-licences`, { units: 1 });
+  const code = await api('POST', `/apartments/${flat.id}/app-registrations`);
+  t.equal((await svc.api('POST', `/api/v1/app-registrations/${code.code}`, { token: null, body: {} })).status, 201);
+  await api('POST', `/apartments/${flat.id}/app-registrations`);
+  t.same(await api('POST', `/apartments/${flat.id}/reset`), { residentsRemoved: 0, credentialsRemoved: 0, appStationsRemoved: 1, codesRevoked: 1 });
+  await svc.addDevice(installer.token, '0C11050B9816', { type: 0, relays: [{ name: 'Gate', dtmf: '#', enabled: true }] });
+  await api('PATCH', '/devices/0C11050B9816', { siteId: site.id });
+  t.same(await svc.service.calls.recordDoorEvent('0C11050B9816', { type: 'door-opened', eventId: 'x', relay: 1, method: 'dtmf', by: '5926100001', callId: 'c@x' }), { recorded: true });
+  t.match((await api('GET', `/sites/${site.id}/door-events`)).items, [{ relay: 1, verified: { relay: true, call: false, by: false, at: null } }]);
 });

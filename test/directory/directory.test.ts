@@ -230,7 +230,7 @@ t.test('the directory provisions devices by itself: contacts, PINs, revocation, 
   await pin(lily.id, '2468');
   await waitFor(() => gateSim.acceptsPin('2468'), (ok) => ok);
   const reset = await A.post(`/apartments/${a101.id}/reset`);
-  t.same(reset.body, { residentsRemoved: 1, credentialsRemoved: 2 });
+  t.same(reset.body, { residentsRemoved: 1, credentialsRemoved: 2, appStationsRemoved: 0, codesRevoked: 0 });
   await waitFor(() => gateSim.acceptsPin('2468'), (ok) => !ok);
   t.same(gateContacts().apartments[0].residents, []);
   t.equal((await A.get(`/devices/${monitor}`)).body.apartmentId, a101.id);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import t from 'tap';
 import {
   SipStation,
+  assertedUser,
   takeStreamMessage,
   type ActiveCall, type DtmfEvent, type IncomingCall,
   type SipStationOptions,
@@ -184,6 +185,14 @@ async function startKamailio(): Promise<RunningKamailio> {
     },
   };
 }
+
+t.test("a door phone's `by`: a P-Asserted-Identity's number, when the server sends one", async (t) => {
+  t.equal(assertedUser('<sip:5926100012@sip.example>'), '5926100012');
+  t.equal(assertedUser('"Lily" <sip:5926100012@10.0.0.1;transport=udp>'), '5926100012');
+  t.equal(assertedUser('sips:5926100012@sip.example'), '5926100012');
+  t.equal(assertedUser('<sip:lily@sip.example>'), undefined, 'not a station number: the dialog party is used instead');
+  t.equal(assertedUser(undefined), undefined);
+});
 
 t.test('stream framing cuts SIP messages by Content-Length', async (t) => {
   const info = 'INFO sip:a@b SIP/2.0\r\nContent-Length: 4\r\n\r\nab\u00e9';

@@ -19,26 +19,26 @@ export const apartmentRoutes: FastifyPluginAsyncZod<{ directory: DirectoryServic
         response: { 201: apartmentSchema, ...errorResponses(400, 404, 409, 415) },
       },
     },
-    async (request, reply) => reply.status(201).send(await directory.createApartment(request.principal, request.params.buildingId, request.body)),
+    async (request, reply) => reply.status(201).send(await directory.apartments.create(request.principal, request.params.buildingId, request.body)),
   );
   app.get(
     '/buildings/:buildingId/apartments',
     { schema: { tags, summary: "A building's apartments", params: buildingParams, querystring: z.strictObject(pageQuery), response: { 200: pageOf(apartmentSchema), ...errorResponses(400, 404) } } },
-    async (request) => directory.listApartments(request.principal, request.params.buildingId, request.query),
+    async (request) => directory.apartments.list(request.principal, request.params.buildingId, request.query),
   );
   app.get('/apartments/:apartmentId', { schema: { tags, summary: 'One apartment', params: apartmentParams, response: { 200: apartmentSchema, ...errorResponses(400, 404) } } }, async (request) =>
-    directory.getApartment(request.principal, request.params.apartmentId),
+    directory.apartments.get(request.principal, request.params.apartmentId),
   );
   app.patch(
     '/apartments/:apartmentId',
     { schema: { tags, summary: 'Change an apartment', params: apartmentParams, body: patchApartmentBody, response: { 200: apartmentSchema, ...errorResponses(400, 404, 409, 415) } } },
-    async (request) => directory.updateApartment(request.principal, request.params.apartmentId, request.body),
+    async (request) => directory.apartments.update(request.principal, request.params.apartmentId, request.body),
   );
   app.delete(
     '/apartments/:apartmentId',
-    { schema: { tags, summary: 'Delete an apartment with its residents (409 while devices are placed in it)', params: apartmentParams, response: { 204: z.null(), ...errorResponses(400, 404, 409) } } },
+    { schema: { tags, summary: 'Delete an apartment with its residents, app stations and registration codes (409 while devices are placed in it)', params: apartmentParams, response: { 204: z.null(), ...errorResponses(400, 404, 409) } } },
     async (request, reply) => {
-      await directory.removeApartment(request.principal, request.params.apartmentId);
+      await directory.apartments.remove(request.principal, request.params.apartmentId);
       return reply.status(204).send(null);
     },
   );
@@ -47,11 +47,22 @@ export const apartmentRoutes: FastifyPluginAsyncZod<{ directory: DirectoryServic
     {
       schema: {
         tags,
-        summary: 'Reset an apartment for new tenants: its residents and their PIN codes and cards are removed; the apartment and its devices stay',
+        summary: 'Reset an apartment for new tenants: its residents, their PIN codes and cards, its app stations and its registration codes are removed; the apartment and its devices stay',
+        description:
+          'Everything the old tenants had goes in one transaction: their PINs and cards leave the devices once each applied its new list; ' +
+          'the app stations lose their SIP accounts at once (a REGISTER or call with them is refused) and their address book; a registration code not yet redeemed no longer redeems (404).',
         params: apartmentParams,
-        response: { 200: z.object({ residentsRemoved: z.number().int(), credentialsRemoved: z.number().int() }), ...errorResponses(400, 404) },
+        response: {
+          200: z.object({
+            residentsRemoved: z.number().int(),
+            credentialsRemoved: z.number().int().describe('PIN codes and cards'),
+            appStationsRemoved: z.number().int().describe("the apartment's app stations (residents' apps), whose SIP accounts stopped working"),
+            codesRevoked: z.number().int().describe('app registration codes that were not redeemed yet and had not expired'),
+          }),
+          ...errorResponses(400, 404),
+        },
       },
     },
-    async (request) => directory.resetApartment(request.principal, request.params.apartmentId),
+    async (request) => directory.apartments.reset(request.principal, request.params.apartmentId),
   );
 };

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isInvalidCode, type AppStations } from '../../calls/app-stations.js';
-import { appLicencesBody, appLicencesSchema, appRegistrationSchema, appStationParams, appStationSchema, exchangeBody, exchangeSchema, registrationCodeParams } from '../../calls/schemas.js';
+import { appLicencesBody, appLicencesChangeSchema, appLicencesSchema, appRegistrationSchema, appStationParams, appStationSchema, exchangeBody, exchangeSchema, registrationCodeParams } from '../../calls/schemas.js';
 import { AuthFailureLimiter } from '../../device-gateway/auth-limiter.js';
 import { apartmentParams, siteParams } from '../../directory/schemas.js';
 import type { Logger } from '../../logger.js';
@@ -19,13 +19,17 @@ export const appStationRoutes: FastifyPluginAsyncZod<{ appStations: AppStations;
       schema: {
         tags,
         summary: "Set the site's mobile app licences: how many units (apartments) may have apps (1 licence: 1 unit, up to 8 apps)",
-        description: 'The new total, not the number added. Lowering it below the units that have apps fails with 409 `licence_in_use`.',
+        description:
+          'The new total, not the number added. To take units out that have apps, name their apartments in `release`: their app stations are removed ' +
+          '(their SIP accounts fail at once) and their registration codes revoked, in the same transaction. Lowering the count below the units that still have apps ' +
+          'fails with 409 `licence_in_use`; an apartment in `release` that is not of the site fails with 400 `apartment_not_found`. ' +
+          "Other apartments' codes stay: redeeming one checks for a free unit again (403 `licence_exhausted`).",
         params: siteParams,
         body: appLicencesBody,
-        response: { 200: appLicencesSchema, ...errorResponses(400, 404, 409, 415) },
+        response: { 200: appLicencesChangeSchema, ...errorResponses(400, 404, 409, 415) },
       },
     },
-    async (request) => appStations.setLicences(request.principal, request.params.siteId, request.body.units),
+    async (request) => appStations.setLicences(request.principal, request.params.siteId, request.body),
   );
   app.get(
     '/sites/:siteId/app-licences',

@@ -21,15 +21,26 @@ const callSchema = z.object({
   reason: z.string().nullable(),
 });
 
+const verifiedFlag = (what: string) => z.boolean().nullable().describe(`${what}; false: not confirmed; null: not reported (nothing to check)`);
+
 const doorEventSchema = z.object({
   id: z.uuid(),
   mac: z.string(),
   relay: z.number().int().describe('1-based relay index'),
   method: z.string().describe('how the door was released: dtmf, pin, card, …'),
-  byStation: z.string().nullable().describe('SIP number of the station that released it during a call'),
-  callId: z.string().nullable(),
-  occurredAt: z.string(),
-  receivedAt: z.string(),
+  byStation: z.string().nullable().describe('SIP number of the station that released it during a call, as the device reported it (see verified.by)'),
+  callId: z.string().nullable().describe('SIP Call-ID of that call, as the device reported it (see verified.call)'),
+  occurredAt: z.string().describe("when it happened: the device's time, clamped to [receivedAt − 5 min, receivedAt]; receivedAt when it sent none"),
+  reportedAt: z.string().nullable().describe('the time the device reported, unclamped (null: none)'),
+  receivedAt: z.string().describe('when the cloud received the event'),
+  verified: z
+    .object({
+      relay: z.boolean().describe('true: a relay the device is configured with (events for others are refused, so false only on events recorded before the check)'),
+      call: verifiedFlag('true: callId is a call the SIP server recorded, answered, with this device as a party, around occurredAt'),
+      by: verifiedFlag("true: byStation is that call's other party"),
+      at: verifiedFlag("true: the device's time was within 5 min of the receipt (occurredAt is the device's time, or the receipt if it was slightly ahead)"),
+    })
+    .describe('which fields the cloud checked against what it knows; for method dtmf, call and by are required: missing is false'),
 });
 
 export const callRoutes: FastifyPluginAsyncZod<{ calls: CallService }> = async (app, { calls }) => {
@@ -41,7 +52,7 @@ export const callRoutes: FastifyPluginAsyncZod<{ calls: CallService }> = async (
   );
   app.get(
     '/sites/:siteId/door-events',
-    { schema: { tags, summary: "A site's door events (relays opened), newest first", params: siteParams, querystring: z.strictObject(pageQuery), response: { 200: pageOf(doorEventSchema), ...errorResponses(400, 404) } } },
+    { schema: { tags, summary: "A site's door events (relays opened), newest first, with what the cloud verified of each", params: siteParams, querystring: z.strictObject(pageQuery), response: { 200: pageOf(doorEventSchema), ...errorResponses(400, 404) } } },
     async (request) => calls.listDoorEvents(request.principal, request.params.siteId, request.query),
   );
 };

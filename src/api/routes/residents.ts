@@ -39,6 +39,9 @@ export const residentRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService
       schema: {
         tags,
         summary: 'Remove a resident with their PIN codes and cards (the main resident after the family members)',
+        description:
+          "App stations belong to the apartment, not to a resident (a code registers an app to the apartment): they stay. When the apartment's tenants leave, " +
+          'reset the apartment (`POST /apartments/{apartmentId}/reset`), which removes its app stations and codes too, or remove the station.',
         params: residentParams,
         response: { 204: z.null(), ...errorResponses(400, 404, 409) },
       },

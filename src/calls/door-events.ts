@@ -1,0 +1,150 @@
+import { count, desc, eq } from 'drizzle-orm';
+import type { Principal } from '../accounts/service.js';
+import type { Db } from '../db/client.js';
+import { deviceFacts } from '../devices/queries.js';
+import type { DirectoryService } from '../directory/service.js';
+import { paginate, type Page } from '../shared/pagination.js';
+import { calls, doorEvents } from './tables.js';
+
+/** What a door phone reports on devices/{MAC}/events when a relay opened (docs/device-protocol.md). */
+export interface DoorOpened {
+  type: 'door-opened';
+  eventId: string;
+  relay: number;
+  method: string;
+  by?: string | undefined;
+  callId?: string | undefined;
+  at?: string | undefined;
+}
+
+/**
+ * How far a device's clock may be from the cloud's: an `at` further off is clamped to the window
+ * [received − tolerance, received] (never later than the receipt) and shown unverified.
+ */
+export const DOOR_EVENT_CLOCK_TOLERANCE_MS = 5 * 60_000;
+
+/** Which fields of a door event the cloud confirmed: true checked, false not confirmed, null nothing to check. */
+export interface DoorEventVerification {
+  relay: boolean;
+  call: boolean | null;
+  by: boolean | null;
+  at: boolean | null;
+}
+
+export interface DoorEventView {
+  id: string;
+  mac: string;
+  relay: number;
+  method: string;
+  byStation: string | null;
+  callId: string | null;
+  occurredAt: string;
+  reportedAt: string | null;
+  receivedAt: string;
+  verified: DoorEventVerification;
+}
+
+/** What became of a reported event: stored (a re-sent one is stored once), or refused with the reason. */
+export type DoorEventOutcome = { recorded: true } | { recorded: false; refused: string };
+
+type DoorEventRow = typeof doorEvents.$inferSelect;
+
+const view = (d: DoorEventRow): DoorEventView => ({
+  id: d.id,
+  mac: d.mac,
+  relay: d.relay,
+  method: d.method,
+  byStation: d.byStation,
+  callId: d.callId,
+  occurredAt: d.occurredAt.toISOString(),
+  reportedAt: d.reportedAt?.toISOString() ?? null,
+  receivedAt: d.receivedAt.toISOString(),
+  verified: {
+    relay: d.relayVerified,
+    call: d.callVerified,
+    by: d.byVerified,
+    at: d.reportedAt ? Math.abs(d.reportedAt.getTime() - d.receivedAt.getTime()) <= DOOR_EVENT_CLOCK_TOLERANCE_MS : null,
+  },
+});
+
+/** Clamps a reported time into [received − tolerance, received]. */
+export function clampReported(reported: Date | null, received: Date): Date {
+  if (!reported) return received;
+  const t = Math.min(Math.max(reported.getTime(), received.getTime() - DOOR_EVENT_CLOCK_TOLERANCE_MS), received.getTime());
+  return new Date(t);
+}
+
+/**
+ * Door events: what door phones report they opened, checked against what the cloud knows. A relay the
+ * device does not have is refused; everything else is stored, each claim marked verified or not, so the
+ * record of a door that opened is never lost to an attribution the cloud cannot confirm.
+ */
+export class DoorEvents {
+  /** The receive clock (tests move it). */
+  now: () => Date;
+
+  constructor(
+    private readonly db: Db,
+    private readonly directory: Pick<DirectoryService, 'of' | 'readableSite'>,
+    now: () => Date = () => new Date(),
+  ) {
+    this.now = now;
+  }
+
+  async record(mac: string, e: DoorOpened): Promise<DoorEventOutcome> {
+    const received = this.now();
+    const [device] = await deviceFacts(this.db, [mac]);
+    if (!device) return { recorded: false, refused: 'no device is bound to this MAC' };
+    if (e.relay > device.relays.length) return { recorded: false, refused: `relay ${e.relay}: the device has ${device.relays.length} relay(s)` };
+    const reported = e.at ? new Date(e.at) : null;
+    const occurredAt = clampReported(reported, received);
+    const { call, by } = await this.checkCall(device.sipNumber, e, occurredAt, received);
+    const place = (await this.directory.of([mac])).get(mac);
+    await this.db
+      .insert(doorEvents)
+      .values({
+        siteId: place?.siteId ?? null,
+        mac,
+        relay: e.relay,
+        relayVerified: true,
+        method: e.method,
+        byStation: e.by ?? null,
+        byVerified: by,
+        callId: e.callId ?? null,
+        callVerified: call,
+        eventId: e.eventId,
+        occurredAt,
+        reportedAt: reported,
+        receivedAt: received,
+      })
+      .onConflictDoNothing({ target: [doorEvents.mac, doorEvents.eventId] });
+    return { recorded: true };
+  }
+
+  /**
+   * The call claim: a call the SIP server recorded, answered, with this device as caller or answerer, and
+   * the event inside it (from its answer to its end, give or take the clock tolerance); `by` the call's
+   * other party. `dtmf` opens only from a call, so for it both are required: missing is unverified. (The
+   * coming `remote` method will check `by` against the job that asked instead.)
+   */
+  private async checkCall(deviceNumber: string, e: DoorOpened, occurredAt: Date, received: Date): Promise<{ call: boolean | null; by: boolean | null }> {
+    const required = e.method === 'dtmf';
+    const absent = required ? false : null;
+    if (!e.callId) return { call: absent, by: e.by ? false : absent };
+    const [row] = await this.db.select().from(calls).where(eq(calls.callId, e.callId)).limit(1);
+    const parties = row ? [row.caller, row.answeredBy] : [];
+    const t = occurredAt.getTime();
+    const during =
+      !!row?.answeredAt && t >= row.answeredAt.getTime() - DOOR_EVENT_CLOCK_TOLERANCE_MS && t <= (row.endedAt ?? received).getTime() + DOOR_EVENT_CLOCK_TOLERANCE_MS;
+    const call = !!row && parties.includes(deviceNumber) && during;
+    if (!e.by) return { call, by: absent };
+    return { call, by: call && e.by !== deviceNumber && parties.includes(e.by) };
+  }
+
+  async list(principal: Principal, siteId: string, q: { page: number; pageSize: number }): Promise<Page<DoorEventView>> {
+    await this.directory.readableSite(principal, siteId);
+    const rows = this.db.select().from(doorEvents).where(eq(doorEvents.siteId, siteId)).orderBy(desc(doorEvents.occurredAt), desc(doorEvents.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize);
+    const total = this.db.select({ n: count() }).from(doorEvents).where(eq(doorEvents.siteId, siteId));
+    return paginate(rows, total, view, q.page, q.pageSize);
+  }
+}
