@@ -105,3 +105,25 @@ t.test('config: the limits are validated', async (t) => {
   t.throws(() => loadConfig({ SIP_SERVER: 'sip.example.com', SIP_BACKEND_TOKEN: 'a'.repeat(24) }), /SIP_BACKEND_PORT/, 'an external Kamailio needs a known back-end port');
   t.equal(loadConfig({ SIP_SERVER: 'sip.example.com', SIP_BACKEND_TOKEN: 'a'.repeat(24), ROLE: 'gateway' }).sip.backend.port, 0, 'a gateway serves no back end');
 });
+
+t.test("Kamailio's back end is on a listener of its own, not on the public port nor in /docs", { skip: !findKamailio() && 'kamailio is not installed (.ci/run installs it)' }, async (t) => {
+  const svc = await startTestService(t, SIP_ON_FREE_PORTS);
+  const { ports } = svc.service;
+  t.ok(ports.sipBackend && ports.sipBackend !== ports.http, 'the back end has its own port');
+  const spec = (await svc.api('GET', '/docs/json', { token: null })).body;
+  t.same(Object.keys(spec.paths).filter((p) => p.startsWith('/internal')), [], 'the public OpenAPI document lists no /internal route');
+  const onPublic = await svc.api('GET', '/internal/sip/credentials?username=1001', { token: null });
+  t.same([onPublic.status, onPublic.body.error.code], [404, 'not_found'], 'the public port has no /internal/sip');
+
+  const backend = `http://127.0.0.1:${ports.sipBackend}/internal/sip`;
+  const anonymous = await fetch(`${backend}/credentials?username=1001`);
+  t.equal(anonymous.status, 401, 'the back end wants its token');
+  t.same(Object.keys(((await anonymous.json()) as { error: object }).error), ['code', 'message', 'details'], 'with the same error body as the API');
+  t.equal((await fetch(`http://127.0.0.1:${ports.sipBackend}/docs/json`)).status, 404, 'and serves nothing else');
+  const installer = await svc.createInstaller();
+  const door = (await svc.addDevice(installer.token, '0C1108170002', { type: 0 })).sip;
+  const station = new SipStation({ number: door.number, password: door.password, domain: svc.service.sip!.domain, server: { host: '127.0.0.1', port: svc.service.sip!.ports.udp, transport: 'udp' } });
+  t.teardown(() => station.stop());
+  await station.start();
+  t.equal((await station.register()).status, 200, 'Kamailio reaches it: a REGISTER is authenticated');
+});
