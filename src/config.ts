@@ -27,6 +27,7 @@ export const configSchema = z
     ADMIN_TOKEN: z.preprocess(emptyToUndefined, z.string().min(20, 'must be at least 20 characters').optional()),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     MQTT_MAX_CONNECTIONS: positiveInt(19000),
+    MQTT_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).default(1000),
     HTTP_MAX_CONNECTIONS: positiveInt(512),
     HTTP_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).default(64),
     HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(120_000).default(5000),
@@ -123,6 +124,10 @@ export interface Config {
     portExplicit: boolean;
     tls: { port: number; certFile: string; keyFile: string } | null;
     maxConnections: number;
+    /** Connections from one source (IPv4 address, IPv6 /64) at most; 0: no cap. */
+    maxConnectionsPerAddress: number;
+    /** Sources exempt from that cap: the trusted proxies (HTTP_TRUST_PROXY), which carry many devices. */
+    proxies: string[];
     /** MQTT over WebSocket for a gateway-role process (role `all` serves it at /mqtt on the HTTP port). */
     wsPort: number;
     maxPayloadBytes: number;
@@ -204,6 +209,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       portExplicit: c.MQTT_PORT !== undefined,
       tls: c.TLS_CERT_FILE && c.TLS_KEY_FILE ? { port: c.MQTTS_PORT, certFile: c.TLS_CERT_FILE, keyFile: c.TLS_KEY_FILE } : null,
       maxConnections: c.MQTT_MAX_CONNECTIONS,
+      maxConnectionsPerAddress: c.MQTT_MAX_CONNECTIONS_PER_ADDRESS,
+      proxies: c.HTTP_TRUST_PROXY ?? [],
       wsPort: c.MQTT_WS_PORT,
       maxPayloadBytes: c.MQTT_MAX_PAYLOAD_BYTES,
       authFailuresPerMinute: c.AUTH_FAILURES_PER_MINUTE,

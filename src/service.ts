@@ -398,7 +398,8 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       if (cluster) {
         // A gateway process serves MQTT over WebSocket and its health on its own port.
         const server = gatewayHttp(gateway, { database: () => database.ping(), redis: async () => void (await redis.client.ping()) });
-        limitHttpServer(server, httpLimits(config), refusalLog(logger, 'gateway http'));
+        // Its connections are device sessions (MQTT over WebSocket): the MQTT caps, the HTTP timeouts.
+        limitHttpServer(server, { ...httpLimits(config), maxConnections: config.mqtt.maxConnections + 1000, maxConnectionsPerAddress: config.mqtt.maxConnectionsPerAddress }, refusalLog(logger, 'gateway http'));
         await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.mqtt.wsPort, config.mqtt.host, () => resolve()));
         server.on('error', (err: NodeJS.ErrnoException) => logger.error({ err: err.message, code: err.code }, 'gateway HTTP accept failed; still listening'));
         cleanups.push(['gateway http', () => new Promise<void>((resolve) => (server.close(() => resolve()), server.closeAllConnections()))]);
