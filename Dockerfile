@@ -30,6 +30,7 @@ RUN mkdir -p /var/lib/intercom-cloud && chown node:node /var/lib/intercom-cloud
 USER node
 # 8080 HTTP (roles all, api), 1883 MQTT, 8883 MQTTS, 8083 MQTT over WebSocket and health (role gateway);
 # SIP (role all with its Kamailio child): 5060 UDP and TCP, 5061 TLS, 5066 WebSocket, 7443 secure WebSocket.
+# Not exposed: the SIP back end (SIP_BACKEND_PORT), for an external Kamailio only (role api; loopback otherwise).
 EXPOSE 8080 1883 8883 8083 5060/udp 5060/tcp 5061 5066 7443
 VOLUME ["/var/lib/intercom-cloud"]
 # ROLE picks the process's part (all, gateway, engine, api): a gateway answers /healthz on its WebSocket

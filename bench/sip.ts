@@ -155,6 +155,8 @@ await runBench(children, cleanups, async () => {
   const backendToken = `bench_${randomBytes(18).toString('hex')}`;
   const ports = { udp: await freeSipPort(host), tcp: 0, tls: await freeSipPort(host), ws: await freeSipPort(host), wss: await freeSipPort(host) };
   ports.tcp = ports.udp;
+  // Kamailio's back end listens apart from the public HTTP port: known, so that the bench can time it.
+  const backendPort = await freePort();
   const domain = host;
   const service = await svc.start({
     SIP_SERVER: '',
@@ -168,6 +170,7 @@ await runBench(children, cleanups, async () => {
     SIP_WORKERS: args['sip-workers'],
     // Known, so that the bench can time the back end Kamailio calls on every REGISTER and INVITE.
     SIP_BACKEND_TOKEN: backendToken,
+    SIP_BACKEND_PORT: String(backendPort),
   });
   children.push(service);
   // /readyz answers before Kamailio is up (it starts once HTTP listens, with sip "off" until then).
@@ -334,7 +337,7 @@ await runBench(children, cleanups, async () => {
   // The back end Kamailio waits for (synchronously, in its worker) on every call: /credentials and /route, one at a time, idle.
   const backend = async (path: string, init: RequestInit) => {
     const t = performance.now();
-    const res = await fetch(`${svc.base}/internal/sip${path}`, { ...init, headers: { authorization: `Bearer ${backendToken}`, ...(init.body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) } });
+    const res = await fetch(`http://${host}:${backendPort}/internal/sip${path}`, { ...init, headers: { authorization: `Bearer ${backendToken}`, ...(init.body ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) } });
     await res.text();
     if (res.status !== 200) throw new Error(`back end ${path}: ${res.status}`);
     return performance.now() - t;

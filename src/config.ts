@@ -27,7 +27,12 @@ export const configSchema = z
     ADMIN_TOKEN: z.preprocess(emptyToUndefined, z.string().min(20, 'must be at least 20 characters').optional()),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     MQTT_MAX_CONNECTIONS: positiveInt(19000),
+    MQTT_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).default(1000),
     HTTP_MAX_CONNECTIONS: positiveInt(512),
+    HTTP_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).default(64),
+    HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(120_000).default(5000),
+    HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1000).default(300_000),
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(5000),
     HTTP_TRUST_PROXY: z.preprocess(
       emptyToUndefined,
       z
@@ -60,6 +65,8 @@ export const configSchema = z
     SIP_TLS_PORT: z.preprocess(emptyToUndefined, port.optional()),
     SIP_WS_PORT: z.preprocess(emptyToUndefined, port.optional()),
     SIP_WSS_PORT: z.preprocess(emptyToUndefined, port.optional()),
+    SIP_BACKEND_HOST: z.string().default('127.0.0.1'),
+    SIP_BACKEND_PORT: z.preprocess(emptyToUndefined, port.optional()),
     SIP_BACKEND_TOKEN: z.preprocess(emptyToUndefined, z.string().regex(/^[A-Za-z0-9_-]{24,128}$/, '24 to 128 letters, digits, _ or -').optional()),
     SIP_AUTH_FAILURES: positiveInt(10),
     SIP_AUTH_BLOCK_SECONDS: positiveInt(60),
@@ -73,6 +80,12 @@ export const configSchema = z
     }
     if (c.SIP_SERVER && c.SIP_SERVER !== 'off' && !c.SIP_BACKEND_TOKEN) {
       ctx.addIssue({ code: 'custom', path: ['SIP_BACKEND_TOKEN'], message: 'an external SIP server (SIP_SERVER) calls the back end with SIP_BACKEND_TOKEN: set it on both' });
+    }
+    if (c.SIP_SERVER && c.SIP_SERVER !== 'off' && (c.ROLE === 'all' || c.ROLE === 'api') && !c.SIP_BACKEND_PORT) {
+      ctx.addIssue({ code: 'custom', path: ['SIP_BACKEND_PORT'], message: 'an external SIP server (SIP_SERVER) reaches the back end at SIP_BACKEND_HOST:SIP_BACKEND_PORT: set a port (not 0), and the same in its --backend' });
+    }
+    if (c.HTTP_HEADERS_TIMEOUT_MS > c.HTTP_REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not exceed HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)' });
     }
   });
 
@@ -91,8 +104,20 @@ export type Role = 'all' | 'gateway' | 'engine' | 'api';
 
 export interface Config {
   role: Role;
-  /** `trustProxy`: the proxies (HAProxy) whose X-Forwarded-For names the client; empty: none is trusted. */
-  http: { host: string; port: number; maxConnections: number; trustProxy: string[] };
+  /**
+   * `trustProxy`: the proxies (HAProxy) whose X-Forwarded-For names the client; empty: none is trusted.
+   * They are also exempt from `maxConnectionsPerAddress` (HAProxy carries every client's connections).
+   */
+  http: {
+    host: string;
+    port: number;
+    maxConnections: number;
+    maxConnectionsPerAddress: number;
+    headersTimeoutMs: number;
+    requestTimeoutMs: number;
+    keepAliveTimeoutMs: number;
+    trustProxy: string[];
+  };
   mqtt: {
     host: string;
     /** Port to listen on; `explicit` false means 1883 was assumed and a taken port falls back to a free one. */
@@ -100,6 +125,10 @@ export interface Config {
     portExplicit: boolean;
     tls: { port: number; certFile: string; keyFile: string } | null;
     maxConnections: number;
+    /** Connections from one source (IPv4 address, IPv6 /64) at most; 0: no cap. */
+    maxConnectionsPerAddress: number;
+    /** Sources exempt from that cap: the trusted proxies (HTTP_TRUST_PROXY), which carry many devices. */
+    proxies: string[];
     /** MQTT over WebSocket for a gateway-role process (role `all` serves it at /mqtt on the HTTP port). */
     wsPort: number;
     maxPayloadBytes: number;
@@ -145,6 +174,8 @@ export interface SipConfig {
   /** False: the defaults were assumed, and a port taken on this machine falls back to a free one. */
   portsExplicit: boolean;
   backendToken: string | undefined;
+  /** Where Kamailio reaches the back end (/internal/sip): never the public HTTP port; port 0: a free one. */
+  backend: { host: string; port: number };
   authFailures: number;
   authBlockSeconds: number;
   ringTimeoutSeconds: number;
@@ -165,13 +196,24 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const c = parsed.data;
   return {
     role: c.ROLE,
-    http: { host: c.HTTP_HOST, port: c.HTTP_PORT, maxConnections: c.HTTP_MAX_CONNECTIONS, trustProxy: c.HTTP_TRUST_PROXY ?? [] },
+    http: {
+      host: c.HTTP_HOST,
+      port: c.HTTP_PORT,
+      maxConnections: c.HTTP_MAX_CONNECTIONS,
+      maxConnectionsPerAddress: c.HTTP_MAX_CONNECTIONS_PER_ADDRESS,
+      headersTimeoutMs: c.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: c.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: c.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      trustProxy: c.HTTP_TRUST_PROXY ?? [],
+    },
     mqtt: {
       host: c.MQTT_HOST,
       port: c.MQTT_PORT ?? 1883,
       portExplicit: c.MQTT_PORT !== undefined,
       tls: c.TLS_CERT_FILE && c.TLS_KEY_FILE ? { port: c.MQTTS_PORT, certFile: c.TLS_CERT_FILE, keyFile: c.TLS_KEY_FILE } : null,
       maxConnections: c.MQTT_MAX_CONNECTIONS,
+      maxConnectionsPerAddress: c.MQTT_MAX_CONNECTIONS_PER_ADDRESS,
+      proxies: c.HTTP_TRUST_PROXY ?? [],
       wsPort: c.MQTT_WS_PORT,
       maxPayloadBytes: c.MQTT_MAX_PAYLOAD_BYTES,
       authFailuresPerMinute: c.AUTH_FAILURES_PER_MINUTE,
@@ -199,6 +241,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       ports: { udp: c.SIP_UDP_PORT ?? 5060, tcp: c.SIP_TCP_PORT ?? 5060, tls: c.SIP_TLS_PORT ?? 5061, ws: c.SIP_WS_PORT ?? 5066, wss: c.SIP_WSS_PORT ?? 7443 },
       portsExplicit: [c.SIP_UDP_PORT, c.SIP_TCP_PORT, c.SIP_TLS_PORT, c.SIP_WS_PORT, c.SIP_WSS_PORT].some((p) => p !== undefined),
       backendToken: c.SIP_BACKEND_TOKEN,
+      backend: { host: c.SIP_BACKEND_HOST, port: c.SIP_BACKEND_PORT ?? 0 },
       authFailures: c.SIP_AUTH_FAILURES,
       authBlockSeconds: c.SIP_AUTH_BLOCK_SECONDS,
       ringTimeoutSeconds: c.SIP_RING_TIMEOUT_SECONDS,

@@ -8,6 +8,7 @@ import { appSipAccess, findKamailio, sipPorts, superviseKamailio, type KamailioS
 import { CallService } from './calls/service.js';
 import { WriteAuditLog } from './audit/service.js';
 import { buildApi } from './api/app.js';
+import { buildSipBackend } from './api/sip-backend-server.js';
 import { AppStations } from './calls/app-stations.js';
 import { ClusterBus } from './cluster/bus.js';
 import { RedisLease } from './cluster/lease.js';
@@ -27,6 +28,7 @@ import { UpgradeScheduler } from './firmware/scheduler.js';
 import { FirmwareStorage } from './firmware/storage.js';
 import { upgradeKind } from './firmware/upgrade-kind.js';
 import { UpgradeService } from './firmware/upgrades.js';
+import { limitHttpServer, refusalLog, type HttpLimits } from './infra/connection-caps.js';
 import { canConnect, reachableHost } from './infra/net.js';
 import { connectRedis, type RedisHandle } from './infra/redis.js';
 import { resolveFactorySecret } from './infra/secrets.js';
@@ -45,7 +47,8 @@ import { ProvisioningService } from './provisioning/service.js';
 import { DomainEvents } from './shared/events.js';
 
 export interface RunningService {
-  ports: { http: number } & ListeningPorts;
+  /** `sipBackend`: Kamailio's back end (/internal/sip), on its own listener (null: none runs here). */
+  ports: { http: number; sipBackend: number | null } & ListeningPorts;
   /** The address devices and installers reach the HTTP port at. */
   publicUrl: string;
   database: Database;
@@ -73,7 +76,7 @@ export interface RunningProcess {
   role: Role;
   /** This process's name in the cluster (host, pid and a random part). */
   instance: string;
-  ports: { http: number | null; mqtt: number | null; mqtts: number | null; ws: number | null };
+  ports: { http: number | null; mqtt: number | null; mqtts: number | null; ws: number | null; sipBackend: number | null };
   publicUrl: string;
   database: Database;
   redis: RedisHandle;
@@ -123,7 +126,7 @@ export async function prepareDatabase(database: Database, accounts: AccountServi
 /** Starts the whole service in one process: database (migrated), Redis, device gateway, provisioning engine, REST API. */
 export async function startService(config: Config, logger: Logger, env: { PATH?: string } = {}): Promise<RunningService> {
   const p = await startProcess({ ...config, role: 'all' }, logger, env);
-  return { ...p, ports: { http: p.ports.http!, mqtt: p.ports.mqtt!, mqtts: p.ports.mqtts }, gateway: p.gateway!, scheduler: p.scheduler!, follower: p.follower!, app: p.app! };
+  return { ...p, ports: { http: p.ports.http!, mqtt: p.ports.mqtt!, mqtts: p.ports.mqtts, sipBackend: p.ports.sipBackend }, gateway: p.gateway!, scheduler: p.scheduler!, follower: p.follower!, app: p.app! };
 }
 
 /**
@@ -364,10 +367,9 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         },
         calls,
         trustProxy: config.http.trustProxy,
-        sipBackendToken,
       });
       app = api;
-      api.server.maxConnections = config.http.maxConnections;
+      limitHttpServer(api.server, httpLimits(config), refusalLog(logger, 'http'));
       api.server.on('upgrade', (req, socket, head) => {
         if (gateway && (req.url ?? '').split('?')[0] === '/mqtt') gateway.handleUpgrade(req, socket, head);
         else socket.destroy();
@@ -398,6 +400,8 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       if (cluster) {
         // A gateway process serves MQTT over WebSocket and its health on its own port.
         const server = gatewayHttp(gateway, { database: () => database.ping(), redis: async () => void (await redis.client.ping()) });
+        // Its connections are device sessions (MQTT over WebSocket): the MQTT caps, the HTTP timeouts.
+        limitHttpServer(server, { ...httpLimits(config), maxConnections: config.mqtt.maxConnections + 1000, maxConnectionsPerAddress: config.mqtt.maxConnectionsPerAddress }, refusalLog(logger, 'gateway http'));
         await new Promise<void>((resolve, reject) => server.once('error', reject).listen(config.mqtt.wsPort, config.mqtt.host, () => resolve()));
         server.on('error', (err: NodeJS.ErrnoException) => logger.error({ err: err.message, code: err.code }, 'gateway HTTP accept failed; still listening'));
         cleanups.push(['gateway http', () => new Promise<void>((resolve) => (server.close(() => resolve()), server.closeAllConnections()))]);
@@ -419,6 +423,19 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       } else wsPort = httpPort;
       mqttPorts = await gateway.listen();
     }
+    // Kamailio's back end listens apart from the public port (SIP_BACKEND_HOST, loopback by default): a
+    // public client that takes every HTTP connection cannot make SIP authentication fail.
+    let sipBackendPort: number | null = null;
+    let backendUrl = '';
+    if (runs.api && sipBackendToken && (config.sip.mode === 'external' || kamailio)) {
+      const backend = await buildSipBackend({ logger, calls, token: sipBackendToken, headersTimeoutMs: config.http.headersTimeoutMs, requestTimeoutMs: config.http.requestTimeoutMs });
+      cleanups.push(['sip back end', () => backend.close()]);
+      await backend.listen({ host: config.sip.backend.host, port: config.sip.backend.port });
+      backend.server.on('error', (err: NodeJS.ErrnoException) => logger.error({ err: err.message, code: err.code }, 'SIP back end accept failed; still listening'));
+      sipBackendPort = (backend.server.address() as { port: number }).port;
+      const host = reachableHost(config.sip.backend.host);
+      backendUrl = `http://${host.includes(':') ? `[${host}]` : host}:${sipBackendPort}/internal/sip`;
+    }
     if (config.sip.mode === 'child' && role === 'all' && httpPort !== null) {
       if (!kamailio) logger.warn('kamailio is not installed (Debian: apt-get install kamailio kamailio-websocket-modules kamailio-tls-modules kamailio-utils-modules): calls are off');
       else {
@@ -430,7 +447,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
           domain: config.sip.domain ?? publicHost,
           ports,
           tls: config.mqtt.tls ? { certFile: config.mqtt.tls.certFile, keyFile: config.mqtt.tls.keyFile } : null,
-          backendUrl: `http://${reachableHost(config.http.host)}:${httpPort}/internal/sip`,
+          backendUrl,
           backendToken: sipBackendToken!,
           authFailures: config.sip.authFailures,
           authBlockSeconds: config.sip.authBlockSeconds,
@@ -452,13 +469,13 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         sipAlive = async () => child.alive() && (await canConnect(reachableHost(config.sip.listenHost), ports.tcp));
       }
     }
-    logger.info({ role, instance, http: httpPort, mqtt: mqttPorts?.mqtt, mqtts: mqttPorts?.mqtts, websocket: wsPort, sip }, 'intercom device cloud listening');
+    logger.info({ role, instance, http: httpPort, mqtt: mqttPorts?.mqtt, mqtts: mqttPorts?.mqtts, websocket: wsPort, sip, sipBackend: sipBackendPort }, 'intercom device cloud listening');
 
     let closing: Promise<void> | null = null;
     return {
       role,
       instance,
-      ports: { http: httpPort, mqtt: mqttPorts?.mqtt ?? null, mqtts: mqttPorts?.mqtts ?? null, ws: wsPort },
+      ports: { http: httpPort, mqtt: mqttPorts?.mqtt ?? null, mqtts: mqttPorts?.mqtts ?? null, ws: wsPort, sipBackend: sipBackendPort },
       publicUrl,
       database,
       redis,
@@ -511,6 +528,12 @@ function gatewayHttp(gateway: DeviceGateway, checks: { database: () => Promise<v
   return server;
 }
 
+
+/** The timeouts and caps of every public HTTP listener; trusted proxies are exempt from the per-address cap. */
+function httpLimits(config: Config): HttpLimits {
+  const { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, maxConnections, maxConnectionsPerAddress, trustProxy } = config.http;
+  return { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs, maxConnections, maxConnectionsPerAddress, exempt: trustProxy };
+}
 
 /** The host stations are told: SIP_PUBLIC_HOST, else the host of the public URL. */
 function sipPublicHost(config: Config, publicUrl: string): string {

@@ -39,7 +39,6 @@ import { SharedSemaphore } from '../infra/shared-semaphore.js';
 import { upgradeRoutes } from './routes/upgrades.js';
 import type { CallService } from '../calls/service.js';
 import { callRoutes } from './routes/calls.js';
-import { sipBackendRoutes } from './routes/sip-backend.js';
 import { appRegistrationRoutes, appStationRoutes } from './routes/app-stations.js';
 
 export interface ApiDeps {
@@ -63,8 +62,6 @@ export interface ApiDeps {
   calls: CallService;
   /** Proxies whose X-Forwarded-For is believed (per-address limits then see the client, not HAProxy). */
   trustProxy?: string[];
-  /** The token Kamailio presents to the SIP back end at /internal/sip (null: calls are off). */
-  sipBackendToken: string | null;
 }
 
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -107,7 +104,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, { checks: deps.readiness });
   if (deps.metrics) await app.register(metricsRoutes, { metrics: deps.metrics.endpoint });
   await app.register(deviceDocumentRoutes, deps.deviceAccess);
-  if (deps.sipBackendToken) await app.register(sipBackendRoutes, { prefix: '/internal/sip', calls: deps.calls, token: deps.sipBackendToken });
   // The download cap holds across every API process of the deployment (a process-local count without Redis).
   const downloadSlots = new SharedSemaphore({
     capacity: deps.firmware.maxDownloads,

@@ -1,9 +1,10 @@
 import { ConfigError, loadConfig } from '../config.js';
 import { findKamailio, renderKamailioConfig } from './kamailio.js';
 
-// `npm run sip:config -- --backend http://api.internal:8080/internal/sip > kamailio.cfg`: the configuration
+// `npm run sip:config -- --backend http://api.internal:8090/internal/sip > kamailio.cfg`: the configuration
 // of an external Kamailio (SIP_SERVER), rendered from the same template and the same SIP_* variables the
-// service reads, so the two agree on ports, domain and back-end token.
+// service reads, so the two agree on ports, domain, back-end token and back-end port (SIP_BACKEND_PORT,
+// never the public HTTP_PORT).
 
 const arg = (name: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -14,6 +15,9 @@ try {
   const config = loadConfig(process.env);
   const backend = arg('backend');
   if (!backend || !/^https?:\/\/[^\s]+\/internal\/sip$/.test(backend)) throw new ConfigError('--backend <http(s)://host:port/internal/sip> is required: where Kamailio reaches the API processes');
+  const backendPort = Number(new URL(backend).port || (backend.startsWith('https:') ? 443 : 80));
+  if (config.sip.backend.port && backendPort !== config.sip.backend.port) throw new ConfigError(`--backend names port ${backendPort}, but the API processes serve the SIP back end on SIP_BACKEND_PORT=${config.sip.backend.port}`);
+  if (!config.sip.backend.port && backendPort === config.http.port) throw new ConfigError(`--backend names the public HTTP_PORT (${backendPort}): the SIP back end listens on SIP_BACKEND_PORT of the API processes (set it, e.g. 8090)`);
   if (!config.sip.backendToken) throw new ConfigError('SIP_BACKEND_TOKEN must be set: the API processes check it');
   const domain = config.sip.domain ?? config.sip.publicHost ?? config.sip.server;
   if (!domain || domain === 'off') throw new ConfigError('set SIP_DOMAIN (or SIP_PUBLIC_HOST): the SIP domain and digest realm');

@@ -25,7 +25,7 @@ export interface KamailioSettings {
   domain: string;
   ports: { udp: number; tcp: number; tls: number; ws: number; wss: number };
   tls: { certFile: string; keyFile: string } | null;
-  /** The service's SIP back end, e.g. http://127.0.0.1:8080/internal/sip, and the token it expects. */
+  /** The service's SIP back end on its own listener, e.g. http://127.0.0.1:<SIP_BACKEND_PORT>/internal/sip, and its token. */
   backendUrl: string;
   backendToken: string;
   authFailures: number;

@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Config } from '../config.js';
+import { capPerAddress, refusalLog } from '../infra/connection-caps.js';
 import type { Logger } from '../logger.js';
 import { guardFrames } from './frame-guard.js';
 
@@ -12,6 +13,8 @@ import { guardFrames } from './frame-guard.js';
 const CONNACK_SERVER_UNAVAILABLE = Buffer.from([0x20, 0x02, 0x00, 0x03]);
 /** Connections being refused at once (CONNACK 3 on its way) beyond which more are closed without one. */
 const MAX_REFUSING = 1000;
+/** A TLS handshake must be done within this, like a CONNECT after it (the broker's connectTimeout). */
+const TLS_HANDSHAKE_MS = 10_000;
 /** Room for the topic and headers on top of the largest accepted payload. */
 export const FRAME_OVERHEAD = 1024;
 
@@ -96,6 +99,7 @@ export class Transports {
     const { host, port, portExplicit, tls: tlsConfig } = this.opts.mqtt;
     acceptErrorLogger = (err) => this.opts.log.error({ err: err.message, code: err.code }, 'accepting a connection failed (open-file limit?); still listening');
     const tcp = net.createServer(this.onSocket);
+    this.limit(tcp, 'mqtt');
     this.servers.push(tcp);
     let mqttPort: number;
     try {
@@ -109,11 +113,27 @@ export class Transports {
     }
     let mqttsPort: number | null = null;
     if (tlsConfig) {
-      const server = tls.createServer({ cert: readFileSync(tlsConfig.certFile), key: readFileSync(tlsConfig.keyFile) }, this.onSocket);
+      const server = tls.createServer({ cert: readFileSync(tlsConfig.certFile), key: readFileSync(tlsConfig.keyFile), handshakeTimeout: TLS_HANDSHAKE_MS }, this.onSocket);
+      // Node reports a late handshake but leaves its socket open: close it (bad handshakes end anyway).
+      server.on('tlsClientError', (_err, socket) => socket.destroy());
+      this.limit(server, 'mqtts');
       this.servers.push(server);
       mqttsPort = await listenOn(server, host, tlsConfig.port);
     }
     return { mqtt: mqttPort, mqtts: mqttsPort };
+  }
+
+  /**
+   * Caps a listener at the TCP level, before TLS and before any MQTT: one source (address, IPv6 /64)
+   * holds at most its share, and beyond the maximum and the refusals in flight a connection is closed at
+   * accept. Until its TLS handshake ends a connection is not the broker's, so only this bounds them.
+   */
+  private limit(server: net.Server, listener: string): void {
+    const { maxConnections, maxConnectionsPerAddress, proxies } = this.opts.mqtt;
+    const log = refusalLog(this.opts.log, listener);
+    server.maxConnections = maxConnections + MAX_REFUSING;
+    server.on('drop', (data?: { remoteAddress?: string }) => log(data?.remoteAddress ?? 'unknown', 'total'));
+    capPerAddress(server, maxConnectionsPerAddress, proxies, (address) => log(address, 'address'));
   }
 
   /** MQTT over WebSocket at /mqtt on the HTTP port. */

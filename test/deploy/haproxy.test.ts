@@ -1,5 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -143,6 +145,7 @@ async function run(bin: string) {
     // Small enough for an ordinary open-file limit; fast checks so that a gateway's end is seen at once.
     LB_MAXCONN: '1000',
     LB_HTTP_MAXCONN: '100',
+    LB_HTTP_MAXCONN_PER_SOURCE: '20',
     LB_CHECK_INTER: '200ms',
     ...Object.fromEntries(
       [a, b].flatMap((machine, i) => [
@@ -275,6 +278,27 @@ async function run(bin: string) {
     t.equal(listed.body.total, 8, 'the API (on A) lists the 8 devices online, wherever their sessions are');
     t.equal(await lb.status('api', 'api1'), 'UP', 'the api server is UP in the stats');
     t.same([await lb.status('gateways_ws', 'gw1'), await lb.status('gateways_ws', 'gw2')], ['UP', 'UP'], 'both gateways are UP in the stats');
+  });
+
+  t.test('one address holds at most LB_HTTP_MAXCONN_PER_SOURCE HTTP connections, and slow headers are cut; another address is served', async (t) => {
+    // 21 connections from 127.0.0.3 that never finish their headers: the 21st is refused at accept.
+    const state = { closed: 0, answered: 0, refused: 0 };
+    const sockets = Array.from({ length: 21 }, () => {
+      const s = net.connect({ host: '127.0.0.1', port: ports.http, localAddress: '127.0.0.3' });
+      let answered = false;
+      s.on('error', () => {});
+      s.once('connect', () => s.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'));
+      s.once('data', () => ((answered = true), state.answered++));
+      s.once('close', () => (state.closed++, answered || state.refused++));
+      return s;
+    });
+    t.teardown(() => sockets.forEach((s) => s.destroy()));
+    const other = await new Promise<number>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: ports.http, path: '/healthz', localAddress: '127.0.0.4', agent: false }, (res) => (res.resume(), resolve(res.statusCode ?? 0))).on('error', reject);
+    });
+    t.equal(other, 200, 'another address is served meanwhile');
+    await waitFor(() => state.closed, (n) => n === 21);
+    t.same([state.refused, state.answered], [1, 20], 'one refused unanswered; the 20 held got their 408 when their headers were late');
   });
 
   t.test('when B’s gateway process is killed, haproxy takes it out and its devices reconnect to A', async (t) => {
