@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { describe, findSipp, runSipp, writeInjection } from '../../bench/lib/sipp.js';
+import { SipStation } from '../../simulators/sip/station.js';
 import { findKamailio } from '../../src/calls/kamailio.js';
 import { freePort } from '../../src/infra/net.js';
 import { startTestService, waitFor, SIP_ON_FREE_PORTS } from '../helpers/service.js';
@@ -23,8 +24,10 @@ async function rawSip(localAddress: string) {
   socket.bind(0, localAddress);
   await once(socket, 'listening');
   const waiting = new Map<string, (response: string) => void>();
+  const requests: string[] = [];
   socket.on('message', (data) => {
     const text = data.toString('utf8');
+    if (!text.startsWith('SIP/2.0')) requests.push(text);
     const status = Number(/^SIP\/2\.0 (\d{3})/.exec(text)?.[1] ?? 0);
     const key = `${/^Call-ID:\s*(\S+)/im.exec(text)?.[1]} ${/^CSeq:\s*(\d+)/im.exec(text)?.[1]}`;
     if (status >= 200) waiting.get(key)?.(text);
@@ -33,6 +36,8 @@ async function rawSip(localAddress: string) {
   return {
     address,
     port,
+    /** Requests the server sent to this socket. */
+    requests,
     /** Sends `message` (whose Call-ID and CSeq are `callId`, `cseq`) and resolves with the final response. */
     request(target: number, message: string, callId: string, cseq: number): Promise<string> {
       return new Promise((resolve) => {
@@ -186,5 +191,128 @@ async function run() {
     t.notMatch(listed, /^Contact:.*127\.0\.0\.2/im, "the attacker's contact is not registered");
     const [row] = await svc.sql('SELECT source FROM sip_registrations WHERE sip_number = $1', [number]);
     t.equal(row.source, source, 'the recorded registration is still the station’s');
+  });
+
+  /** A community with one building, apartment 101, a door phone and an indoor monitor of that apartment. */
+  async function apartment(name: string, macs: [string, string]) {
+    const as = (method: string, path: string, body?: unknown) => svc.api(method, `/api/v1${path}`, { token: installer.token, ...(body !== undefined && { body }) });
+    const site = (await as('POST', '/sites', { kind: 'community', name, timeZone: 'Europe/Berlin' })).body;
+    const building = (await as('POST', `/sites/${site.id}/buildings`, { name: 'A' })).body;
+    const flat = (await as('POST', `/buildings/${building.id}/apartments`, { number: '101' })).body;
+    const door = (await svc.addDevice(installer.token, macs[0], { type: 0 })).sip as { number: string; password: string };
+    const monitor = (await svc.addDevice(installer.token, macs[1], { type: 2 })).sip as { number: string; password: string };
+    await as('PATCH', `/devices/${macs[0]}`, { siteId: site.id, buildingId: building.id });
+    await as('PATCH', `/devices/${macs[1]}`, { siteId: site.id, apartmentId: flat.id });
+    const stations: SipStation[] = [];
+    t.teardown(() => Promise.all(stations.map((x) => x.stop().catch(() => {}))));
+    /** A station; `seen` collects the start lines of the messages it receives. */
+    const station = (account: { number: string; password: string }, seen?: string[]) => {
+      const logger = (line: string) => {
+        const received = / << (.*)$/.exec(line)?.[1];
+        if (received) seen?.push(received);
+      };
+      const x = new SipStation({ ...account, domain: sip.domain, server: { host: '127.0.0.1', port: sip.ports.udp, transport: 'udp' }, logger });
+      stations.push(x);
+      return x;
+    };
+    return { site, door, monitor, station, calls: () => as('GET', `/sites/${site.id}/calls`) };
+  }
+
+  t.test('calls still work: DTMF both ways, the answering station hangs up, the call is recorded', async (t) => {
+    const { door, monitor, station, calls } = await apartment('Both ways', ['0C1108001710', '0C1108001711']);
+    const doorPhone = station(door);
+    const indoor = station(monitor);
+    indoor.autoAnswer = { ringMs: 0 };
+    await Promise.all([doorPhone.start(), indoor.start()]);
+    t.equal((await doorPhone.register()).status, 200);
+    t.equal((await indoor.register()).status, 200);
+    const answered = new Promise<import('../../simulators/sip/station.js').ActiveCall>((resolve) => indoor.once('answered', resolve));
+    const call = await doorPhone.call('101');
+    const atMonitor = await answered;
+    const toMonitor = new Promise<{ digit: string }>((resolve) => indoor.once('dtmf', resolve));
+    await call.sendDtmf('1');
+    t.equal((await toMonitor).digit, '1', "the door phone's INFO reaches the monitor");
+    const toDoor = new Promise<{ digit: string }>((resolve) => doorPhone.once('dtmf', resolve));
+    await atMonitor.sendDtmf('#');
+    t.equal((await toDoor).digit, '#', "the monitor's INFO reaches the door phone");
+    await atMonitor.hangup();
+    t.same(await call.ended, { by: 'remote' }, "the monitor's BYE reaches the door phone");
+    const listed = await waitFor(calls, (r) => r.body.items?.[0]?.outcome === 'completed');
+    t.match(listed.body.items[0], { caller: door.number, answeredBy: monitor.number, outcome: 'completed' });
+  });
+
+  t.test("inside a real call, a party's Request-URI does not choose the destination and a third address is refused", async (t) => {
+    arrived.length = 0;
+    const { door, monitor, station } = await apartment('Inside', ['0C1108001720', '0C1108001721']);
+    const seen: string[] = [];
+    const indoor = station(monitor, seen);
+    indoor.autoAnswer = { ringMs: 0 };
+    await indoor.start();
+    t.equal((await indoor.register()).status, 200);
+
+    // The door phone is a raw socket: it writes its own in-dialog requests.
+    const caller = await rawSip('127.0.0.1');
+    t.teardown(() => caller.close());
+    const callId = `${token()}@door`;
+    const fromTag = `d${token()}`;
+    const uri = `sip:101@${sip.domain}`;
+    const sdp = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n';
+    const request = (o: { method: string; target: string; cseq: number; toTag?: string; route?: string; authorization?: string; body?: string; contentType?: string; from?: { address: string; port: number } }) => {
+      const from = o.from ?? caller;
+      const body = o.body ?? '';
+      return [
+        `${o.method} ${o.target} SIP/2.0`,
+        `Via: SIP/2.0/UDP ${from.address}:${from.port};branch=z9hG4bK${token()};rport`,
+        ...(o.route ? [`Route: ${o.route}`] : []),
+        `From: <sip:${door.number}@${sip.domain}>;tag=${fromTag}`,
+        `To: <sip:101@${sip.domain}>${o.toTag ? `;tag=${o.toTag}` : ''}`,
+        `Call-ID: ${callId}`,
+        `CSeq: ${o.cseq} ${o.method}`,
+        `Contact: <sip:${door.number}@${from.address}:${from.port}>`,
+        ...(o.authorization ? [`Proxy-Authorization: ${o.authorization}`] : []),
+        ...(o.contentType ? [`Content-Type: ${o.contentType}`] : []),
+        'Max-Forwards: 70',
+        `Content-Length: ${Buffer.byteLength(body)}`,
+        '',
+        body,
+      ].join('\r\n');
+    };
+    const challenge = await caller.request(sip.ports.udp, request({ method: 'INVITE', target: uri, cseq: 1, body: sdp, contentType: 'application/sdp' }), callId, 1);
+    t.equal(statusOf(challenge), 407, 'the INVITE is challenged');
+    await caller.send(sip.ports.udp, request({ method: 'ACK', target: uri, cseq: 1, toTag: /^To:.*;tag=([^;\s>]+)/im.exec(challenge)![1]! }));
+    const realm = /realm="([^"]+)"/.exec(challenge)![1]!;
+    const nonce = /nonce="([^"]+)"/.exec(challenge)![1]!;
+    const response = md5(`${md5(`${door.number}:${realm}:${door.password}`)}:${nonce}:${md5(`INVITE:${uri}`)}`);
+    const authorization = `Digest username="${door.number}", realm="${realm}", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=MD5`;
+    const ok = await caller.request(sip.ports.udp, request({ method: 'INVITE', target: uri, cseq: 2, authorization, body: sdp, contentType: 'application/sdp' }), callId, 2);
+    t.equal(statusOf(ok), 200, 'the monitor answers');
+    const toTag = /^To:.*;tag=([^;\s>]+)/im.exec(ok)![1]!;
+    const route = /^Record-Route:\s*(.+)$/im.exec(ok)![1]!.trim();
+    const ended = new Promise((resolve) => indoor.once('ended', resolve));
+    const dtmf = new Promise<{ digit: string }>((resolve) => indoor.once('dtmf', resolve));
+
+    const contact = /^Contact:\s*<([^>]+)>/im.exec(ok)![1]!;
+    await caller.send(sip.ports.udp, request({ method: 'ACK', target: contact, cseq: 2, toTag, route }));
+    // An in-dialog request naming the TCP listener as its Request-URI goes to the monitor all the same
+    // (which refuses a Request-URI that is not its own).
+    const misdirected = await caller.request(sip.ports.udp, request({ method: 'INFO', target: targets.tcp, cseq: 3, toTag, route, body: 'Signal=9\r\nDuration=160\r\n', contentType: 'application/dtmf-relay' }), callId, 3);
+    t.ok(seen.includes(`INFO ${targets.tcp} SIP/2.0`), `the INFO naming the listener arrived at the monitor, answered ${misdirected.split('\r\n')[0]}`);
+    const info = await caller.request(sip.ports.udp, request({ method: 'INFO', target: contact, cseq: 4, toTag, route, body: 'Signal=5\r\nDuration=160\r\n', contentType: 'application/dtmf-relay' }), callId, 4);
+    t.equal(statusOf(info), 200, 'the INFO is answered by the monitor');
+    t.equal((await dtmf).digit, '5', 'and its digit reached the monitor');
+
+    // Another address with the call's Call-ID, tags and Route: refused, the call goes on.
+    const stranger = await rawSip('127.0.0.3');
+    t.teardown(() => stranger.close());
+    const spoofed = await stranger.request(sip.ports.udp, request({ method: 'BYE', target: contact, cseq: 5, toTag, route, from: stranger }), callId, 5);
+    t.equal(statusOf(spoofed), 403, 'a BYE from an address that is no party of the call is refused');
+    const message = await caller.request(sip.ports.udp, request({ method: 'MESSAGE', target: targets.tcp, cseq: 6, toTag, route, body: 'SET key value\r\n', contentType: 'text/plain' }), callId, 6);
+    t.equal(statusOf(message), 405, 'a MESSAGE inside the call is refused');
+
+    const bye = await caller.request(sip.ports.udp, request({ method: 'BYE', target: contact, cseq: 7, toTag, route }), callId, 7);
+    t.equal(statusOf(bye), 200, "the door phone's BYE is answered by the monitor");
+    await ended;
+    t.pass('the monitor saw the call end');
+    t.same(arrived, [], 'nothing reached the listener named in a Request-URI');
   });
 }
