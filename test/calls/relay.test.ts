@@ -145,7 +145,7 @@ async function run() {
     const number = d.sip.number as string;
     const password = d.sip.password as string;
     const uri = `sip:${sip.domain}`;
-    const register = (from: { address: string; port: number }, callId: string, cseq: number, authorization?: string, contact = true) =>
+    const register = (from: { address: string; port: number }, callId: string, cseq: number, authorization?: string, contact = true, expires = 300) =>
       [
         `REGISTER ${uri} SIP/2.0`,
         `Via: SIP/2.0/UDP ${from.address}:${from.port};branch=z9hG4bK${token()};rport`,
@@ -156,7 +156,7 @@ async function run() {
         ...(contact ? [`Contact: <sip:${number}@${from.address}:${from.port}>`] : []),
         ...(authorization ? [`Authorization: ${authorization}`] : []),
         'Max-Forwards: 70',
-        'Expires: 300',
+        `Expires: ${expires}`,
         'Content-Length: 0',
         '',
         '',
@@ -191,6 +191,15 @@ async function run() {
     t.notMatch(listed, /^Contact:.*127\.0\.0\.2/im, "the attacker's contact is not registered");
     const [row] = await svc.sql('SELECT source FROM sip_registrations WHERE sip_number = $1', [number]);
     t.equal(row.source, source, 'the recorded registration is still the station’s');
+
+    // Out-of-range expiries are clamped to 30 s .. 3600 s, not refused (docs/device-protocol.md).
+    for (const [asked, granted] of [[10, 30], [7200, 3600]] as const) {
+      const id = `${token()}@station`;
+      const first = await station.request(sip.ports.udp, register(station, id, 1, undefined, true, asked), id, 1);
+      const answer = await station.request(sip.ports.udp, register(station, id, 2, digest(first), true, asked), id, 2);
+      t.equal(statusOf(answer), 200, `Expires ${asked} registers`);
+      t.match(answer, new RegExp(`^Contact:.*;expires=${granted}\\b`, 'im'), `for ${granted} s`);
+    }
   });
 
   /** A community with one building, apartment 101, a door phone and an indoor monitor of that apartment. */
