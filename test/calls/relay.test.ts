@@ -25,9 +25,13 @@ async function rawSip(localAddress: string) {
   await once(socket, 'listening');
   const waiting = new Map<string, (response: string) => void>();
   const requests: string[] = [];
-  socket.on('message', (data) => {
+  let onRequest: ((text: string, reply: (response: string) => void) => void) | null = null;
+  socket.on('message', (data, peer) => {
     const text = data.toString('utf8');
-    if (!text.startsWith('SIP/2.0')) requests.push(text);
+    if (!text.startsWith('SIP/2.0')) {
+      requests.push(text);
+      onRequest?.(text, (response) => socket.send(response, peer.port, peer.address));
+    }
     const status = Number(/^SIP\/2\.0 (\d{3})/.exec(text)?.[1] ?? 0);
     const key = `${/^Call-ID:\s*(\S+)/im.exec(text)?.[1]} ${/^CSeq:\s*(\d+)/im.exec(text)?.[1]}`;
     if (status >= 200) waiting.get(key)?.(text);
@@ -38,6 +42,10 @@ async function rawSip(localAddress: string) {
     port,
     /** Requests the server sent to this socket. */
     requests,
+    /** Answers requests the server sends here. */
+    answerRequests(fn: (text: string, reply: (response: string) => void) => void) {
+      onRequest = fn;
+    },
     /** Sends `message` (whose Call-ID and CSeq are `callId`, `cseq`) and resolves with the final response. */
     request(target: number, message: string, callId: string, cseq: number): Promise<string> {
       return new Promise((resolve) => {
@@ -83,13 +91,19 @@ async function run() {
   // The stand-ins for a Redis (TCP) and a door phone (UDP) on this host: they record whatever reaches them.
   const arrived: string[] = [];
   const tcpPort = await freePort();
+  const connections = new Set<net.Socket>();
   const tcp = net.createServer((s) => {
+    connections.add(s);
     s.on('data', (d: Buffer) => arrived.push(`tcp: ${d.toString('utf8').split('\r\n')[0]}`));
     s.on('error', () => {});
   });
   tcp.listen(tcpPort, '127.0.0.1');
   await once(tcp, 'listening');
-  t.teardown(() => new Promise<void>((resolve) => tcp.close(() => resolve())));
+  t.teardown(() => {
+    // A relay that did happen (the old configuration) keeps its connection: it must not hold the test open.
+    for (const s of connections) s.destroy();
+    return new Promise<void>((resolve) => tcp.close(() => resolve()));
+  });
   const udp = dgram.createSocket('udp4');
   udp.bind(0, '127.0.0.1');
   await once(udp, 'listening');
@@ -323,5 +337,53 @@ async function run() {
     await ended;
     t.pass('the monitor saw the call end');
     t.same(arrived, [], 'nothing reached the listener named in a Request-URI');
+  });
+
+  t.test('a registration whose Contact names another host is reached at its own address, never at that host', async (t) => {
+    arrived.length = 0;
+    const { door, monitor, station } = await apartment('Contact elsewhere', ['0C1108001730', '0C1108001731']);
+    // The monitor's account registers from 127.0.0.2 with a Contact naming the TCP listener on 127.0.0.1.
+    const raw = await rawSip('127.0.0.2');
+    t.teardown(() => raw.close());
+    const uri = `sip:${sip.domain}`;
+    const callId = `${token()}@monitor`;
+    const register = (cseq: number, authorization?: string) =>
+      [
+        `REGISTER ${uri} SIP/2.0`,
+        `Via: SIP/2.0/UDP ${raw.address}:${raw.port};branch=z9hG4bK${token()};rport`,
+        `From: <sip:${monitor.number}@${sip.domain}>;tag=m${callId.slice(0, 6)}`,
+        `To: <sip:${monitor.number}@${sip.domain}>`,
+        `Call-ID: ${callId}`,
+        `CSeq: ${cseq} REGISTER`,
+        `Contact: <sip:${monitor.number}@127.0.0.1:${tcpPort};transport=tcp>`,
+        ...(authorization ? [`Authorization: ${authorization}`] : []),
+        'Max-Forwards: 70',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n');
+    const challenge = await raw.request(sip.ports.udp, register(1), callId, 1);
+    const realm = /realm="([^"]+)"/.exec(challenge)![1]!;
+    const nonce = /nonce="([^"]+)"/.exec(challenge)![1]!;
+    const response = md5(`${md5(`${monitor.number}:${realm}:${monitor.password}`)}:${nonce}:${md5(`REGISTER:${uri}`)}`);
+    const authorization = `Digest username="${monitor.number}", realm="${realm}", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=MD5`;
+    t.equal(statusOf(await raw.request(sip.ports.udp, register(2, authorization), callId, 2)), 200, 'the registration is accepted');
+
+    // The "monitor" answers busy, so the call ends as soon as its INVITE arrived where it arrived.
+    raw.answerRequests((text, reply) => {
+      if (!text.startsWith('INVITE ')) return;
+      const header = (name: string) => text.split('\r\n').filter((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`));
+      reply(['SIP/2.0 486 Busy Here', ...header('Via'), ...header('From'), `${header('To')[0]};tag=busy`, ...header('Call-ID'), ...header('CSeq'), 'Content-Length: 0', '', ''].join('\r\n'));
+    });
+    const doorPhone = station(door);
+    await doorPhone.start();
+    t.equal((await doorPhone.register()).status, 200);
+    const outcome = await doorPhone.call('101').then(
+      () => 200,
+      (err: { status?: number }) => err.status ?? -1,
+    );
+    t.equal(outcome, 486, "the call reached the station's own address, which answered busy");
+    t.ok(raw.requests.some((r) => r.startsWith('INVITE ')), 'the INVITE arrived at the address the REGISTER came from');
+    t.same(arrived, [], 'nothing reached the host the Contact named');
   });
 }
