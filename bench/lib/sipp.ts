@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { spawnTied } from '../../src/infra/tied-child.js';
 
 // SIPp (Debian's sip-tester) as an independent SIP client for bench/sip.ts and test/calls/sipp.test.ts.
 // Every run is bounded: -m calls, -timeout for the whole run, a receive timeout per message.
@@ -123,7 +124,8 @@ export function startSipp(o: SippOptions): SippProcess {
   ];
   const command = [bin, ...args].map(quote).join(' ');
   const started = performance.now();
-  const child = spawn(bin, args, { cwd: o.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Tied: SIPp ends with the process that started it (a killed test or benchmark), not only by -timeout.
+  const child = spawnTied(bin, args, { cwd: o.dir, stdio: ['ignore', 'pipe', 'pipe'] });
   // SIPp redraws its screen all along: only the end of it is kept.
   let screen = '';
   const keep = (d: Buffer) => {

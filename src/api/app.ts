@@ -12,7 +12,7 @@ import type { DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
 import type { MacLibraryService } from '../mac-library/service.js';
 import { bearerAuth } from './auth.js';
-import { registerErrorHandling } from './errors.js';
+import { clientError, frameworkError, registerErrorHandling } from './errors.js';
 import { accountRoutes } from './routes/accounts.js';
 import { memberRoutes } from './routes/members.js';
 import { writeAuditRoutes } from './routes/write-audit.js';
@@ -74,7 +74,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     genReqId: () => randomUUID(),
     routerOptions: { ignoreTrailingSlash: true },
     trustProxy: deps.trustProxy?.length ? deps.trustProxy : false,
+    // Refusals fastify answers itself (an undecodable URL, malformed HTTP) carry our error shape too.
+    frameworkErrors: frameworkError,
+    clientErrorHandler: clientError,
   });
+  // JSON routes take JSON: a text/plain body is a 415, not a string handed to the body schema.
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app);

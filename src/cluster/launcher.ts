@@ -13,19 +13,22 @@ import { createLogger } from '../logger.js';
 import { readyBlock } from '../ready-block.js';
 import { prepareDatabase } from '../service.js';
 
-// npm run cluster -- [--gateways N] [--engines M] [--apis K]   (0 runs none of that role on this machine)
+// npm run cluster -- [--gateways N] [--engines M] [--apis K] [--exit-with-parent]   (0 runs none of that role)
 //
 // Runs a deployment's processes on one machine with Node's cluster module: gateway processes share the
 // MQTT, MQTTS and WebSocket ports, API processes share the HTTP port, and the primary hands each new
 // connection to the next process in turn (round-robin), so sessions spread evenly whatever the kernel
 // would do. The primary migrates and bootstraps first, restarts a process that dies, and stops them all on
-// SIGTERM or SIGINT.
+// SIGTERM or SIGINT, or with --exit-with-parent when its standard input closes: the process that started it
+// holds the other end of that pipe, so its end (kill -9 included) stops the cluster. Workers end with the
+// primary by themselves (Node's cluster: a worker whose primary is gone exits).
 
 const { values: args } = parseArgs({
   options: {
     gateways: { type: 'string', default: String(availableParallelism()) },
     engines: { type: 'string', default: '1' },
     apis: { type: 'string', default: '1' },
+    'exit-with-parent': { type: 'boolean', default: false },
   },
 });
 const counts = (['gateway', 'engine', 'api'] as const).map((role) => [role, Number(args[`${role}s`])] as const);
@@ -56,6 +59,17 @@ if (!config.databaseUrl) {
   process.exit(2);
 }
 const logger = createLogger(config.logLevel).child({ component: 'launcher' });
+
+// Until the workers run there is nothing to stop: a parent gone that early just ends the launcher.
+let stopCluster: (why: string) => void = (why) => {
+  logger.info({ why }, 'stopping before the cluster started');
+  process.exit(0);
+};
+if (args['exit-with-parent']) {
+  process.stdin.on('end', () => stopCluster('standard input closed: the parent ended'));
+  process.stdin.on('error', () => stopCluster('standard input failed: the parent ended'));
+  process.stdin.resume();
+}
 
 /** A port every process of a role shares: the configured one, or a free one when 0 (or 1883 taken by default). */
 async function sharedPort(port: number, explicit: boolean): Promise<number> {
@@ -156,10 +170,10 @@ async function main() {
   };
   for (const slot of slots) fork(slot);
 
-  const stop = async (signal: string) => {
+  const stop = async (why: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'stopping the cluster');
+    logger.info({ why }, 'stopping the cluster');
     const running = slots.map((s) => s.worker).filter((w): w is Worker => !!w && !w.isDead());
     const force = setTimeout(() => running.forEach((w) => w.process.kill('SIGKILL')), config.shutdownGraceMs + 5000);
     force.unref();
@@ -168,6 +182,7 @@ async function main() {
     logger.info('cluster stopped');
     process.exit(0);
   };
+  stopCluster = (why) => void stop(why);
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
 }

@@ -15,6 +15,8 @@ export interface ClusterMetricsOptions {
   staleAfterMs?: number;
   /** Longest a Redis read or write may take; 1000 ms unless given. */
   timeoutMs?: number;
+  /** The clock snapshots are stamped and judged stale by (Date.now unless given; tests inject their own). */
+  now?: () => number;
   logger?: Logger;
 }
 
@@ -52,6 +54,7 @@ export class ClusterMetrics implements MetricsEndpoint {
   private readonly intervalMs: number;
   private readonly staleAfterMs: number;
   private readonly timeoutMs: number;
+  private readonly now: () => number;
   private timer: NodeJS.Timeout | null = null;
   private publishing: Promise<void> | null = null;
   private stopped = false;
@@ -63,6 +66,7 @@ export class ClusterMetrics implements MetricsEndpoint {
     this.intervalMs = opts.intervalMs ?? 5000;
     this.staleAfterMs = opts.staleAfterMs ?? 3 * this.intervalMs;
     this.timeoutMs = opts.timeoutMs ?? 1000;
+    this.now = opts.now ?? Date.now;
     // Fails fast instead of queueing commands while Redis is away: a scrape must never wait for it.
     this.redis = opts.redis.duplicate({ lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: this.timeoutMs });
     this.redis.on('error', () => {}); // reported through the failing commands, once per outage
@@ -113,7 +117,7 @@ export class ClusterMetrics implements MetricsEndpoint {
     const others: MetricsSnapshot[] = [];
     try {
       const entries = await withDeadline(() => this.redis.hgetall(this.key), this.timeoutMs, 'reading the metrics of the other processes');
-      const oldest = Date.now() - this.staleAfterMs;
+      const oldest = this.now() - this.staleAfterMs;
       const stale: [string, string][] = [];
       for (const [instance, value] of Object.entries(entries)) {
         if (instance === this.instance) continue; // replaced by the fresh local snapshot
@@ -160,7 +164,7 @@ export class ClusterMetrics implements MetricsEndpoint {
   private async writeSnapshot(): Promise<void> {
     try {
       const metrics = await this.opts.metrics.snapshot();
-      const entry: PublishedSnapshot = { at: Date.now(), role: this.opts.metrics.role, instance: this.instance, metrics };
+      const entry: PublishedSnapshot = { at: this.now(), role: this.opts.metrics.role, instance: this.instance, metrics };
       await withDeadline(
         async () => {
           const results = await this.redis

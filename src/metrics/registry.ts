@@ -41,7 +41,9 @@ const secondsSince = (startMs: number, nowMs: number): number => Math.max(0, now
 
 /**
  * `work`, or a rejection once `ms` have passed. The timer keeps the process alive (it is short and cleared):
- * an unref'd one would let a process with nothing else to do exit in the middle of the wait.
+ * an unref'd one would let a process with nothing else to do exit in the middle of the wait. The rejection
+ * waits for the I/O phase after the timer: a process the machine paused finds the answer that arrived
+ * meanwhile before it gives up, so a busy machine is not taken for a slow Redis.
  */
 export async function withDeadline<T>(work: () => Promise<T> | T, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -49,7 +51,7 @@ export async function withDeadline<T>(work: () => Promise<T> | T, ms: number, wh
     return await Promise.race([
       Promise.resolve().then(work),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+        timer = setTimeout(() => setImmediate(() => reject(new Error(`${what} took longer than ${ms} ms`))), ms);
       }),
     ]);
   } finally {

@@ -166,7 +166,9 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
         );
       }
     } catch (err) {
-      throw new QueueUnavailableError(`the queue did not take the jobs: ${(err as Error).message}`);
+      // Redis's own words go to the log; the answer says only that the queue is unavailable.
+      this.log.warn({ err: (err as Error).message, jobs: ids.length }, 'the queue did not take the jobs');
+      throw new QueueUnavailableError('the queue did not take the jobs');
     }
   }
 

@@ -104,7 +104,7 @@ export class ProvisioningService {
       await this.engine.enqueue(ids);
     } catch (err) {
       if (!(err instanceof QueueUnavailableError)) throw err;
-      throw unavailable('queue_unavailable', 'the jobs are recorded but the queue did not take them; they will run once it is back', { jobIds: ids, cause: err.message });
+      throw unavailable('queue_unavailable', 'the jobs are recorded but the queue did not take them; they will run once it is back', { jobIds: ids });
     }
   }
 

@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -9,6 +9,7 @@ import mqtt from 'mqtt';
 import t, { type Test } from 'tap';
 import { deriveDeviceKey } from '../../src/devices/device-key.js';
 import { freePort } from '../../src/infra/net.js';
+import { spawnTied } from '../../src/infra/tied-child.js';
 import { SimulatedDevice, type SimulatedDeviceOptions } from '../../simulators/device-simulator.js';
 import { apiClient, FACTORY_SECRET, once, waitFor } from '../helpers/service.js';
 import { startTestCluster } from '../helpers/cluster.js';
@@ -44,7 +45,7 @@ function findHaproxy(): string | null {
  * SIGTERM stops it); resolves once its frontends accept. Stopped in the test's teardown.
  */
 async function startHaproxy(t: Test, bin: string, env: Record<string, string>) {
-  const child: ChildProcess = spawn(bin, ['-db', '-f', CONFIG], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawnTied(bin, ['-db', '-f', CONFIG], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   // State changes ("Server gateways_mqtt/gw1 is DOWN ...") and alerts come on stderr in foreground mode.
   const lines: string[] = [];
   const watchers = new Set<() => void>();

@@ -1,10 +1,11 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import t from 'tap';
 import { freePort } from '../../src/infra/net.js';
+import { spawnTied } from '../../src/infra/tied-child.js';
 import { ADMIN_TOKEN, createTestDatabase, FACTORY_SECRET, waitFor } from '../helpers/service.js';
 
 // A process at its open-file limit refuses what it cannot hold and lives on: it gets 256 open files,
@@ -20,7 +21,7 @@ t.test('connections beyond the open-file limit are refused, the process lives on
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
   const dataDir = mkdtempSync(join(tmpdir(), 'icloud-fd-'));
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
-  const child = spawn('prlimit', ['--nofile=256:256', process.execPath, '--import', 'tsx', join(root, 'src/main.ts')], {
+  const child = spawnTied('prlimit', ['--nofile=256:256', process.execPath, '--import', 'tsx', join(root, 'src/main.ts')], {
     cwd: root,
     env: {
       ...process.env,

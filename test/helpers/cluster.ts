@@ -30,6 +30,9 @@ export interface TestCluster extends Pick<TestService, 'api' | 'createInstaller'
   /** The cluster's PostgreSQL: another launcher given it joins the same deployment (another machine). */
   databaseUrl: string;
   workers: ClusterWorker[];
+  /** The launcher (the cluster's primary) and its data directory. */
+  launcherPid: number;
+  dataDir: string;
   /** Lines of JSON the launcher printed (cluster-ready, worker-restarted). */
   events: EventEmitter;
   device(mac: string, opts?: Partial<SimulatedDeviceOptions>): SimulatedDevice;
@@ -55,7 +58,10 @@ export async function startTestCluster(
   const databaseUrl = opts.databaseUrl ?? (await createTestDatabase(t));
   const redisUrl = opts.redisUrl ?? process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
   const dataDir = mkdtempSync(join(tmpdir(), 'icloud-cluster-'));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cluster/launcher.ts'), '--gateways', String(opts.gateways), '--engines', String(opts.engines), '--apis', String(opts.apis ?? 1)], {
+  // --exit-with-parent: the launcher reads a pipe from this process and stops the cluster when it closes,
+  // so a test that is killed (its timeout, kill -9) leaves no launcher and no workers behind.
+  const launcherArgs = ['--gateways', String(opts.gateways), '--engines', String(opts.engines), '--apis', String(opts.apis ?? 1), '--exit-with-parent'];
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cluster/launcher.ts'), ...launcherArgs], {
     cwd: root,
     env: {
       ...process.env,
@@ -74,8 +80,9 @@ export async function startTestCluster(
       PRESENCE_FLUSH_MS: '50',
       ...opts.env,
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
+  child.stdin!.on('error', () => {});
   const events = new EventEmitter();
   createInterface({ input: child.stdout! }).on('line', (line) => {
     if (!line.startsWith('{')) return;
@@ -122,6 +129,8 @@ export async function startTestCluster(
     mqttsUrl: ready.mqtts ? `mqtts://127.0.0.1:${ready.mqtts}` : null,
     databaseUrl,
     workers: ready.workers,
+    launcherPid: child.pid!,
+    dataDir,
     events,
     api,
     ...installerActions(api),

@@ -69,6 +69,7 @@ t.test('Redis down: a job request answers 503 queue_unavailable with its job ids
   t.equal(first.body.error.code, 'queue_unavailable');
   const ids: string[] = first.body.error.details.jobIds;
   t.equal(ids.length, 1, 'the answer names the recorded job');
+  t.same(Object.keys(first.body.error.details), ['jobIds'], 'and nothing of what Redis said');
   const retried = await svc.api('POST', `/api/v1/devices/${mac}/reboot`, { token, headers });
   t.equal(retried.status, 503, 'still down');
   t.same(retried.body.error.details.jobIds, ids, 'the retry names the same job');

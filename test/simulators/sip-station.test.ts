@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -14,6 +14,7 @@ import {
   type ActiveCall, type DtmfEvent, type IncomingCall,
   type SipStationOptions,
 } from '../../simulators/sip/station.js';
+import { spawnTied } from '../../src/infra/tied-child.js';
 
 const KAMAILIO = '/usr/sbin/kamailio';
 const MODULES = '/usr/lib/x86_64-linux-gnu/kamailio/modules/';
@@ -156,7 +157,7 @@ async function startKamailio(): Promise<RunningKamailio> {
   while (wsPort === sipPort) wsPort = await freePort();
   const cfg = path.join(dir, 'kamailio.cfg');
   await writeFile(cfg, kamailioConfig(sipPort, wsPort));
-  const child: ChildProcess = spawn(
+  const child: ChildProcess = spawnTied(
     KAMAILIO,
     ['-f', cfg, '-DD', '-E', '-w', dir, '-Y', dir, '-P', path.join(dir, 'kamailio.pid')],
     { stdio: ['ignore', 'ignore', 'pipe'] },
