@@ -68,7 +68,7 @@ export const configSchema = z
     SPREADSHEET_MAX_UNZIPPED_BYTES: positiveInt(48 * 1024 * 1024),
     SPREADSHEET_MAX_PART_BYTES: positiveInt(32 * 1024 * 1024),
     SPREADSHEET_MAX_CELLS: positiveInt(1_000_000),
-    SPREADSHEET_WORKER_MEMORY_MB: z.coerce.number().int().min(64).max(16384).default(512),
+    SPREADSHEET_WORKER_MEMORY_MB: z.coerce.number().int().min(64).max(16384).default(256),
     SPREADSHEET_DEADLINE_MS: positiveInt(30_000),
     SPREADSHEET_WORKERS: z.coerce.number().int().min(1).max(32).default(2),
   })

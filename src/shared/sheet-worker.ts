@@ -13,7 +13,10 @@ async function read(job: SheetJob): Promise<SheetOutcome> {
     const rows = job.kind === 'xlsx' ? await readXlsx(body as Buffer, job.maxRows, job.limits) : readCsv(body, job.maxRows, job.limits.maxCells);
     return { ok: true, rows };
   } catch (err) {
-    if (err instanceof DomainError) return { ok: false, error: { kind: err.kind, code: err.code, message: err.message, details: err.details } };
+    if (err instanceof DomainError) {
+      const cause = err.cause instanceof Error ? err.cause.message.slice(0, 500) : undefined;
+      return { ok: false, error: { kind: err.kind, code: err.code, message: err.message, details: err.details }, ...(cause && { internal: cause }) };
+    }
     // The library's own text stays here (the parent logs it); the caller gets the stable code.
     return { ok: false, error: { kind: 'invalid', code: `${job.kind}_invalid`, message: job.kind === 'xlsx' ? 'the file is not a readable .xlsx workbook' : 'the file is not valid CSV', details: null }, internal: String((err as Error)?.message ?? err).slice(0, 500) };
   }

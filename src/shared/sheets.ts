@@ -31,7 +31,7 @@ export const DEFAULT_SPREADSHEET_LIMITS: SpreadsheetLimits = {
   maxUnzippedBytes: 48 * 1024 * 1024,
   maxPartBytes: 32 * 1024 * 1024,
   maxCells: 1_000_000,
-  workerMemoryMb: 512,
+  workerMemoryMb: 256,
   deadlineMs: 30_000,
   workers: 2,
 };

@@ -32,6 +32,9 @@ function cellCounter() {
   };
 }
 
+/** The library's own error rides along as `cause` (logged by the caller, never answered). */
+const withCause = (err: DomainError, cause: unknown) => Object.assign(err, { cause });
+
 /**
  * Reads the first worksheet of an .xlsx workbook as rows of cell texts (what the spreadsheet shows).
  * The archive is measured first (zip.ts) and its cells counted, so the library only ever parses a
@@ -49,8 +52,8 @@ export async function readXlsx(body: Buffer, maxRows: number, limits: XlsxLimits
   const workbook = new ExcelJS.Workbook();
   try {
     await workbook.xlsx.load(body as unknown as ArrayBuffer);
-  } catch {
-    throw badRequest('xlsx_invalid', 'the file is not a readable .xlsx workbook (open it in a spreadsheet program and save it again as .xlsx)');
+  } catch (err) {
+    throw withCause(badRequest('xlsx_invalid', 'the file is not a readable .xlsx workbook (open it in a spreadsheet program and save it again as .xlsx)'), err);
   }
   try {
     const sheet = workbook.worksheets[0];
@@ -69,7 +72,7 @@ export async function readXlsx(body: Buffer, maxRows: number, limits: XlsxLimits
     return rows;
   } catch (err) {
     if (err instanceof DomainError) throw err;
-    throw badRequest('xlsx_invalid', 'the worksheet holds cells this service cannot read (open it in a spreadsheet program and save it again as .xlsx)');
+    throw withCause(badRequest('xlsx_invalid', 'the worksheet holds cells this service cannot read (open it in a spreadsheet program and save it again as .xlsx)'), err);
   }
 }
 
