@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -56,6 +57,10 @@ const workerEntry: [URL | string, { eval?: boolean }] =
   extension === '.ts'
     ? [`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(workerFile.href)}); });`, { eval: true }]
     : [workerFile, {}];
+
+/** Published when a worker takes a file ({ kind, bytes }): what is being read off the event loop, now. */
+export const SPREADSHEET_READING_CHANNEL = 'intercom:spreadsheets:reading';
+const reading = channel(SPREADSHEET_READING_CHANNEL);
 
 /** How long an idle worker is kept for the next file before its thread (and heap) is given back. */
 const IDLE_MS = 30_000;
@@ -164,6 +169,7 @@ export class SpreadsheetReader {
       const onExit = (code: number) => finish(() => reject(new Error(`the spreadsheet reader stopped (exit ${code})`)));
       worker.on('message', onMessage).on('error', onError).on('exit', onExit);
       worker.postMessage(job);
+      if (reading.hasSubscribers) reading.publish({ kind: job.kind, bytes: typeof job.body === 'string' ? Buffer.byteLength(job.body) : job.body.byteLength });
     });
   }
 }

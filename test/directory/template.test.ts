@@ -1,7 +1,9 @@
 import ExcelJS from 'exceljs';
 import t from 'tap';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { deriveDeviceKey } from '../../src/devices/device-key.js';
 import { writeXlsx, XLSX_TYPE } from '../../src/shared/xlsx.js';
+import { SPREADSHEET_READING_CHANNEL } from '../../src/shared/sheets.js';
 import { RawMqtt } from '../helpers/raw-mqtt.js';
 import { FACTORY_SECRET, startTestService } from '../helpers/service.js';
 import { part, repeatedPart, withSheet } from '../helpers/zip.js';
@@ -191,24 +193,26 @@ t.test('while a large workbook is read, an MQTT CONNECT and /readyz answer befor
   await svc.addDevice(alice.token, mac, { type: 0, name: 'Probe' });
   // A valid workbook within the limits that is slow to read: a 20 MiB sheet (from 70 KB) that exceljs
   // reads in full (seconds) before the import refuses it for want of a Building column; nothing is written.
+  // The sheet is the archive's last part: read on the event loop, nothing would yield after it.
   const HEAD = '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>';
-  const book = withSheet(await writeXlsx('Residents', [['Building']]), repeatedPart('sheet', '<row r="1"><c r="A1" t="inlineStr"><is><t>Apt</t></is></c></row>', 20 * 1024 * 1024, undefined, HEAD, '</sheetData></worksheet>'));
+  const sheet = repeatedPart('sheet', '<row r="1"><c r="A1" t="inlineStr"><is><t>Apt</t></is></c></row>', 20 * 1024 * 1024, undefined, HEAD, '</sheetData></worksheet>');
+  const book = withSheet(await writeXlsx('Residents', [['Building']]), sheet, { last: true });
 
   const order: string[] = [];
-  // The probes start once the server holds the whole upload (its body ended): from then on it is reading it.
-  const received = new Promise<void>((resolve) => {
-    const onRequest = (req: import('node:http').IncomingMessage) => {
-      if (!req.url?.endsWith(`/sites/${site.id}/import`)) return;
-      svc.service.app.server.off('request', onRequest);
-      req.once('end', () => resolve());
-    };
-    svc.service.app.server.on('request', onRequest);
-  });
   const upload = importXlsx(site.id, book).then((r) => {
     order.push('upload');
     return r;
   });
-  await received;
+  // The probes start once a worker has the file (or, reading on the event loop, once the upload answered).
+  const handedOver = new Promise<void>((resolve) => {
+    const onReading = () => {
+      unsubscribe(SPREADSHEET_READING_CHANNEL, onReading);
+      resolve();
+    };
+    subscribe(SPREADSHEET_READING_CHANNEL, onReading);
+    t.teardown(() => unsubscribe(SPREADSHEET_READING_CHANNEL, onReading));
+  });
+  await Promise.race([handedOver, upload]);
   const ready = svc.api('GET', '/readyz', { token: null }).then((r) => {
     order.push('readyz');
     return r.status;

@@ -93,5 +93,12 @@ export function zipOf(parts: ZipPart[]): Buffer {
   return Buffer.concat([...locals, dir, end]);
 }
 
-/** A workbook (from writeXlsx) whose first worksheet is replaced by `sheet`. */
-export const withSheet = (workbook: Buffer, sheet: ZipPart) => zipOf(partsOf(workbook).map((p) => (p.name === 'xl/worksheets/sheet1.xml' ? { ...sheet, name: p.name } : p)));
+/**
+ * A workbook (from writeXlsx) whose first worksheet is replaced by `sheet`; `last` moves it to the end of
+ * the archive (a reader that parses parts in order then has nothing left to do once the sheet is read).
+ */
+export function withSheet(workbook: Buffer, sheet: ZipPart, { last = false } = {}): Buffer {
+  const parts = partsOf(workbook).filter((p) => !last || p.name !== 'xl/worksheets/sheet1.xml');
+  const replaced = { ...sheet, name: 'xl/worksheets/sheet1.xml' };
+  return zipOf(last ? [...parts, replaced] : parts.map((p) => (p.name === replaced.name ? replaced : p)));
+}
