@@ -1,8 +1,10 @@
-import ExcelJS from 'exceljs';
 import { badRequest, DomainError } from './errors.js';
 import { tooManyCells, type SheetRow } from './csv.js';
 import { escapeFormula, unescapeFormula } from './text.js';
 import { inflateEntries, readZipDirectory, type ZipLimits } from './zip.js';
+
+// exceljs loads on first use: a reading worker refuses a hostile archive before it has paid for the library.
+const excel = async () => (await import('exceljs')).default;
 
 /** The media type of an .xlsx workbook. */
 export const XLSX_TYPE = 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet';
@@ -49,7 +51,7 @@ export async function readXlsx(body: Buffer, maxRows: number, limits: XlsxLimits
     if (found > limits.maxCells) throw tooManyCells(limits.maxCells);
   });
 
-  const workbook = new ExcelJS.Workbook();
+  const workbook = new (await excel()).Workbook();
   try {
     await workbook.xlsx.load(body as unknown as ArrayBuffer);
   } catch (err) {
@@ -81,7 +83,7 @@ export async function readXlsx(body: Buffer, maxRows: number, limits: XlsxLimits
  * typed); a formula-like cell gets a leading `'`, as in the CSV, so editing it never makes a formula.
  */
 export async function writeXlsx(sheetName: string, rows: string[][]): Promise<Buffer> {
-  const workbook = new ExcelJS.Workbook();
+  const workbook = new (await excel()).Workbook();
   const sheet = workbook.addWorksheet(sheetName);
   for (const r of rows) sheet.addRow(r.map(escapeFormula)).eachCell((cell) => (cell.numFmt = '@'));
   return Buffer.from(await workbook.xlsx.writeBuffer());
