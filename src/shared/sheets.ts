@@ -7,8 +7,8 @@ import { DomainError, type DomainErrorKind, tooLarge, unavailable } from './erro
 import type { XlsxLimits } from './xlsx.js';
 import { readZipDirectory } from './zip.js';
 
-// Spreadsheet uploads (resident templates, MAC lists) are read off the event loop: one worker thread per
-// file, at most `workers` at once, each with a heap limit and a deadline. A file that is too big, too
+// Spreadsheet uploads (resident templates, MAC lists) are read off the event loop: each file in a worker
+// thread of a small pool, at most `workers` at once, each with a heap limit and a deadline. A file that is too big, too
 // slow or hostile fails its own import; MQTT, SIP's back end and the other requests keep their loop.
 
 export interface SpreadsheetLimits {
@@ -68,8 +68,9 @@ const IDLE_MS = 30_000;
 export class SpreadsheetReader {
   private active = 0;
   private readonly waiting: (() => void)[] = [];
-  private readonly idle: { worker: Worker; timer: NodeJS.Timeout }[] = [];
+  private readonly idle: { worker: Worker; timer: NodeJS.Timeout; gone: () => void }[] = [];
   private readonly fileLimits: XlsxLimits;
+  private closed = false;
 
   constructor(
     private readonly limits: SpreadsheetLimits = DEFAULT_SPREADSHEET_LIMITS,
@@ -93,8 +94,10 @@ export class SpreadsheetReader {
 
   /** Ends the idle workers (a running one ends with its file, within the deadline). */
   close() {
-    for (const { worker, timer } of this.idle.splice(0)) {
+    this.closed = true;
+    for (const { worker, timer, gone } of this.idle.splice(0)) {
       clearTimeout(timer);
+      worker.off('exit', gone);
       void worker.terminate();
     }
   }
@@ -118,20 +121,36 @@ export class SpreadsheetReader {
     const kept = this.idle.pop();
     if (kept) {
       clearTimeout(kept.timer);
+      kept.worker.off('exit', kept.gone);
       kept.worker.ref();
       return kept.worker;
     }
-    return new Worker(workerEntry[0], { ...workerEntry[1], resourceLimits: { maxOldGenerationSizeMb: this.limits.workerMemoryMb } });
+    const worker = new Worker(workerEntry[0], { ...workerEntry[1], resourceLimits: { maxOldGenerationSizeMb: this.limits.workerMemoryMb } });
+    // An error outside a file's reading (idle, or after its answer) ends that worker, never the service.
+    worker.on('error', () => {});
+    return worker;
   }
 
   /** A worker that read its file cleanly waits for the next one; any other ends. */
   private keep(worker: Worker) {
-    if (this.idle.length >= this.limits.workers) return void worker.terminate();
+    if (this.closed || this.idle.length >= this.limits.workers) return void worker.terminate();
     worker.unref();
-    const entry = { worker, timer: setTimeout(() => {
-      this.idle.splice(this.idle.indexOf(entry), 1);
-      void worker.terminate();
-    }, IDLE_MS).unref() };
+    const drop = () => {
+      const i = this.idle.indexOf(entry);
+      if (i >= 0) this.idle.splice(i, 1);
+      clearTimeout(entry.timer);
+    };
+    const entry = {
+      worker,
+      gone: drop,
+      timer: setTimeout(() => {
+        drop();
+        worker.off('exit', drop);
+        void worker.terminate();
+      }, IDLE_MS).unref(),
+    };
+    // A worker that dies while idle leaves the pool instead of taking the next file with it.
+    worker.once('exit', drop);
     this.idle.push(entry);
   }
 
