@@ -73,6 +73,12 @@ export const configSchema = z
     SIP_RING_TIMEOUT_SECONDS: z.coerce.number().int().min(5).max(300).default(30),
     SIP_WORKERS: z.coerce.number().int().min(1).max(64).default(4),
     SIP_MAX_CONNECTIONS: positiveInt(16000),
+    SPREADSHEET_MAX_UNZIPPED_BYTES: positiveInt(48 * 1024 * 1024),
+    SPREADSHEET_MAX_PART_BYTES: positiveInt(32 * 1024 * 1024),
+    SPREADSHEET_MAX_CELLS: positiveInt(1_000_000),
+    SPREADSHEET_WORKER_MEMORY_MB: z.coerce.number().int().min(64).max(16384).default(256),
+    SPREADSHEET_DEADLINE_MS: positiveInt(30_000),
+    SPREADSHEET_WORKERS: z.coerce.number().int().min(1).max(32).default(2),
   })
   .superRefine((c, ctx) => {
     if (Boolean(c.TLS_CERT_FILE) !== Boolean(c.TLS_KEY_FILE)) {
@@ -158,6 +164,8 @@ export interface Config {
   /** The address devices use for HTTP (firmware downloads); derived from HTTP_HOST and the port when unset. */
   publicUrl: string | undefined;
   sip: SipConfig;
+  /** Uploaded spreadsheets (resident templates, MAC lists): read in worker threads within these bounds. */
+  spreadsheets: { maxUnzippedBytes: number; maxPartBytes: number; maxCells: number; workerMemoryMb: number; deadlineMs: number; workers: number };
 }
 
 /** Calls: Kamailio as a child (`child`), an external one (`external`, SIP_SERVER), or none (`off`). */
@@ -247,6 +255,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       ringTimeoutSeconds: c.SIP_RING_TIMEOUT_SECONDS,
       workers: c.SIP_WORKERS,
       maxConnections: c.SIP_MAX_CONNECTIONS,
+    },
+    spreadsheets: {
+      maxUnzippedBytes: c.SPREADSHEET_MAX_UNZIPPED_BYTES,
+      maxPartBytes: c.SPREADSHEET_MAX_PART_BYTES,
+      maxCells: c.SPREADSHEET_MAX_CELLS,
+      workerMemoryMb: c.SPREADSHEET_WORKER_MEMORY_MB,
+      deadlineMs: c.SPREADSHEET_DEADLINE_MS,
+      workers: c.SPREADSHEET_WORKERS,
     },
   };
 }

@@ -45,6 +45,7 @@ import { provisioningKinds } from './provisioning/job-kinds.js';
 import { JobKinds } from './provisioning/kinds.js';
 import { ProvisioningService } from './provisioning/service.js';
 import { DomainEvents } from './shared/events.js';
+import { SpreadsheetReader } from './shared/sheets.js';
 
 export interface RunningService {
   /** `sipBackend`: Kamailio's back end (/internal/sip), on its own listener (null: none runs here). */
@@ -344,8 +345,11 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         timer.unref();
         cleanups.push(['gateway liveness', async () => clearInterval(timer)]);
       }
+      const spreadsheets = new SpreadsheetReader(config.spreadsheets, (text) => logger.warn({ parserError: text }, 'a spreadsheet could not be read'));
+      cleanups.push(['spreadsheet readers', async () => spreadsheets.close()]);
       const api = await buildApi({
         logger,
+        spreadsheets,
         accounts,
         macLibrary,
         devices,

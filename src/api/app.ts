@@ -40,6 +40,7 @@ import { upgradeRoutes } from './routes/upgrades.js';
 import type { CallService } from '../calls/service.js';
 import { callRoutes } from './routes/calls.js';
 import { appRegistrationRoutes, appStationRoutes } from './routes/app-stations.js';
+import type { SpreadsheetReader } from '../shared/sheets.js';
 
 export interface ApiDeps {
   logger: Logger;
@@ -62,6 +63,8 @@ export interface ApiDeps {
   calls: CallService;
   /** Proxies whose X-Forwarded-For is believed (per-address limits then see the client, not HAProxy). */
   trustProxy?: string[];
+  /** Reads uploaded spreadsheets in worker threads, within the configured bounds. */
+  spreadsheets: SpreadsheetReader;
 }
 
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -124,9 +127,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       api.addHook('onRequest', bearerAuth(deps.accounts, (id) => deps.directory.managedSites(id)));
       await api.register(accountRoutes, { accounts: deps.accounts });
       await api.register(memberRoutes, { accounts: deps.accounts, directory: deps.directory });
-      await api.register(macLibraryRoutes, { macLibrary: deps.macLibrary });
+      await api.register(macLibraryRoutes, { macLibrary: deps.macLibrary, spreadsheets: deps.spreadsheets });
       await api.register(deviceRoutes, { devices: deps.devices, calls: deps.calls });
-      await api.register(siteTemplateRoutes, { directory: deps.directory });
+      await api.register(siteTemplateRoutes, { directory: deps.directory, spreadsheets: deps.spreadsheets });
       await api.register(siteRoutes, { directory: deps.directory, writes: deps.writes });
       await api.register(writeAuditRoutes, { writes: deps.writes });
       await api.register(buildingRoutes, { directory: deps.directory });

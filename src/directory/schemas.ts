@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { pageQuery } from '../shared/pagination.js';
 import { patchOf } from '../shared/patch.js';
-import { multiLine, singleLine } from '../shared/text.js';
+import { multiLine, nameText, singleLine } from '../shared/text.js';
 import { callSteps } from './tables.js';
 
 // Field rules from the vendor portal (seed 004 "Create Community", "Add a Single Community User",
@@ -32,8 +32,8 @@ export const apartmentNumberSchema = z
     return digits >= 1 && digits <= 6;
   }, '1 to 6 digits');
 
-/** At most 64 bytes (UTF-8), as the template says. */
-const personName = singleLine(64, 1).refine((v) => Buffer.byteLength(v) <= 64, 'at most 64 bytes');
+/** At most 64 bytes (UTF-8), as the template says; never beginning like a spreadsheet formula. */
+const personName = nameText(64, 1).refine((v) => Buffer.byteLength(v) <= 64, 'at most 64 bytes');
 
 export const contactPreferenceSchema = z.discriminatedUnion('mode', [
   z.strictObject({ mode: z.literal('group').describe('ring every indoor monitor and app of the apartment at once') }),
@@ -93,7 +93,7 @@ export type SiteView = z.infer<typeof siteSchema>;
 export const listSitesQuery = z.strictObject({ search: singleLine(128).optional().describe('part of the name'), ...pageQuery });
 
 const buildingFields = {
-  name: singleLine(128, 1),
+  name: nameText(128, 1),
   groundFloor: floorSchema.nullable().describe('null: as configured on the device'),
   startFloor: floorSchema.nullable().describe('the first floor the lift serves; null: as configured on the device'),
 };
@@ -117,7 +117,7 @@ export type BuildingView = z.infer<typeof buildingSchema>;
 
 const apartmentFields = {
   number: apartmentNumberSchema,
-  name: singleLine(128).nullable(),
+  name: nameText(128).nullable(),
   floor: floorSchema.nullable(),
   contactPreference: contactPreferenceSchema,
   networkGroup: z.number().int().min(1).max(1000),

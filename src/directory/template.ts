@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { deviceTypeCodes } from '../devices/schemas.js';
 import { parseMac } from '../mac-library/mac.js';
 import type { SheetRow } from '../shared/csv.js';
-import { singleLine } from '../shared/text.js';
+import { nameText } from '../shared/text.js';
 import { apartmentNumberSchema, floorSchema } from './schemas.js';
 
 // The portal's resident template (seed 004 "Add Community Residents Using a Template", seed 002 §6.1.2):
@@ -75,12 +75,13 @@ export interface InvalidCell {
   reason: string;
 }
 
-const buildingName = singleLine(128, 1);
-const personName = singleLine(64, 1).refine((v) => Buffer.byteLength(v) <= 64, 'at most 64 bytes');
+// Names refuse a formula-like start (=, +, -, @), as the API does: the cell's line and column say so.
+const buildingName = nameText(128, 1);
+const personName = nameText(64, 1).refine((v) => Buffer.byteLength(v) <= 64, 'at most 64 bytes');
 const email = z.email().max(254);
 const digits = z.string().regex(/^[0-9]{3,15}$/, '3 to 15 digits');
 const callingCode = z.string().regex(/^\+?[0-9]{1,4}$/, 'a telephone calling code such as +49');
-const aptName = singleLine(128);
+const aptName = nameText(128);
 
 /**
  * Reads the template's rows: every cell checked, every fault listed with its line, column and reason.

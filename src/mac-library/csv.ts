@@ -1,4 +1,4 @@
-import { readCsv } from '../shared/csv.js';
+import { readCsv, type SheetRow } from '../shared/csv.js';
 import { badRequest } from '../shared/errors.js';
 import { NOT_A_MAC, parseMac } from './mac.js';
 
@@ -16,10 +16,11 @@ export interface ParsedMacCsv {
 /**
  * Parses the MAC template: a `MAC` header column (any case, other columns ignored), one MAC per row.
  * A file without a header whose first row is a MAC is accepted too. The file is read by the kept CSV
- * parser: one separator per file (`,` or `;`), quoted cells, BOM, CRLF and blank lines.
+ * parser: one separator per file (`,` or `;`), quoted cells, BOM, CRLF and blank lines; the API reads
+ * it in a worker thread (shared/sheets.ts) and hands the rows in.
  */
-export function parseMacCsv(text: string): ParsedMacCsv {
-  const rows = readCsv(text, MAX_IMPORT_ROWS + 1);
+export function parseMacCsv(file: string | SheetRow[]): ParsedMacCsv {
+  const rows = typeof file === 'string' ? readCsv(file, MAX_IMPORT_ROWS + 1) : file;
   if (!rows.length) throw badRequest('csv_empty', 'the CSV file has no rows');
   const header = rows[0]!;
   let column = header.cells.findIndex((h) => h.toUpperCase() === 'MAC');

@@ -4,6 +4,7 @@ import { accountNames } from '../accounts/queries.js';
 import { recordWrite } from '../audit/service.js';
 import type { Db } from '../db/client.js';
 import { boundDevices, isBound } from '../devices/queries.js';
+import type { SheetRow } from '../shared/csv.js';
 import { badRequest, conflict, forbidden, notFound } from '../shared/errors.js';
 import type { DomainEvents } from '../shared/events.js';
 import { likePattern, paginate, type Page } from '../shared/pagination.js';
@@ -48,9 +49,10 @@ export class MacLibraryService {
     return this.get(principal, mac);
   }
 
-  async importCsv(principal: Principal, text: string, installerId?: string) {
+  /** `read` gives the file's rows (read off the event loop); it runs once the target library is known. */
+  async importCsv(principal: Principal, read: () => Promise<SheetRow[]>, installerId?: string) {
     const owner = await this.targetInstaller(principal, installerId);
-    const parsed = parseMacCsv(text);
+    const parsed = parseMacCsv(await read());
     const unique = [...new Set(parsed.rows.map((r) => r.mac))];
     const added: string[] = [];
     // All valid rows in one transaction: an import is written whole or not at all.

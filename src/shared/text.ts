@@ -31,3 +31,24 @@ export const multiLine = (max: number) =>
  * control characters become U+FFFD and the text is cut to `max` characters.
  */
 export const cleanDeviceText = (value: string, max: number) => value.replace(CONTROL_GLOBAL, '\ufffd').slice(0, max);
+
+// A spreadsheet program reads a cell that begins with =, +, -, @, tab or carriage return as a formula
+// (OWASP "CSV injection"): exports prefix such a cell with `'`, imports take that prefix off again.
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+export const startsLikeFormula = (value: string) => FORMULA_START.test(value);
+
+/** A cell for an exported spreadsheet: `'` before a formula-like start, so the program shows it as text. */
+export const escapeFormula = (value: string) => (FORMULA_START.test(value) ? `'${value}` : value);
+
+/** An imported cell: the export's `'` before a formula-like start is taken off (`'+49` reads `+49`). */
+export const unescapeFormula = (value: string) => (value.startsWith("'") && FORMULA_START.test(value.slice(1)) ? value.slice(1) : value);
+
+/**
+ * A name people and devices display and spreadsheets carry (residents, apartments, buildings): a single
+ * line that does not begin like a formula. Refused rather than altered, so a name reads as it was typed.
+ */
+export const nameText = (max: number, min = 0) =>
+  singleLine(max, min)
+    .refine((v) => !startsLikeFormula(v), 'must not begin with =, +, - or @ (a spreadsheet would read it as a formula)')
+    .describe('a single line not beginning with =, +, - or @ (refused: a spreadsheet would read it as a formula)');

