@@ -63,8 +63,17 @@ t.test('graceful shutdown finishes in-flight requests and closes device sessions
 
   const rows = ['MAC'];
   for (let i = 0; i < 20_000; i++) rows.push(`EE${i.toString(16).toUpperCase().padStart(10, '0')}`);
+  // The HTTP server has the request (fastify's handler, registered first, has taken it) before shutdown begins.
+  const received = new Promise<void>((resolve) => {
+    const seen = (req: { url?: string }) => {
+      if (req.url !== '/api/v1/mac-library/import') return;
+      svc.service.app.server.off('request', seen);
+      resolve();
+    };
+    svc.service.app.server.on('request', seen);
+  });
   const inFlight = svc.api('POST', '/api/v1/mac-library/import', { token: installer.token, raw: rows.join('\n') });
-  await new Promise((r) => setTimeout(r, 150));
+  await received;
   const offline = once(device, 'offline');
   await svc.service.close();
   const res = await inFlight;

@@ -168,12 +168,14 @@ export class AuthFailureLimiter {
   }
 
   private onNotice(message: string) {
-    let notice: Partial<BlockNotice>;
+    let notice: Partial<BlockNotice> | null;
     try {
-      notice = JSON.parse(message) as Partial<BlockNotice>;
+      notice = JSON.parse(message) as Partial<BlockNotice> | null;
     } catch {
       return;
     }
+    // A throw here would escape from the subscriber's message event and end the gateway process.
+    if (typeof notice !== 'object' || notice === null) return;
     if (typeof notice.address !== 'string' || typeof notice.user !== 'string' || typeof notice.until !== 'number') return;
     this.block(notice as BlockNotice, false);
   }

@@ -260,8 +260,8 @@ export class DeviceGateway implements CommandChannel {
     await this.presence.stop();
   }
 
-  /** Flushes pending presence now (used by shutdown and tests that need the database current). */
+  /** Writes every presence change made so far (for tests that need the database current). */
   flushPresence(): Promise<void> {
-    return this.presence.flush();
+    return this.presence.flushed();
   }
 }

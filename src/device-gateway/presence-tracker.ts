@@ -80,10 +80,18 @@ export class PresenceTracker {
     for (const update of batch) if (!this.pending.has(update.mac)) this.pending.set(update.mac, update);
   }
 
+  /**
+   * Resolves once every change marked before the call has been written (or kept for the next batch when
+   * the database is away): a flush under way took only what was pending when it began.
+   */
+  async flushed(): Promise<void> {
+    if (this.flushing) await this.flushing;
+    await this.flush();
+  }
+
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (this.flushing) await this.flushing;
-    await this.flush();
+    await this.flushed();
   }
 }

@@ -132,7 +132,29 @@ t.test('memory stays bounded: block notices and failures share the window bound'
   for (let i = 0; i < 30; i++) limiter.recordFailure(`10.2.0.${i}`, '*', T0);
   await limiter.settled();
   t.ok((limiter as unknown as { windows: Map<string, unknown> }).windows.size <= 10, 'at most maxWindows entries');
-  await inspect.publish(`${prefix}:auth-blocks`, 'not json');
-  await inspect.publish(`${prefix}:auth-blocks`, JSON.stringify({ address: 1 }));
-  t.pass('malformed notices are ignored');
+});
+
+t.test('malformed block notices block nothing and take no memory; a valid notice after them still applies', async (t) => {
+  const { prefix, inspect } = await sharedStore(t);
+  const { lines, log } = recordingLogger();
+  const limiter = new AuthFailureLimiter(3, { shared: { redis: template(), prefix }, log });
+  t.teardown(() => limiter.close());
+  await limiter.start();
+  const malformed = [
+    'not json',
+    'null',
+    '[]',
+    JSON.stringify({ address: 1 }),
+    JSON.stringify({ address: '10.3.0.1', user: '*' }),
+    JSON.stringify({ address: '10.3.0.1', user: '*', until: String(WINDOW_END) }),
+  ];
+  for (const m of malformed) await inspect.publish(`${prefix}:auth-blocks`, m);
+  // One connection publishes and one subscribes: the valid notice arrives after every malformed one.
+  await inspect.publish(`${prefix}:auth-blocks`, JSON.stringify({ address: '10.3.0.2', user: '*', until: WINDOW_END }));
+  await waitFor(() => limiter.isBlocked('10.3.0.2', '*', T0), (blocked) => blocked, 5000);
+  t.pass('the valid notice applies');
+  t.notOk(limiter.isBlocked('10.3.0.1', '*', T0), 'a notice without a numeric until blocks nothing');
+  t.equal((limiter as unknown as { windows: Map<string, unknown> }).windows.size, 1, 'only the valid notice took an entry');
+  t.same(lines.filter((l) => l.level !== 'debug'), [], 'and nothing was logged (the subscriber stayed up)');
+  t.notOk(limiter.recordFailure('10.3.0.3', '0C11050B9814', T0), 'the limiter still counts');
 });

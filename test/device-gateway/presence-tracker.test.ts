@@ -47,3 +47,25 @@ t.test('a database that cannot be reached keeps the whole batch for the next flu
   await tracker.flush();
   t.same(written.sort(), ['0C1105000001', '0C1105000002']);
 });
+
+t.test('flushed() waits for what was marked while a flush was under way, not only for that flush', async (t) => {
+  const written: string[] = [];
+  let release!: () => void;
+  const first = new Promise<void>((r) => (release = r));
+  let calls = 0;
+  const tracker = new PresenceTracker(
+    async (batch) => {
+      if (++calls === 1) await first; // the first batch is still being written when the next change comes
+      written.push(...batch.map((u) => u.mac));
+    },
+    1_000_000,
+    log,
+  );
+  tracker.mark(update('0C1105000001'));
+  const underWay = tracker.flush();
+  tracker.mark(update('0C1105000002'));
+  const done = tracker.flushed();
+  release();
+  await Promise.all([underWay, done]);
+  t.same(written, ['0C1105000001', '0C1105000002'], 'both changes are written when flushed() resolves');
+});

@@ -4,7 +4,7 @@ import t from 'tap';
 import { deriveDeviceKey } from '../../src/devices/device-key.js';
 import type { DeviceBehaviour, SimulatedDevice } from '../../simulators/device-simulator.js';
 import { knownDevice, uploadFirmware } from '../helpers/firmware.js';
-import { FACTORY_SECRET, startTestService, waitFor } from '../helpers/service.js';
+import { FACTORY_SECRET, parked, startTestService, waitFor } from '../helpers/service.js';
 
 const svc = await startTestService(t, { JOB_IN_PROGRESS_TIMEOUT_MS: '4000', JOB_ACK_TIMEOUT_MS: '1000' });
 const installer = await svc.createInstaller();
@@ -129,13 +129,14 @@ t.test('a scheduled upgrade waits for its time, can be edited while pending, and
   t.equal(res.body.upgradeTime, at);
   t.same(res.body.deviceStates.map((s: any) => s.state), ['pending']);
   t.ok((await svc.api('GET', '/api/v1/upgrades?status=pending', { token })).body.items.some((u: any) => u.id === res.body.id));
+  t.equal(Number((await svc.sql('SELECT count(*) AS n FROM jobs WHERE batch_id = $1', [res.body.id]))[0].n), 0, 'no job before its time');
+  t.notOk(d.received.some((c) => c.kind === 'upgrade'), 'nothing sent before its time');
+  t.equal((await svc.api('PATCH', `/api/v1/upgrades/${res.body.id}`, { token, body: { at: new Date(Date.now() - 1000).toISOString() } })).body.error.code, 'time_in_past');
 
   const soon = new Date(Date.now() + 2000).toISOString();
   const patched = await svc.api('PATCH', `/api/v1/upgrades/${res.body.id}`, { token, body: { at: soon, resetAfterUpgrade: false } });
   t.equal(patched.status, 200, JSON.stringify(patched.body));
   t.match(patched.body, { upgradeTime: soon, resetAfterUpgrade: false, status: 'pending' });
-  t.notOk(d.received.some((c) => c.kind === 'upgrade'), 'nothing sent before its time');
-  t.equal((await svc.api('PATCH', `/api/v1/upgrades/${res.body.id}`, { token, body: { at: new Date(Date.now() - 1000).toISOString() } })).body.error.code, 'time_in_past');
 
   const done = await executed(res.body.id);
   t.equal(done.succeeded, 1);
@@ -167,8 +168,10 @@ t.test("a pending upgrade's devices can be changed, and are checked as on creati
 t.test('an offline device starts its upgrade when it comes back', async (t) => {
   const d = await device();
   await d.stop(false);
+  await waitFor(() => svc.service.gateway.connectedSince(mac(d)), (since) => since === null); // the gateway saw it go
   const res = await svc.api('POST', '/api/v1/upgrades', { token, body: { firmwareId: fw.id, macs: [mac(d)] } });
-  await new Promise((r) => setTimeout(r, 500));
+  const [job] = await svc.sql('SELECT id FROM jobs WHERE batch_id = $1', [res.body.id]);
+  await parked(svc, job.id); // the engine has looked at the job and decided it waits for the device
   const waiting = await upgrade(res.body.id);
   t.equal(waiting.status, 'processing');
   t.equal(waiting.deviceStates[0].state, 'pending');
@@ -219,8 +222,8 @@ t.test('bad upgrade requests are refused and create nothing', async (t) => {
 
 t.test('deleting: a pending upgrade is canceled, one in progress only by force, a finished record is removed', async (t) => {
   const d = await device();
-  const soon = new Date(Date.now() + 1500).toISOString();
-  const pending = await svc.api('POST', '/api/v1/upgrades', { token, body: { firmwareId: fw.id, macs: [mac(d)], at: soon } });
+  const later = new Date(Date.now() + 3_600_000).toISOString();
+  const pending = await svc.api('POST', '/api/v1/upgrades', { token, body: { firmwareId: fw.id, macs: [mac(d)], at: later } });
   t.equal((await svc.api('DELETE', `/api/v1/upgrades/${pending.body.id}`, { token })).status, 204);
   t.equal((await svc.api('GET', `/api/v1/upgrades/${pending.body.id}`, { token })).status, 404);
   const scheduled = await svc.service.redis.client.keys(`${svc.service.queuePrefix}:upgrades:upgrade-${pending.body.id}-*`);

@@ -63,10 +63,20 @@ t.test('a reconnect storm in the middle of dispatch loses no job and applies non
   devices.forEach((d) => d.start());
   await waitFor(() => devices.filter((d) => d.applications.length >= 1).length, (n) => n === macs.length);
 
+  // Every session is cut the moment the first device receives its command of the batch: it has not
+  // answered yet (answers take 100 ms), so at least that job is in flight, and most are still to deliver.
+  const cut = new Promise<void>((resolve) => {
+    const seen = (c: { kind: string }) => {
+      if (c.kind !== 'autop-once') return;
+      for (const d of devices) d.off('command', seen);
+      for (const mac of macs) svc.service.gateway.disconnect(mac, 'test: reconnect storm'); // every session cut mid-dispatch
+      resolve();
+    };
+    for (const d of devices) d.on('command', seen);
+  });
   const batch = await svc.api('POST', '/api/v1/autop/batch', { token: installer.token, body: { macs, commands: 'Config.Storm.Value = 1', mode: 'once' } });
   t.equal(batch.status, 202);
-  await new Promise((r) => setTimeout(r, 50));
-  for (const mac of macs) svc.service.gateway.disconnect(mac, 'test: reconnect storm'); // every session cut mid-dispatch
+  await cut;
   const progress = await waitFor(
     () => svc.api('GET', `/api/v1/autop/batch/${batch.body.batchId}`, { token: installer.token }).then((r) => r.body),
     (p) => p.finished,
