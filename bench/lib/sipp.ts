@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { spawnTied } from '../../src/infra/tied-child.js';
+import { freeUdpPort } from '../../src/infra/net.js';
 
 // SIPp (Debian's sip-tester) as an independent SIP client for bench/sip.ts and test/calls/sipp.test.ts.
 // Every run is bounded: -m calls, -timeout for the whole run, a receive timeout per message.
@@ -155,6 +156,20 @@ export function startSipp(o: SippOptions): SippProcess {
 }
 
 export const runSipp = (o: SippOptions) => startSipp(o).done;
+
+/** SIPp could not take its port (someone took the free port first): the run never started. */
+export const bindFailed = (r: SippResult) => /Unable to bind main socket/.test(`${r.errors}\n${r.screen}`);
+
+/**
+ * A run from a UDP port free on `localIp`, picked again when another process took it first (a free
+ * port is only free until someone binds it). `build` makes the options for the port (a Contact names it).
+ */
+export async function runSippOnFreePort(localIp: string, build: (port: number) => SippOptions, attempts = 5, pick: (host: string) => Promise<number> = freeUdpPort): Promise<SippResult> {
+  for (let i = 1; ; i++) {
+    const r = await runSipp(build(await pick(localIp)));
+    if (!bindFailed(r) || i >= attempts) return r;
+  }
+}
 
 /** The last line of a -trace_stat file, by column (SuccessfulCall(C), FailedCall(C), CallRate(C), …). */
 function lastStats(file: string): Record<string, string> | null {

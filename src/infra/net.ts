@@ -1,3 +1,4 @@
+import dgram from 'node:dgram';
 import net from 'node:net';
 
 /** A port that was free a moment ago on 127.0.0.1 (for child processes that must be told their port). */
@@ -7,6 +8,17 @@ export const freePort = () =>
     s.once('error', reject);
     s.listen(0, '127.0.0.1', () => {
       const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+
+/** A UDP port that was free a moment ago on `host` (another process may still take it first: callers retry). */
+export const freeUdpPort = (host = '127.0.0.1') =>
+  new Promise<number>((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', reject);
+    s.bind(0, host, () => {
+      const { port } = s.address();
       s.close(() => resolve(port));
     });
   });

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { describe, findSipp, runSipp, writeInjection } from '../../bench/lib/sipp.js';
+import { describe, findSipp, runSippOnFreePort, writeInjection } from '../../bench/lib/sipp.js';
 import { SipStation } from '../../simulators/sip/station.js';
 import { findKamailio } from '../../src/calls/kamailio.js';
 import { freePort } from '../../src/infra/net.js';
@@ -148,7 +148,7 @@ async function run() {
     for (const [name, target] of Object.entries(targets)) {
       // SIPp's injection fields cannot hold ";": the scenario writes sip:x@{host:port};transport={name}.
       const injection = writeInjection(join(dir, `${name}.csv`), [[/@([^;]+)/.exec(target)![1]!, server, name]]);
-      const r = await runSipp({ scenario: 'forged-in-dialog.xml', target: server, localIp: '127.0.0.1', localPort: await freePort(), dir, name, calls: 1, timeoutSeconds: 30, recvTimeoutMs: 10_000, byeOnAbort: false, stats: true, injection });
+      const r = await runSippOnFreePort('127.0.0.1', (localPort) => ({ scenario: 'forged-in-dialog.xml', target: server, localIp: '127.0.0.1', localPort, dir, name, calls: 1, timeoutSeconds: 30, recvTimeoutMs: 10_000, byeOnAbort: false, stats: true, injection }));
       t.equal(r.code, 0, `SIPp got 481 for each forged request to the ${name} listener`, { diagnostic: r.code !== 0, sipp: describe(r) });
       t.same(arrived, [], `nothing reached the ${name} listener`);
     }
