@@ -41,6 +41,9 @@ import type { CommandChannel } from './provisioning/channel.js';
 import { ProvisioningEngine } from './provisioning/engine.js';
 import { IdempotentRequests } from './provisioning/idempotency.js';
 import { JobStore } from './provisioning/job-store.js';
+import { JobEventFollower } from './provisioning/job-events.js';
+import { metricsSink } from './metrics/job-sink.js';
+import { upgradeStatusSink } from './firmware/upgrade-status-sink.js';
 import { provisioningKinds } from './provisioning/job-kinds.js';
 import { JobKinds } from './provisioning/kinds.js';
 import { ProvisioningService } from './provisioning/service.js';
@@ -61,6 +64,8 @@ export interface RunningService {
   scheduler: UpgradeScheduler;
   upgrades: UpgradeService;
   follower: DirectoryFollower;
+  /** Follows the job event outbox (null where this process does not). */
+  jobEvents: JobEventFollower | null;
   appStations: AppStations;
   app: FastifyInstance;
   calls: CallService;
@@ -87,6 +92,7 @@ export interface RunningProcess {
   scheduler: UpgradeScheduler | null;
   upgrades: UpgradeService;
   follower: DirectoryFollower | null;
+  jobEvents: JobEventFollower | null;
   appStations: AppStations;
   app: FastifyInstance | null;
   calls: CallService;
@@ -224,9 +230,11 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     const documents = new DocumentStore(database);
     const directoryRenders = new DirectoryRenders(database);
     const configurations = new Configurations(database, devices, documents, directoryRenders, (sha256) => `${publicUrl}/documents/${sha256}`, () => sip);
-    const store = new JobStore(database);
+    // The job machine's one clock: the engine, the store and the kinds stamp every transition with it.
+    const now = Date.now;
+    const store = new JobStore(database, now);
     const kinds = new JobKinds();
-    for (const kind of provisioningKinds(configurations, store)) kinds.register(kind);
+    for (const kind of provisioningKinds(configurations, store, now)) kinds.register(kind);
     kinds.register(upgradeKind((firmwareId) => `${publicUrl}/firmware/${firmwareId}/image`));
     const channel: CommandChannel = cluster ? new ClusterCommandChannel(redis.client, queuePrefix) : gateway!;
     const engine = new ProvisioningEngine({
@@ -244,7 +252,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       wakes: cluster ? new RedisWakeGenerations(redis.client, queuePrefix) : undefined,
       // Gateway and API processes make and wake jobs; engine processes drive them.
       worker: runs.engine,
-      metrics,
+      now,
     });
     const idempotency = new IdempotentRequests(database.db);
     const provisioning = new ProvisioningService(database.db, devices, engine, idempotency);
@@ -267,6 +275,13 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     const follower = runs.engine
       ? new DirectoryFollower(database.db, documents, async (macs) => void (await provisioning.followDirectory(macs)), logger, followerLease ? () => followerLease.held() : undefined)
       : null;
+    // One engine process follows the job event outbox: the one holding its lease.
+    const jobEventsLease = cluster ? new RedisLease(redis.client, `${queuePrefix}:lease:job-events`, instance, 3 * config.queues.reconcileIntervalMs) : null;
+    const jobEvents = runs.engine
+      ? new JobEventFollower({ database, log: logger.child({ component: 'job-events' }), mayRun: jobEventsLease ? () => jobEventsLease.held() : undefined, listenUrl: config.databaseUrl })
+      : null;
+    jobEvents?.register(metricsSink(metrics));
+    jobEvents?.register(upgradeStatusSink());
     if (follower) {
       if (bus) bus.onDirectoryChanged(follower.poke);
       else directory.onChange(follower.poke);
@@ -293,6 +308,8 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       metrics.watchQueue('provisioning', () => engine.queueCounts());
       cleanups.push(['upgrade scheduler', () => scheduler.stop()]);
       await scheduler.start();
+      cleanups.push(['job event follower', () => jobEvents!.stop()]);
+      jobEvents!.start();
       cleanups.push(['directory follower', () => follower!.stop()]);
       follower!.start(config.queues.reconcileIntervalMs);
       const housekeeping = setInterval(() => {
@@ -489,6 +506,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       scheduler: runs.engine ? scheduler : null,
       upgrades,
       follower,
+      jobEvents,
       appStations,
       app,
       calls,

@@ -1,17 +1,15 @@
-import { EventEmitter } from 'node:events';
 import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { queueConnections, Reconciler } from '../infra/queue-connections.js';
 import type { Queryable } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
-import type { Metrics } from '../metrics/registry.js';
 import type { CommandChannel, CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from './channel.js';
 import { FACTORY_CONFIG_HASH } from './config-renderer.js';
 import { decide, type DeliveryPolicy } from './decide.js';
-import { JobStore, type JobActor, type JobRow, type NewJob } from './job-store.js';
+import { JobStore, type JobActor, type JobChange, type JobRow, type NewJob } from './job-store.js';
 import { defaultAnswer, type HelloContext, type JobKinds, type JobOutcome } from './kinds.js';
-import { finishedStates, type JobError, type JobKind } from './tables.js';
+import { finishedStates, type JobKind, type JobState } from './tables.js';
 
 export interface EngineOptions {
   store: JobStore;
@@ -33,7 +31,7 @@ export interface EngineOptions {
   wakes?: WakeGenerations;
   /** False in processes that create and wake jobs but do not drive them (gateway and API roles of a cluster). */
   worker?: boolean;
-  metrics?: Metrics;
+  /** The machine's clock (milliseconds); the job store is given the same one. */
   now?: () => number;
 }
 
@@ -68,14 +66,20 @@ const MAX_REMEMBERED = 100_000;
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 60_000;
 
-export interface EngineEvents {
+/**
+ * What the engine did that is not a job transition (transitions are followed through the job event
+ * outbox): for tests and diagnostics, never for behaviour.
+ */
+export interface EngineObserver {
   /** A device's hello has been processed and the device handed its jobs (provisioning queued if needed). */
-  hello: [mac: string];
-  /** A device's answer has been processed. */
-  status: [mac: string, jobId: string];
+  helloProcessed?(mac: string): void;
+  /** A device's answer has been processed, whether or not it changed its job. */
+  answerProcessed?(mac: string, jobId: string): void;
   /** Reconciliation re-added these jobs to the queue. */
-  reconciled: [readded: string[]];
+  reconciled?(readded: string[]): void;
 }
+
+const CANCELED = { code: 'canceled', message: 'canceled by request' };
 
 /**
  * The provisioning engine: the generic job machine. PostgreSQL holds each job's state; a BullMQ job of the
@@ -86,7 +90,7 @@ export interface EngineEvents {
  * What differs by kind is asked of the kind's handler. Reconciliation keeps every unfinished job with a
  * live twin: at start, whenever Redis comes back, and periodically.
  */
-export class ProvisioningEngine extends EventEmitter<EngineEvents> implements DeviceEventSink {
+export class ProvisioningEngine implements DeviceEventSink {
   private queue!: Queue;
   private worker: Worker | null = null;
   private connections: ReturnType<typeof queueConnections> | null = null;
@@ -98,13 +102,14 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   private readonly delivered = new Map<string, JobKind>();
   private readonly log: Logger;
   private readonly store: JobStore;
-  private readonly now: () => number;
+  private readonly observers = new Set<EngineObserver>();
+  /** The machine's clock. */
+  readonly now: () => number;
 
   /** Whether a kind's command carries the effective configuration. */
   carriesConfiguration = (kind: JobKind): boolean => this.opts.kinds.carriesConfiguration(kind);
 
   constructor(private readonly opts: EngineOptions) {
-    super();
     this.log = opts.logger.child({ component: 'provisioning' });
     this.store = opts.store;
     this.now = opts.now ?? Date.now;
@@ -132,6 +137,16 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   }
 
   /** Stops the worker and the queue; safe to call after a failed start. */
+  /** Adds an observer; answers its removal. */
+  observe(observer: EngineObserver): () => void {
+    this.observers.add(observer);
+    return () => this.observers.delete(observer);
+  }
+
+  private tell<K extends keyof EngineObserver>(what: K, ...args: Parameters<NonNullable<EngineObserver[K]>>): void {
+    for (const o of this.observers) (o[what] as ((...a: unknown[]) => void) | undefined)?.(...args);
+  }
+
   async stop(): Promise<void> {
     await this.reconciler.stop();
     await this.worker?.close();
@@ -141,11 +156,9 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
 
   // ---- creating jobs: the one path ------------------------------------------------------------------
 
-  /** Records jobs and their audit rows in the caller's transaction; `enqueue` them after it commits. */
-  async create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<JobRow[]> {
-    const rows = await this.opts.store.create(q, actor, items, details);
-    if (this.opts.metrics) for (const row of rows) this.opts.metrics.jobCreated(row.kind);
-    return rows;
+  /** Records jobs with their audit and outbox rows in the caller's transaction; `enqueue` them after it commits. */
+  create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<JobRow[]> {
+    return this.store.create(q, actor, items, details);
   }
 
   /** The provisioning queue's depth, for metrics. */
@@ -209,7 +222,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     const heads = new Map<string, string>();
     for (const j of unfinished) if (!heads.has(j.mac)) heads.set(j.mac, j.state);
     for (const [mac, state] of heads) if (state === 'queued' && (await this.opts.channel.connectedSince(mac)) !== null) await this.wake(mac);
-    this.emit('reconciled', readd);
+    this.tell('reconciled', readd);
     return readd;
   }
 
@@ -321,8 +334,14 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
         await this.finish(row, { state: 'failed', error: body.fail }, 'engine');
         return null;
       }
-      const dispatched = await this.store.dispatch(row, { state: decision.state, attempts: decision.attempts, at: new Date(now), deadline: new Date(decision.deadline) });
-      if (!dispatched) continue; // changed under us: decide again
+      // Conditional on the state and attempts read: an answer (accepted, in-progress) that arrived meanwhile wins.
+      const dispatched = await this.store.transition(
+        null,
+        { id: row.id, state: row.state, attempts: row.attempts },
+        { type: 'dispatch', state: decision.state, attempts: decision.attempts, deadline: new Date(decision.deadline) },
+        'engine',
+      );
+      if (!dispatched.length) continue; // changed under us: decide again
       // The delivery is audited (in the dispatch statement) before it is published, so a fast device's
       // answer never reaches the audit log before its delivery.
       const command: DeviceCommand = { id: row.id, kind: row.kind, ...body, expiresAt: row.expiresAt.toISOString() };
@@ -340,11 +359,10 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   }
 
   /** Finishes an unfinished job and moves its device on; false when it had finished already. */
-  private async finish(row: Pick<JobRow, 'id' | 'mac'>, end: { state: JobRow['state']; error: JobError | null; progress?: number }, actor: string): Promise<boolean> {
+  private async finish(row: Pick<JobRow, 'id' | 'mac'>, end: Omit<Extract<JobChange, { type: 'finish' }>, 'type'>, actor: string): Promise<boolean> {
     this.delivered.delete(row.id);
-    const done = await this.store.finish(row.id, row.mac, end, actor);
+    const [done] = await this.store.transition(null, { id: row.id, mac: row.mac }, { type: 'finish', ...end }, actor);
     if (!done) return false;
-    this.opts.metrics?.jobFinished(done.kind, done.state as 'succeeded', actor === 'device' ? (done.deliveredAt?.getTime() ?? null) : null);
     this.log.info({ jobId: row.id, mac: row.mac, state: end.state }, 'job finished');
     // The job has finished whatever Redis says; a twin or a successor left waiting is found by the next
     // wake-up or reconciliation.
@@ -356,7 +374,9 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   private async apply(row: Pick<JobRow, 'id' | 'mac'>, outcome: JobOutcome, actor: string): Promise<boolean> {
     if (outcome.type === 'ignore') return false;
     if (outcome.type === 'progress') {
-      return this.store.progress(row.id, row.mac, { progress: outcome.progress, stage: outcome.stage, deadline: new Date(this.now() + this.opts.policy.inProgressTimeoutMs) });
+      const deadline = new Date(this.now() + this.opts.policy.inProgressTimeoutMs);
+      const changed = await this.store.transition(null, { id: row.id, mac: row.mac }, { type: 'progress', progress: outcome.progress, stage: outcome.stage, deadline }, actor);
+      return changed.length > 0;
     }
     return this.finish(row, { state: outcome.state, error: outcome.error, progress: outcome.progress }, actor);
   }
@@ -377,7 +397,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       if (hello) await this.jobsAskedByHello(mac, hello);
       await this.wake(mac);
     } finally {
-      if (hello) this.emit('hello', mac);
+      if (hello) this.tell('helloProcessed', mac);
     }
   }
 
@@ -389,7 +409,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
     const exchanged = await this.opts.devices.exchangeConfigHash(mac, reported);
     if (!exchanged) {
-      this.emit('hello', mac); // a MAC without a device record: nothing more to do
+      this.tell('helloProcessed', mac); // a MAC without a device record: nothing more to do
       return;
     }
     const context: HelloContext = { ...hello, wasReset: reported === FACTORY_CONFIG_HASH && !!exchanged.previous && exchanged.previous !== FACTORY_CONFIG_HASH };
@@ -429,25 +449,36 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       const applied = await this.apply({ id: jobId, mac }, handler.answer ? handler.answer(status) : defaultAnswer(status), 'device');
       if (applied && status.configHash) await this.opts.devices.exchangeConfigHash(mac, status.configHash);
     } finally {
-      this.emit('status', mac, jobId);
+      this.tell('answerProcessed', mac, jobId);
     }
   }
 
   // ---- requests -----------------------------------------------------------------------------------
 
   async cancel(row: Pick<JobRow, 'id' | 'mac'>, actor: string): Promise<boolean> {
-    return this.finish(row, { state: 'canceled', error: { code: 'canceled', message: 'canceled by request' } }, actor);
+    return this.finish(row, { state: 'canceled', error: CANCELED }, actor);
+  }
+
+  /** Cancels a batch's jobs in these states (those not started), in one transition; answers their ids. */
+  async cancelBatch(batchId: string, states: JobState[], actor: string): Promise<string[]> {
+    const rows = await this.store.transition(null, { batchId, states }, { type: 'finish', state: 'canceled', error: CANCELED }, actor);
+    for (const r of rows) this.delivered.delete(r.id);
+    // Each device moves on to its next job (the canceled ones were its heads or waited behind one).
+    const heads = new Map(rows.map((r) => [r.mac, r.nextHeadId]));
+    await this.settle(rows.map((r) => r.id));
+    await Promise.all([...heads].map(([mac, head]) => this.wake(mac, head).catch((err: unknown) => this.log.warn({ mac, err: (err as Error).message }, 'could not hand the device to its next job now'))));
+    return rows.map((r) => r.id);
   }
 
   /** Ends a device's unfinished jobs of one kind inside the caller's transaction; `settle` them after. */
   async cancelOfKind(q: Queryable, mac: string, kind: JobKind, reason: string, actor: string): Promise<string[]> {
-    const rows = await this.store.finishOfKind(q, mac, kind, { state: 'canceled', error: { code: 'reset', message: reason } }, actor);
+    const rows = await this.store.transition(q, { mac, kind }, { type: 'finish', state: 'canceled', error: { code: 'reset', message: reason } }, actor);
     return rows.map((r) => r.id);
   }
 
   /** Ends a deleted device's unfinished jobs (they are never delivered to whoever holds the MAC next). */
   async deviceRemoved(mac: string): Promise<void> {
-    const rows = await this.store.finishOfDevice(mac, { state: 'canceled', error: { code: 'device_deleted', message: 'the device was deleted' } }, 'engine');
+    const rows = await this.store.transition(null, { mac }, { type: 'finish', state: 'canceled', error: { code: 'device_deleted', message: 'the device was deleted' } }, 'engine');
     await this.settle(rows.map((r) => r.id));
   }
 }

@@ -24,7 +24,7 @@ function configurationKind(kind: JobKind, configurations: Configurations, params
 }
 
 /** The kinds the provisioning engine brings: configuration, one-time Autop, reboot, reset. */
-export function provisioningKinds(configurations: Configurations, store: JobStore): JobKindHandler[] {
+export function provisioningKinds(configurations: Configurations, store: JobStore, now: () => number): JobKindHandler[] {
   const provision = configurationKind('provision', configurations, () => ({}));
   return [
     configurationKind('autop', configurations, () => ({})),
@@ -38,7 +38,7 @@ export function provisioningKinds(configurations: Configurations, store: JobStor
         const effective = await configurations.effective(mac);
         const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
         if (!effective || effective.hash === reported) return null;
-        return { job: { kind: 'provision', mac, params: {}, expiresAt: new Date(Date.now() + PROVISION_EXPIRY_MS) }, reason: `the device reported configuration ${reported}` };
+        return { job: { kind: 'provision', mac, params: {}, expiresAt: new Date(now() + PROVISION_EXPIRY_MS) }, reason: `the device reported configuration ${reported}` };
       },
     },
     {

@@ -64,7 +64,7 @@ export class ProvisioningService {
 
   /** Records jobs (with their audit rows) inside the caller's transaction; they run once `submit` enqueues them. */
   insertJobs(tx: Queryable, actor: JobActor, items: JobRequest[]): Promise<JobRow[]> {
-    const now = Date.now();
+    const now = this.engine.now();
     return this.engine.create(
       tx,
       actor,
@@ -138,13 +138,7 @@ export class ProvisioningService {
 
   /** Cancels the jobs of a batch that no device has started yet (queued, or delivered and unanswered). */
   async cancelNotStarted(batchId: string, actor: JobActor): Promise<string[]> {
-    const rows = await this.db
-      .select({ id: jobs.id, mac: jobs.mac })
-      .from(jobs)
-      .where(and(eq(jobs.batchId, batchId), inArray(jobs.state, ['queued', 'dispatched'])));
-    const canceled: string[] = [];
-    for (const row of rows) if (await this.engine.cancel(row, actor.label)) canceled.push(row.id);
-    return canceled;
+    return this.engine.cancelBatch(batchId, ['queued', 'dispatched'], actor.label);
   }
 
   /** The caller's device (404 when it is not the caller's). */
@@ -166,7 +160,7 @@ export class ProvisioningService {
       const [set] = await tx
         .insert(regularAutop)
         .values({ mac, lines: parsed.lines })
-        .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: parsed.lines, updatedAt: new Date() } })
+        .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: parsed.lines, updatedAt: new Date(this.engine.now()) } })
         .returning({ updatedAt: regularAutop.updatedAt });
       const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'autop', mac, installerId: device.installerId, params: { lines: parsed.lines.length }, expiresInSeconds }]);
       const autop = { mac, commands: parsed.lines.map(renderAutopLine), updatedAt: set!.updatedAt.toISOString() };
@@ -203,7 +197,7 @@ export class ProvisioningService {
         await tx
           .insert(regularAutop)
           .values(macs.map((mac) => ({ mac, lines: mergeAutop(byMac.get(mac) ?? [], parsed.lines) })))
-          .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: sql`excluded.lines`, updatedAt: new Date() } });
+          .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: sql`excluded.lines`, updatedAt: new Date(this.engine.now()) } });
       }
       const kind: JobKind = body.mode === 'regular' ? 'autop' : 'autop-once';
       // The batch keeps its lines once: a regular job's params count them (the configuration carries them), a
@@ -357,3 +351,7 @@ export const batchHasUnfinishedJob = (batchId: SQL) => sql`EXISTS (SELECT 1 FROM
 /** The device has an unfinished job of this kind whose params hold `value` under `param`. */
 export const deviceHasUnfinishedJob = (mac: string, kind: JobKind, param: string, value: string) =>
   sql`EXISTS (SELECT 1 FROM jobs j WHERE j.mac = ${mac} AND j.kind = ${kind} AND j.params->>${param} = ${value} AND ${unfinishedState('j')})`;
+
+/** When the last job of the batch whose id is `batchId` finished; null while one is unfinished. */
+export const batchFinishedAt = (batchId: SQL) =>
+  sql<Date | null>`(SELECT CASE WHEN bool_and(j.finished_at IS NOT NULL) THEN max(j.finished_at) END FROM jobs j WHERE j.batch_id = ${batchId})`;
