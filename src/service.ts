@@ -234,7 +234,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     const now = Date.now;
     const store = new JobStore(database, now);
     const kinds = new JobKinds();
-    for (const kind of provisioningKinds(configurations, store, now)) kinds.register(kind);
+    for (const kind of provisioningKinds(configurations, store, now, devices)) kinds.register(kind);
     kinds.register(upgradeKind((firmwareId) => `${publicUrl}/firmware/${firmwareId}/image`));
     const channel: CommandChannel = cluster ? new ClusterCommandChannel(redis.client, queuePrefix) : gateway!;
     const engine = new ProvisioningEngine({

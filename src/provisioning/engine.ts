@@ -5,10 +5,9 @@ import type { Queryable } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
 import type { CommandChannel, CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from './channel.js';
-import { FACTORY_CONFIG_HASH } from './config-renderer.js';
 import { decide, type DeliveryPolicy } from './decide.js';
 import { JobStore, type JobActor, type JobChange, type JobRow, type NewJob } from './job-store.js';
-import { defaultAnswer, type HelloContext, type JobKinds, type JobOutcome } from './kinds.js';
+import { defaultAnswer, type HelloContext, type JobKindHandler, type JobKinds, type JobOutcome } from './kinds.js';
 import { finishedStates, type JobKind, type JobState } from './tables.js';
 
 export interface EngineOptions {
@@ -81,6 +80,9 @@ export interface EngineObserver {
 
 const CANCELED = { code: 'canceled', message: 'canceled by request' };
 
+/** A job just recorded, with the ids of the jobs its creation ended (a kind's registered side effect). */
+export type CreatedJob = JobRow & { ended: string[] };
+
 /**
  * The provisioning engine: the generic job machine. PostgreSQL holds each job's state; a BullMQ job of the
  * same id (its twin) drives it. A job is delivered only when it heads its device's queue and the device is
@@ -106,6 +108,9 @@ export class ProvisioningEngine implements DeviceEventSink {
   /** The machine's clock. */
   readonly now: () => number;
 
+  /** Whether a kind is registered (the API's check of a kind it is given). */
+  knowsKind = (kind: JobKind): boolean => this.opts.kinds.has(kind);
+  kindNames = (): JobKind[] => this.opts.kinds.all().map((h) => h.kind);
   /** Whether a kind's command carries the effective configuration. */
   carriesConfiguration = (kind: JobKind): boolean => this.opts.kinds.carriesConfiguration(kind);
 
@@ -156,9 +161,24 @@ export class ProvisioningEngine implements DeviceEventSink {
 
   // ---- creating jobs: the one path ------------------------------------------------------------------
 
-  /** Records jobs with their audit and outbox rows in the caller's transaction; `enqueue` them after it commits. */
-  create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<JobRow[]> {
-    return this.store.create(q, actor, items, details);
+  /**
+   * Records jobs with their audit and outbox rows in the caller's transaction, with the side effects kinds
+   * registered for their creation (each job answers the ids of the jobs it ended: `settle` them after the
+   * commit); `enqueue` them after it commits.
+   */
+  async create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<CreatedJob[]> {
+    const rows = await this.store.create(q, actor, items, details);
+    const created: CreatedJob[] = [];
+    for (const row of rows) {
+      const ended: string[] = [];
+      for (const handler of this.opts.kinds.endedBy(row.kind)) {
+        const error = handler.endedBy!.error(row);
+        const done = await this.store.transition(q, { mac: row.mac, kind: handler.kind }, { type: 'finish', state: 'canceled', error }, actor.label);
+        ended.push(...done.map((d) => d.id));
+      }
+      created.push({ ...row, ended });
+    }
+    return created;
   }
 
   /** The provisioning queue's depth, for metrics. */
@@ -378,7 +398,7 @@ export class ProvisioningEngine implements DeviceEventSink {
       const changed = await this.store.transition(null, { id: row.id, mac: row.mac }, { type: 'progress', progress: outcome.progress, stage: outcome.stage, deadline }, actor);
       return changed.length > 0;
     }
-    return this.finish(row, { state: outcome.state, error: outcome.error, progress: outcome.progress }, actor);
+    return this.finish(row, { state: outcome.state, error: outcome.error, progress: outcome.progress, result: outcome.result }, actor);
   }
 
   // ---- events from the gateway -------------------------------------------------------------------
@@ -406,18 +426,35 @@ export class ProvisioningEngine implements DeviceEventSink {
    * ends one-time Autop); the jobs the hello asks for are made once the device is ready (`deviceReady`).
    */
   async deviceHello(mac: string, hello: HelloFacts): Promise<void> {
-    const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
-    const exchanged = await this.opts.devices.exchangeConfigHash(mac, reported);
-    if (!exchanged) {
+    const read = await this.readHello(mac, hello);
+    if (!read) {
       this.tell('helloProcessed', mac); // a MAC without a device record: nothing more to do
       return;
     }
-    const context: HelloContext = { ...hello, wasReset: reported === FACTORY_CONFIG_HASH && !!exchanged.previous && exchanged.previous !== FACTORY_CONFIG_HASH };
+    const { context, installerId } = read;
     for (const row of await this.store.unfinishedOf(mac)) {
       const outcome = this.opts.kinds.get(row.kind).hello?.(row, context);
       if (outcome && outcome.type !== 'ignore') await this.apply(row, outcome, outcome.type === 'finish' && outcome.state === 'canceled' ? 'engine' : 'device');
     }
-    this.helloAwaitingReady.set(mac, { context, installerId: exchanged.installerId });
+    this.helloAwaitingReady.set(mac, { context, installerId });
+  }
+
+  /**
+   * What the kinds' hello readers make of a hello (the configuration kinds exchange the configuration
+   * hash and tell a reset); null when the MAC has no device record.
+   */
+  private async readHello(mac: string, hello: HelloFacts): Promise<{ context: HelloContext; installerId: string } | null> {
+    const context: HelloContext = { ...hello };
+    let installerId: string | null = null;
+    for (const handler of this.opts.kinds.all()) {
+      if (!handler.readHello) continue;
+      const read = await handler.readHello(mac, hello);
+      if (!read) return null;
+      Object.assign(context, read.facts);
+      installerId = read.installerId;
+    }
+    if (installerId === null) installerId = (await this.opts.devices.getRecord(mac))?.installerId ?? null;
+    return installerId === null ? null : { context, installerId };
   }
 
   /**
@@ -446,11 +483,22 @@ export class ProvisioningEngine implements DeviceEventSink {
       const kind = this.delivered.get(jobId) ?? (await this.store.kindOf(jobId, mac));
       if (!kind) return;
       const handler = this.opts.kinds.get(kind);
-      const applied = await this.apply({ id: jobId, mac }, handler.answer ? handler.answer(status) : defaultAnswer(status), 'device');
-      if (applied && status.configHash) await this.opts.devices.exchangeConfigHash(mac, status.configHash);
+      const outcome = handler.answer ? handler.answer(status) : defaultAnswer(status);
+      if (outcome.type === 'finish' && status.result !== undefined) outcome.result = this.resultOf(handler, jobId, status.result);
+      const applied = await this.apply({ id: jobId, mac }, outcome, 'device');
+      if (applied) for (const h of this.opts.kinds.all()) await h.afterAnswer?.(mac, status);
     } finally {
       this.tell('answerProcessed', mac, jobId);
     }
+  }
+
+  /** The answer's result as the kind's schema reads it; undefined when the kind keeps none or it does not fit. */
+  private resultOf(handler: JobKindHandler, jobId: string, result: unknown): unknown {
+    if (!handler.result) return undefined;
+    const parsed = handler.result.safeParse(result);
+    if (parsed.success) return parsed.data;
+    this.log.info({ jobId, kind: handler.kind, issues: parsed.error.issues.length }, "an answer's result does not fit its kind's schema; dropped");
+    return undefined;
   }
 
   // ---- requests -----------------------------------------------------------------------------------
@@ -467,12 +515,6 @@ export class ProvisioningEngine implements DeviceEventSink {
     const heads = new Map(rows.map((r) => [r.mac, r.nextHeadId]));
     await this.settle(rows.map((r) => r.id));
     await Promise.all([...heads].map(([mac, head]) => this.wake(mac, head).catch((err: unknown) => this.log.warn({ mac, err: (err as Error).message }, 'could not hand the device to its next job now'))));
-    return rows.map((r) => r.id);
-  }
-
-  /** Ends a device's unfinished jobs of one kind inside the caller's transaction; `settle` them after. */
-  async cancelOfKind(q: Queryable, mac: string, kind: JobKind, reason: string, actor: string): Promise<string[]> {
-    const rows = await this.store.transition(q, { mac, kind }, { type: 'finish', state: 'canceled', error: { code: 'reset', message: reason } }, actor);
     return rows.map((r) => r.id);
   }
 

@@ -50,6 +50,7 @@ export function jobFromRow(r: RawJob): JobRow {
     attempts: r.attempts as number,
     params: (r.params as Record<string, unknown>) ?? {},
     error: (r.error as JobError | null) ?? null,
+    result: r.result ?? null,
     requestedBy: (r.requested_by as string | null) ?? null,
     createdAt: toDate(r.created_at),
     updatedAt: toDate(r.updated_at),

@@ -5,7 +5,7 @@ import type { DeviceService } from '../devices/service.js';
 import { badRequest, conflict, notFound, unavailable } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import { mergeAutop, parseAutop, renderAutopLine, type ParsedAutop } from './autop.js';
-import { QueueUnavailableError, type ProvisioningEngine } from './engine.js';
+import { QueueUnavailableError, type CreatedJob, type ProvisioningEngine } from './engine.js';
 import type { IdempotencyKey, IdempotentRequests } from './idempotency.js';
 import type { JobActor, JobRow, NewJob } from './job-store.js';
 import type { JobView } from './schemas.js';
@@ -27,6 +27,7 @@ export function jobView(j: JobRow): JobView {
     attempts: j.attempts,
     params: j.params,
     error: j.error ?? null,
+    result: j.result ?? null,
     createdAt: j.createdAt.toISOString(),
     updatedAt: j.updatedAt.toISOString(),
     expiresAt: j.expiresAt.toISOString(),
@@ -63,7 +64,7 @@ export class ProvisioningService {
   ) {}
 
   /** Records jobs (with their audit rows) inside the caller's transaction; they run once `submit` enqueues them. */
-  insertJobs(tx: Queryable, actor: JobActor, items: JobRequest[]): Promise<JobRow[]> {
+  insertJobs(tx: Queryable, actor: JobActor, items: JobRequest[]): Promise<CreatedJob[]> {
     const now = this.engine.now();
     return this.engine.create(
       tx,
@@ -247,17 +248,14 @@ export class ProvisioningService {
     return this.single(ctx, mac, 'reboot', {}, expiresInSeconds);
   }
 
-  /** A reset ends the device's one-time Autop not yet applied ("not valid once you reset the device"). */
+  /** A reset ends the device's one-time Autop not yet applied (a side effect the `autop-once` kind registers). */
   async reset(ctx: RequestContext, mac: string, mode: 'factory' | 'config', expiresInSeconds?: number) {
     const device = await this.device(ctx.principal, mac);
-    let canceled: string[] = [];
-    const submitted = await this.submit(ctx, async (tx) => {
-      canceled = await this.engine.cancelOfKind(tx, mac, 'autop-once', `a ${mode} reset was requested`, accountActor(ctx.principal).label);
+    return this.submit(ctx, async (tx) => {
       const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'reset', mac, installerId: device.installerId, params: { mode }, expiresInSeconds }]);
-      return { jobs: created, answer: { job: jobView(created[0]!), canceledOneTimeJobs: canceled } };
+      const ended = created[0]!.ended;
+      return { jobs: created, answer: { job: jobView(created[0]!), canceledOneTimeJobs: ended }, after: () => this.engine.settle(ended) };
     });
-    await this.engine.settle(canceled);
-    return submitted;
   }
 
   setConnectType(ctx: RequestContext, mac: string, connectType: 'udp' | 'tcp' | 'tls', expiresInSeconds?: number) {
@@ -271,6 +269,7 @@ export class ProvisioningService {
   }
 
   async listJobs(principal: Principal, q: { mac?: string; state?: JobState; kind?: JobKind; batchId?: string; page: number; pageSize: number }): Promise<Page<JobView>> {
+    if (q.kind !== undefined && !this.engine.knowsKind(q.kind)) throw badRequest('unknown_kind', `no job kind ${q.kind}`, { kind: q.kind, kinds: this.engine.kindNames() });
     const where = and(
       this.scope(principal),
       q.mac ? eq(jobs.mac, q.mac) : undefined,

@@ -6,7 +6,7 @@ import { UNFINISHED_STATE, type JobError, type JobKind, type JobState } from './
 // the one instant the caller's clock gave ($4, milliseconds): a transition, its audit entry and its event
 // exist together or not at all, whatever is killed when.
 
-export const JOB_COLUMNS = `id, seq, kind, mac, installer_id, batch_id, state, progress, stage, attempts, params, error, requested_by,
+export const JOB_COLUMNS = `id, seq, kind, mac, installer_id, batch_id, state, progress, stage, attempts, params, error, result, requested_by,
   created_at, updated_at, expires_at, delivered_at, deadline_at, finished_at`;
 
 /** Which unfinished jobs a transition applies to (a finished job never changes again). */
@@ -25,7 +25,7 @@ export type JobChange =
   /** An `accepted` or `in-progress` answer: progress and stage are kept when the answer has none. */
   | { type: 'progress'; progress: number | null; stage: string | null; deadline: Date }
   /** The end, in any finished state. */
-  | { type: 'finish'; state: Extract<JobState, 'succeeded' | 'failed' | 'expired' | 'canceled'>; error: JobError | null; progress?: number | null };
+  | { type: 'finish'; state: Extract<JobState, 'succeeded' | 'failed' | 'expired' | 'canceled'>; error: JobError | null; progress?: number | null; result?: unknown };
 
 const AT = 'to_timestamp($4::float8 / 1000)';
 const sel = (key: string) => `($1::jsonb->>'${key}')`;
@@ -53,11 +53,12 @@ const CHANGES: Record<JobChange['type'], { set: string; action: string; event: s
     details: `jsonb_strip_nulls(jsonb_build_object('from', t.from_state, 'progress', t.progress, 'stage', t.stage))`,
   },
   finish: {
-    set: `state = ${chg('state')}, error = NULLIF($2::jsonb->'error', 'null'::jsonb), progress = COALESCE(${chg('progress')}::int, j.progress),
+    set: `state = ${chg('state')}, error = NULLIF($2::jsonb->'error', 'null'::jsonb), result = NULLIF($2::jsonb->'result', 'null'::jsonb),
+      progress = COALESCE(${chg('progress')}::int, j.progress),
       finished_at = ${AT}, updated_at = ${AT}, deadline_at = NULL`,
     action: `'job.' || t.state`,
     event: `'finished'`,
-    details: `CASE WHEN t.error IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('error', t.error) END`,
+    details: `jsonb_strip_nulls(jsonb_build_object('error', t.error, 'result', t.result))`,
   },
 };
 
@@ -67,8 +68,9 @@ function written(action: string, event: string, details: string, answer: string)
       INSERT INTO audit_log (at, actor, action, mac, job_id, batch_id, details)
       SELECT ${AT}, $3, ${action}, t.mac, t.id, t.batch_id, ${details} || $5::jsonb FROM t
     ), e AS (
-      INSERT INTO job_events (job_id, mac, kind, batch_id, type, from_state, to_state, stage, progress, attempts, error, actor, at, delivered_at)
-      SELECT t.id, t.mac, t.kind, t.batch_id, ${event}, t.from_state, t.state, t.stage, t.progress, t.attempts, t.error, $3, ${AT}, t.delivered_at FROM t ORDER BY t.seq
+      INSERT INTO job_events (job_id, mac, kind, batch_id, type, from_state, to_state, stage, progress, attempts, error, result, actor, at, delivered_at)
+      SELECT t.id, t.mac, t.kind, t.batch_id, ${event}, t.from_state, t.state, t.stage, t.progress, t.attempts, t.error, t.result, $3, ${AT}, t.delivered_at
+      FROM t ORDER BY t.seq
     )
     ${answer}`;
 }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter, once } from 'node:events';
 import { Redis } from 'ioredis';
 import t from 'tap';
+import { z } from 'zod';
 import { openDatabase, runMigrations } from '../../src/db/client.js';
 import type { DeviceService } from '../../src/devices/service.js';
 import { deleteKeysUnder } from '../../src/infra/redis.js';
@@ -43,7 +44,9 @@ const devices = {
 
 const store = new JobStore(database, now);
 const kinds = new JobKinds();
-kinds.register(provisioningKinds(null as never, store, now).find((k) => k.kind === 'reboot')!);
+kinds.register(provisioningKinds(null as never, store, now, devices).find((k) => k.kind === 'reboot')!);
+// A kind the machine has never heard of, with a typed result: registering it is all it takes.
+kinds.register({ kind: 'signal-check', command: async () => ({ params: {} }), result: z.strictObject({ rssi: z.number().int().min(-120).max(0) }) });
 const redis = new Redis({ maxRetriesPerRequest: null });
 const queuePrefix = `ictest-clock-${randomBytes(4).toString('hex')}`;
 const logger = createLogger('warn');
@@ -113,4 +116,23 @@ t.test('a job of a device away expires when the injected clock passes its expiry
   const expired = await events.next(eventOf(job!.id, 'expired', 'finished'));
   t.match(expired, { fromState: 'queued', error: { code: 'expired' }, actor: 'engine', at: new Date(clock) });
   t.equal((await jobRow(job!.id)).state, 'expired');
+});
+
+t.test("a kind's typed result is stored with the job and carried by its event; one that does not fit is dropped", async (t) => {
+  connected = clock;
+  for (const [result, stored] of [
+    [{ rssi: -61 }, { rssi: -61 }],
+    [{ rssi: 'strong' }, null],
+  ] as const) {
+    const [job] = await engine.create(store.db, { accountId: null, label: 'test' }, [{ kind: 'signal-check', mac, installerId, expiresAt: new Date(clock + 3600_000) }]);
+    const delivered = once(published, 'command');
+    await engine.enqueue([job!.id]);
+    await delivered;
+    await events.next(eventOf(job!.id, 'dispatched', 'dispatched'));
+    await engine.commandStatus(mac, job!.id, { state: 'succeeded', result: result as Record<string, unknown> });
+    const done = await events.next(eventOf(job!.id, 'succeeded', 'finished'));
+    t.same(done.result, stored, `the event carries ${JSON.stringify(stored)}`);
+    const row = await database.run<any>({ name: 't_job_result', text: 'SELECT result FROM jobs WHERE id = $1' }, [job!.id]);
+    t.same(row[0].result, stored, 'and so does the job');
+  }
 });
