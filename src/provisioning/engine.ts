@@ -1,62 +1,17 @@
-import { DelayedError, Queue, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { queueConnections, Reconciler } from '../infra/queue-connections.js';
+import { DelayedError, type Job, type Queue } from 'bullmq';
 import type { Queryable } from '../db/client.js';
-import type { DeviceService } from '../devices/service.js';
+import { DrivenQueue } from '../infra/driven-queue.js';
 import type { Logger } from '../logger.js';
-import type { CommandChannel, CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from './channel.js';
-import { decide, type DeliveryPolicy } from './decide.js';
-import { JobStore, type JobActor, type JobChange, type JobRow, type NewJob } from './job-store.js';
-import { defaultAnswer, type HelloContext, type JobKindHandler, type JobKinds, type JobOutcome } from './kinds.js';
+import type { CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from './channel.js';
+import { decide } from './decide.js';
+import type { EngineObserver, EngineOptions } from './engine-options.js';
+import type { JobActor, JobChange, JobRow, JobStore, NewJob } from './job-store.js';
+import { defaultAnswer, readHello, resultOf, type HelloContext, type JobOutcome } from './kinds.js';
 import { finishedStates, type JobKind, type JobState } from './tables.js';
+import { LocalWakeGenerations, QueueUnavailableError, twinOptions, twinsToMake, withTimeout, type WakeGenerations } from './twins.js';
 
-export interface EngineOptions {
-  store: JobStore;
-  /** A Redis connection to copy: the queue and the worker each get their own. */
-  redis: Redis;
-  devices: DeviceService;
-  kinds: JobKinds;
-  channel: CommandChannel;
-  logger: Logger;
-  /** Namespace of this deployment's queues in Redis (derived from its database). */
-  queuePrefix: string;
-  policy: DeliveryPolicy;
-  concurrency: number;
-  /** How long a request waits for Redis to take new jobs before it answers 503. */
-  queueTimeoutMs: number;
-  /** How often PostgreSQL and BullMQ are reconciled (besides at start and whenever Redis comes back). */
-  reconcileIntervalMs: number;
-  /** Wake-up counters: in memory for one process; shared (Redis) when several processes wake and drive jobs. */
-  wakes?: WakeGenerations;
-  /** False in processes that create and wake jobs but do not drive them (gateway and API roles of a cluster). */
-  worker?: boolean;
-  /** The machine's clock (milliseconds); the job store is given the same one. */
-  now?: () => number;
-}
-
-/**
- * Counts wake-ups per device, so a worker about to park a job notices a wake it raced with, wherever
- * that wake came from.
- */
-export interface WakeGenerations {
-  bump(mac: string): Promise<void>;
-  current(mac: string): Promise<number>;
-}
-
-export class LocalWakeGenerations implements WakeGenerations {
-  private readonly counts = new Map<string, number>();
-  async bump(mac: string): Promise<void> {
-    this.counts.set(mac, (this.counts.get(mac) ?? 0) + 1);
-  }
-  async current(mac: string): Promise<number> {
-    return this.counts.get(mac) ?? 0;
-  }
-}
-
-/** The queue did not take the jobs in time; they are recorded and run once reconciliation re-adds them. */
-export class QueueUnavailableError extends Error {
-  override name = 'QueueUnavailableError';
-}
+export type { EngineObserver, EngineOptions } from './engine-options.js';
+export { LocalWakeGenerations, QueueUnavailableError, type WakeGenerations } from './twins.js';
 
 const QUEUE = 'provisioning';
 /** Delivered jobs whose kind is kept in memory for their answers. */
@@ -64,19 +19,6 @@ const MAX_REMEMBERED = 100_000;
 /** A step that failed (database or Redis trouble) is tried again after this long, doubling up to a minute. */
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 60_000;
-
-/**
- * What the engine did that is not a job transition (transitions are followed through the job event
- * outbox): for tests and diagnostics, never for behaviour.
- */
-export interface EngineObserver {
-  /** A device's hello has been processed and the device handed its jobs (provisioning queued if needed). */
-  helloProcessed?(mac: string): void;
-  /** A device's answer has been processed, whether or not it changed its job. */
-  answerProcessed?(mac: string, jobId: string): void;
-  /** Reconciliation re-added these jobs to the queue. */
-  reconciled?(readded: string[]): void;
-}
 
 const CANCELED = { code: 'canceled', message: 'canceled by request' };
 
@@ -88,15 +30,13 @@ export type CreatedJob = JobRow & { ended: string[] };
  * same id (its twin) drives it. A job is delivered only when it heads its device's queue and the device is
  * connected; otherwise its twin waits delayed until the job expires, costing no worker slot and no CPU.
  * Device answers, reconnects and finished predecessors promote the waiting twin. Every transition is a
- * conditional update written with its audit row, so a restart or a duplicate wake-up re-evaluates safely.
+ * conditional update written with its audit and outbox rows (the job store's one transition path), so a
+ * restart or a duplicate wake-up re-evaluates safely.
  * What differs by kind is asked of the kind's handler. Reconciliation keeps every unfinished job with a
  * live twin: at start, whenever Redis comes back, and periodically.
  */
 export class ProvisioningEngine implements DeviceEventSink {
-  private queue!: Queue;
-  private worker: Worker | null = null;
-  private connections: ReturnType<typeof queueConnections> | null = null;
-  private readonly reconciler: Reconciler;
+  private readonly driven: DrivenQueue;
   private readonly wakes: WakeGenerations;
   /** What a hello told, kept until the device is ready: the jobs it asks for are made then. */
   private readonly helloAwaitingReady = new Map<string, { context: HelloContext; installerId: string }>();
@@ -119,29 +59,30 @@ export class ProvisioningEngine implements DeviceEventSink {
     this.store = opts.store;
     this.now = opts.now ?? Date.now;
     this.wakes = opts.wakes ?? new LocalWakeGenerations();
-    this.reconciler = new Reconciler(() => this.reconcile(), { intervalMs: opts.reconcileIntervalMs, log: this.log, what: 'the provisioning queue' });
-  }
-
-  async start(): Promise<void> {
-    const connections = queueConnections(this.opts.redis, this.opts.queueTimeoutMs);
-    this.connections = connections;
-    this.queue = new Queue(QUEUE, { connection: connections.queue, prefix: this.opts.queuePrefix });
-    this.queue.on('error', (err) => this.log.warn({ err: err.message }, 'provisioning queue error'));
-    if (this.opts.worker === false) return;
-    this.worker = new Worker(QUEUE, (job, token) => this.process(job, token), {
-      connection: connections.worker,
-      prefix: this.opts.queuePrefix,
-      concurrency: this.opts.concurrency,
-      // A twin whose worker died is put back, however often: reconciliation is the backstop, not failure.
-      maxStalledCount: 1000,
+    this.driven = new DrivenQueue({
+      name: QUEUE,
+      redis: opts.redis,
+      prefix: opts.queuePrefix,
+      queueTimeoutMs: opts.queueTimeoutMs,
+      reconcileIntervalMs: opts.reconcileIntervalMs,
+      log: this.log,
+      what: 'the provisioning queue',
+      // Gateway and API processes of a cluster make and wake jobs; engine processes drive them.
+      process: opts.worker === false ? undefined : (job, token) => this.process(job, token),
+      concurrency: opts.concurrency,
+      reconcile: () => this.reconcile(),
+      failed: (job, err) => this.log.error({ jobId: job?.id, err: err.message }, 'provisioning twin failed; reconciliation re-adds it'),
     });
-    this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'provisioning worker error'));
-    this.worker.on('failed', (job, err) => this.log.error({ jobId: job?.id, err: err.message }, 'provisioning twin failed; reconciliation re-adds it'));
-    await this.reconcile();
-    this.reconciler.watch(connections.queue);
   }
 
-  /** Stops the worker and the queue; safe to call after a failed start. */
+  private get queue(): Queue {
+    return this.driven.queue;
+  }
+
+  start(): Promise<void> {
+    return this.driven.start();
+  }
+
   /** Adds an observer; answers its removal. */
   observe(observer: EngineObserver): () => void {
     this.observers.add(observer);
@@ -152,11 +93,9 @@ export class ProvisioningEngine implements DeviceEventSink {
     for (const o of this.observers) (o[what] as ((...a: unknown[]) => void) | undefined)?.(...args);
   }
 
-  async stop(): Promise<void> {
-    await this.reconciler.stop();
-    await this.worker?.close();
-    await this.queue?.close();
-    this.connections?.close();
+  /** Stops the worker and the queue; safe to call after a failed start. */
+  stop(): Promise<void> {
+    return this.driven.stop();
   }
 
   // ---- creating jobs: the one path ------------------------------------------------------------------
@@ -216,25 +155,7 @@ export class ProvisioningEngine implements DeviceEventSink {
   async reconcile(): Promise<string[]> {
     const unfinished = await this.store.unfinished();
     const ids = unfinished.map((j) => j.id);
-    await withTimeout(this.queue.waitUntilReady(), this.opts.queueTimeoutMs);
-    const client = this.connections!.queue;
-    const readd: string[] = [];
-    for (let i = 0; i < ids.length; i += 1000) {
-      const chunk = ids.slice(i, i + 1000);
-      const pipeline = client.pipeline();
-      for (const id of chunk) pipeline.hmget(this.queue.toKey(id), 'timestamp', 'finishedOn');
-      const results = (await withTimeout(pipeline.exec(), this.opts.queueTimeoutMs)) ?? [];
-      for (const [k, [err, fields]] of results.entries()) {
-        if (err) throw err;
-        const [timestamp, finishedOn] = fields as [string | null, string | null];
-        const id = chunk[k]!;
-        if (timestamp === null) readd.push(id);
-        else if (finishedOn !== null) {
-          await this.queue.remove(id);
-          readd.push(id);
-        }
-      }
-    }
+    const readd = await twinsToMake(this.queue, this.driven.client, ids, this.opts.queueTimeoutMs);
     if (readd.length) {
       await this.enqueue(readd);
       this.log.info({ jobs: readd.length }, 'reconciliation gave unfinished jobs their twins again');
@@ -426,7 +347,7 @@ export class ProvisioningEngine implements DeviceEventSink {
    * ends one-time Autop); the jobs the hello asks for are made once the device is ready (`deviceReady`).
    */
   async deviceHello(mac: string, hello: HelloFacts): Promise<void> {
-    const read = await this.readHello(mac, hello);
+    const read = await readHello(this.opts.kinds, this.opts.devices, mac, hello);
     if (!read) {
       this.tell('helloProcessed', mac); // a MAC without a device record: nothing more to do
       return;
@@ -439,23 +360,6 @@ export class ProvisioningEngine implements DeviceEventSink {
     this.helloAwaitingReady.set(mac, { context, installerId });
   }
 
-  /**
-   * What the kinds' hello readers make of a hello (the configuration kinds exchange the configuration
-   * hash and tell a reset); null when the MAC has no device record.
-   */
-  private async readHello(mac: string, hello: HelloFacts): Promise<{ context: HelloContext; installerId: string } | null> {
-    const context: HelloContext = { ...hello };
-    let installerId: string | null = null;
-    for (const handler of this.opts.kinds.all()) {
-      if (!handler.readHello) continue;
-      const read = await handler.readHello(mac, hello);
-      if (!read) return null;
-      Object.assign(context, read.facts);
-      installerId = read.installerId;
-    }
-    if (installerId === null) installerId = (await this.opts.devices.getRecord(mac))?.installerId ?? null;
-    return installerId === null ? null : { context, installerId };
-  }
 
   /**
    * Each kind may want a job made after a hello (provisioning after a hash mismatch): the one path creates
@@ -484,7 +388,7 @@ export class ProvisioningEngine implements DeviceEventSink {
       if (!kind) return;
       const handler = this.opts.kinds.get(kind);
       const outcome = handler.answer ? handler.answer(status) : defaultAnswer(status);
-      if (outcome.type === 'finish' && status.result !== undefined) outcome.result = this.resultOf(handler, jobId, status.result);
+      if (outcome.type === 'finish' && status.result !== undefined) outcome.result = resultOf(handler, status.result, (issues) => this.log.info({ jobId, kind, issues }, "an answer's result does not fit its kind's schema; dropped"));
       const applied = await this.apply({ id: jobId, mac }, outcome, 'device');
       if (applied) for (const h of this.opts.kinds.all()) await h.afterAnswer?.(mac, status);
     } finally {
@@ -492,14 +396,6 @@ export class ProvisioningEngine implements DeviceEventSink {
     }
   }
 
-  /** The answer's result as the kind's schema reads it; undefined when the kind keeps none or it does not fit. */
-  private resultOf(handler: JobKindHandler, jobId: string, result: unknown): unknown {
-    if (!handler.result) return undefined;
-    const parsed = handler.result.safeParse(result);
-    if (parsed.success) return parsed.data;
-    this.log.info({ jobId, kind: handler.kind, issues: parsed.error.issues.length }, "an answer's result does not fit its kind's schema; dropped");
-    return undefined;
-  }
 
   // ---- requests -----------------------------------------------------------------------------------
 
@@ -523,15 +419,4 @@ export class ProvisioningEngine implements DeviceEventSink {
     const rows = await this.store.transition(null, { mac }, { type: 'finish', state: 'canceled', error: { code: 'device_deleted', message: 'the device was deleted' } }, 'engine');
     await this.settle(rows.map((r) => r.id));
   }
-}
-
-/** A twin is removed when done; one that keeps failing is removed too, and reconciliation makes it again. */
-const twinOptions = (id: string) => ({ jobId: id, removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } });
-
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { DeviceRow } from '../devices/service.js';
+import type { DeviceRow, DeviceService } from '../devices/service.js';
 import type { CommandStatus, DeviceCommand, HelloFacts } from './channel.js';
 import type { InProgressRule } from './decide.js';
 import type { JobRow, NewJob } from './job-store.js';
@@ -106,4 +106,31 @@ export class JobKinds {
   endedBy(kind: JobKind): JobKindHandler[] {
     return this.all().filter((h) => h.endedBy?.kind === kind);
   }
+}
+
+/**
+ * What the kinds' hello readers make of a hello (the configuration kinds exchange the configuration hash
+ * and tell a reset), with the device's installer; null when the MAC has no device record.
+ */
+export async function readHello(kinds: JobKinds, devices: Pick<DeviceService, 'getRecord'>, mac: string, hello: HelloFacts): Promise<{ context: HelloContext; installerId: string } | null> {
+  const context: HelloContext = { ...hello };
+  let installerId: string | null = null;
+  for (const handler of kinds.all()) {
+    if (!handler.readHello) continue;
+    const read = await handler.readHello(mac, hello);
+    if (!read) return null;
+    Object.assign(context, read.facts);
+    installerId = read.installerId;
+  }
+  if (installerId === null) installerId = (await devices.getRecord(mac))?.installerId ?? null;
+  return installerId === null ? null : { context, installerId };
+}
+
+/** An answer's result as its kind's schema reads it; undefined when the kind keeps none or it does not fit. */
+export function resultOf(handler: JobKindHandler, result: unknown, misfit: (issues: number) => void): unknown {
+  if (!handler.result) return undefined;
+  const parsed = handler.result.safeParse(result);
+  if (parsed.success) return parsed.data;
+  misfit(parsed.error.issues.length);
+  return undefined;
 }
