@@ -122,6 +122,8 @@ function eventFromRow(r: RawEvent): JobEvent & { position: Position } {
 export class JobEventFollower {
   private readonly sinks = new Map<string, JobEventSink>();
   private registered = false;
+  /** Each sink's cursor as this follower last read or moved it; read again after any doubt. */
+  private cursors: Map<string, Position> | null = null;
   private closed = false;
   private loop: Promise<void> | null = null;
   private listening: Promise<void> | null = null;
@@ -143,6 +145,7 @@ export class JobEventFollower {
     if (this.sinks.has(sink.name)) throw new Error(`job event sink ${sink.name} is registered twice`);
     this.sinks.set(sink.name, sink);
     this.registered = false;
+    this.cursors = null;
     this.poke();
   }
 
@@ -222,14 +225,15 @@ export class JobEventFollower {
       await database.run(st.register, [names]);
       this.registered = true;
     }
-    const cursors = new Map(
+    const cursors = (this.cursors ??= new Map(
       (await database.run<{ sink: string; last_tx: string; last_id: string | number }>(st.cursors, [names])).map((c) => [c.sink, { tx: c.last_tx, id: Number(c.last_id) }]),
-    );
+    ));
     let from: Position | null = null;
     for (const name of names) {
       const c = cursors.get(name);
       if (!c) {
         this.registered = false; // its row went: register again next pass
+        this.cursors = null;
         return true;
       }
       if (!from || after(from, c)) from = c;
@@ -244,8 +248,10 @@ export class JobEventFollower {
       const mine = events.filter((e) => after(e.position, cursor));
       if (!mine.length) continue;
       try {
-        await this.deliver(sink, cursor, mine);
+        if (await this.deliver(sink, cursor, mine)) cursors.set(name, mine[mine.length - 1]!.position);
+        else this.cursors = null; // moved by another follower: read again
       } catch (err) {
+        this.cursors = null;
         failed ??= err;
         this.opts.log.warn({ sink: name, err: (err as Error).message, events: mine.length }, 'a job event sink failed; its events are handed again');
       }
@@ -255,17 +261,19 @@ export class JobEventFollower {
     return events.length === this.batchSize;
   }
 
-  private async deliver(sink: JobEventSink, cursor: Position, events: (JobEvent & { position: Position })[]): Promise<void> {
-    await this.opts.database.db.transaction(async (tx) => {
+  /** Hands events to one sink and moves its cursor in one transaction; false when the cursor was elsewhere. */
+  private async deliver(sink: JobEventSink, cursor: Position, events: (JobEvent & { position: Position })[]): Promise<boolean> {
+    return this.opts.database.db.transaction(async (tx) => {
       // Another follower (a lease that lapsed) may have moved this cursor: then these events are taken.
       const [now] = await runIn<{ last_tx: string; last_id: string | number }>(tx, lockCursor, [sink.name]);
-      if (!now || now.last_tx !== cursor.tx || Number(now.last_id) !== cursor.id) return;
+      if (!now || now.last_tx !== cursor.tx || Number(now.last_id) !== cursor.id) return false;
       await sink.handle(
         events.map(({ position: _p, ...e }) => e),
         tx,
       );
       const last = events[events.length - 1]!.position;
       await runIn(tx, moveCursor, [sink.name, last.tx, last.id]);
+      return true;
     });
   }
 
