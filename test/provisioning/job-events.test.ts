@@ -16,6 +16,7 @@ const database = await openDatabase({ url, dataDir: '/tmp' });
 t.teardown(() => database.close());
 await runMigrations(database);
 const pool = new pg.Pool({ connectionString: url, max: 2 });
+pool.on('error', () => {}); // connections this test cuts on purpose
 t.teardown(() => pool.end());
 const q = async <T = any>(text: string, params: unknown[] = []) => (await pool.query(text, params)).rows as T[];
 await q('CREATE TABLE sink_ledger (sink text NOT NULL, event_id bigint NOT NULL, job_id uuid NOT NULL)');
@@ -79,3 +80,42 @@ for (const hangSink of ['ledger-a', 'ledger-b']) {
     await once(second.proc, 'exit');
   });
 }
+
+t.test('a failing sink is handed its events again (others go on); connections cut under the follower are survived', async (t) => {
+  const { JobEventFollower } = await import('../../src/provisioning/job-events.js');
+  const { createLogger } = await import('../../src/logger.js');
+  const follower = new JobEventFollower({ database, log: createLogger('silent'), listenUrl: url, pollMs: 200 });
+  t.teardown(() => follower.stop());
+  const took = { steady: [] as number[], flaky: [] as number[] };
+  let failures = 0;
+  let tookAll: () => void;
+  const allTaken = new Promise<void>((resolve) => (tookAll = resolve));
+  let jobIds: string[] = [];
+  const check = () => {
+    if (jobIds.length && took.flaky.length === 4 && took.steady.length === 4) tookAll();
+  };
+  follower.register({ name: 'steady', handle: async (events) => void (took.steady.push(...events.map((e) => e.id)), check()) });
+  follower.register({
+    name: 'flaky',
+    async handle(events) {
+      if (failures < 2) {
+        failures++;
+        throw new Error('sink down (test)');
+      }
+      took.flaky.push(...events.map((e) => e.id));
+      check();
+    },
+  });
+  // The outbox is empty of earlier tests' events (every ledger sink took them): these sinks start at the oldest left.
+  const first = await twoTransitions('0C1105E00003');
+  follower.start();
+  // Every connection to this database is cut: the pool's and the follower's LISTEN connection.
+  await q('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+  const second = await twoTransitions('0C1105E00004');
+  jobIds = [first.jobId, second.jobId];
+  check();
+  await allTaken;
+  t.equal(failures, 2, 'the flaky sink failed twice');
+  t.same([...took.flaky].sort(), [...first.events, ...second.events].sort(), 'then took every event, each once');
+  t.same([...took.steady].sort(), [...first.events, ...second.events].sort(), 'and the steady sink took each once');
+});
