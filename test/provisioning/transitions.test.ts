@@ -105,6 +105,22 @@ t.test('canceled by a reset: the one-time Autop not yet applied ends', async (t)
   await api('DELETE', `/api/v1/jobs/${reset.body.job.id}`);
 });
 
+t.test('canceled by a reset the device reports: its hello in the factory state after it had applied a configuration', async (t) => {
+  const mac = newMac();
+  await svc.addDevice(token, mac);
+  const before = svc.device(mac);
+  before.start();
+  await waitFor(() => before.applications.length, (n) => n >= 1); // its boot provisioning: a configuration applied
+  await before.stop();
+  const pending = (await api('POST', `/api/v1/devices/${mac}/autop/once`, { commands: 'Config.Hello.Reset = 1' })).body.job;
+  const after = svc.device(mac); // the same MAC, reporting no configuration hash: the factory state
+  after.start();
+  const canceled = await transition(t, pending.id, 'canceled', 'finished', 'job.canceled');
+  t.match(canceled, { kind: 'autop-once', error: { code: 'reset', message: 'the device was reset' }, actor: 'engine', fromState: 'queued' });
+  t.notOk(after.applications.some((a) => a.id === pending.id), 'never applied');
+  await after.stop();
+});
+
 t.test("canceled by the device's deletion, and counted in intercom_jobs_finished_total", async (t) => {
   const mac = await offlineDevice();
   const job = (await api('POST', `/api/v1/devices/${mac}/autop/once`, { commands: 'Config.Deleted = 1' })).body.job;
