@@ -1,5 +1,5 @@
 import { ACCESS_CONTROL, GUARD_PHONE, INDOOR_MONITOR, isEntrance } from '../devices/types.js';
-import type { CallDirectory } from '../directory/service.js';
+import type { CallDirectory } from '../directory/placements.js';
 
 // Pure call routing: who a station may reach, and in what order the callee's stations ring. The SIP
 // back end feeds it the caller's site (one read) and turns the answer into Kamailio's plan line.

@@ -30,7 +30,7 @@ import type { ProcessBase } from './process.js';
 export function buildDomains(base: ProcessBase, accounts: AccountService, events: DomainEvents) {
   const { database, config, reach } = base;
   const directory = new DirectoryService(database.db);
-  const devices = new DeviceService(database.db, events, directory);
+  const devices = new DeviceService(database.db, events, directory.placements);
   const macLibrary = new MacLibraryService(database.db, accounts, events);
   const presence = new PresenceStore(database.db);
   const appStations = new AppStations({
