@@ -575,12 +575,12 @@ export class SimulatedDevice extends EventEmitter {
       this.dtmfBuffers.delete(end.callId);
       this.emit('sip-ended', end);
     });
-    station.on('dtmf', (tone: DtmfEvent) => this.onDtmf(station, tone));
+    station.on('dtmf', (tone: DtmfEvent) => this.onDtmf(tone));
     station.on('unregistered', () => this.emit('sip-unregistered'));
   }
 
   /** A DTMF digit during a call: when the digits end in an enabled relay's code, that relay opens. */
-  private onDtmf(station: SipStation, tone: DtmfEvent): void {
+  private onDtmf(tone: DtmfEvent): void {
     this.emit('sip-dtmf', tone);
     const digits = ((this.dtmfBuffers.get(tone.callId) ?? '') + tone.digit).slice(-4);
     const relay = this.relays().find((r) => digits.endsWith(r.dtmf));

@@ -108,7 +108,7 @@ function isAddressOrRange(v: string): boolean {
 const sipMode = (server: string | undefined): 'child' | 'external' | 'off' => (server === 'off' ? 'off' : server ? 'external' : 'child');
 
 /** The environment, validated, as the parts of the service take it: the one declaration of `Config`. */
-export const configSchema = environment.transform((c) => ({
+const configSchema = environment.transform((c) => ({
   /** What a process runs: everything (one process), or one part of a cluster (docs/deployment.md). */
   role: c.ROLE,
   http: {

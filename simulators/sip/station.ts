@@ -72,7 +72,7 @@ export interface DtmfEvent {
 }
 
 /** A SIP request that ended in a final non-2xx response (or never got one). */
-export class SipRequestError extends Error {
+class SipRequestError extends Error {
   constructor(
     readonly status: number,
     reason: string,

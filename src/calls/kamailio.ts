@@ -40,7 +40,7 @@ export interface KamailioSettings {
 const KAMAILIO_LOG_LEVEL = { error: -1, warn: 0, info: 2, debug: 3 } as const;
 
 /** The template shipped with the service (src/calls/kamailio.cfg), from source or from dist/. */
-export function kamailioTemplate(): string {
+function kamailioTemplate(): string {
   for (const rel of ['./kamailio.cfg', '../../../src/calls/kamailio.cfg']) {
     try {
       return readFileSync(new URL(rel, import.meta.url), 'utf8');
@@ -85,7 +85,7 @@ export function renderKamailioConfig(s: KamailioSettings, tlsConfigFile: string 
   });
 }
 
-export function tlsConfig(tls: { certFile: string; keyFile: string }): string {
+function tlsConfig(tls: { certFile: string; keyFile: string }): string {
   return ['[server:default]', 'method = TLSv1.2+', 'verify_certificate = no', 'require_certificate = no', `private_key = ${tls.keyFile}`, `certificate = ${tls.certFile}`, '', '[client:default]', 'verify_certificate = no', 'require_certificate = no', ''].join('\n');
 }
 
@@ -171,7 +171,7 @@ export interface KamailioChild {
  * Starts Kamailio in the foreground as a child with the rendered configuration; resolves once it accepts
  * TCP on its SIP port. Its log lines go to the service's log.
  */
-export async function startKamailio(binary: string, settings: KamailioSettings, logger: Logger): Promise<KamailioChild> {
+async function startKamailio(binary: string, settings: KamailioSettings, logger: Logger): Promise<KamailioChild> {
   const dir = mkdtempSync(join(tmpdir(), 'intercom-kamailio-'));
   const tlsFile = settings.tls ? join(dir, 'tls.cfg') : null;
   if (tlsFile) writeFileSync(tlsFile, tlsConfig(settings.tls!), { mode: 0o600 });

@@ -6,7 +6,7 @@ import type { CallDirectory } from '../directory/placements.js';
 
 
 /** How long a sequence step rings before the next when the apartment sets no timeout. */
-export const DEFAULT_STEP_TIMEOUT_SECONDS = 20;
+const DEFAULT_STEP_TIMEOUT_SECONDS = 20;
 
 /** A station of the site: a placed device or an app station. */
 export interface Station {

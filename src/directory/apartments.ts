@@ -9,7 +9,7 @@ import { apartments, credentials, placements, residents, sites } from './tables.
 
 export type ApartmentRow = typeof apartments.$inferSelect;
 
-export const apartmentView = (a: ApartmentRow): ApartmentView => ({
+const apartmentView = (a: ApartmentRow): ApartmentView => ({
   id: a.id,
   siteId: a.siteId,
   buildingId: a.buildingId,

@@ -1,4 +1,4 @@
-import { and, count, desc, eq, inArray, isNull, lte, or, sql, type SQL } from 'drizzle-orm';
+import { and, count, desc, eq, isNull, lte, or, sql, type SQL } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
 import type { Db, Queryable, Tx } from '../db/client.js';
 import type { DeviceService } from '../devices/service.js';

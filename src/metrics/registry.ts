@@ -9,8 +9,7 @@ export type MetricsRole = 'all' | 'gateway' | 'engine' | 'api';
 export type FinishedJobState = 'succeeded' | 'failed' | 'expired' | 'canceled';
 
 /** The BullMQ job states `intercom_queue_jobs` reports. */
-export const queueStates = ['waiting', 'delayed', 'active'] as const;
-export type QueueState = (typeof queueStates)[number];
+const queueStates = ['waiting', 'delayed', 'active'] as const;
 
 /** One process's metrics as `Registry.getMetricsAsJSON()` gives them: what processes exchange through Redis. */
 export type MetricsSnapshot = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
@@ -32,10 +31,10 @@ export interface MetricsOptions {
 }
 
 /** `hostname:pid`: names one process of a deployment. */
-export const defaultInstance = (): string => `${hostname()}:${process.pid}`;
+const defaultInstance = (): string => `${hostname()}:${process.pid}`;
 
 /** Buckets for latencies from 5 ms (a command through a local broker) to 60 s (a slow device's answer). */
-export const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 const secondsSince = (startMs: number, nowMs: number): number => Math.max(0, nowMs - startMs) / 1000;
 
