@@ -148,7 +148,9 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     url: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: config.databasePoolSize,
-    onIdleError: (err) => logger.warn({ err: err.message }, 'idle database connection lost; the pool reconnects'),
+    policy: config.databasePolicy,
+    onConnectionError: (err) => logger.warn({ err: err.message }, 'database connection lost; the pool reconnects'),
+    onReachability: (s) => (s.reachable ? logger.info('database reachable again') : logger.warn({ err: s.err, retryInMs: s.delayMs }, 'database unreachable; calls fail at once until the next attempt')),
   });
   const cleanups: [string, () => Promise<void>][] = [['database', () => database.close()]];
   const cleanup = async () => {
