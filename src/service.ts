@@ -37,6 +37,7 @@ import { MacLibraryService } from './mac-library/service.js';
 import { Configurations } from './provisioning/configuration.js';
 import { ClusterMetrics } from './metrics/cluster.js';
 import { Metrics } from './metrics/registry.js';
+import { AnswerInbox } from './provisioning/answer-inbox.js';
 import type { CommandChannel } from './provisioning/channel.js';
 import { ProvisioningEngine } from './provisioning/engine.js';
 import { IdempotentRequests } from './provisioning/idempotency.js';
@@ -284,7 +285,10 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
 
     // Each part's stop is registered before its start: stopping is safe after a start that failed halfway.
     if (gateway) {
-      gateway.setSink(engine);
+      // What devices say waits out a database or Redis outage in order instead of being lost.
+      const inbox = new AnswerInbox(engine, { log: logger, metrics: { waiting: metrics.deviceAnswersWaiting, dropped: metrics.deviceAnswersDropped } });
+      cleanups.push(['answer inbox', () => inbox.stop()]);
+      gateway.setSink(inbox);
       cleanups.push(['device gateway', () => gateway.stop()]);
       await gateway.start();
       if (bus) bus.onReconnect(() => void gateway.refreshMacLibrary().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'MAC library not reloaded')));
