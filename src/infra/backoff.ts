@@ -1,3 +1,5 @@
+import { isUnreachable } from '../db/errors.js';
+
 /** Bounds of an exponential backoff: the first delay's ceiling and the largest. */
 export interface Backoff {
   minMs: number;
@@ -12,4 +14,11 @@ export interface Backoff {
 export function backoffDelay(attempt: number, bounds: Backoff, random: () => number = Math.random): number {
   const ceiling = Math.min(bounds.maxMs, bounds.minMs * 2 ** Math.min(attempt, 30));
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+}
+
+/** Failures that pass when PostgreSQL or Redis comes back (worth retrying); anything else is for good. */
+export function isTransient(err: unknown): boolean {
+  if (isUnreachable(err)) return true;
+  const message = err instanceof Error ? err.message : String(err);
+  return /Redis|Connection is closed|Stream isn't writeable|max retries per request/i.test(message);
 }

@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { isUnreachable } from '../db/errors.js';
-import { backoffDelay, type Backoff } from '../infra/backoff.js';
+import { backoffDelay, isTransient, type Backoff } from '../infra/backoff.js';
 import type { Logger } from '../logger.js';
 import type { CommandStatus, DeviceEventSink, HelloFacts } from './channel.js';
 
@@ -24,13 +23,6 @@ export interface AnswerInboxOptions {
   /** Retry delays while the store is away (one timer for the whole inbox). */
   retry?: Backoff;
   metrics?: { waiting: { set(n: number): void }; dropped: { inc(labels: { reason: string }): void } };
-}
-
-/** Failures that pass when PostgreSQL or Redis comes back: retried. Anything else is the answer's own. */
-export function isTransient(err: unknown): boolean {
-  if (isUnreachable(err)) return true;
-  const message = err instanceof Error ? err.message : String(err);
-  return /Redis|Connection is closed|Stream isn't writeable|max retries per request/i.test(message);
 }
 
 /**
