@@ -20,6 +20,9 @@ try {
   throw err;
 }
 const logger = createLogger(config.logLevel);
+// A last resort: a background task that failed without a handler is a bug to log, not a reason to drop
+// every device session and request of this process (ARCHITECTURE.md, Faults).
+process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection; the process goes on'));
 
 /**
  * Under the launcher, a process that cannot reach PostgreSQL or Redis waits for them in place (backoff with
