@@ -22,6 +22,8 @@ export const environment = z
     TLS_KEY_FILE: optionalString,
     DATABASE_URL: optionalString,
     DATABASE_POOL_SIZE: positiveInt(20),
+    DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(50).max(60_000).default(750),
+    DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
     DATA_DIR: z.string().default('./data'),
     REDIS_URL: optionalString,
     DEVICE_FACTORY_SECRET: z.preprocess(emptyToUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
@@ -145,6 +147,8 @@ const configSchema = environment.transform((c) => ({
   },
   databaseUrl: c.DATABASE_URL,
   databasePoolSize: c.DATABASE_POOL_SIZE,
+  /** How long a call waits for a connection, and for a query's answer, before it fails (503 in the API). */
+  databasePolicy: { connectTimeoutMs: c.DATABASE_CONNECT_TIMEOUT_MS, queryTimeoutMs: c.DATABASE_QUERY_TIMEOUT_MS },
   dataDir: c.DATA_DIR,
   redis: { url: c.REDIS_URL ?? 'redis://127.0.0.1:6379', explicit: c.REDIS_URL !== undefined },
   deviceFactorySecret: c.DEVICE_FACTORY_SECRET,

@@ -121,7 +121,9 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     url: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: config.databasePoolSize,
-    onIdleError: (err) => logger.warn({ err: err.message }, 'idle database connection lost; the pool reconnects'),
+    policy: config.databasePolicy,
+    onConnectionError: (err) => logger.warn({ err: err.message }, 'database connection lost; the pool reconnects'),
+    onReachability: (s) => (s.reachable ? logger.info('database reachable again') : logger.warn({ err: s.err, retryInMs: s.delayMs }, 'database unreachable; calls fail at once until the next attempt')),
   });
   const shutdown = new Shutdown(logger);
   shutdown.add('database', () => database.close());
@@ -147,7 +149,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     routeDirectoryChanges(domains.directory, follower, bus);
     if (runs.api) forgetRemovedDevices(base, events, jobs);
 
-    if (gateway) await startGateway(base, gateway, jobs.engine, bus);
+    if (gateway) await startGateway(base, gateway, jobs.engine, bus, metrics);
     shutdown.add('provisioning engine', () => jobs.engine.stop());
     await jobs.engine.start();
     if (follower) await startEngineRole(base, { jobs, follower, presence: domains.presence, metrics });

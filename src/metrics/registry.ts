@@ -83,6 +83,9 @@ export class Metrics implements MetricsEndpoint {
   readonly jobDispatchToAnswer: Histogram<'kind'>;
   // queues (set by collect callbacks, see `watchQueue`)
   readonly queueJobs: Gauge<'queue' | 'state'>;
+  // device answers waiting for the store (AnswerInbox)
+  readonly deviceAnswersWaiting: Gauge;
+  readonly deviceAnswersDropped: Counter<'reason'>;
   // firmware downloads
   readonly firmwareDownloadsInFlight: Gauge;
   readonly firmwareDownloadBytes: Counter;
@@ -134,6 +137,8 @@ export class Metrics implements MetricsEndpoint {
     });
 
     this.queueJobs = new Gauge({ name: 'intercom_queue_jobs', help: 'BullMQ jobs by queue and state (waiting, delayed, active)', labelNames: ['queue', 'state'], registers });
+    this.deviceAnswersWaiting = new Gauge({ name: 'intercom_device_answers_waiting', help: 'Hellos and command answers waiting to be applied (the store is away or busy)', registers });
+    this.deviceAnswersDropped = new Counter({ name: 'intercom_device_answers_dropped_total', help: 'Device answers dropped because the inbox was full (device_full, inbox_full); their commands are redelivered', labelNames: ['reason'], registers });
 
     this.firmwareDownloadsInFlight = new Gauge({ name: 'intercom_firmware_downloads_in_flight', help: 'Firmware image downloads being served by this process', registers });
     this.firmwareDownloadBytes = new Counter({ name: 'intercom_firmware_download_bytes_total', help: 'Firmware image bytes sent to devices', registers });

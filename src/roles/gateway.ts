@@ -5,6 +5,7 @@ import { DeviceGateway, type ListeningPorts } from '../device-gateway/gateway.js
 import type { DeviceKeys } from '../devices/device-key.js';
 import { limitHttpServer, refusalLog } from '../infra/connection-caps.js';
 import type { Metrics } from '../metrics/registry.js';
+import { AnswerInbox } from '../provisioning/answer-inbox.js';
 import type { DeviceEventSink } from '../provisioning/channel.js';
 import type { DomainEvents } from '../shared/events.js';
 import type { Domains } from './domains.js';
@@ -39,9 +40,12 @@ export function buildGateway(base: ProcessBase, parts: { keys: DeviceKeys; domai
 }
 
 /** Starts the broker with the engine as the sink of what devices say; it accepts connections only at `listenGateway`. */
-export async function startGateway(base: ProcessBase, gateway: DeviceGateway, sink: DeviceEventSink, bus: ClusterBus | null): Promise<void> {
+export async function startGateway(base: ProcessBase, gateway: DeviceGateway, sink: DeviceEventSink, bus: ClusterBus | null, metrics: Metrics): Promise<void> {
   const { shutdown, logger } = base;
-  gateway.setSink(sink);
+  // What devices say waits out a database or Redis outage in order instead of being lost.
+  const inbox = new AnswerInbox(sink, { log: logger, metrics: { waiting: metrics.deviceAnswersWaiting, dropped: metrics.deviceAnswersDropped } });
+  shutdown.add('answer inbox', () => inbox.stop());
+  gateway.setSink(inbox);
   shutdown.add('device gateway', () => gateway.stop());
   await gateway.start();
   if (bus) bus.onReconnect(() => void gateway.refreshMacLibrary().catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'MAC library not reloaded')));
