@@ -39,16 +39,21 @@ export interface KamailioSettings {
 
 const KAMAILIO_LOG_LEVEL = { error: -1, warn: 0, info: 2, debug: 3 } as const;
 
-/** The template shipped with the service (src/calls/kamailio.cfg), from source or from dist/. */
-function kamailioTemplate(): string {
-  for (const rel of ['./kamailio.cfg', '../../../src/calls/kamailio.cfg']) {
+/** A file of the template shipped with the service (src/calls/), from source or from dist/. */
+function templateFile(name: string): string {
+  for (const dir of ['./', '../../../src/calls/']) {
     try {
-      return readFileSync(new URL(rel, import.meta.url), 'utf8');
+      return readFileSync(new URL(dir + name, import.meta.url), 'utf8');
     } catch {
       /* try the next place */
     }
   }
-  throw new Error('src/calls/kamailio.cfg not found next to the service');
+  throw new Error(`src/calls/${name} not found next to the service`);
+}
+
+/** The template (src/calls/kamailio.cfg) as one file: each `include_file "name"` line is replaced by that file. */
+function kamailioTemplate(): string {
+  return templateFile('kamailio.cfg').replace(/^include_file "([a-z-]+\.cfg)"$/gm, (_, name: string) => templateFile(name).trimEnd());
 }
 
 /** Fills the template: every {{NAME}} must be known, so a typo fails here and not inside Kamailio. */

@@ -104,7 +104,7 @@ export function routeCall(caller: Station, dialled: string, site: RoutingSite): 
   return { action: 'ring', stepTimeoutSeconds: timeout, steps, apartmentId: apartment.id };
 }
 
-/** Kamailio's plan line (src/calls/kamailio.cfg, route[CALL]). */
+/** Kamailio's plan line (src/calls/kamailio-calls.cfg, route[CALL]). */
 export function planLine(plan: RoutePlan): string {
   if (plan.action === 'refuse') return `refuse ${plan.status} ${plan.reason}`;
   return `ring ${plan.stepTimeoutSeconds} ${plan.steps.map((s) => s.join('.')).join('/')}`;
