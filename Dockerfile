@@ -24,7 +24,7 @@ RUN apt-get update \
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
-COPY src/calls/kamailio.cfg ./dist/src/calls/kamailio.cfg
+COPY src/calls/kamailio.cfg src/calls/kamailio-calls.cfg ./dist/src/calls/
 COPY migrations ./migrations
 RUN mkdir -p /var/lib/intercom-cloud && chown node:node /var/lib/intercom-cloud
 USER node

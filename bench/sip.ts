@@ -253,9 +253,7 @@ await runBench(children, cleanups, async () => {
   }
   const registeredNow = async () => Number((await svc.sql<{ n: string }>('SELECT count(*) AS n FROM sip_registrations WHERE expires_at > now()'))[0]!.n);
 
-  const cpuA = cpu(service.pid!);
   const initial = await registerAll(accounts, REGISTER_RATE, 'register-all', undefined, true);
-  const cpuB = cpu(service.pid!);
   await waitUntil(async () => (await registeredNow()) >= initial.ok, 30_000, 250);
   const held = await registeredNow();
   const mem1 = memory(service.pid!);

@@ -35,7 +35,7 @@ export interface AppStationOptions {
 export type RegistrationSource = string | { registrationUrl: string } | { code: string; baseUrl: string } | { qr: { text: string } };
 
 /** An HTTP error of the registration exchange, with the service's error body. */
-export class AppRegistrationError extends Error {
+class AppRegistrationError extends Error {
   constructor(
     readonly status: number,
     readonly body: unknown,
@@ -46,7 +46,7 @@ export class AppRegistrationError extends Error {
 }
 
 /** The registration URL a source names. The QR code's text is the registration URL itself. */
-export function registrationUrlOf(source: RegistrationSource): string {
+function registrationUrlOf(source: RegistrationSource): string {
   if (typeof source === 'string') return source;
   if ('registrationUrl' in source) return source.registrationUrl;
   if ('qr' in source) return source.qr.text;

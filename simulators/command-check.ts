@@ -3,7 +3,7 @@ import type { DeviceCommand } from '../src/provisioning/channel.js';
 // What a device refuses before doing anything (docs/device-protocol.md, "Commands a device cannot carry
 // out"): it answers `failed` with one of these codes and changes nothing.
 
-export const commandKinds = ['provision', 'autop', 'connect-type', 'autop-once', 'reboot', 'reset', 'upgrade'] as const;
+const commandKinds = ['provision', 'autop', 'connect-type', 'autop-once', 'reboot', 'reset', 'upgrade'] as const;
 
 export interface Refusal {
   code: 'unknown_kind' | 'invalid_params' | 'wrong_model';

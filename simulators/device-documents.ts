@@ -45,3 +45,27 @@ export async function fetchNamedDocuments(text: string, held: HeldDocuments, get
   }
   return next;
 }
+
+/** The lines of a one-time Autop document (a JSON array of key and value), or null when it cannot be had. */
+export async function fetchOneTimeLines(ref: DocumentReference, get: (ref: DocumentReference) => Promise<string | null>): Promise<{ key: string; value: string }[] | null> {
+  const body = await get(ref);
+  try {
+    const lines = body === null ? null : (JSON.parse(body) as unknown);
+    return Array.isArray(lines) ? (lines as { key: string; value: string }[]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a door phone holding these documents opens for the PIN (in `apt-pin` mode: with the apartment number) at `at`. */
+export function acceptsPin(held: HeldDocuments, code: string, apartment: string | undefined, at: Date): boolean {
+  const list = held.get('credentials')?.content as { pinMode: string; pins: { code: string; apartment: string; validFrom: string | null; validUntil: string | null }[] } | undefined;
+  if (!list) return false;
+  return list.pins.some(
+    (p) =>
+      p.code === code &&
+      (list.pinMode === 'pin' || p.apartment === apartment) &&
+      (!p.validFrom || Date.parse(p.validFrom) <= at.getTime()) &&
+      (!p.validUntil || at.getTime() < Date.parse(p.validUntil)),
+  );
+}

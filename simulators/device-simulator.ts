@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
@@ -6,61 +6,15 @@ import { deriveDeviceKey } from '../src/devices/device-key.js';
 import type { DocumentReference } from '../src/provisioning/channel.js';
 import { refusal } from './command-check.js';
 import { DeviceConfiguration } from './device-config.js';
-import { fetchDocument, fetchNamedDocuments, type HeldDocuments } from './device-documents.js';
+import { acceptsPin, fetchDocument, fetchNamedDocuments, fetchOneTimeLines, type HeldDocuments } from './device-documents.js';
 import type { DeviceState, DownloadRequest, ReceivedCommand, ReceivedSize, SimulatedDeviceOptions } from './device-types.js';
 import { downloadImage } from './firmware-download.js';
-import { SipStation, type ActiveCall, type DtmfEvent, type IncomingCall, type SipTransport } from './sip/station.js';
+import { DeviceSip, relaysOf, sipAccountOf, type DoorOpening, type SipAccountConfig, type SipRegistration } from './device-sip.js';
+import type { ActiveCall, IncomingCall, SipStation } from './sip/station.js';
 
 export type { DeviceBehaviour, DeviceState, DownloadRequest, ReceivedCommand, ReceivedSize, SimulatedDeviceOptions } from './device-types.js';
 
-export interface DeviceSipOptions {
-  enabled: boolean;
-  /** Answer incoming calls after ringing this long (indoor monitors); otherwise they ring until answered or cancelled. */
-  autoAnswer?: { ringMs: number };
-  /** Source address of the SIP socket (defaults to the device's localAddress). */
-  localAddress?: string;
-  /** CA to trust for SIP over TLS (defaults to the device's `ca`). */
-  ca?: Buffer;
-  /** Wait this long before trying again when the SIP server cannot be reached (default 5000). */
-  retryMs?: number;
-  /** SIP start lines and sip.js debug output; never gets the password. */
-  logger?: (line: string) => void;
-}
-
-/** The SIP account a configuration carries (Config.Account1.*). */
-export interface SipAccountConfig {
-  number: string;
-  authName: string;
-  password: string;
-  server: string;
-  port: number;
-  domain: string;
-  transport: Extract<SipTransport, 'udp' | 'tcp' | 'tls'>;
-}
-
-/** 'sip-registered': the outcome of a REGISTER with the configured account. */
-export interface SipRegistration {
-  number: string;
-  transport: SipAccountConfig['transport'];
-  server: string;
-  port: number;
-  /** SIP status of the final response (200: registered). */
-  status: number;
-}
-
-/** A relay the door phone opened ('door-opened'), as reported on devices/{MAC}/events. */
-export interface DoorOpening {
-  eventId: string;
-  relay: number;
-  name: string;
-  method: 'dtmf';
-  /** The remote party's SIP number (the station that sent the DTMF code). */
-  by: string;
-  callId: string;
-  at: string;
-  /** Whether the event reached the broker (PUBACK). */
-  published: boolean;
-}
+export type { DeviceSipOptions, DoorOpening, SipAccountConfig, SipRegistration } from './device-sip.js';
 
 /**
  * A simulated intercom that speaks the device protocol of docs/device-protocol.md: connects with its MAC and
@@ -106,29 +60,50 @@ export class SimulatedDevice extends EventEmitter {
   readonly downloads: DownloadRequest[] = [];
   /** Commands being applied now: a redelivery of one of them is ignored (the first delivery answers). */
   private readonly working = new Set<string>();
+  /** Calls: the station for the configured account (device-sip.ts). */
+  private readonly sip: DeviceSip;
   /** The SIP user agent for the configured account (when `sip.enabled` and the configuration has one). */
-  sipStation: SipStation | null = null;
+  get sipStation(): SipStation | null {
+    return this.sip.station;
+  }
   /** The account `sipStation` was made for. */
-  sipAccount: SipAccountConfig | null = null;
+  get sipAccount(): SipAccountConfig | null {
+    return this.sip.account;
+  }
   /** Every REGISTER outcome, in order. */
-  readonly sipRegistrations: SipRegistration[] = [];
+  get sipRegistrations(): readonly SipRegistration[] {
+    return this.sip.registrations;
+  }
   /** Relays opened, in order. */
-  readonly doorOpenings: DoorOpening[] = [];
+  get doorOpenings(): readonly DoorOpening[] {
+    return this.sip.doorOpenings;
+  }
   /** Calls ringing here that nobody answered yet, by Call-ID. */
-  readonly ringing = new Map<string, IncomingCall>();
+  get ringing(): ReadonlyMap<string, IncomingCall> {
+    return this.sip.ringing;
+  }
   /** Calls up now, by Call-ID. */
-  readonly activeCalls = new Map<string, ActiveCall>();
-  /** Serializes SIP (re)configuration: one station at a time. */
-  private sipChain: Promise<void> = Promise.resolve();
-  private sipRetry: NodeJS.Timeout | null = null;
-  /** DTMF digits received per call, for codes longer than one digit. */
-  private readonly dtmfBuffers = new Map<string, string>();
+  get activeCalls(): ReadonlyMap<string, ActiveCall> {
+    return this.sip.activeCalls;
+  }
 
   constructor(readonly opts: SimulatedDeviceOptions) {
     super();
     this.key = opts.key !== undefined ? opts.key : opts.factorySecret ? deriveDeviceKey(opts.factorySecret, opts.mac) : null;
     this.configHash = opts.configHash;
     this.firmware = opts.firmware;
+    this.sip = new DeviceSip(
+      {
+        mac: opts.mac,
+        config: this.config,
+        ca: opts.ca,
+        localAddress: opts.localAddress,
+        stopped: () => this.state === 'stopped',
+        publish: (subtopic, payload) => this.publish(subtopic, payload),
+        emit: (event, ...args) => this.emit(event, ...args),
+      },
+      opts.sip,
+    );
   }
 
   get commandsTopic() {
@@ -281,15 +256,15 @@ export class SimulatedDevice extends EventEmitter {
         this.configuration.applyManaged(text);
         this.directory = documents;
         this.configHash = command.configHash;
-        this.syncSip();
+        this.sip.sync();
       }
       if (command.kind === 'autop-once') {
         const p = command.params as { lines?: { key: string; value: string }[]; linesDocument?: DocumentReference };
-        const lines = p.lines ?? (await this.oneTimeLines(p.linesDocument!));
+        const lines = p.lines ?? (await fetchOneTimeLines(p.linesDocument!, (ref) => this.fetchDocument(ref)));
         if (!lines) return void (await fail('document_unavailable', 'the one-time Autop document could not be fetched or did not match its sha256'));
         // One-time lines go over the configuration, outside the managed set: carried out once.
         this.configuration.applyOnce(lines);
-        this.syncSip();
+        this.sip.sync();
       }
       this.applied.add(command.id);
       this.applications.push({ id: command.id, kind: command.kind });
@@ -302,36 +277,18 @@ export class SimulatedDevice extends EventEmitter {
     if (command.kind === 'reboot' || command.kind === 'reset') await this.reboot();
   }
 
-  private async oneTimeLines(ref: DocumentReference): Promise<{ key: string; value: string }[] | null> {
-    const body = await this.fetchDocument(ref);
-    try {
-      const lines = body === null ? null : (JSON.parse(body) as unknown);
-      return Array.isArray(lines) ? (lines as { key: string; value: string }[]) : null;
-    } catch {
-      return null;
-    }
-  }
-
   /** A reset (either mode) clears what the cloud configured; a factory reset also the device's own network setup. */
   private reset(mode: 'config' | 'factory') {
     this.configuration.clear();
     this.directory.clear();
     this.configHash = undefined;
     if (mode === 'factory') this.network.clear();
-    this.syncSip();
+    this.sip.sync();
   }
 
   /** Whether this door phone would open for the PIN (in `apt-pin` mode: with the apartment number) now. */
   acceptsPin(code: string, apartment?: string, at = new Date()): boolean {
-    const list = this.directory.get('credentials')?.content as { pinMode: string; pins: { code: string; apartment: string; validFrom: string | null; validUntil: string | null }[] } | undefined;
-    if (!list) return false;
-    return list.pins.some(
-      (p) =>
-        p.code === code &&
-        (list.pinMode === 'pin' || p.apartment === apartment) &&
-        (!p.validFrom || Date.parse(p.validFrom) <= at.getTime()) &&
-        (!p.validUntil || at.getTime() < Date.parse(p.validUntil)),
-    );
+    return acceptsPin(this.directory, code, apartment, at);
   }
 
   /**
@@ -388,13 +345,13 @@ export class SimulatedDevice extends EventEmitter {
     this.emit('offline');
     this.emit('rebooting');
     // A rebooting phone drops its calls and its registration, and registers again once it is up.
-    const sipDown = this.opts.sip?.enabled ? this.enqueueSip(() => this.stopSip()) : Promise.resolve();
+    const sipDown = this.sip.enabled ? this.sip.enqueue(() => this.sip.down()) : Promise.resolve();
     await Promise.all([sipDown, new Promise((r) => setTimeout(r, delay))]);
     if ((this.state as DeviceState) === 'stopped') return;
     this.startedAt = Date.now();
     this.boots.push(this.startedAt);
     this.start();
-    this.syncSip();
+    this.sip.sync();
   }
 
   publish(subtopic: string, payload: string | Buffer, qos: 0 | 1 = 1): Promise<void> {
@@ -410,38 +367,24 @@ export class SimulatedDevice extends EventEmitter {
     this.retryTimer = null;
     const client = this.client;
     this.client = null;
-    await Promise.all([this.opts.sip?.enabled ? this.shutdownSip(graceful) : undefined, client ? new Promise<void>((resolve) => client.end(!graceful, {}, () => resolve())) : undefined]);
+    await Promise.all([this.sip.enabled ? this.sip.shutdown(graceful) : undefined, client ? new Promise<void>((resolve) => client.end(!graceful, {}, () => resolve())) : undefined]);
   }
 
-  // ---- SIP ---------------------------------------------------------------------------------------------
+  // ---- SIP (device-sip.ts) ------------------------------------------------------------------------------
 
   /** The SIP account the configuration carries now; null when it has none (or no server). */
   sipAccountFromConfig(): SipAccountConfig | null {
-    const c = this.config;
-    const number = c.get('Config.Account1.GENERAL.UserName');
-    const password = c.get('Config.Account1.GENERAL.Pwd');
-    const server = c.get('Config.Account1.SIP.Server');
-    const port = Number(c.get('Config.Account1.SIP.Port'));
-    if (c.get('Config.Account1.GENERAL.Enable') === '0' || !number || !password || !server || !Number.isInteger(port) || port <= 0) return null;
-    const transport = ({ '0': 'udp', '1': 'tcp', '2': 'tls' } as const)[c.get('Config.Account1.SIP.TransType') ?? '0'] ?? 'udp';
-    return { number, authName: c.get('Config.Account1.GENERAL.AuthName') || number, password, server, port, domain: c.get('Config.Account1.SIP.Domain') || server, transport };
+    return sipAccountOf(this.config);
   }
 
   /** The relays the configuration enables, with their DTMF codes. */
   relays(): { relay: number; name: string; dtmf: string }[] {
-    const relays: { relay: number; name: string; dtmf: string }[] = [];
-    for (let n = 1; n <= 8; n++) {
-      const dtmf = this.config.get(`Config.DoorSetting.RELAY.DTMF${n}`);
-      if (dtmf && this.config.get(`Config.DoorSetting.RELAY.Enable${n}`) === '1') relays.push({ relay: n, name: this.config.get(`Config.DoorSetting.RELAY.Name${n}`) ?? `Relay ${n}`, dtmf });
-    }
-    return relays;
+    return relaysOf(this.config);
   }
 
   /** Calls a number (an apartment number or a 10-digit SIP number) with the registered account. */
-  async call(number: string, opts: { timeoutMs?: number } = {}): Promise<ActiveCall> {
-    await this.sipChain;
-    if (!this.sipStation) throw new Error(`${this.opts.mac} has no SIP account (sip disabled, or no configuration yet)`);
-    return this.sipStation.call(number, opts);
+  call(number: string, opts: { timeoutMs?: number } = {}): Promise<ActiveCall> {
+    return this.sip.call(number, opts);
   }
 
   /**
@@ -449,163 +392,11 @@ export class SimulatedDevice extends EventEmitter {
    * call placed (for a call to an apartment number, which of its stations took it).
    */
   remoteParty(callId: string): string | undefined {
-    return this.sipStation ? this.sipStation.remoteParty(callId) : undefined;
+    return this.sip.remoteParty(callId);
   }
 
   /** Answers a call ringing here (the oldest when no Call-ID is given). */
-  async answer(callId?: string): Promise<void> {
-    const incoming = callId ? this.ringing.get(callId) : this.ringing.values().next().value;
-    if (!incoming) throw new Error(`${this.opts.mac}: no call is ringing`);
-    this.ringing.delete(incoming.callId);
-    await incoming.accept();
-  }
-
-  /**
-   * Brings the SIP station in line with the configuration: a new server, port, transport or account
-   * unregisters the old station and registers a new one; no account stops it.
-   */
-  private syncSip(): void {
-    if (!this.opts.sip?.enabled) return;
-    void this.enqueueSip(() => this.reconcileSip());
-  }
-
-  private enqueueSip(step: () => Promise<void>): Promise<void> {
-    const next = this.sipChain.then(step).catch((error: Error) => {
-      this.emit('sip-error', error);
-    });
-    this.sipChain = next;
-    return next;
-  }
-
-  private async reconcileSip(): Promise<void> {
-    if (this.sipRetry) clearTimeout(this.sipRetry);
-    this.sipRetry = null;
-    const wanted = this.state === 'stopped' ? null : this.sipAccountFromConfig();
-    if (wanted && this.sipStation && JSON.stringify(wanted) === JSON.stringify(this.sipAccount)) return;
-    await this.stopSip();
-    if (!wanted) return;
-    const sip = this.opts.sip!;
-    const station = new SipStation({
-      number: wanted.number,
-      password: wanted.password,
-      domain: wanted.domain,
-      server: { host: wanted.server, port: wanted.port, transport: wanted.transport, ...((sip.ca ?? this.opts.ca) ? { ca: sip.ca ?? this.opts.ca } : {}) },
-      ...((sip.localAddress ?? this.opts.localAddress) ? { localAddress: sip.localAddress ?? this.opts.localAddress } : {}),
-      displayName: this.config.get('Config.Account1.GENERAL.DisplayName') ?? this.opts.mac,
-      ...(sip.logger ? { logger: sip.logger } : {}),
-    });
-    if (sip.autoAnswer) station.autoAnswer = sip.autoAnswer;
-    this.wireStation(station);
-    try {
-      await station.start();
-    } catch (error) {
-      await station.stop().catch(() => {});
-      this.emit('sip-error', error);
-      if (this.state !== 'stopped') this.sipRetry = setTimeout(() => this.syncSip(), sip.retryMs ?? 5000);
-      return;
-    }
-    if (this.state === 'stopped') {
-      await station.stop().catch(() => {});
-      return;
-    }
-    this.sipStation = station;
-    this.sipAccount = wanted;
-    const { status } = await station.register();
-    if (this.sipStation !== station) return; // stopped meanwhile
-    const registration: SipRegistration = { number: wanted.number, transport: wanted.transport, server: wanted.server, port: wanted.port, status };
-    this.sipRegistrations.push(registration);
-    this.emit('sip-registered', registration);
-    if (status !== 200) {
-      // Refused or unanswered: a phone tries again a little later (a new station, a new connection).
-      await this.stopSip();
-      if ((this.state as DeviceState) !== 'stopped') this.sipRetry = setTimeout(() => this.syncSip(), sip.retryMs ?? 5000);
-    }
-  }
-
-  /**
-   * Stops SIP for good: after the step under way (a REGISTER to a server that does not answer takes 32 s
-   * to time out), or, when that takes longer than a few seconds, by closing the station under it.
-   */
-  private async shutdownSip(graceful: boolean): Promise<void> {
-    const within = async (work: Promise<unknown>, ms: number) => {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-      clearTimeout(timer);
-    };
-    await within(this.enqueueSip(() => this.stopSip(graceful)), 3000);
-    const station = this.sipStation;
-    this.sipStation = null;
-    this.sipAccount = null;
-    // SipStation.stop() waits for a REGISTER under way to end; the device does not wait that long.
-    if (station) await within(station.stop().catch(() => {}), 1000);
-  }
-
-  /** Unregisters and closes the SIP station (a power cut, `graceful` false, just closes it). */
-  private async stopSip(graceful = true): Promise<void> {
-    if (this.sipRetry) clearTimeout(this.sipRetry);
-    this.sipRetry = null;
-    const station = this.sipStation;
-    this.sipStation = null;
-    this.sipAccount = null;
-    this.ringing.clear();
-    if (!station) return;
-    for (const call of this.activeCalls.values()) await call.hangup().catch(() => {});
-    this.activeCalls.clear();
-    if (graceful) await station.stop();
-    else await station.stop().catch(() => {});
-    station.removeAllListeners();
-    this.emit('sip-stopped');
-  }
-
-  private wireStation(station: SipStation): void {
-    station.on('incoming', (incoming: IncomingCall) => {
-      this.ringing.set(incoming.callId, incoming);
-      // An auto-answering station rings by itself; otherwise the phone rings until someone answers.
-      if (!station.autoAnswer) incoming.ring().catch(() => {});
-      this.emit('sip-incoming', incoming);
-    });
-    station.on('answered', (call: ActiveCall) => {
-      this.ringing.delete(call.callId);
-      this.activeCalls.set(call.callId, call);
-      this.emit('sip-answered', call);
-    });
-    station.on('ended', (end: { callId: string; by: 'local' | 'remote' }) => {
-      this.ringing.delete(end.callId);
-      this.activeCalls.delete(end.callId);
-      this.dtmfBuffers.delete(end.callId);
-      this.emit('sip-ended', end);
-    });
-    station.on('dtmf', (tone: DtmfEvent) => this.onDtmf(station, tone));
-    station.on('unregistered', () => this.emit('sip-unregistered'));
-  }
-
-  /** A DTMF digit during a call: when the digits end in an enabled relay's code, that relay opens. */
-  private onDtmf(station: SipStation, tone: DtmfEvent): void {
-    this.emit('sip-dtmf', tone);
-    const digits = ((this.dtmfBuffers.get(tone.callId) ?? '') + tone.digit).slice(-4);
-    const relay = this.relays().find((r) => digits.endsWith(r.dtmf));
-    if (!relay) return void this.dtmfBuffers.set(tone.callId, digits);
-    this.dtmfBuffers.delete(tone.callId);
-    const opening: DoorOpening = {
-      eventId: randomUUID(),
-      relay: relay.relay,
-      name: relay.name,
-      method: 'dtmf',
-      by: tone.from,
-      callId: tone.callId,
-      at: new Date().toISOString(),
-      published: false,
-    };
-    this.doorOpenings.push(opening);
-    this.emit('door-opened', opening);
-    const event = { type: 'door-opened', eventId: opening.eventId, relay: opening.relay, method: opening.method, ...(/^[0-9]{1,32}$/.test(opening.by) ? { by: opening.by } : {}), callId: opening.callId, at: opening.at };
-    this.publish('events', JSON.stringify(event)).then(
-      () => {
-        opening.published = true;
-        this.emit('door-event-published', opening);
-      },
-      (error: Error) => this.emit('sip-error', error),
-    );
+  answer(callId?: string): Promise<void> {
+    return this.sip.answer(callId);
   }
 }
-

@@ -1,5 +1,5 @@
 import type { DeviceCommand } from '../src/provisioning/channel.js';
-import type { DeviceSipOptions } from './device-simulator.js';
+import type { DeviceSipOptions } from './device-sip.js';
 
 // The simulated device's options and what it records, apart from its behaviour (device-simulator.ts).
 

@@ -8,7 +8,8 @@ const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === 
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
 const positiveInt = (def: number) => z.coerce.number().int().positive().default(def);
 
-export const configSchema = z
+/** Every environment variable the service reads, with its validation and default (the README table lists them). */
+export const environment = z
   .object({
     ROLE: z.enum(['all', 'gateway', 'engine', 'api']).default('all'),
     HTTP_HOST: z.string().default('0.0.0.0'),
@@ -21,6 +22,8 @@ export const configSchema = z
     TLS_KEY_FILE: optionalString,
     DATABASE_URL: optionalString,
     DATABASE_POOL_SIZE: positiveInt(20),
+    DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(50).max(60_000).default(750),
+    DATABASE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
     DATA_DIR: z.string().default('./data'),
     REDIS_URL: optionalString,
     DEVICE_FACTORY_SECRET: z.preprocess(emptyToUndefined, z.string().min(16, 'must be at least 16 characters').optional()),
@@ -103,93 +106,103 @@ function isAddressOrRange(v: string): boolean {
   return prefix === undefined || (/^[0-9]{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
 }
 
-export type RawConfig = z.infer<typeof configSchema>;
+/** Calls: Kamailio as a child (`child`), an external one (`external`, SIP_SERVER), or none (`off`). */
+const sipMode = (server: string | undefined): 'child' | 'external' | 'off' => (server === 'off' ? 'off' : server ? 'external' : 'child');
 
-/** What a process runs: everything (one process), or one part of a cluster (docs/deployment.md). */
-export type Role = 'all' | 'gateway' | 'engine' | 'api';
-
-export interface Config {
-  role: Role;
-  /**
-   * `trustProxy`: the proxies (HAProxy) whose X-Forwarded-For names the client; empty: none is trusted.
-   * They are also exempt from `maxConnectionsPerAddress` (HAProxy carries every client's connections).
-   */
+/** The environment, validated, as the parts of the service take it: the one declaration of `Config`. */
+const configSchema = environment.transform((c) => ({
+  /** What a process runs: everything (one process), or one part of a cluster (docs/deployment.md). */
+  role: c.ROLE,
   http: {
-    host: string;
-    port: number;
-    maxConnections: number;
-    maxConnectionsPerAddress: number;
-    headersTimeoutMs: number;
-    requestTimeoutMs: number;
-    keepAliveTimeoutMs: number;
-    trustProxy: string[];
-  };
+    host: c.HTTP_HOST,
+    port: c.HTTP_PORT,
+    maxConnections: c.HTTP_MAX_CONNECTIONS,
+    maxConnectionsPerAddress: c.HTTP_MAX_CONNECTIONS_PER_ADDRESS,
+    headersTimeoutMs: c.HTTP_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: c.HTTP_REQUEST_TIMEOUT_MS,
+    keepAliveTimeoutMs: c.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    /**
+     * The proxies (HAProxy) whose X-Forwarded-For names the client; empty: none is trusted.
+     * They are also exempt from `maxConnectionsPerAddress` (HAProxy carries every client's connections).
+     */
+    trustProxy: c.HTTP_TRUST_PROXY ?? [],
+  },
   mqtt: {
-    host: string;
-    /** Port to listen on; `explicit` false means 1883 was assumed and a taken port falls back to a free one. */
-    port: number;
-    portExplicit: boolean;
-    tls: { port: number; certFile: string; keyFile: string } | null;
-    maxConnections: number;
+    host: c.MQTT_HOST,
+    /** Port to listen on; `portExplicit` false means 1883 was assumed and a taken port falls back to a free one. */
+    port: c.MQTT_PORT ?? 1883,
+    portExplicit: c.MQTT_PORT !== undefined,
+    tls: c.TLS_CERT_FILE && c.TLS_KEY_FILE ? { port: c.MQTTS_PORT, certFile: c.TLS_CERT_FILE, keyFile: c.TLS_KEY_FILE } : null,
+    maxConnections: c.MQTT_MAX_CONNECTIONS,
     /** Connections from one source (IPv4 address, IPv6 /64) at most; 0: no cap. */
-    maxConnectionsPerAddress: number;
+    maxConnectionsPerAddress: c.MQTT_MAX_CONNECTIONS_PER_ADDRESS,
     /** Sources exempt from that cap: the trusted proxies (HTTP_TRUST_PROXY), which carry many devices. */
-    proxies: string[];
+    proxies: c.HTTP_TRUST_PROXY ?? [],
     /** MQTT over WebSocket for a gateway-role process (role `all` serves it at /mqtt on the HTTP port). */
-    wsPort: number;
-    maxPayloadBytes: number;
-    authFailuresPerMinute: number;
+    wsPort: c.MQTT_WS_PORT,
+    maxPayloadBytes: c.MQTT_MAX_PAYLOAD_BYTES,
+    authFailuresPerMinute: c.AUTH_FAILURES_PER_MINUTE,
     /** Events (devices/{MAC}/events) one device may publish a minute (a burst of as many); more are dropped. */
-    eventsPerMinute: number;
-  };
-  databaseUrl: string | undefined;
-  databasePoolSize: number;
-  dataDir: string;
-  redis: { url: string; explicit: boolean };
-  deviceFactorySecret: string | undefined;
-  adminToken: string | undefined;
-  logLevel: RawConfig['LOG_LEVEL'];
-  presenceFlushMs: number;
-  shutdownGraceMs: number;
-  jobs: { ackTimeoutMs: number; inProgressTimeoutMs: number; maxAttempts: number; concurrency: number };
+    eventsPerMinute: c.DEVICE_EVENTS_PER_MINUTE,
+  },
+  databaseUrl: c.DATABASE_URL,
+  databasePoolSize: c.DATABASE_POOL_SIZE,
+  /** How long a call waits for a connection, and for a query's answer, before it fails (503 in the API). */
+  databasePolicy: { connectTimeoutMs: c.DATABASE_CONNECT_TIMEOUT_MS, queryTimeoutMs: c.DATABASE_QUERY_TIMEOUT_MS },
+  dataDir: c.DATA_DIR,
+  redis: { url: c.REDIS_URL ?? 'redis://127.0.0.1:6379', explicit: c.REDIS_URL !== undefined },
+  deviceFactorySecret: c.DEVICE_FACTORY_SECRET,
+  adminToken: c.ADMIN_TOKEN,
+  logLevel: c.LOG_LEVEL,
+  presenceFlushMs: c.PRESENCE_FLUSH_MS,
+  shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
+  jobs: { ackTimeoutMs: c.JOB_ACK_TIMEOUT_MS, inProgressTimeoutMs: c.JOB_IN_PROGRESS_TIMEOUT_MS, maxAttempts: c.JOB_MAX_ATTEMPTS, concurrency: c.JOB_WORKER_CONCURRENCY },
   queues: {
     /** Redis keys are `{prefix}:{deployment id}:…`: the deployment id comes from the database. */
-    prefix: string;
+    prefix: c.QUEUE_PREFIX,
     /** How long a request waits for Redis to take new jobs before answering 503. */
-    timeoutMs: number;
+    timeoutMs: c.QUEUE_TIMEOUT_MS,
     /** How often PostgreSQL and Redis are reconciled. */
-    reconcileIntervalMs: number;
-  };
-  firmware: { maxImageBytes: number; maxDownloads: number };
+    reconcileIntervalMs: c.RECONCILE_INTERVAL_MS,
+  },
+  firmware: { maxImageBytes: c.FIRMWARE_MAX_BYTES, maxDownloads: c.FIRMWARE_MAX_DOWNLOADS },
   /** The address devices use for HTTP (firmware downloads); derived from HTTP_HOST and the port when unset. */
-  publicUrl: string | undefined;
-  sip: SipConfig;
+  publicUrl: c.PUBLIC_URL?.replace(/\/+$/, ''),
+  sip: {
+    mode: sipMode(c.SIP_SERVER),
+    /** The external server's host (mode `external`). */
+    server: c.SIP_SERVER && c.SIP_SERVER !== 'off' ? c.SIP_SERVER : null,
+    listenHost: c.SIP_HOST,
+    /** What stations are told to reach; derived from PUBLIC_URL (or the external server) when unset. */
+    publicHost: c.SIP_PUBLIC_HOST,
+    /** SIP domain and digest realm; the public host when unset. */
+    domain: c.SIP_DOMAIN,
+    ports: { udp: c.SIP_UDP_PORT ?? 5060, tcp: c.SIP_TCP_PORT ?? 5060, tls: c.SIP_TLS_PORT ?? 5061, ws: c.SIP_WS_PORT ?? 5066, wss: c.SIP_WSS_PORT ?? 7443 },
+    /** False: the defaults were assumed, and a port taken on this machine falls back to a free one. */
+    portsExplicit: [c.SIP_UDP_PORT, c.SIP_TCP_PORT, c.SIP_TLS_PORT, c.SIP_WS_PORT, c.SIP_WSS_PORT].some((p) => p !== undefined),
+    backendToken: c.SIP_BACKEND_TOKEN,
+    /** Where Kamailio reaches the back end (/internal/sip): never the public HTTP port; port 0: a free one. */
+    backend: { host: c.SIP_BACKEND_HOST, port: c.SIP_BACKEND_PORT ?? 0 },
+    authFailures: c.SIP_AUTH_FAILURES,
+    authBlockSeconds: c.SIP_AUTH_BLOCK_SECONDS,
+    ringTimeoutSeconds: c.SIP_RING_TIMEOUT_SECONDS,
+    workers: c.SIP_WORKERS,
+    maxConnections: c.SIP_MAX_CONNECTIONS,
+  },
   /** Uploaded spreadsheets (resident templates, MAC lists): read in worker threads within these bounds. */
-  spreadsheets: { maxUnzippedBytes: number; maxPartBytes: number; maxCells: number; workerMemoryMb: number; deadlineMs: number; workers: number };
-}
+  spreadsheets: {
+    maxUnzippedBytes: c.SPREADSHEET_MAX_UNZIPPED_BYTES,
+    maxPartBytes: c.SPREADSHEET_MAX_PART_BYTES,
+    maxCells: c.SPREADSHEET_MAX_CELLS,
+    workerMemoryMb: c.SPREADSHEET_WORKER_MEMORY_MB,
+    deadlineMs: c.SPREADSHEET_DEADLINE_MS,
+    workers: c.SPREADSHEET_WORKERS,
+  },
+}));
 
-/** Calls: Kamailio as a child (`child`), an external one (`external`, SIP_SERVER), or none (`off`). */
-export interface SipConfig {
-  mode: 'child' | 'external' | 'off';
-  /** The external server's host (mode `external`). */
-  server: string | null;
-  listenHost: string;
-  /** What stations are told to reach; derived from PUBLIC_URL (or the external server) when unset. */
-  publicHost: string | undefined;
-  /** SIP domain and digest realm; the public host when unset. */
-  domain: string | undefined;
-  ports: { udp: number; tcp: number; tls: number; ws: number; wss: number };
-  /** False: the defaults were assumed, and a port taken on this machine falls back to a free one. */
-  portsExplicit: boolean;
-  backendToken: string | undefined;
-  /** Where Kamailio reaches the back end (/internal/sip): never the public HTTP port; port 0: a free one. */
-  backend: { host: string; port: number };
-  authFailures: number;
-  authBlockSeconds: number;
-  ringTimeoutSeconds: number;
-  workers: number;
-  maxConnections: number;
-}
+export type Config = z.output<typeof configSchema>;
+export type Role = Config['role'];
+export type SipConfig = Config['sip'];
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -201,68 +214,5 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
     throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
   }
-  const c = parsed.data;
-  return {
-    role: c.ROLE,
-    http: {
-      host: c.HTTP_HOST,
-      port: c.HTTP_PORT,
-      maxConnections: c.HTTP_MAX_CONNECTIONS,
-      maxConnectionsPerAddress: c.HTTP_MAX_CONNECTIONS_PER_ADDRESS,
-      headersTimeoutMs: c.HTTP_HEADERS_TIMEOUT_MS,
-      requestTimeoutMs: c.HTTP_REQUEST_TIMEOUT_MS,
-      keepAliveTimeoutMs: c.HTTP_KEEP_ALIVE_TIMEOUT_MS,
-      trustProxy: c.HTTP_TRUST_PROXY ?? [],
-    },
-    mqtt: {
-      host: c.MQTT_HOST,
-      port: c.MQTT_PORT ?? 1883,
-      portExplicit: c.MQTT_PORT !== undefined,
-      tls: c.TLS_CERT_FILE && c.TLS_KEY_FILE ? { port: c.MQTTS_PORT, certFile: c.TLS_CERT_FILE, keyFile: c.TLS_KEY_FILE } : null,
-      maxConnections: c.MQTT_MAX_CONNECTIONS,
-      maxConnectionsPerAddress: c.MQTT_MAX_CONNECTIONS_PER_ADDRESS,
-      proxies: c.HTTP_TRUST_PROXY ?? [],
-      wsPort: c.MQTT_WS_PORT,
-      maxPayloadBytes: c.MQTT_MAX_PAYLOAD_BYTES,
-      authFailuresPerMinute: c.AUTH_FAILURES_PER_MINUTE,
-      eventsPerMinute: c.DEVICE_EVENTS_PER_MINUTE,
-    },
-    databaseUrl: c.DATABASE_URL,
-    databasePoolSize: c.DATABASE_POOL_SIZE,
-    dataDir: c.DATA_DIR,
-    redis: { url: c.REDIS_URL ?? 'redis://127.0.0.1:6379', explicit: c.REDIS_URL !== undefined },
-    deviceFactorySecret: c.DEVICE_FACTORY_SECRET,
-    adminToken: c.ADMIN_TOKEN,
-    logLevel: c.LOG_LEVEL,
-    presenceFlushMs: c.PRESENCE_FLUSH_MS,
-    shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
-    jobs: { ackTimeoutMs: c.JOB_ACK_TIMEOUT_MS, inProgressTimeoutMs: c.JOB_IN_PROGRESS_TIMEOUT_MS, maxAttempts: c.JOB_MAX_ATTEMPTS, concurrency: c.JOB_WORKER_CONCURRENCY },
-    queues: { prefix: c.QUEUE_PREFIX, timeoutMs: c.QUEUE_TIMEOUT_MS, reconcileIntervalMs: c.RECONCILE_INTERVAL_MS },
-    firmware: { maxImageBytes: c.FIRMWARE_MAX_BYTES, maxDownloads: c.FIRMWARE_MAX_DOWNLOADS },
-    publicUrl: c.PUBLIC_URL?.replace(/\/+$/, ''),
-    sip: {
-      mode: c.SIP_SERVER === 'off' ? 'off' : c.SIP_SERVER ? 'external' : 'child',
-      server: c.SIP_SERVER && c.SIP_SERVER !== 'off' ? c.SIP_SERVER : null,
-      listenHost: c.SIP_HOST,
-      publicHost: c.SIP_PUBLIC_HOST,
-      domain: c.SIP_DOMAIN,
-      ports: { udp: c.SIP_UDP_PORT ?? 5060, tcp: c.SIP_TCP_PORT ?? 5060, tls: c.SIP_TLS_PORT ?? 5061, ws: c.SIP_WS_PORT ?? 5066, wss: c.SIP_WSS_PORT ?? 7443 },
-      portsExplicit: [c.SIP_UDP_PORT, c.SIP_TCP_PORT, c.SIP_TLS_PORT, c.SIP_WS_PORT, c.SIP_WSS_PORT].some((p) => p !== undefined),
-      backendToken: c.SIP_BACKEND_TOKEN,
-      backend: { host: c.SIP_BACKEND_HOST, port: c.SIP_BACKEND_PORT ?? 0 },
-      authFailures: c.SIP_AUTH_FAILURES,
-      authBlockSeconds: c.SIP_AUTH_BLOCK_SECONDS,
-      ringTimeoutSeconds: c.SIP_RING_TIMEOUT_SECONDS,
-      workers: c.SIP_WORKERS,
-      maxConnections: c.SIP_MAX_CONNECTIONS,
-    },
-    spreadsheets: {
-      maxUnzippedBytes: c.SPREADSHEET_MAX_UNZIPPED_BYTES,
-      maxPartBytes: c.SPREADSHEET_MAX_PART_BYTES,
-      maxCells: c.SPREADSHEET_MAX_CELLS,
-      workerMemoryMb: c.SPREADSHEET_WORKER_MEMORY_MB,
-      deadlineMs: c.SPREADSHEET_DEADLINE_MS,
-      workers: c.SPREADSHEET_WORKERS,
-    },
-  };
+  return parsed.data;
 }

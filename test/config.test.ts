@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { loadConfig } from '../src/config.js';
+import { environment, loadConfig } from '../src/config.js';
 
 t.test('defaults are the documented ones', async (t) => {
   const c = loadConfig({});
@@ -30,3 +31,19 @@ t.test('bad values are named in one clear error', async (t) => {
   }
   t.throws(() => loadConfig({ TLS_CERT_FILE: '/tmp/cert.pem' }), /TLS_CERT_FILE and TLS_KEY_FILE/);
 });
+
+t.test("the README's configuration table names every variable the service reads, and no other", async (t) => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  const section = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('\n## ', readme.indexOf('## Configuration') + 1));
+  // The first cell of each row names one or more variables in backticks (`A` / `B`, `C`).
+  const documented = new Set(
+    section
+      .split('\n')
+      .filter((line) => line.startsWith('| `'))
+      .flatMap((line) => [...line.split('|')[1]!.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1]!)),
+  );
+  const read = Object.keys(environment.shape);
+  t.same(read.filter((name) => !documented.has(name)), [], 'every variable is in the table');
+  t.same([...documented].filter((name) => !read.includes(name)), [], 'the table names no variable the service ignores');
+});
+

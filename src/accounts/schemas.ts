@@ -1,8 +1,7 @@
 import { z } from 'zod';
 import { singleLine } from '../shared/text.js';
 
-export const roleSchema = z.enum(['distributor', 'installer', 'sub-installer', 'property-manager']);
-export type Role = z.infer<typeof roleSchema>;
+const roleSchema = z.enum(['distributor', 'installer', 'sub-installer', 'property-manager']);
 
 export const accountSchema = z.object({
   id: z.uuid(),

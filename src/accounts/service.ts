@@ -5,7 +5,7 @@ import { conflict, forbidden, notFound } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import { accounts, apiTokens } from './tables.js';
 import { recordWrite } from '../audit/service.js';
-import type { AccountView, Role } from './schemas.js';
+import type { AccountView } from './schemas.js';
 
 /**
  * Who a request acts for. `accountId` is whose data it works on (an installer, or a distributor), `actorId`
@@ -23,7 +23,7 @@ export interface Principal {
 }
 
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
-export const newToken = () => `ic_${randomBytes(32).toString('base64url')}`;
+const newToken = () => `ic_${randomBytes(32).toString('base64url')}`;
 
 type AccountRow = typeof accounts.$inferSelect;
 const view = (a: AccountRow): AccountView => ({ id: a.id, role: a.role, name: a.name, email: a.email, parentId: a.parentId ?? null, createdAt: a.createdAt.toISOString() });

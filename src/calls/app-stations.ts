@@ -47,7 +47,7 @@ export interface AppStationAccount {
 }
 
 /** How long a registration code is valid. */
-export const REGISTRATION_CODE_TTL_MS = 24 * 3600_000;
+const REGISTRATION_CODE_TTL_MS = 24 * 3600_000;
 
 // 16 random bytes (128 bits) as 26 characters of RFC 4648 base32: fits a QR code, typed if need be.
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
@@ -73,7 +73,7 @@ const newCode = () => base32(randomBytes(16));
 const hashCode = (code: string) => createHash('sha256').update(code).digest('hex');
 
 /** The one answer to an unknown, used, expired or malformed code: nothing tells them apart. */
-export const REGISTRATION_CODE_INVALID = 'registration_code_invalid';
+const REGISTRATION_CODE_INVALID = 'registration_code_invalid';
 const invalidCode = () => new DomainError('not_found', REGISTRATION_CODE_INVALID, 'the registration code is not valid: unknown, already used or expired');
 export const isInvalidCode = (err: unknown) => err instanceof DomainError && err.code === REGISTRATION_CODE_INVALID;
 

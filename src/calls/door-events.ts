@@ -21,7 +21,7 @@ export interface DoorOpened {
  * How far a device's clock may be from the cloud's: an `at` further off is clamped to the window
  * [received − tolerance, received] (never later than the receipt) and shown unverified.
  */
-export const DOOR_EVENT_CLOCK_TOLERANCE_MS = 5 * 60_000;
+const DOOR_EVENT_CLOCK_TOLERANCE_MS = 5 * 60_000;
 
 /** Which fields of a door event the cloud confirmed: true checked, false not confirmed, null nothing to check. */
 export interface DoorEventVerification {
@@ -68,7 +68,7 @@ const view = (d: DoorEventRow): DoorEventView => ({
 });
 
 /** Clamps a reported time into [received − tolerance, received]. */
-export function clampReported(reported: Date | null, received: Date): Date {
+function clampReported(reported: Date | null, received: Date): Date {
   if (!reported) return received;
   const t = Math.min(Math.max(reported.getTime(), received.getTime() - DOOR_EVENT_CLOCK_TOLERANCE_MS), received.getTime());
   return new Date(t);

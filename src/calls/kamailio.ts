@@ -39,16 +39,21 @@ export interface KamailioSettings {
 
 const KAMAILIO_LOG_LEVEL = { error: -1, warn: 0, info: 2, debug: 3 } as const;
 
-/** The template shipped with the service (src/calls/kamailio.cfg), from source or from dist/. */
-export function kamailioTemplate(): string {
-  for (const rel of ['./kamailio.cfg', '../../../src/calls/kamailio.cfg']) {
+/** A file of the template shipped with the service (src/calls/), from source or from dist/. */
+function templateFile(name: string): string {
+  for (const dir of ['./', '../../../src/calls/']) {
     try {
-      return readFileSync(new URL(rel, import.meta.url), 'utf8');
+      return readFileSync(new URL(dir + name, import.meta.url), 'utf8');
     } catch {
       /* try the next place */
     }
   }
-  throw new Error('src/calls/kamailio.cfg not found next to the service');
+  throw new Error(`src/calls/${name} not found next to the service`);
+}
+
+/** The template (src/calls/kamailio.cfg) as one file: each `include_file "name"` line is replaced by that file. */
+function kamailioTemplate(): string {
+  return templateFile('kamailio.cfg').replace(/^include_file "([a-z-]+\.cfg)"$/gm, (_, name: string) => templateFile(name).trimEnd());
 }
 
 /** Fills the template: every {{NAME}} must be known, so a typo fails here and not inside Kamailio. */
@@ -85,7 +90,7 @@ export function renderKamailioConfig(s: KamailioSettings, tlsConfigFile: string 
   });
 }
 
-export function tlsConfig(tls: { certFile: string; keyFile: string }): string {
+function tlsConfig(tls: { certFile: string; keyFile: string }): string {
   return ['[server:default]', 'method = TLSv1.2+', 'verify_certificate = no', 'require_certificate = no', `private_key = ${tls.keyFile}`, `certificate = ${tls.certFile}`, '', '[client:default]', 'verify_certificate = no', 'require_certificate = no', ''].join('\n');
 }
 
@@ -171,7 +176,7 @@ export interface KamailioChild {
  * Starts Kamailio in the foreground as a child with the rendered configuration; resolves once it accepts
  * TCP on its SIP port. Its log lines go to the service's log.
  */
-export async function startKamailio(binary: string, settings: KamailioSettings, logger: Logger): Promise<KamailioChild> {
+async function startKamailio(binary: string, settings: KamailioSettings, logger: Logger): Promise<KamailioChild> {
   const dir = mkdtempSync(join(tmpdir(), 'intercom-kamailio-'));
   const tlsFile = settings.tls ? join(dir, 'tls.cfg') : null;
   if (tlsFile) writeFileSync(tlsFile, tlsConfig(settings.tls!), { mode: 0o600 });

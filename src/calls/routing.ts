@@ -1,12 +1,12 @@
 import { ACCESS_CONTROL, GUARD_PHONE, INDOOR_MONITOR, isEntrance } from '../devices/types.js';
-import type { CallDirectory } from '../directory/service.js';
+import type { CallDirectory } from '../directory/placements.js';
 
 // Pure call routing: who a station may reach, and in what order the callee's stations ring. The SIP
 // back end feeds it the caller's site (one read) and turns the answer into Kamailio's plan line.
 
 
 /** How long a sequence step rings before the next when the apartment sets no timeout. */
-export const DEFAULT_STEP_TIMEOUT_SECONDS = 20;
+const DEFAULT_STEP_TIMEOUT_SECONDS = 20;
 
 /** A station of the site: a placed device or an app station. */
 export interface Station {
@@ -104,7 +104,7 @@ export function routeCall(caller: Station, dialled: string, site: RoutingSite): 
   return { action: 'ring', stepTimeoutSeconds: timeout, steps, apartmentId: apartment.id };
 }
 
-/** Kamailio's plan line (src/calls/kamailio.cfg, route[CALL]). */
+/** Kamailio's plan line (src/calls/kamailio-calls.cfg, route[CALL]). */
 export function planLine(plan: RoutePlan): string {
   if (plan.action === 'refuse') return `refuse ${plan.status} ${plan.reason}`;
   return `ring ${plan.stepTimeoutSeconds} ${plan.steps.map((s) => s.join('.')).join('/')}`;

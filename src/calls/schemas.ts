@@ -6,7 +6,7 @@ import { singleLine } from '../shared/text.js';
 // QR code and gets its own SIP account and the apartment's address book.
 
 export const MAX_APPS_PER_APARTMENT = 8;
-export const MAX_LICENCE_UNITS = 100_000;
+const MAX_LICENCE_UNITS = 100_000;
 
 export const appLicencesBody = z.strictObject({
   units: z.number().int().min(0).max(MAX_LICENCE_UNITS).describe('how many units (apartments) of the site may have apps; 1 licence is 1 unit with up to 8 apps'),
@@ -50,8 +50,8 @@ export const exchangeBody = z
   .describe('optional: a request without a body makes a station with the default name');
 export type ExchangeInput = z.infer<typeof exchangeBody>;
 
-export const sipTransports = ['udp', 'tcp', 'tls', 'ws', 'wss'] as const;
-export const sipServerSchema = z.object({ transport: z.enum(sipTransports), host: z.string(), port: z.number().int(), url: z.string().optional() });
+const sipTransports = ['udp', 'tcp', 'tls', 'ws', 'wss'] as const;
+const sipServerSchema = z.object({ transport: z.enum(sipTransports), host: z.string(), port: z.number().int(), url: z.string().optional() });
 
 /** Where an app station registers: the SIP domain and the WebSocket servers of the deployment's SIP server. */
 export interface AppSipAccess {
@@ -59,7 +59,7 @@ export interface AppSipAccess {
   servers: z.infer<typeof sipServerSchema>[];
 }
 
-export const addressBookEntrySchema = z.object({
+const addressBookEntrySchema = z.object({
   sipNumber: z.string(),
   name: z.string(),
   type: z.enum(['door-phone', 'guard-phone', 'indoor-monitor']),

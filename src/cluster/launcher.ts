@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { AccountService } from '../accounts/service.js';
 import { ConfigError, loadConfig, type Config, type Role } from '../config.js';
 import { openDatabase } from '../db/client.js';
+import { backoffDelay } from '../infra/backoff.js';
 import { freePort, reachableHost } from '../infra/net.js';
 import { connectRedis } from '../infra/redis.js';
 import { resolveFactorySecret } from '../infra/secrets.js';
@@ -85,15 +86,19 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** Restart delays after a process dies: doubling from 1 s to 30 s, back to 1 s once one ran a minute. */
-const RESTART_MIN_MS = 1000;
-const RESTART_MAX_MS = 30_000;
+/**
+ * Restart delays after a process dies: doubling from 1 s to 30 s with jitter, back to the first once one
+ * ran a minute. A process that cannot reach the database at start waits for it itself (main.ts): these
+ * delays are for processes that crash.
+ */
+const RESTART = { minMs: 1000, maxMs: 30_000 };
 
 interface Slot {
   role: Role;
   worker: Worker | null;
   startedAt: number;
-  delay: number;
+  /** Deaths in a row of processes that did not run a minute. */
+  crashes: number;
   ready: boolean;
 }
 
@@ -133,7 +138,7 @@ async function main() {
   const here = fileURLToPath(import.meta.url);
   cluster.setupPrimary({ exec: here.replace(/cluster[\\/]launcher\.(ts|js)$/, 'main.$1'), args: [] });
 
-  const slots: Slot[] = counts.flatMap(([role, n]) => Array.from({ length: n }, () => ({ role, worker: null, startedAt: 0, delay: RESTART_MIN_MS, ready: false })));
+  const slots: Slot[] = counts.flatMap(([role, n]) => Array.from({ length: n }, () => ({ role, worker: null, startedAt: 0, crashes: 0, ready: false })));
   let stopping = false;
   let announced = false;
   let publicUrl = '';
@@ -143,7 +148,11 @@ async function main() {
     slot.startedAt = Date.now();
     const worker = cluster.fork({ ...workerEnv, ROLE: slot.role });
     slot.worker = worker;
-    worker.on('message', (m: { type?: string; publicUrl?: string }) => {
+    worker.on('message', (m: { type?: string; publicUrl?: string; reason?: string; retryInMs?: number }) => {
+      if (m?.type === 'waiting') {
+        console.log(JSON.stringify({ event: 'worker-waiting', role: slot.role, pid: worker.process.pid, reason: m.reason, retryInMs: m.retryInMs }));
+        return;
+      }
       if (m?.type !== 'ready') return;
       slot.ready = true;
       if (slot.role === 'api' && m.publicUrl) publicUrl = m.publicUrl;
@@ -162,10 +171,12 @@ async function main() {
       slot.worker = null;
       slot.ready = false;
       if (stopping) return;
-      // A process that ran a while gets restarted at once; one that keeps dying, slower and slower.
-      slot.delay = Date.now() - slot.startedAt > 60_000 ? RESTART_MIN_MS : Math.min(slot.delay * 2, RESTART_MAX_MS);
-      logger.error({ role: slot.role, pid: worker.process.pid, code, signal, restartInMs: slot.delay }, 'a process of the cluster ended; restarting it');
-      setTimeout(() => !stopping && fork(slot), slot.delay);
+      // A process that ran a while gets restarted soon; one that keeps dying, slower and slower.
+      slot.crashes = Date.now() - slot.startedAt > 60_000 ? 0 : slot.crashes + 1;
+      const delay = backoffDelay(slot.crashes, RESTART);
+      logger.error({ role: slot.role, pid: worker.process.pid, code, signal, restartInMs: delay }, 'a process of the cluster ended; restarting it');
+      console.log(JSON.stringify({ event: 'worker-exited', role: slot.role, pid: worker.process.pid, code, signal, restartInMs: delay }));
+      setTimeout(() => !stopping && fork(slot), delay);
     });
   };
   for (const slot of slots) fork(slot);

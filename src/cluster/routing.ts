@@ -40,9 +40,9 @@ export class LocalSessionRegistry implements SessionRegistry {
   async restore(): Promise<void> {}
 }
 
-export const sessionsKey = (prefix: string) => `${prefix}:sessions`;
-export const gatewayChannel = (prefix: string, gatewayId: string) => `${prefix}:gateway:${gatewayId}:inbox`;
-export const gatewayLeaseKey = (prefix: string, gatewayId: string) => `${prefix}:gateway:${gatewayId}:lease`;
+const sessionsKey = (prefix: string) => `${prefix}:sessions`;
+const gatewayChannel = (prefix: string, gatewayId: string) => `${prefix}:gateway:${gatewayId}:inbox`;
+const gatewayLeaseKey = (prefix: string, gatewayId: string) => `${prefix}:gateway:${gatewayId}:lease`;
 const epochKey = (prefix: string) => `${prefix}:session-epoch`;
 
 /** Messages on a gateway's channel. */

@@ -5,7 +5,9 @@ import { sql, type SQL } from 'drizzle-orm';
 import { drizzle as drizzlePg, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
+import { backoffDelay } from '../infra/backoff.js';
 import * as schema from './schema.js';
+import { isUnreachable } from './errors.js';
 import { deployment } from './tables.js';
 
 export type Db = NodePgDatabase<typeof schema>;
@@ -56,11 +58,45 @@ export function migrationsDir(): string {
   throw new Error('migrations/ folder not found');
 }
 
-export async function openDatabase(opts: { url: string | undefined; dataDir: string; poolSize?: number; onIdleError?: (err: Error) => void }): Promise<Database> {
+/** How PostgreSQL connections fail fast and come back (see `GuardedPool`). */
+export interface ConnectionPolicy {
+  /** Longest wait for a connection (a new one, or a free one of the pool) before the call fails. */
+  connectTimeoutMs: number;
+  /** Longest wait for a query's answer on a connection that went silent. */
+  queryTimeoutMs: number;
+}
+
+/** Defaults when a caller gives none (the launcher's short-lived pool); processes take them from config. */
+const defaultPolicy: ConnectionPolicy = { connectTimeoutMs: 750, queryTimeoutMs: 30_000 };
+
+export async function openDatabase(opts: {
+  url: string | undefined;
+  dataDir: string;
+  poolSize?: number;
+  policy?: ConnectionPolicy;
+  /** A pooled connection, idle or checked out (transaction, advisory lock), was lost. */
+  onConnectionError?: (err: Error) => void;
+  /** The database stopped answering (`delayMs` until the next attempt), or answers again (null). */
+  onReachability?: (state: { reachable: boolean; delayMs: number | null; err?: string }) => void;
+}): Promise<Database> {
   if (opts.url) {
-    const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolSize ?? 10 });
+    const policy = opts.policy ?? defaultPolicy;
+    const pool = new GuardedPool(
+      {
+        connectionString: opts.url,
+        max: opts.poolSize ?? 10,
+        connectionTimeoutMillis: policy.connectTimeoutMs,
+        query_timeout: policy.queryTimeoutMs,
+        // A peer that vanished without a reset (a partition) is noticed by the kernel, not by waiting.
+        keepAlive: true,
+      },
+      opts.onReachability ?? (() => {}),
+    );
+    const lost = (err: Error) => opts.onConnectionError?.(err);
     // An idle connection dropped by the server (restart, failover) must not bring the service down.
-    pool.on('error', (err) => opts.onIdleError?.(err));
+    pool.on('error', lost);
+    // Nor one checked out: node-postgres emits `error` on the client itself, which has no listener then.
+    pool.on('connect', (client) => client.on('error', lost));
     const db = drizzlePg({ client: pool, schema });
     return {
       db,
@@ -121,4 +157,71 @@ export async function deploymentId(database: Database): Promise<string> {
   await database.db.insert(deployment).values({ singleton: 1 }).onConflictDoNothing();
   const rows = await database.db.select({ id: deployment.id }).from(deployment).limit(1);
   return rows[0]!.id;
+}
+
+/** Retry delays while PostgreSQL does not answer: doubling from 200 ms to 5 s, with jitter. */
+const RECONNECT = { minMs: 200, maxMs: 5000 };
+
+/**
+ * A pool that stops dialling a database that does not answer. After a failed connection attempt every
+ * caller fails at once (SQLSTATE 08001, answered 503 by the API) until a backoff delay has passed; then
+ * one caller probes, and its success lets everyone through again. So a process makes one connection
+ * attempt per delay during an outage, whatever its request rate, and nobody waits on a dead database.
+ */
+class GuardedPool extends pg.Pool {
+  private failures = 0;
+  private retryAt = 0;
+  private probing = false;
+
+  constructor(
+    config: pg.PoolConfig,
+    private readonly onReachability: (state: { reachable: boolean; delayMs: number | null; err?: string }) => void,
+  ) {
+    super(config);
+  }
+
+  override connect(): Promise<pg.PoolClient>;
+  override connect(callback: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): void;
+  override connect(callback?: (err: Error | undefined, client: pg.PoolClient | undefined, done: (release?: unknown) => void) => void): Promise<pg.PoolClient> | void {
+    const attempt = this.admit();
+    const result = attempt ? this.dial() : Promise.reject(unreachable(this.retryAt - Date.now()));
+    if (!callback) return result;
+    result.then(
+      (client) => callback(undefined, client, (release) => client.release(release as Error | undefined)),
+      (err: Error) => callback(err, undefined, () => {}),
+    );
+  }
+
+  /** Whether this call may reach for the database: always while it answers, one probe per delay when not. */
+  private admit(): boolean {
+    if (this.failures === 0) return true;
+    if (this.probing || Date.now() < this.retryAt) return false;
+    this.probing = true;
+    return true;
+  }
+
+  private async dial(): Promise<pg.PoolClient> {
+    try {
+      const client = await super.connect();
+      if (this.failures > 0) {
+        this.failures = 0;
+        this.onReachability({ reachable: true, delayMs: null });
+      }
+      return client;
+    } catch (err) {
+      // Waiting for a free connection of a busy pool is load, not an outage: that caller alone fails.
+      if (isUnreachable(err) && !/timeout exceeded when trying to connect/.test((err as Error).message)) {
+        const delayMs = backoffDelay(this.failures++, RECONNECT);
+        this.retryAt = Date.now() + delayMs;
+        this.onReachability({ reachable: false, delayMs, err: (err as Error).message });
+      }
+      throw err;
+    } finally {
+      this.probing = false;
+    }
+  }
+}
+
+function unreachable(inMs: number): Error {
+  return Object.assign(new Error(`the database is unreachable; next connection attempt in ${Math.max(0, inMs)} ms`), { code: '08001' });
 }

@@ -23,7 +23,7 @@ export const isUnreachable = (err: unknown) => {
   // node-postgres reports a connection cut under a query, or a pooled client found dead, by message only.
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const message = (e as { message?: unknown }).message;
-    if (typeof message === 'string' && /Connection terminated|Client has encountered a connection error|connection is closed|timeout exceeded when trying to connect/i.test(message)) return true;
+    if (typeof message === 'string' && /Connection terminated|Client has encountered a connection error|connection is closed|timeout exceeded when trying to connect|Query read timeout/i.test(message)) return true;
   }
   return false;
 };

@@ -8,10 +8,9 @@ import type { Sessions } from './sessions.js';
 import { checkDevicePublish, checkDeviceSubscribe, commandStatusJobId, commandsTopic, eventsTopic, helloTopic } from './topics.js';
 
 // CONNACK return codes of MQTT 3.1.1.
-export const UNACCEPTABLE_PROTOCOL_VERSION = 1;
-export const SERVER_UNAVAILABLE = 3;
-export const BAD_USERNAME_OR_PASSWORD = 4;
-export const NOT_AUTHORIZED = 5;
+const SERVER_UNAVAILABLE = 3;
+const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
 /** MQTT 3.1.1's protocol level; 3 is MQTT 3.1 ("MQIsdp"), 5 is MQTT 5. */
 const MQTT_3_1_1 = 4;
 

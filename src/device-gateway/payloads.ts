@@ -7,9 +7,9 @@ import { cleanDeviceText, singleLine } from '../shared/text.js';
 // reaches the engine or the database unchecked.
 
 /** A configuration hash as devices report it: the SHA-256 of the applied configuration, or "factory". */
-export const configHashSchema = z.string().regex(/^(factory|[0-9a-f]{64})$/, 'the hex SHA-256 of the applied configuration, or "factory"');
+const configHashSchema = z.string().regex(/^(factory|[0-9a-f]{64})$/, 'the hex SHA-256 of the applied configuration, or "factory"');
 
-export const helloSchema = z.object({
+const helloSchema = z.object({
   model: singleLine(64, 1),
   firmware: singleLine(64, 1),
   ip: z
@@ -93,7 +93,7 @@ export function parseStatus(payload: Buffer): Parsed<CommandStatus> & { dropped?
 }
 
 /** A door phone's report that a relay opened (docs/device-protocol.md, "Events"). */
-export const doorOpenedSchema = z.strictObject({
+const doorOpenedSchema = z.strictObject({
   type: z.literal('door-opened'),
   /** The device's own id for the event: a re-sent report is recorded once. */
   eventId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),

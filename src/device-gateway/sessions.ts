@@ -6,7 +6,7 @@ import { parseHello, parseStatus } from './payloads.js';
 import type { PresenceTracker } from './presence-tracker.js';
 
 /** How long after CONNECT a device without a valid hello still gets its commands. */
-export const HELLO_GRACE_MS = 5000;
+const HELLO_GRACE_MS = 5000;
 
 /**
  * The live device sessions: which connection currently speaks for each MAC, when it began, whether its

@@ -1,8 +1,8 @@
 // Topic rules of the device protocol (docs/device-protocol.md): a device lives under devices/{MAC}/.
-export const MAX_TOPIC_LENGTH = 256;
+const MAX_TOPIC_LENGTH = 256;
 export const MAX_TOPIC_LEVELS = 8;
 
-export const deviceRoot = (mac: string) => `devices/${mac}/`;
+const deviceRoot = (mac: string) => `devices/${mac}/`;
 export const helloTopic = (mac: string) => `devices/${mac}/hello`;
 export const commandsTopic = (mac: string) => `devices/${mac}/commands`;
 /** What happened at the device (a door opened): docs/device-protocol.md, "Events". */

@@ -16,7 +16,7 @@ const MAX_REFUSING = 1000;
 /** A TLS handshake must be done within this, like a CONNECT after it (the broker's connectTimeout). */
 const TLS_HANDSHAKE_MS = 10_000;
 /** Room for the topic and headers on top of the largest accepted payload. */
-export const FRAME_OVERHEAD = 1024;
+const FRAME_OVERHEAD = 1024;
 
 export interface ListeningPorts {
   mqtt: number;

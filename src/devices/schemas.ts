@@ -16,14 +16,14 @@ export const deviceTypeNames: Record<DeviceTypeCode, string> = {
   ixgw: 'Aiphone IXGW-(T)GW gateway adaptor',
 };
 
-export const deviceTypeSchema = z
+const deviceTypeSchema = z
   .union([z.literal(0), z.literal(1), z.literal(2), z.literal(3), z.literal(50), z.literal('ixgw')])
   .describe('0 multi-tenant door phone, 1 single-tenant door phone, 2 indoor monitor, 3 guard phone, 50 access control, "ixgw" Aiphone IXGW-(T)GW gateway');
 export type DeviceType = z.infer<typeof deviceTypeSchema>;
 export const typeToCode = (t: DeviceType): DeviceTypeCode => String(t) as DeviceTypeCode;
 export const codeToType = (c: string): DeviceType => (c === 'ixgw' ? 'ixgw' : (Number(c) as DeviceType));
 
-export const relaySchema = z.strictObject({
+const relaySchema = z.strictObject({
   name: singleLine(64, 1),
   dtmf: z
     .string()

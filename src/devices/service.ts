@@ -14,7 +14,7 @@ import { devices } from './tables.js';
 export type DeviceRow = typeof devices.$inferSelect;
 
 
-export function deviceView(d: DeviceRow, placement: DevicePlacementView | null = null): DeviceView {
+function deviceView(d: DeviceRow, placement: DevicePlacementView | null = null): DeviceView {
   return {
     mac: d.mac,
     installerId: d.installerId,

@@ -10,3 +10,6 @@ const DOOR_PHONES = new Set(['0', '1']);
 export const isDoorPhone = (type: string) => DOOR_PHONES.has(type);
 /** An entrance: a door or guard phone (what calls apartments, and what monitors and apps list as door stations). */
 export const isEntrance = (type: string) => isDoorPhone(type) || type === GUARD_PHONE;
+
+/** Device types an apartment may hold: its indoor monitors and a single-tenant door phone (a villa). */
+export const APARTMENT_TYPES: ReadonlySet<string> = new Set(['1', INDOOR_MONITOR]);

@@ -1,17 +1,15 @@
-import { asc, count, eq, type SQL } from 'drizzle-orm';
+import { asc, count, eq } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
-import type { Db, Queryable, Tx } from '../db/client.js';
-import { violatedConstraint } from '../db/errors.js';
-import { conflict, notFound } from '../shared/errors.js';
+import type { Queryable, Tx } from '../db/client.js';
+import { notFound } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import type { ApartmentView, CreateApartmentInput, PatchApartmentInput } from './schemas.js';
-import { apartments, buildings, credentials, placements, residents, sites } from './tables.js';
+import { uniqueConflict, type DirectoryAccess, type SiteRow } from './access.js';
+import { apartments, credentials, placements, residents, sites } from './tables.js';
 
-type SiteRow = typeof sites.$inferSelect;
-type BuildingRow = typeof buildings.$inferSelect;
 export type ApartmentRow = typeof apartments.$inferSelect;
 
-export const apartmentView = (a: ApartmentRow): ApartmentView => ({
+const apartmentView = (a: ApartmentRow): ApartmentView => ({
   id: a.id,
   siteId: a.siteId,
   buildingId: a.buildingId,
@@ -41,16 +39,6 @@ export interface TenantAccess {
 
 const noTenantAccess: TenantAccess = { withdraw: async () => ({ appStationsRemoved: 0, codesRevoked: 0 }) };
 
-/** What the apartment part needs of the rest of the directory: access checks and audited writes. */
-export interface DirectoryWrites {
-  db: Db;
-  building(q: Queryable, principal: Principal, buildingId: string): Promise<{ building: BuildingRow; site: SiteRow }>;
-  owns(principal: Principal, site: { id: string; installerId: string }): boolean;
-  record(tx: Queryable, principal: Principal, site: SiteRow, action: string, subject: string | null, details: unknown): Promise<void>;
-  write<T>(work: (tx: Tx) => Promise<T>): Promise<T>;
-  refuseWhilePlaced(tx: Queryable, where: SQL, code: string, message: string): Promise<void>;
-}
-
 export interface ApartmentReset extends TenantAccessWithdrawn {
   residentsRemoved: number;
   credentialsRemoved: number;
@@ -60,17 +48,11 @@ const apartmentConflicts: Record<string, [string, string]> = {
   apartments_building_number_idx: ['apartment_number_taken', 'the building already has an apartment with that number'],
 };
 
-function uniqueConflict(err: unknown): never {
-  const known = apartmentConflicts[violatedConstraint(err) ?? ''];
-  if (known) throw conflict(known[0], known[1]);
-  throw err;
-}
-
 /** The directory's apartments: their records, and their reset for new tenants. */
 export class Apartments {
   private tenants: TenantAccess = noTenantAccess;
 
-  constructor(private readonly d: DirectoryWrites) {}
+  constructor(private readonly d: DirectoryAccess) {}
 
   /** The domain whose access for tenants an apartment's reset or removal withdraws (the calls domain's app stations). */
   useTenantAccess(access: TenantAccess): void {
@@ -103,7 +85,7 @@ export class Apartments {
         await this.d.record(tx, principal, site, 'apartment.created', row!.id, null);
         return apartmentView(row!);
       } catch (err) {
-        uniqueConflict(err);
+        uniqueConflict(err, apartmentConflicts);
       }
     });
   }
@@ -132,7 +114,7 @@ export class Apartments {
         await this.d.record(tx, principal, site, 'apartment.updated', apartmentId, patch);
         return apartmentView(row!);
       } catch (err) {
-        uniqueConflict(err);
+        uniqueConflict(err, apartmentConflicts);
       }
     });
   }

@@ -3,6 +3,7 @@ import { and, eq, inArray, lte, or, sql } from 'drizzle-orm';
 import type { Database, Db, Statement } from '../db/client.js';
 import { deviceFacts } from '../devices/queries.js';
 import type { DocumentStore } from '../documents/service.js';
+import { backoffDelay } from '../infra/backoff.js';
 import type { Logger } from '../logger.js';
 import { renderSite, type DeviceRender, type RenderedDocument, type SiteSnapshot } from './render.js';
 import { apartments, buildings, credentials, directoryChanges, directoryRenders, placements, residents, sites } from './tables.js';
@@ -33,6 +34,9 @@ const summary = (r: DeviceRender) => r.documents.map((d) => ({ name: d.name, sha
 const sameDocuments = (a: DirectoryPart['documents'], b: DirectoryPart['documents']) =>
   a.length === b.length && a.every((d, i) => d.name === b[i]!.name && d.sha256 === b[i]!.sha256 && d.size === b[i]!.size);
 
+/** Retries of a failed pass (database or Redis away): doubling from 500 ms to 15 s, with jitter. */
+const RETRY = { minMs: 500, maxMs: 15_000 };
+
 /** Provisions devices whose rendered documents changed (the provisioning engine's side, given at wiring). */
 export type ProvisionDevices = (macs: string[]) => Promise<void>;
 
@@ -43,10 +47,13 @@ export type ProvisionDevices = (macs: string[]) => Promise<void>;
  * pass takes them all. The marks are rows written in the changing transaction, removed only once rendered,
  * so a crash loses nothing: the next start renders what was left.
  */
-export class DirectoryFollower extends EventEmitter<{ rendered: [{ siteId: string; changed: string[] }]; error: [Error] }> {
+export class DirectoryFollower extends EventEmitter<{ rendered: [{ siteId: string; changed: string[] }]; retrying: [{ err: Error; delayMs: number }] }> {
   private running: Promise<void> | null = null;
   private again = false;
   private timer: NodeJS.Timeout | null = null;
+  /** Set while a failed pass waits to be retried: pokes meanwhile wait for it (no storm on a dead database). */
+  private retry: NodeJS.Timeout | null = null;
+  private failures = 0;
   private closed = false;
 
   constructor(
@@ -60,7 +67,7 @@ export class DirectoryFollower extends EventEmitter<{ rendered: [{ siteId: strin
     super();
   }
 
-  /** Renders pending changes now and then every `intervalMs` (a failed pass is retried by the next). */
+  /** Renders pending changes now and then every `intervalMs` (a failed pass is retried after a backoff). */
   start(intervalMs: number): void {
     this.poke();
     this.timer = setInterval(() => this.poke(), intervalMs);
@@ -70,13 +77,14 @@ export class DirectoryFollower extends EventEmitter<{ rendered: [{ siteId: strin
   async stop(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.retry) clearTimeout(this.retry);
     await this.running;
   }
 
   /** Something changed: render (again) soon. */
   poke = (): void => {
     if (this.closed) return;
-    if (this.running) {
+    if (this.running || this.retry) {
       this.again = true;
       return;
     }
@@ -96,9 +104,17 @@ export class DirectoryFollower extends EventEmitter<{ rendered: [{ siteId: strin
       try {
         if (!(await this.mayRun())) return;
         await this.pass();
+        this.failures = 0;
       } catch (err) {
-        this.log.error({ err }, 'rendering the directory failed; retried with the next change or pass');
-        this.emit('error', err as Error);
+        // Never an `error` event: nobody listens, and an unheard one would end the process.
+        const delayMs = backoffDelay(this.failures++, RETRY);
+        this.log.warn({ err: (err as Error).message, retryInMs: delayMs }, 'rendering the directory failed; retrying');
+        this.retry = setTimeout(() => {
+          this.retry = null;
+          this.poke();
+        }, delayMs);
+        this.retry.unref();
+        this.emit('retrying', { err: err as Error, delayMs });
         return;
       }
     } while (this.again && !this.closed);

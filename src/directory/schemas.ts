@@ -15,7 +15,7 @@ const validTimeZone = (tz: string) => {
     return false;
   }
 };
-export const timeZoneSchema = z.string().max(64).refine(validTimeZone, 'an IANA time zone name such as Europe/Berlin');
+const timeZoneSchema = z.string().max(64).refine(validTimeZone, 'an IANA time zone name such as Europe/Berlin');
 
 /** A floor as the lift knows it: −10…128, or G0–G2 for ground floors. */
 export const floorSchema = z
@@ -35,7 +35,7 @@ export const apartmentNumberSchema = z
 /** At most 64 bytes (UTF-8), as the template says; never beginning like a spreadsheet formula. */
 const personName = nameText(64, 1).refine((v) => Buffer.byteLength(v) <= 64, 'at most 64 bytes');
 
-export const contactPreferenceSchema = z.discriminatedUnion('mode', [
+const contactPreferenceSchema = z.discriminatedUnion('mode', [
   z.strictObject({ mode: z.literal('group').describe('ring every indoor monitor and app of the apartment at once') }),
   z.strictObject({
     mode: z.literal('sequence'),

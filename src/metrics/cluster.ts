@@ -37,7 +37,7 @@ const DELETE_IF_UNCHANGED = `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] 
  * histograms per process). Every metric is merged with `sum`, which leaves such series as they are, so that
  * metrics prom-client would otherwise drop (`omit`, e.g. process_start_time_seconds) are kept too.
  */
-export function mergeSnapshots(snapshots: MetricsSnapshot[]): Registry<PrometheusContentType> {
+function mergeSnapshots(snapshots: MetricsSnapshot[]): Registry<PrometheusContentType> {
   return AggregatorRegistry.aggregate<PrometheusContentType>(snapshots.map((metrics) => metrics.map((metric) => ({ ...metric, aggregator: 'sum' as const }))));
 }
 

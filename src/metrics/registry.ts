@@ -9,8 +9,7 @@ export type MetricsRole = 'all' | 'gateway' | 'engine' | 'api';
 export type FinishedJobState = 'succeeded' | 'failed' | 'expired' | 'canceled';
 
 /** The BullMQ job states `intercom_queue_jobs` reports. */
-export const queueStates = ['waiting', 'delayed', 'active'] as const;
-export type QueueState = (typeof queueStates)[number];
+const queueStates = ['waiting', 'delayed', 'active'] as const;
 
 /** One process's metrics as `Registry.getMetricsAsJSON()` gives them: what processes exchange through Redis. */
 export type MetricsSnapshot = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
@@ -32,10 +31,10 @@ export interface MetricsOptions {
 }
 
 /** `hostname:pid`: names one process of a deployment. */
-export const defaultInstance = (): string => `${hostname()}:${process.pid}`;
+const defaultInstance = (): string => `${hostname()}:${process.pid}`;
 
 /** Buckets for latencies from 5 ms (a command through a local broker) to 60 s (a slow device's answer). */
-export const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 const secondsSince = (startMs: number, nowMs: number): number => Math.max(0, nowMs - startMs) / 1000;
 
@@ -84,6 +83,9 @@ export class Metrics implements MetricsEndpoint {
   readonly jobDispatchToAnswer: Histogram<'kind'>;
   // queues (set by collect callbacks, see `watchQueue`)
   readonly queueJobs: Gauge<'queue' | 'state'>;
+  // device answers waiting for the store (AnswerInbox)
+  readonly deviceAnswersWaiting: Gauge;
+  readonly deviceAnswersDropped: Counter<'reason'>;
   // firmware downloads
   readonly firmwareDownloadsInFlight: Gauge;
   readonly firmwareDownloadBytes: Counter;
@@ -135,6 +137,8 @@ export class Metrics implements MetricsEndpoint {
     });
 
     this.queueJobs = new Gauge({ name: 'intercom_queue_jobs', help: 'BullMQ jobs by queue and state (waiting, delayed, active)', labelNames: ['queue', 'state'], registers });
+    this.deviceAnswersWaiting = new Gauge({ name: 'intercom_device_answers_waiting', help: 'Hellos and command answers waiting to be applied (the store is away or busy)', registers });
+    this.deviceAnswersDropped = new Counter({ name: 'intercom_device_answers_dropped_total', help: 'Device answers dropped because the inbox was full (device_full, inbox_full); their commands are redelivered', labelNames: ['reason'], registers });
 
     this.firmwareDownloadsInFlight = new Gauge({ name: 'intercom_firmware_downloads_in_flight', help: 'Firmware image downloads being served by this process', registers });
     this.firmwareDownloadBytes = new Counter({ name: 'intercom_firmware_download_bytes_total', help: 'Firmware image bytes sent to devices', registers });

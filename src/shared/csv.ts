@@ -16,7 +16,7 @@ export interface SheetRow {
  * outside quotes. Spreadsheets export one or the other by locale; a file uses one throughout, so a `,`
  * inside a `;`-separated file is text (e.g. the template's `Name,Type,MAC` device cells).
  */
-export function detectSeparator(text: string): ';' | ',' {
+function detectSeparator(text: string): ';' | ',' {
   const first = text.split(/\r\n|\n|\r/).find((l) => l.trim() !== '') ?? '';
   let quoted = false;
   let commas = 0;

@@ -36,7 +36,7 @@ export const cleanDeviceText = (value: string, max: number) => value.replace(CON
 // (OWASP "CSV injection"): exports prefix such a cell with `'`, imports take that prefix off again.
 const FORMULA_START = /^[=+\-@\t\r]/;
 
-export const startsLikeFormula = (value: string) => FORMULA_START.test(value);
+const startsLikeFormula = (value: string) => FORMULA_START.test(value);
 
 /** A cell for an exported spreadsheet: `'` before a formula-like start, so the program shows it as text. */
 export const escapeFormula = (value: string) => (FORMULA_START.test(value) ? `'${value}` : value);

@@ -10,20 +10,20 @@ export const buildingRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService
   app.post(
     '/sites/:siteId/buildings',
     { schema: { tags, summary: 'Add a building to a site', params: siteParams, body: createBuildingBody, response: { 201: buildingSchema, ...errorResponses(400, 404, 409, 415) } } },
-    async (request, reply) => reply.status(201).send(await directory.createBuilding(request.principal, request.params.siteId, request.body)),
+    async (request, reply) => reply.status(201).send(await directory.buildings.create(request.principal, request.params.siteId, request.body)),
   );
   app.get(
     '/sites/:siteId/buildings',
     { schema: { tags, summary: "A site's buildings", params: siteParams, querystring: z.strictObject(pageQuery), response: { 200: pageOf(buildingSchema), ...errorResponses(400, 404) } } },
-    async (request) => directory.listBuildings(request.principal, request.params.siteId, request.query),
+    async (request) => directory.buildings.list(request.principal, request.params.siteId, request.query),
   );
   app.get('/buildings/:buildingId', { schema: { tags, summary: 'One building', params: buildingParams, response: { 200: buildingSchema, ...errorResponses(400, 404) } } }, async (request) =>
-    directory.getBuilding(request.principal, request.params.buildingId),
+    directory.buildings.get(request.principal, request.params.buildingId),
   );
   app.patch(
     '/buildings/:buildingId',
     { schema: { tags, summary: 'Change a building', params: buildingParams, body: patchBuildingBody, response: { 200: buildingSchema, ...errorResponses(400, 404, 409, 415) } } },
-    async (request) => directory.updateBuilding(request.principal, request.params.buildingId, request.body),
+    async (request) => directory.buildings.update(request.principal, request.params.buildingId, request.body),
   );
   app.delete(
     '/buildings/:buildingId',
@@ -36,7 +36,7 @@ export const buildingRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService
       },
     },
     async (request, reply) => {
-      await directory.removeBuilding(request.principal, request.params.buildingId);
+      await directory.buildings.remove(request.principal, request.params.buildingId);
       return reply.status(204).send(null);
     },
   );

@@ -19,12 +19,12 @@ export const credentialRoutes: FastifyPluginAsyncZod<{ directory: DirectoryServi
         response: { 201: credentialSchema, ...errorResponses(400, 404, 409, 415) },
       },
     },
-    async (request, reply) => reply.status(201).send(await directory.createCredential(request.principal, request.params.residentId, request.body)),
+    async (request, reply) => reply.status(201).send(await directory.credentials.create(request.principal, request.params.residentId, request.body)),
   );
   app.get(
     '/residents/:residentId/credentials',
     { schema: { tags, summary: "A resident's PIN codes and cards", params: residentParams, response: { 200: z.object({ items: z.array(credentialSchema) }), ...errorResponses(400, 404) } } },
-    async (request) => ({ items: await directory.listCredentials(request.principal, request.params.residentId) }),
+    async (request) => ({ items: await directory.credentials.list(request.principal, request.params.residentId) }),
   );
   app.delete(
     '/credentials/:credentialId',
@@ -37,7 +37,7 @@ export const credentialRoutes: FastifyPluginAsyncZod<{ directory: DirectoryServi
       },
     },
     async (request, reply) => {
-      await directory.removeCredential(request.principal, request.params.credentialId);
+      await directory.credentials.remove(request.principal, request.params.credentialId);
       return reply.status(204).send(null);
     },
   );

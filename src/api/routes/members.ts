@@ -23,7 +23,7 @@ export const memberRoutes: FastifyPluginAsyncZod<{ accounts: AccountService; dir
     },
     async (request, reply) => {
       const { siteIds, ...account } = request.body;
-      const result = await accounts.createMember(request.principal, 'property-manager', account, (tx, id) => directory.assignManager(tx, request.principal, id, siteIds));
+      const result = await accounts.createMember(request.principal, 'property-manager', account, (tx, id) => directory.sites.assignManager(tx, request.principal, id, siteIds));
       return reply.status(201).send({ ...result, siteIds: [...new Set(siteIds)] });
     },
   );
@@ -41,8 +41,8 @@ export const memberRoutes: FastifyPluginAsyncZod<{ accounts: AccountService; dir
     },
     async (request) => {
       const member = await accounts.getMember(request.principal, request.params.id, 'property-manager');
-      await accounts.withinMember(request.principal, (tx) => directory.assignManager(tx, request.principal, member.id, request.body.siteIds));
-      return { siteIds: await directory.managedSites(member.id) };
+      await accounts.withinMember(request.principal, (tx) => directory.sites.assignManager(tx, request.principal, member.id, request.body.siteIds));
+      return { siteIds: await directory.sites.managedBy(member.id) };
     },
   );
 

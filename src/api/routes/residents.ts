@@ -18,20 +18,20 @@ export const residentRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService
         response: { 201: residentSchema, ...errorResponses(400, 404, 409, 415) },
       },
     },
-    async (request, reply) => reply.status(201).send(await directory.createResident(request.principal, request.params.apartmentId, request.body)),
+    async (request, reply) => reply.status(201).send(await directory.residents.create(request.principal, request.params.apartmentId, request.body)),
   );
   app.get(
     '/apartments/:apartmentId/residents',
     { schema: { tags, summary: "An apartment's residents, the main resident first", params: apartmentParams, querystring: z.strictObject(pageQuery), response: { 200: pageOf(residentSchema), ...errorResponses(400, 404) } } },
-    async (request) => directory.listResidents(request.principal, request.params.apartmentId, request.query),
+    async (request) => directory.residents.list(request.principal, request.params.apartmentId, request.query),
   );
   app.get('/residents/:residentId', { schema: { tags, summary: 'One resident', params: residentParams, response: { 200: residentSchema, ...errorResponses(400, 404) } } }, async (request) =>
-    directory.getResident(request.principal, request.params.residentId),
+    directory.residents.get(request.principal, request.params.residentId),
   );
   app.patch(
     '/residents/:residentId',
     { schema: { tags, summary: 'Change a resident', params: residentParams, body: patchResidentBody, response: { 200: residentSchema, ...errorResponses(400, 404, 415) } } },
-    async (request) => directory.updateResident(request.principal, request.params.residentId, request.body),
+    async (request) => directory.residents.update(request.principal, request.params.residentId, request.body),
   );
   app.delete(
     '/residents/:residentId',
@@ -47,7 +47,7 @@ export const residentRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService
       },
     },
     async (request, reply) => {
-      await directory.removeResident(request.principal, request.params.residentId);
+      await directory.residents.remove(request.principal, request.params.residentId);
       return reply.status(204).send(null);
     },
   );

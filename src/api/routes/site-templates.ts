@@ -67,7 +67,7 @@ export const siteTemplateRoutes: FastifyPluginAsyncZod<{ directory: DirectorySer
       if (!Buffer.isBuffer(body)) throw new HttpError(415, 'unsupported_media_type', `send the template as text/csv or ${XLSX_TYPE}, not ${type || 'no content type'}`);
       const sheet = await spreadsheets.read(type === XLSX_TYPE ? 'xlsx' : 'csv', body, MAX_TEMPLATE_ROWS + 1);
       if (sheet.length > MAX_TEMPLATE_ROWS + 1) throw new HttpError(400, 'too_many_rows', `at most ${MAX_TEMPLATE_ROWS} rows can be imported at once`, { maxRows: MAX_TEMPLATE_ROWS });
-      return directory.importTemplate(request.principal, request.params.siteId, sheet);
+      return directory.templates.import(request.principal, request.params.siteId, sheet);
     },
   );
 
@@ -84,6 +84,6 @@ export const siteTemplateRoutes: FastifyPluginAsyncZod<{ directory: DirectorySer
         response: { 200: z.any().describe('text/csv or .xlsx'), ...errorResponses(400, 404) },
       },
     },
-    async (request, reply) => send(reply, `site-${request.params.siteId}`, request.query.format, await directory.exportTemplate(request.principal, request.params.siteId)),
+    async (request, reply) => send(reply, `site-${request.params.siteId}`, request.query.format, await directory.templates.export(request.principal, request.params.siteId)),
   );
 };

@@ -19,15 +19,15 @@ export const siteRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService; wr
         response: { 201: siteSchema, ...errorResponses(400, 415) },
       },
     },
-    async (request, reply) => reply.status(201).send(await directory.createSite(request.principal, request.body)),
+    async (request, reply) => reply.status(201).send(await directory.sites.create(request.principal, request.body)),
   );
   app.get(
     '/sites',
     { schema: { tags, summary: "List sites (an installer's own; a distributor's: all)", querystring: listSitesQuery, response: { 200: pageOf(siteSchema), ...errorResponses(400) } } },
-    async (request) => directory.listSites(request.principal, request.query),
+    async (request) => directory.sites.list(request.principal, request.query),
   );
   app.get('/sites/:siteId', { schema: { tags, summary: 'One site', params: siteParams, response: { 200: siteSchema, ...errorResponses(400, 404) } } }, async (request) =>
-    directory.getSite(request.principal, request.params.siteId),
+    directory.sites.get(request.principal, request.params.siteId),
   );
   app.patch(
     '/sites/:siteId',
@@ -41,7 +41,7 @@ export const siteRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService; wr
         response: { 200: siteSchema, ...errorResponses(400, 404, 409, 415) },
       },
     },
-    async (request) => directory.updateSite(request.principal, request.params.siteId, request.body),
+    async (request) => directory.sites.update(request.principal, request.params.siteId, request.body),
   );
   app.get(
     '/sites/:siteId/audit',
@@ -55,7 +55,7 @@ export const siteRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService; wr
       },
     },
     async (request) => {
-      await directory.readableSite(request.principal, request.params.siteId);
+      await directory.sites.readable(request.principal, request.params.siteId);
       return writes.list(request.principal, { ...request.query, siteId: request.params.siteId });
     },
   );
@@ -70,7 +70,7 @@ export const siteRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService; wr
       },
     },
     async (request, reply) => {
-      await directory.removeSite(request.principal, request.params.siteId);
+      await directory.sites.remove(request.principal, request.params.siteId);
       return reply.status(204).send(null);
     },
   );
