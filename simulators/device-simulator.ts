@@ -60,6 +60,8 @@ export class SimulatedDevice extends EventEmitter {
   readonly downloads: DownloadRequest[] = [];
   /** Commands being applied now: a redelivery of one of them is ignored (the first delivery answers). */
   private readonly working = new Set<string>();
+  /** Commands held in progress (`holdKinds`), each with what lets it go on. */
+  private readonly held = new Map<string, () => void>();
   /** Calls: the station for the configured account (device-sip.ts). */
   private readonly sip: DeviceSip;
   /** The SIP user agent for the configured account (when `sip.enabled` and the configuration has one). */
@@ -233,7 +235,7 @@ export class SimulatedDevice extends EventEmitter {
     }
     if (b.failKinds?.includes(command.kind)) return void (await fail('simulated_failure', `the simulator refuses ${command.kind}`));
     // A kind, mode or model this firmware cannot carry out is refused before anything changes.
-    const refused = refusal(command, this.opts.model);
+    const refused = b.plainKinds?.includes(command.kind) ? null : refusal(command, this.opts.model);
     if (refused) return void (await fail(refused.code, refused.message));
     if (this.working.has(command.id)) return; // redelivered while being applied (e.g. mid-download)
     if (command.kind === 'upgrade') {
@@ -244,6 +246,10 @@ export class SimulatedDevice extends EventEmitter {
     this.working.add(command.id);
     try {
       await answer({ state: 'accepted' });
+      if (b.holdKinds?.includes(command.kind)) {
+        await answer({ state: 'in-progress', progress: 50 });
+        await new Promise<void>((resolve) => this.held.set(command.id, resolve));
+      }
       if (command.configHash !== undefined) {
         // A document that cannot be fetched or does not match its sha256 is `document_unavailable`; bytes
         // that do not hash to `configHash` are `config_hash_mismatch`.
@@ -275,6 +281,19 @@ export class SimulatedDevice extends EventEmitter {
     await answer({ state: 'succeeded', ...(this.configHash ? { configHash: this.configHash } : {}) });
     if (command.kind === 'reset') this.reset((command.params as { mode: 'config' | 'factory' }).mode);
     if (command.kind === 'reboot' || command.kind === 'reset') await this.reboot();
+  }
+
+  /** Lets a held command (`holdKinds`) go on to its end; false when none of that id is held. */
+  release(id: string): boolean {
+    const go = this.held.get(id);
+    this.held.delete(id);
+    go?.();
+    return go !== undefined;
+  }
+
+  /** Ids of the commands held in progress now. */
+  get holding(): string[] {
+    return [...this.held.keys()];
   }
 
   /** A reset (either mode) clears what the cloud configured; a factory reset also the device's own network setup. */

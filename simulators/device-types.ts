@@ -49,6 +49,10 @@ export interface DeviceBehaviour {
   progressStepPercent?: number;
   /** Pause this long after each download progress report (a slow link). */
   downloadPauseMs?: number;
+  /** Kinds beyond the protocol's that this firmware carries out at once, changing nothing (a plug-in kind under test). */
+  plainKinds?: string[];
+  /** Commands of these kinds are accepted and reported in progress, then held until `release(id)` (a slow job). */
+  holdKinds?: string[];
 }
 
 /** One HTTP request of a firmware download, as the device made it. */

@@ -17,6 +17,8 @@ import { connectRedis, type RedisHandle } from './infra/redis.js';
 import { resolveFactorySecret } from './infra/secrets.js';
 import type { Logger } from './logger.js';
 import type { ProvisioningEngine } from './provisioning/engine.js';
+import type { JobKindHandler } from './provisioning/kinds.js';
+import type { ProvisioningService } from './provisioning/service.js';
 import { DomainEvents } from './shared/events.js';
 import { forgetRemovedDevices, startApi } from './roles/api.js';
 import { buildDomains, buildJobs } from './roles/domains.js';
@@ -38,6 +40,7 @@ export interface RunningService {
   engine: ProvisioningEngine;
   scheduler: UpgradeScheduler;
   upgrades: UpgradeService;
+  provisioning: ProvisioningService;
   follower: DirectoryFollower;
   /** Follows the job event outbox (null where this process does not). */
   jobEvents: JobEventFollower | null;
@@ -66,6 +69,7 @@ export interface RunningProcess {
   engine: ProvisioningEngine;
   scheduler: UpgradeScheduler | null;
   upgrades: UpgradeService;
+  provisioning: ProvisioningService;
   follower: DirectoryFollower | null;
   jobEvents: JobEventFollower | null;
   appStations: AppStations;
@@ -100,9 +104,14 @@ export async function prepareDatabase(database: Database, accounts: AccountServi
   });
 }
 
+/** What a deployment adds to the service as it starts: job kinds beyond the built-in ones. */
+export interface Plugins {
+  kinds?: JobKindHandler[];
+}
+
 /** Starts the whole service in one process: database (migrated), Redis, device gateway, provisioning engine, REST API. */
-export async function startService(config: Config, logger: Logger, env: { PATH?: string } = {}): Promise<RunningService> {
-  const p = await startProcess({ ...config, role: 'all' }, logger, env);
+export async function startService(config: Config, logger: Logger, env: { PATH?: string } = {}, plugins: Plugins = {}): Promise<RunningService> {
+  const p = await startProcess({ ...config, role: 'all' }, logger, env, plugins);
   return { ...p, ports: { http: p.ports.http!, mqtt: p.ports.mqtt!, mqtts: p.ports.mqtts, sipBackend: p.ports.sipBackend }, gateway: p.gateway!, scheduler: p.scheduler!, follower: p.follower!, app: p.app! };
 }
 
@@ -113,7 +122,7 @@ export async function startService(config: Config, logger: Logger, env: { PATH?:
  * process holding the device's session, domain events travel over Redis, wake-ups are counted there.
  * Each role's parts live in `src/roles/`; this composes the ones the role runs, in the order they need.
  */
-export async function startProcess(config: Config, logger: Logger, env: { PATH?: string } = {}): Promise<RunningProcess> {
+export async function startProcess(config: Config, logger: Logger, env: { PATH?: string } = {}, plugins: Plugins = {}): Promise<RunningProcess> {
   const role = config.role;
   const cluster = role !== 'all';
   const runs = runsOf(role);
@@ -148,7 +157,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     const { metrics, clusterMetrics, bus } = await startSharedParts(base, events);
     const gateway = runs.gateway ? buildGateway(base, { keys, domains, events, bus, metrics }) : null;
     // Alone, commands go straight to this process's gateway; in a cluster, to the process holding the session.
-    const jobs = await buildJobs(base, domains, cluster ? new ClusterCommandChannel(redis.client, queuePrefix) : gateway!);
+    const jobs = await buildJobs(base, domains, cluster ? new ClusterCommandChannel(redis.client, queuePrefix) : gateway!, plugins.kinds);
     const follower = runs.engine ? buildDirectoryFollower(base, jobs) : null;
     const jobEvents = runs.engine ? buildJobEventFollower(base, metrics) : null;
     routeDirectoryChanges(domains.directory, follower, bus);
@@ -182,6 +191,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       engine: jobs.engine,
       scheduler: runs.engine ? jobs.scheduler : null,
       upgrades: jobs.upgrades,
+      provisioning: jobs.provisioning,
       follower,
       jobEvents,
       appStations: domains.appStations,

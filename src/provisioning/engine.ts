@@ -106,7 +106,7 @@ export class ProvisioningEngine implements DeviceEventSink {
    * commit); `enqueue` them after it commits.
    */
   async create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<CreatedJob[]> {
-    const rows = await this.store.create(q, actor, items, details);
+    const rows = await this.store.create(q, actor, items.map((i) => ({ ...i, urgent: this.opts.kinds.urgent(i.kind) })), details);
     const created: CreatedJob[] = [];
     for (const row of rows) {
       const ended: string[] = [];
@@ -130,16 +130,43 @@ export class ProvisioningEngine implements DeviceEventSink {
    * the queue timeout; the jobs stay recorded and reconciliation adds their twins once Redis is back.
    */
   async enqueue(ids: string[]): Promise<void> {
+    await this.addTwins(ids.map((id) => ({ id, delay: 0 })));
+  }
+
+  /**
+   * The fast path of urgent jobs, once their creation committed: each is driven here and now (delivered
+   * when its device is connected and it heads its lane), not behind the twins of every other device's jobs
+   * in the queue; its twin is made afterwards, delayed until its answer is due, to redeliver or expire it
+   * as any job's. A step that fails leaves the twin to drive the job at once. Throws QueueUnavailableError
+   * as `enqueue` does.
+   */
+  async expedite(ids: string[]): Promise<void> {
+    const twins = await Promise.all(
+      ids.map(async (id) => {
+        try {
+          const park = await this.drive(id);
+          return park ? { id, delay: Math.max(0, park.until - this.now()) } : null;
+        } catch (err) {
+          this.log.warn({ jobId: id, err: (err as Error).message }, 'an urgent job could not be delivered at once; its twin drives it');
+          return { id, delay: 0 };
+        }
+      }),
+    );
+    // A wake-up that came before its twin existed made the twin waiting; adding it again changes nothing.
+    await this.addTwins(twins.filter((t) => t !== null));
+  }
+
+  private async addTwins(twins: { id: string; delay: number }[]): Promise<void> {
     try {
-      for (let i = 0; i < ids.length; i += 1000) {
+      for (let i = 0; i < twins.length; i += 1000) {
         await withTimeout(
-          this.queue.addBulk(ids.slice(i, i + 1000).map((id) => ({ name: 'job', data: { id }, opts: twinOptions(id) }))),
+          this.queue.addBulk(twins.slice(i, i + 1000).map(({ id, delay }) => ({ name: 'job', data: { id }, opts: { ...twinOptions(id), delay } }))),
           this.opts.queueTimeoutMs,
         );
       }
     } catch (err) {
       // Redis's own words go to the log; the answer says only that the queue is unavailable.
-      this.log.warn({ err: (err as Error).message, jobs: ids.length }, 'the queue did not take the jobs');
+      this.log.warn({ err: (err as Error).message, jobs: twins.length }, 'the queue did not take the jobs');
       throw new QueueUnavailableError('the queue did not take the jobs');
     }
   }
@@ -160,9 +187,10 @@ export class ProvisioningEngine implements DeviceEventSink {
       await this.enqueue(readd);
       this.log.info({ jobs: readd.length }, 'reconciliation gave unfinished jobs their twins again');
     }
-    const heads = new Map<string, string>();
-    for (const j of unfinished) if (!heads.has(j.mac)) heads.set(j.mac, j.state);
-    for (const [mac, state] of heads) if (state === 'queued' && (await this.opts.channel.connectedSince(mac)) !== null) await this.wake(mac);
+    // The head of each lane of each device (urgent jobs and the others).
+    const heads = new Map<string, { mac: string; id: string; state: JobState }>();
+    for (const j of unfinished) if (!heads.has(`${j.mac}/${j.urgent}`)) heads.set(`${j.mac}/${j.urgent}`, j);
+    for (const { mac, id, state } of heads.values()) if (state === 'queued' && (await this.opts.channel.connectedSince(mac)) !== null) await this.wake(mac, id);
     this.tell('reconciled', readd);
     return readd;
   }
@@ -174,13 +202,13 @@ export class ProvisioningEngine implements DeviceEventSink {
   }
 
   /**
-   * Promotes the job at the head of a device's queue (device connected, predecessor finished); `head` when
-   * the caller read it already (a finish reads the next head in its own statement).
+   * Promotes the jobs heading a device's lanes (device connected, predecessor finished); `head` when the
+   * caller read the one head to wake already (a finish reads its lane's next head in its own statement).
    */
   async wake(mac: string, head?: string | null): Promise<void> {
     await this.wakes.bump(mac);
-    const id = head === undefined ? await this.store.headOf(mac) : head;
-    if (id) await this.promote(id);
+    const ids = head === undefined ? await this.store.headsOf(mac) : head ? [head] : [];
+    for (const id of ids) await this.promote(id);
   }
 
   private async promote(id: string): Promise<void> {

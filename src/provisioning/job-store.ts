@@ -19,6 +19,8 @@ export interface NewJob {
   batchId?: string | null;
   /** When the job stops waiting for the device. */
   expiresAt: Date;
+  /** Set by the engine from the kind's registration, never by a request. */
+  urgent?: boolean;
 }
 
 /** Who changes a job: an account, the scheduler, the engine or the device; written into the audit log. */
@@ -41,6 +43,7 @@ export function jobFromRow(r: RawJob): JobRow {
     id: r.id as string,
     seq: Number(r.seq),
     kind: r.kind as JobKind,
+    urgent: r.urgent === true,
     mac: r.mac as string,
     installerId: r.installer_id as string,
     batchId: (r.batch_id as string | null) ?? null,
@@ -66,13 +69,14 @@ const st = {
   loadWithHead: {
     name: 'jobs_load_with_head',
     text: `SELECT ${COLUMNS.replace(/(\w+)/g, 'j.$1')},
-        (SELECT h.id FROM jobs h WHERE h.mac = j.mac AND h.${UNFINISHED} ORDER BY h.seq LIMIT 1) AS head_id
+        (SELECT h.id FROM jobs h WHERE h.mac = j.mac AND h.urgent = j.urgent AND h.${UNFINISHED} ORDER BY h.seq LIMIT 1) AS head_id
       FROM jobs j WHERE j.id = $1`,
   },
-  head: { name: 'jobs_head', text: `SELECT id FROM jobs WHERE mac = $1 AND ${UNFINISHED} ORDER BY seq LIMIT 1` },
+  // A device has two lanes, each run in creation order: its urgent jobs and the others (engine.ts).
+  heads: { name: 'jobs_heads', text: `SELECT DISTINCT ON (urgent) id FROM jobs WHERE mac = $1 AND ${UNFINISHED} ORDER BY urgent DESC, seq` },
   unfinishedOf: { name: 'jobs_unfinished_of', text: `SELECT ${COLUMNS} FROM jobs WHERE mac = $1 AND ${UNFINISHED} ORDER BY seq` },
   kindOf: { name: 'jobs_kind_of', text: `SELECT kind FROM jobs WHERE id = $1 AND mac = $2 AND ${UNFINISHED}` },
-  unfinished: { name: 'jobs_unfinished', text: `SELECT id, mac, state FROM jobs WHERE ${UNFINISHED} ORDER BY mac, seq` },
+  unfinished: { name: 'jobs_unfinished', text: `SELECT id, mac, state, urgent FROM jobs WHERE ${UNFINISHED} ORDER BY mac, seq` },
   batchLines: { name: 'jobs_batch_lines', text: 'SELECT lines FROM autop_batches WHERE id = $1' },
 } satisfies Record<string, Statement>;
 
@@ -111,6 +115,7 @@ export class JobStore {
       batch_id: i.batchId ?? null,
       params: i.params ?? {},
       expires_at: i.expiresAt.toISOString(),
+      urgent: i.urgent === true,
     }));
     const rows = await runIn<RawJob>(q, createStatement, [JSON.stringify(input), actor.accountId, actor.label, this.stamp(), JSON.stringify(details)]);
     return rows.map(jobFromRow);
@@ -128,15 +133,16 @@ export class JobStore {
     return rows.map((r) => ({ ...jobFromRow(r), fromState: (r.from_state as JobState | null) ?? null, nextHeadId: (r.next_head_id as string | null) ?? null }));
   }
 
-  /** The job and the id of the job heading its device's queue, in one round trip. */
+  /** The job and the id of the job heading its lane of its device's queue, in one round trip. */
   async loadWithHead(id: string): Promise<{ row: JobRow; headId: string | null } | null> {
     const rows = await this.database.run<RawJob>(st.loadWithHead, [id]);
     return rows[0] ? { row: jobFromRow(rows[0]), headId: (rows[0].head_id as string | null) ?? null } : null;
   }
 
-  async headOf(mac: string): Promise<string | null> {
-    const rows = await this.database.run<{ id: string }>(st.head, [mac]);
-    return rows[0]?.id ?? null;
+  /** The heads of a device's two lanes (urgent jobs and the others): none, one or two ids, urgent first. */
+  async headsOf(mac: string): Promise<string[]> {
+    const rows = await this.database.run<{ id: string }>(st.heads, [mac]);
+    return rows.map((r) => r.id);
   }
 
   async unfinishedOf(mac: string): Promise<JobRow[]> {
@@ -149,9 +155,9 @@ export class JobStore {
     return rows[0]?.kind ?? null;
   }
 
-  /** Every unfinished job's id, device and state, each device's jobs in their order (its head first). */
-  async unfinished(): Promise<{ id: string; mac: string; state: JobState }[]> {
-    return this.database.run<{ id: string; mac: string; state: JobState }>(st.unfinished, []);
+  /** Every unfinished job's id, device, state and lane, each device's jobs in their order (its heads first). */
+  async unfinished(): Promise<{ id: string; mac: string; state: JobState; urgent: boolean }[]> {
+    return this.database.run<{ id: string; mac: string; state: JobState; urgent: boolean }>(st.unfinished, []);
   }
 
   /** The Autop lines of a batch (its one-time jobs take them from here rather than each holding a copy). */

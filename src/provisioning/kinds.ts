@@ -29,6 +29,11 @@ export interface JobKindHandler {
   readonly kind: JobKind;
   /** Whether the command carries the device's effective configuration. */
   readonly carriesConfiguration?: boolean;
+  /**
+   * An urgent kind (a door opening) does not wait behind the device's other jobs: its jobs run in a lane
+   * of their own beside them, and one made for a connected device is delivered at once by whoever made it.
+   */
+  readonly urgent?: boolean;
   /** The command for a delivery to `device` (its record, read by the engine); `{ fail }` when it cannot be built. */
   command(job: JobRow, device: DeviceRow): Promise<CommandBody | { fail: JobError }>;
   /** The rule for an accepted job (pure); none means silence past the deadline redelivers. */
@@ -101,6 +106,7 @@ export class JobKinds {
   }
 
   carriesConfiguration = (kind: JobKind): boolean => this.handlers.get(kind)?.carriesConfiguration === true;
+  urgent = (kind: JobKind): boolean => this.handlers.get(kind)?.urgent === true;
 
   /** The kinds whose unfinished jobs a new job of `kind` ends. */
   endedBy(kind: JobKind): JobKindHandler[] {

@@ -87,22 +87,28 @@ export class ProvisioningService {
   ): Promise<Submitted<T>> {
     const result = await this.db.transaction(async (tx) => {
       const earlier = ctx.idempotency ? await this.idempotency.claim(tx, ctx.idempotency) : null;
-      if (earlier) return { replayed: true as const, answer: earlier.body as T, jobIds: earlier.jobIds, after: undefined };
+      if (earlier) return { replayed: true as const, answer: earlier.body as T, jobIds: earlier.jobIds, urgent: [], after: undefined };
       const done = await work(tx);
       const jobIds = done.jobs.map((j) => j.id);
       if (ctx.idempotency) await this.idempotency.record(tx, ctx.idempotency, done.answer, jobIds);
-      return { replayed: false as const, answer: done.answer, jobIds, after: done.after };
+      return { replayed: false as const, answer: done.answer, jobIds, urgent: done.jobs.filter((j) => j.urgent).map((j) => j.id), after: done.after };
     });
-    await this.enqueue(result.jobIds);
+    // A replay's urgent jobs were expedited by the first request (or their twins drive them).
+    await this.enqueue(result.jobIds, result.urgent);
     await result.after?.();
     return { answer: result.answer, replayed: result.replayed };
   }
 
-  /** Makes recorded jobs runnable; should the queue refuse, they stay recorded and reconciliation runs them. */
-  async enqueue(ids: string[]): Promise<void> {
+  /**
+   * Makes recorded jobs runnable, the `urgent` among them delivered at once (the engine's fast path);
+   * should the queue refuse, they stay recorded and reconciliation runs them.
+   */
+  async enqueue(ids: string[], urgent: string[] = []): Promise<void> {
     if (!ids.length) return;
     try {
-      await this.engine.enqueue(ids);
+      if (urgent.length) await this.engine.expedite(urgent);
+      const others = urgent.length ? ids.filter((id) => !urgent.includes(id)) : ids;
+      if (others.length) await this.engine.enqueue(others);
     } catch (err) {
       if (!(err instanceof QueueUnavailableError)) throw err;
       throw unavailable('queue_unavailable', 'the jobs are recorded but the queue did not take them; they will run once it is back', { jobIds: ids });
@@ -242,6 +248,12 @@ export class ProvisioningService {
         return { jobs: created, answer: { job: jobView(created[0]!) } };
       }),
     );
+  }
+
+  /** A job of any registered kind for one of the caller's devices (a plug-in kind's request). */
+  async requestJob(ctx: RequestContext, mac: string, kind: JobKind, params: Record<string, unknown>, expiresInSeconds?: number) {
+    if (!this.engine.knowsKind(kind)) throw badRequest('unknown_kind', `no job kind ${kind}`, { kind, kinds: this.engine.kindNames() });
+    return this.single(ctx, mac, kind, params, expiresInSeconds);
   }
 
   reboot(ctx: RequestContext, mac: string, expiresInSeconds?: number) {

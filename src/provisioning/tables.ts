@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, bigserial, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid, varchar } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid, varchar } from 'drizzle-orm/pg-core';
 import { accounts } from '../accounts/tables.js';
 import { devices } from '../devices/tables.js';
 
@@ -29,6 +29,8 @@ export const jobs = pgTable(
     /** Creation order: a device's jobs run in this order. */
     seq: bigserial('seq', { mode: 'number' }).notNull(),
     kind: text('kind').notNull(),
+    /** Of an urgent kind: its device runs it in a lane of its own, beside the queue of the others (engine.ts). */
+    urgent: boolean('urgent').notNull().default(false),
     mac: varchar('mac', { length: 12 }).notNull(),
     /** The installer owning the device when the job was made: who may see and cancel it. */
     installerId: uuid('installer_id').notNull(),

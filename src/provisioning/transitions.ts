@@ -6,7 +6,7 @@ import { UNFINISHED_STATE, type JobError, type JobKind, type JobState } from './
 // the one instant the caller's clock gave ($4, milliseconds): a transition, its audit entry and its event
 // exist together or not at all, whatever is killed when.
 
-export const JOB_COLUMNS = `id, seq, kind, mac, installer_id, batch_id, state, progress, stage, attempts, params, error, result, requested_by,
+export const JOB_COLUMNS = `id, seq, kind, urgent, mac, installer_id, batch_id, state, progress, stage, attempts, params, error, result, requested_by,
   created_at, updated_at, expires_at, delivered_at, deadline_at, finished_at`;
 
 /** Which unfinished jobs a transition applies to (a finished job never changes again). */
@@ -80,7 +80,7 @@ const statements = new Map<string, Statement>();
 /**
  * The statement of one selector and one change: $1 the selector, $2 the change (both jsonb), $3 the actor,
  * $4 the instant, $5 audit details to add. Answers the changed jobs with their former state and, for each,
- * the job heading its device's queue once the change is made.
+ * the job heading its device's queue (its lane: urgent or not) once the change is made.
  */
 export function transitionStatement(selector: keyof typeof SELECTORS, change: JobChange['type']): Statement {
   const name = `jobs_transition_${selector}_${change}`;
@@ -97,7 +97,7 @@ export function transitionStatement(selector: keyof typeof SELECTORS, change: Jo
       c.action,
       c.event,
       c.details,
-      `SELECT t.*, (SELECT n.id FROM jobs n WHERE n.mac = t.mac AND n.id NOT IN (SELECT id FROM t) AND ${unfinished('n')} ORDER BY n.seq LIMIT 1) AS next_head_id
+      `SELECT t.*, (SELECT n.id FROM jobs n WHERE n.mac = t.mac AND n.urgent = t.urgent AND n.id NOT IN (SELECT id FROM t) AND ${unfinished('n')} ORDER BY n.seq LIMIT 1) AS next_head_id
       FROM t ORDER BY t.seq`,
     )}`;
   const statement = { name, text };
@@ -112,10 +112,10 @@ export const createStatement: Statement = {
   name: 'jobs_transition_create',
   text: `WITH input AS (
       SELECT * FROM jsonb_to_recordset($1::jsonb)
-        AS x(ord int, kind text, mac text, installer_id uuid, batch_id uuid, params jsonb, expires_at timestamptz)
+        AS x(ord int, kind text, urgent boolean, mac text, installer_id uuid, batch_id uuid, params jsonb, expires_at timestamptz)
     ), t AS (
-      INSERT INTO jobs (kind, mac, installer_id, batch_id, params, requested_by, expires_at, created_at, updated_at)
-      SELECT kind, mac, installer_id, batch_id, params, $2::uuid, expires_at, ${AT}, ${AT} FROM input ORDER BY ord
+      INSERT INTO jobs (kind, urgent, mac, installer_id, batch_id, params, requested_by, expires_at, created_at, updated_at)
+      SELECT kind, COALESCE(urgent, false), mac, installer_id, batch_id, params, $2::uuid, expires_at, ${AT}, ${AT} FROM input ORDER BY ord
       RETURNING ${JOB_COLUMNS}, NULL::text AS from_state
     )${written(`'job.created'`, `'created'`, `jsonb_build_object('kind', t.kind)`, 'SELECT * FROM t ORDER BY seq')}`,
 };

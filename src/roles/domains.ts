@@ -20,7 +20,7 @@ import { ProvisioningEngine } from '../provisioning/engine.js';
 import { IdempotentRequests } from '../provisioning/idempotency.js';
 import { provisioningKinds } from '../provisioning/job-kinds.js';
 import { JobStore } from '../provisioning/job-store.js';
-import { JobKinds } from '../provisioning/kinds.js';
+import { JobKinds, type JobKindHandler } from '../provisioning/kinds.js';
 import { ProvisioningService } from '../provisioning/service.js';
 import type { DomainEvents } from '../shared/events.js';
 import type { ProcessBase } from './process.js';
@@ -50,7 +50,7 @@ export type Domains = ReturnType<typeof buildDomains>;
  * Jobs and what makes them: documents, configurations, the kinds, the engine (a worker only where the
  * role drives jobs: gateway and API processes make and wake jobs), firmware and its upgrade schedule.
  */
-export async function buildJobs(base: ProcessBase, domains: Domains, channel: CommandChannel) {
+export async function buildJobs(base: ProcessBase, domains: Domains, channel: CommandChannel, extraKinds: JobKindHandler[] = []) {
   const { database, config, logger, redis, queuePrefix, reach } = base;
   const documents = new DocumentStore(database);
   const directoryRenders = new DirectoryRenders(database);
@@ -61,6 +61,7 @@ export async function buildJobs(base: ProcessBase, domains: Domains, channel: Co
   const kinds = new JobKinds();
   for (const kind of provisioningKinds(configurations, store, now, domains.devices)) kinds.register(kind);
   kinds.register(upgradeKind((firmwareId) => `${reach.publicUrl}/firmware/${firmwareId}/image`));
+  for (const kind of extraKinds) kinds.register(kind);
   const engine = new ProvisioningEngine({
     store,
     redis: redis.client,

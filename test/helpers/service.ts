@@ -10,7 +10,7 @@ import { spawnTied } from '../../src/infra/tied-child.js';
 import { deleteKeysUnder } from '../../src/infra/redis.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
-import { startService, type RunningService } from '../../src/service.js';
+import { startService, type Plugins, type RunningService } from '../../src/service.js';
 import { SimulatedDevice, type SimulatedDeviceOptions } from '../../simulators/device-simulator.js';
 
 export const FACTORY_SECRET = 'test-factory-secret-0123456789abcdef';
@@ -63,7 +63,7 @@ export const SIP_ON_FREE_PORTS = { SIP_SERVER: undefined, SIP_HOST: '127.0.0.1',
 
 let installerCounter = 0;
 
-export async function startTestService(t: Teardown, env: Record<string, string | undefined> = {}): Promise<TestService> {
+export async function startTestService(t: Teardown, env: Record<string, string | undefined> = {}, plugins: Plugins = {}): Promise<TestService> {
   const dataDir = mkdtempSync(join(tmpdir(), 'icloud-test-'));
   const databaseUrl = 'DATABASE_URL' in env ? env.DATABASE_URL : await createTestDatabase(t);
   const config = loadConfig({
@@ -82,7 +82,7 @@ export async function startTestService(t: Teardown, env: Record<string, string |
     ...env,
     DATABASE_URL: databaseUrl,
   });
-  const service = await startService(config, createLogger(config.logLevel), { PATH: process.env.PATH });
+  const service = await startService(config, createLogger(config.logLevel), { PATH: process.env.PATH }, plugins);
   const devices: SimulatedDevice[] = [];
   t.teardown(async () => {
     await Promise.all(devices.map((d) => d.stop(false)));
