@@ -219,13 +219,15 @@ export class SimulatedDevice extends EventEmitter {
     this.sizes.push({ id: command.id, bytes: payload.length });
     this.emit('command', command);
     const b = this.opts.behaviour ?? {};
-    const deliveries = this.received.filter((c) => c.id === command.id).length;
+    // Counted when answering: an answer of a delivery whose acks were "lost" still goes out once the
+    // command was delivered again meanwhile (the cloud waits for that later delivery's answer).
+    const deliveries = () => this.received.filter((c) => c.id === command.id).length;
     if (b.offlineOnKinds?.includes(command.kind)) {
       this.client?.stream.destroy();
       return;
     }
     if (b.answerDelayMs) await new Promise((r) => setTimeout(r, b.answerDelayMs));
-    const answer = (status: Record<string, unknown>) => (deliveries <= (b.dropAcks ?? 0) ? Promise.resolve() : this.status(command.id, status));
+    const answer = (status: Record<string, unknown>) => (deliveries() <= (b.dropAcks ?? 0) ? Promise.resolve() : this.status(command.id, status));
     const fail = (code: string, message: string) => answer({ state: 'failed', error: { code, message } });
 
     if (this.applied.has(command.id)) {
@@ -237,7 +239,13 @@ export class SimulatedDevice extends EventEmitter {
     // A kind, mode or model this firmware cannot carry out is refused before anything changes.
     const refused = b.plainKinds?.includes(command.kind) ? null : refusal(command, this.opts.model);
     if (refused) return void (await fail(refused.code, refused.message));
-    if (this.working.has(command.id)) return; // redelivered while being applied (e.g. mid-download)
+    if (this.working.has(command.id)) {
+      // Redelivered while being applied (its answers were lost with a link, or mid-download): the device
+      // says it is at it, so the cloud waits for the final answer instead of counting a delivery without
+      // answer; the first delivery carries on and sends that final answer once (docs/device-protocol.md).
+      await answer({ state: command.kind === 'upgrade' ? 'in-progress' : 'accepted' });
+      return;
+    }
     if (command.kind === 'upgrade') {
       await answer({ state: 'accepted' });
       await this.upgrade(command, (status) => this.status(command.id, status));
@@ -250,6 +258,7 @@ export class SimulatedDevice extends EventEmitter {
         await answer({ state: 'in-progress', progress: 50 });
         await new Promise<void>((resolve) => this.held.set(command.id, resolve));
       }
+      if (b.applyDelayMs) await new Promise((r) => setTimeout(r, b.applyDelayMs));
       if (command.configHash !== undefined) {
         // A document that cannot be fetched or does not match its sha256 is `document_unavailable`; bytes
         // that do not hash to `configHash` are `config_hash_mismatch`.

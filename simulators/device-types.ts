@@ -31,10 +31,12 @@ export interface SimulatedDeviceOptions {
 }
 
 export interface DeviceBehaviour {
-  /** Send no status for the first N deliveries of each job (lost acks). */
+  /** Send no status while a job has had at most N deliveries (lost acks; a later delivery's answers go out). */
   dropAcks?: number;
   /** Wait this long before answering a command. */
   answerDelayMs?: number;
+  /** How long applying a command takes, after `accepted` (a slow flash, a large configuration). */
+  applyDelayMs?: number;
   /** Answer these kinds with failure. */
   failKinds?: string[];
   /** Drop the connection on receiving these kinds, without answering (offline mid-job). */

@@ -6,7 +6,8 @@ import { createTestDatabase, once, startTestService, waitFor } from './helpers/s
 // PostgreSQL becomes unreachable under a running service with devices connected and jobs in flight: a real
 // server behind a TCP proxy the test cuts (every connection reset, new ones refused), then restores.
 
-const DEVICES = 20;
+// Tens of devices in CI; OUTAGE_DEVICES=300 (say) measures a larger fleet by hand.
+const DEVICES = Number(process.env.OUTAGE_DEVICES ?? 20);
 
 t.test('PostgreSQL away under devices and jobs: the process stays up, answers 503 at once, and loses no answer', async (t) => {
   const proxy = await startPgProxy(t);
@@ -23,8 +24,9 @@ t.test('PostgreSQL away under devices and jobs: the process stays up, answers 50
   for (const mac of macs) await svc.addDevice(token, mac);
   const site = await svc.api('POST', '/api/v1/sites', { token, body: { kind: 'community', name: 'Outage court', timeZone: 'Europe/Berlin' } });
   t.equal(site.status, 201);
-  // Answers come 1.5 s after each command: the database is cut in between.
-  const devices = macs.map((mac) => svc.device(mac, { behaviour: { answerDelayMs: 1500 } }));
+  // Answers come a while after each command (longer than dispatching them all takes): the database is
+  // cut in between.
+  const devices = macs.map((mac) => svc.device(mac, { behaviour: { answerDelayMs: 1500 + 10 * DEVICES } }));
   for (const d of devices) {
     d.start();
     await once(d, 'online');
@@ -33,12 +35,11 @@ t.test('PostgreSQL away under devices and jobs: the process stays up, answers 50
   t.ok(site.body.id, 'a site whose directory changes the follower renders');
   await svc.service.follower.settled();
 
-  const ids: string[] = [];
-  for (const mac of macs) {
-    const res = await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.Outage.Marker = 1' } });
-    t.equal(res.status, 202);
-    ids.push(res.body.job.id);
-  }
+  const batch = await svc.api('POST', '/api/v1/autop/batch', { token, body: { macs, commands: 'Config.Outage.Marker = 1', mode: 'once' } });
+  t.equal(batch.status, 202);
+  const jobOf = new Map<string, string>((batch.body.jobs as { id: string; mac: string }[]).map((j) => [j.mac, j.id]));
+  const ids = macs.map((mac) => jobOf.get(mac)!);
+  t.equal(ids.filter(Boolean).length, DEVICES, 'one job per device');
   await waitFor(() => devices.every((d, i) => d.received.some((c) => c.id === ids[i])), Boolean, 30_000, 10);
   proxy.cut();
 
@@ -73,7 +74,7 @@ t.test('PostgreSQL away under devices and jobs: the process stays up, answers 50
     const retrying = once<{ delayMs: number }>(svc.service.follower, 'retrying');
     svc.service.follower.poke();
     const { delayMs } = await retrying;
-    t.ok(delayMs > 0 && delayMs <= 15_000, `retries in ${delayMs} ms`);
+    t.ok(delayMs > 0 && delayMs <= 5000, `retries in ${delayMs} ms`);
   });
 
   await t.test('answers that arrive while the database is away are applied once it is back, without redelivery', async (t) => {
@@ -97,7 +98,8 @@ t.test('PostgreSQL away under devices and jobs: the process stays up, answers 50
     );
     t.same(new Set(jobs), new Set(['succeeded']), `all ${DEVICES} jobs succeeded ${Date.now() - started} ms after the database came back`);
     devices.forEach((d, i) => t.equal(d.received.filter((c) => c.id === ids[i]).length, 1, `${macs[i]} got its command once`));
-    t.equal(await waiting(), 0, 'nothing left waiting');
+    // The last answers may still be finishing (the engine records the configuration hash after the job).
+    t.equal(await waitFor(waiting, (n) => n === 0, 30_000, 50), 0, 'nothing left waiting');
     await rendered;
     t.pass('the directory change written during the outage was rendered by the follower retrying on its own');
   });

@@ -159,8 +159,8 @@ export async function deploymentId(database: Database): Promise<string> {
   return rows[0]!.id;
 }
 
-/** Retry delays while PostgreSQL does not answer: doubling from 200 ms to 5 s, with jitter. */
-const RECONNECT = { minMs: 200, maxMs: 5000 };
+/** Retry delays while PostgreSQL does not answer: doubling from 200 ms to 2 s, with jitter. */
+const RECONNECT = { minMs: 200, maxMs: 2000 };
 
 /**
  * A pool that stops dialling a database that does not answer. After a failed connection attempt every

@@ -34,8 +34,8 @@ const summary = (r: DeviceRender) => r.documents.map((d) => ({ name: d.name, sha
 const sameDocuments = (a: DirectoryPart['documents'], b: DirectoryPart['documents']) =>
   a.length === b.length && a.every((d, i) => d.name === b[i]!.name && d.sha256 === b[i]!.sha256 && d.size === b[i]!.size);
 
-/** Retries of a failed pass (database or Redis away): doubling from 500 ms to 15 s, with jitter. */
-const RETRY = { minMs: 500, maxMs: 15_000 };
+/** Retries of a failed pass (database or Redis away): doubling from 500 ms to 5 s, with jitter. */
+const RETRY = { minMs: 500, maxMs: 5000 };
 
 /** Provisions devices whose rendered documents changed (the provisioning engine's side, given at wiring). */
 export type ProvisionDevices = (macs: string[]) => Promise<void>;

@@ -54,7 +54,7 @@ export class AnswerInbox extends EventEmitter<{ applied: [string]; dropped: [{ m
     super();
     this.maxPerDevice = opts.maxPerDevice ?? 32;
     this.maxTotal = opts.maxTotal ?? 20_000;
-    this.retry = opts.retry ?? { minMs: 200, maxMs: 10_000 };
+    this.retry = opts.retry ?? { minMs: 200, maxMs: 2000 };
   }
 
   /** Things waiting to be applied, across all devices. */

@@ -74,6 +74,34 @@ t.test('PostgreSQL cut under open connections and calls', async (t) => {
   });
 });
 
+t.test('PostgreSQL silent (a partition): calls fail within the connect and query timeouts instead of hanging', async (t) => {
+  const proxy = await startPgProxy(t);
+  const url = proxy.via(await createTestDatabase(t));
+  const database = await openDatabase({ url, dataDir: '/nonexistent', poolSize: 2, policy: { connectTimeoutMs: 300, queryTimeoutMs: 1000 }, onConnectionError: () => {} });
+  t.teardown(() => database.close());
+  await database.ping();
+  proxy.stall();
+  const timed = async () => {
+    const started = Date.now();
+    const err = await database.ping().then(
+      () => null,
+      (e: unknown) => e as Error,
+    );
+    return { err, ms: Date.now() - started };
+  };
+  // The pooled connection is open but nothing comes back: the query timeout ends the wait.
+  const silent = await timed();
+  t.ok(silent.err && isUnreachable(silent.err), `failed as unreachable: ${silent.err?.message}`);
+  t.ok(silent.ms >= 900 && silent.ms < 3000, `after the query timeout (${silent.ms} ms)`);
+  // A new connection gets no answer: the connect timeout ends the wait.
+  const fresh = await timed();
+  t.ok(fresh.err && isUnreachable(fresh.err), `failed as unreachable: ${fresh.err?.message}`);
+  t.ok(fresh.ms < 1000, `within the connect timeout (${fresh.ms} ms)`);
+  proxy.restore();
+  await waitUntilReachable(database);
+  t.pass('reachable again');
+});
+
 /** Pings (as callers would) until a probe gets through; the pool decides when it dials. */
 async function waitUntilReachable(database: Database): Promise<void> {
   const deadline = Date.now() + 30_000;

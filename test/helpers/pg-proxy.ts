@@ -10,7 +10,7 @@ interface Teardown {
  * destroys every connection and resets each new one at once (the database is unreachable: clients see
  * ECONNRESET or "Connection terminated unexpectedly"); `restore()` lets connections through again. It counts
  * the connection attempts made while cut (`attempts`), so a test can tell a backoff from a storm, and
- * emits `attempt` for each.
+ * emits `attempt` for each. `stall()` silences it instead (a partition: nothing is reset, nothing answers).
  */
 export interface PgProxy extends EventEmitter<{ attempt: [number] }> {
   port: number;
@@ -21,16 +21,25 @@ export interface PgProxy extends EventEmitter<{ attempt: [number] }> {
   /** Attempts refused since the last cut. */
   readonly attempts: number;
   cut(): void;
+  /** Silence without a reset (a partition): open connections stop carrying bytes, new ones hang. */
+  stall(): void;
   restore(): void;
 }
 
 export async function startPgProxy(t: Teardown, target = { host: '127.0.0.1', port: 5432 }): Promise<PgProxy> {
   const pairs = new Set<[net.Socket, net.Socket]>();
   let isCut = false;
+  let stalled = false;
+  const held = new Set<net.Socket>();
   let attempts = 0;
   const events = new EventEmitter<{ attempt: [number] }>();
   const server = net.createServer((client) => {
     client.on('error', () => {});
+    if (stalled) {
+      held.add(client);
+      client.on('close', () => held.delete(client));
+      return;
+    }
     if (isCut) {
       attempts++;
       client.resetAndDestroy();
@@ -56,6 +65,7 @@ export async function startPgProxy(t: Teardown, target = { host: '127.0.0.1', po
     () =>
       new Promise<void>((resolve) => {
         for (const [a, b] of pairs) (a.destroy(), b.destroy());
+        for (const c of held) c.destroy();
         server.close(() => resolve());
       }),
   );
@@ -80,8 +90,23 @@ export async function startPgProxy(t: Teardown, target = { host: '127.0.0.1', po
         b.destroy();
       }
     },
+    stall() {
+      stalled = true;
+      for (const [a, b] of pairs) {
+        a.unpipe();
+        b.unpipe();
+        a.pause();
+        b.pause();
+      }
+    },
     restore() {
       isCut = false;
+      if (stalled) {
+        // Connections silenced by a stall are dropped; the pool makes new ones.
+        stalled = false;
+        for (const [a, b] of pairs) (a.destroy(), b.destroy());
+        for (const c of held) c.destroy();
+      }
     },
   });
 }
