@@ -10,6 +10,7 @@ import { deploymentId, openDatabase, runMigrations, type Database } from './db/c
 import type { DeviceGateway, ListeningPorts } from './device-gateway/gateway.js';
 import { DeviceKeys } from './devices/device-key.js';
 import type { DirectoryFollower } from './directory/follower.js';
+import type { JobEventFollower } from './provisioning/job-events.js';
 import type { UpgradeScheduler } from './firmware/scheduler.js';
 import type { UpgradeService } from './firmware/upgrades.js';
 import { connectRedis, type RedisHandle } from './infra/redis.js';
@@ -19,7 +20,7 @@ import type { ProvisioningEngine } from './provisioning/engine.js';
 import { DomainEvents } from './shared/events.js';
 import { forgetRemovedDevices, startApi } from './roles/api.js';
 import { buildDomains, buildJobs } from './roles/domains.js';
-import { buildDirectoryFollower, routeDirectoryChanges, startEngineRole } from './roles/engine.js';
+import { buildDirectoryFollower, buildJobEventFollower, routeDirectoryChanges, startEngineRole } from './roles/engine.js';
 import { buildGateway, listenGateway, reloadMacLibraryPeriodically, startGateway } from './roles/gateway.js';
 import { instanceName, runsOf, Shutdown, startSharedParts, type ProcessBase } from './roles/process.js';
 import { SipServer } from './roles/sip.js';
@@ -38,6 +39,8 @@ export interface RunningService {
   scheduler: UpgradeScheduler;
   upgrades: UpgradeService;
   follower: DirectoryFollower;
+  /** Follows the job event outbox (null where this process does not). */
+  jobEvents: JobEventFollower | null;
   appStations: AppStations;
   app: FastifyInstance;
   calls: CallService;
@@ -64,6 +67,7 @@ export interface RunningProcess {
   scheduler: UpgradeScheduler | null;
   upgrades: UpgradeService;
   follower: DirectoryFollower | null;
+  jobEvents: JobEventFollower | null;
   appStations: AppStations;
   app: FastifyInstance | null;
   calls: CallService;
@@ -144,15 +148,16 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     const { metrics, clusterMetrics, bus } = await startSharedParts(base, events);
     const gateway = runs.gateway ? buildGateway(base, { keys, domains, events, bus, metrics }) : null;
     // Alone, commands go straight to this process's gateway; in a cluster, to the process holding the session.
-    const jobs = await buildJobs(base, domains, cluster ? new ClusterCommandChannel(redis.client, queuePrefix) : gateway!, metrics);
+    const jobs = await buildJobs(base, domains, cluster ? new ClusterCommandChannel(redis.client, queuePrefix) : gateway!);
     const follower = runs.engine ? buildDirectoryFollower(base, jobs) : null;
+    const jobEvents = runs.engine ? buildJobEventFollower(base, metrics) : null;
     routeDirectoryChanges(domains.directory, follower, bus);
     if (runs.api) forgetRemovedDevices(base, events, jobs);
 
     if (gateway) await startGateway(base, gateway, jobs.engine, bus, metrics);
     shutdown.add('provisioning engine', () => jobs.engine.stop());
     await jobs.engine.start();
-    if (follower) await startEngineRole(base, { jobs, follower, presence: domains.presence, metrics });
+    if (follower && jobEvents) await startEngineRole(base, { jobs, follower, jobEvents, presence: domains.presence, metrics });
     if (gateway && cluster) reloadMacLibraryPeriodically(base, gateway);
 
     const api = runs.api ? await startApi(base, { version: packageVersion(), accounts, keys, domains, jobs, metrics: { endpoint: clusterMetrics, local: metrics }, sip, gateway }) : null;
@@ -178,6 +183,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       scheduler: runs.engine ? jobs.scheduler : null,
       upgrades: jobs.upgrades,
       follower,
+      jobEvents,
       appStations: domains.appStations,
       app: api?.app ?? null,
       calls: domains.calls,

@@ -46,6 +46,8 @@ export const parseHello = (payload: Buffer): Parsed<Hello> => parseJson(helloSch
 const MAX_ERROR_CODE = 64;
 const MAX_ERROR_MESSAGE = 512;
 const stageSchema = z.string().regex(/^[a-z][a-z-]{0,31}$/);
+/** A status's `result` is kept up to this size (its JSON text); its kind's schema reads it further. */
+export const MAX_RESULT_BYTES = 4096;
 
 /**
  * A command status. Only `state` must be right; every other field is kept when valid and dropped (or,
@@ -63,7 +65,11 @@ export function parseStatus(payload: Buffer): Parsed<CommandStatus> & { dropped?
   }
   const status: CommandStatus = { state: state as CommandStatus['state'] };
   const dropped: string[] = [];
-  const { progress, stage, error, configHash } = body;
+  const { progress, stage, error, configHash, result } = body;
+  if (result !== undefined) {
+    if (result && typeof result === 'object' && !Array.isArray(result) && Buffer.byteLength(JSON.stringify(result)) <= MAX_RESULT_BYTES) status.result = result as Record<string, unknown>;
+    else dropped.push('result');
+  }
   if (progress !== undefined) {
     if (Number.isInteger(progress) && (progress as number) >= 0 && (progress as number) <= 100) status.progress = progress as number;
     else dropped.push('progress');

@@ -1,6 +1,6 @@
-import { Queue, Worker } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { queueConnections, Reconciler } from '../infra/queue-connections.js';
+import { DrivenQueue } from '../infra/driven-queue.js';
 import type { Logger } from '../logger.js';
 
 export interface SchedulerOptions {
@@ -28,44 +28,41 @@ const QUEUE = 'upgrades';
  * back (it keeps nothing on disk) and periodically.
  */
 export class UpgradeScheduler {
-  private queue!: Queue;
-  private worker: Worker | null = null;
-  private connections: ReturnType<typeof queueConnections> | null = null;
-  private readonly reconciler: Reconciler;
+  private readonly driven: DrivenQueue;
   private readonly log: Logger;
 
   constructor(private readonly opts: SchedulerOptions) {
     this.log = opts.logger.child({ component: 'upgrade-scheduler' });
-    this.reconciler = new Reconciler(() => this.reconcile(), { intervalMs: opts.reconcileIntervalMs, log: this.log, what: 'the upgrade schedule' });
+    this.driven = new DrivenQueue({
+      name: QUEUE,
+      redis: opts.redis,
+      prefix: opts.queuePrefix,
+      queueTimeoutMs: opts.queueTimeoutMs,
+      reconcileIntervalMs: opts.reconcileIntervalMs,
+      log: this.log,
+      what: 'the upgrade schedule',
+      process: async (job) => this.opts.fire((job.data as { id: string }).id),
+      concurrency: 4,
+      reconcile: () => this.reconcile(),
+      failed: (job, err) => this.log.error({ upgradeId: job?.data?.id, err: err.message }, 'starting an upgrade failed; it is tried again'),
+    });
+  }
+
+  private get queue(): Queue {
+    return this.driven.queue;
   }
 
   // The time is part of the id: a rescheduled upgrade gets a new job even while its old one is running
   // (and cannot be removed); the old one then finds the upgrade not yet due and starts nothing.
   private static jobId = (upgradeId: string, at: Date) => `upgrade-${upgradeId}-${at.getTime()}`;
 
-  async start(): Promise<void> {
-    const connections = queueConnections(this.opts.redis, this.opts.queueTimeoutMs);
-    this.connections = connections;
-    this.queue = new Queue(QUEUE, { connection: connections.queue, prefix: this.opts.queuePrefix });
-    this.queue.on('error', (err) => this.log.warn({ err: err.message }, 'upgrade schedule queue error'));
-    this.worker = new Worker(QUEUE, async (job) => this.opts.fire((job.data as { id: string }).id), {
-      connection: connections.worker,
-      prefix: this.opts.queuePrefix,
-      concurrency: 4,
-      maxStalledCount: 1000,
-    });
-    this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'upgrade scheduler error'));
-    this.worker.on('failed', (job, err) => this.log.error({ upgradeId: job?.data?.id, err: err.message }, 'starting an upgrade failed; it is tried again'));
-    await this.reconcile();
-    this.reconciler.watch(connections.queue);
+  start(): Promise<void> {
+    return this.driven.start();
   }
 
   /** Stops the worker and the queue; safe to call after a failed start. */
-  async stop(): Promise<void> {
-    await this.reconciler.stop();
-    await this.worker?.close();
-    await this.queue?.close();
-    this.connections?.close();
+  stop(): Promise<void> {
+    return this.driven.stop();
   }
 
   /** Schedules every pending upgrade again; one already scheduled for its time keeps its job. */

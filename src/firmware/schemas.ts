@@ -83,6 +83,7 @@ export const upgradeSchema = z.object({
   failed: z.number().int(),
   skipped: z.array(z.object({ mac: z.string(), reason: z.string() })).describe('devices left out, e.g. already on the version'),
   startedAt: z.string().nullable(),
+  executedAt: z.string().nullable().describe('when its last device finished (null while any is unfinished)'),
   createdTime: z.string(),
 });
 export type UpgradeView = z.infer<typeof upgradeSchema>;

@@ -47,6 +47,8 @@ export const upgrades = pgTable(
     /** How long after its start a device may still begin (offline devices start when they come back). */
     expirySeconds: integer('expiry_seconds').notNull(),
     startedAt: timestamp('started_at', { withTimezone: true }),
+    /** When its last device job finished (written by the upgrade status sink of the job event outbox). */
+    executedAt: timestamp('executed_at', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true, precision: 6 }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },

@@ -236,6 +236,7 @@ export class UpgradeService {
       failed: counts.failed,
       skipped: u.skipped,
       startedAt: u.startedAt?.toISOString() ?? null,
+      executedAt: u.executedAt?.toISOString() ?? null,
       createdTime: u.createdAt.toISOString(),
       deviceStates,
     };

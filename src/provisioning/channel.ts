@@ -48,6 +48,8 @@ export interface CommandStatus {
   stage?: string;
   error?: { code: string; message: string };
   configHash?: string;
+  /** What the device reports of the command's outcome (a JSON object, read by the kind's result schema). */
+  result?: Record<string, unknown>;
 }
 
 export interface DeviceEventSink {

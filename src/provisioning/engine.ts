@@ -1,65 +1,17 @@
-import { EventEmitter } from 'node:events';
-import { DelayedError, Queue, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { queueConnections, Reconciler } from '../infra/queue-connections.js';
+import { DelayedError, type Job, type Queue } from 'bullmq';
 import type { Queryable } from '../db/client.js';
-import type { DeviceService } from '../devices/service.js';
+import { DrivenQueue } from '../infra/driven-queue.js';
 import type { Logger } from '../logger.js';
-import type { Metrics } from '../metrics/registry.js';
-import type { CommandChannel, CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from './channel.js';
-import { FACTORY_CONFIG_HASH } from './config-renderer.js';
-import { decide, type DeliveryPolicy } from './decide.js';
-import { JobStore, type JobActor, type JobRow, type NewJob } from './job-store.js';
-import { defaultAnswer, type HelloContext, type JobKinds, type JobOutcome } from './kinds.js';
-import { finishedStates, type JobError, type JobKind } from './tables.js';
+import type { CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from './channel.js';
+import { decide } from './decide.js';
+import type { EngineObserver, EngineOptions } from './engine-options.js';
+import type { JobActor, JobChange, JobRow, JobStore, NewJob } from './job-store.js';
+import { defaultAnswer, readHello, resultOf, type HelloContext, type JobOutcome } from './kinds.js';
+import { finishedStates, type JobKind, type JobState } from './tables.js';
+import { LocalWakeGenerations, QueueUnavailableError, twinOptions, twinsToMake, withTimeout, type WakeGenerations } from './twins.js';
 
-export interface EngineOptions {
-  store: JobStore;
-  /** A Redis connection to copy: the queue and the worker each get their own. */
-  redis: Redis;
-  devices: DeviceService;
-  kinds: JobKinds;
-  channel: CommandChannel;
-  logger: Logger;
-  /** Namespace of this deployment's queues in Redis (derived from its database). */
-  queuePrefix: string;
-  policy: DeliveryPolicy;
-  concurrency: number;
-  /** How long a request waits for Redis to take new jobs before it answers 503. */
-  queueTimeoutMs: number;
-  /** How often PostgreSQL and BullMQ are reconciled (besides at start and whenever Redis comes back). */
-  reconcileIntervalMs: number;
-  /** Wake-up counters: in memory for one process; shared (Redis) when several processes wake and drive jobs. */
-  wakes?: WakeGenerations;
-  /** False in processes that create and wake jobs but do not drive them (gateway and API roles of a cluster). */
-  worker?: boolean;
-  metrics?: Metrics;
-  now?: () => number;
-}
-
-/**
- * Counts wake-ups per device, so a worker about to park a job notices a wake it raced with, wherever
- * that wake came from.
- */
-export interface WakeGenerations {
-  bump(mac: string): Promise<void>;
-  current(mac: string): Promise<number>;
-}
-
-export class LocalWakeGenerations implements WakeGenerations {
-  private readonly counts = new Map<string, number>();
-  async bump(mac: string): Promise<void> {
-    this.counts.set(mac, (this.counts.get(mac) ?? 0) + 1);
-  }
-  async current(mac: string): Promise<number> {
-    return this.counts.get(mac) ?? 0;
-  }
-}
-
-/** The queue did not take the jobs in time; they are recorded and run once reconciliation re-adds them. */
-export class QueueUnavailableError extends Error {
-  override name = 'QueueUnavailableError';
-}
+export type { EngineObserver, EngineOptions } from './engine-options.js';
+export { LocalWakeGenerations, QueueUnavailableError, type WakeGenerations } from './twins.js';
 
 const QUEUE = 'provisioning';
 /** Delivered jobs whose kind is kept in memory for their answers. */
@@ -68,29 +20,23 @@ const MAX_REMEMBERED = 100_000;
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 60_000;
 
-export interface EngineEvents {
-  /** A device's hello has been processed and the device handed its jobs (provisioning queued if needed). */
-  hello: [mac: string];
-  /** A device's answer has been processed. */
-  status: [mac: string, jobId: string];
-  /** Reconciliation re-added these jobs to the queue. */
-  reconciled: [readded: string[]];
-}
+const CANCELED = { code: 'canceled', message: 'canceled by request' };
+
+/** A job just recorded, with the ids of the jobs its creation ended (a kind's registered side effect). */
+export type CreatedJob = JobRow & { ended: string[] };
 
 /**
  * The provisioning engine: the generic job machine. PostgreSQL holds each job's state; a BullMQ job of the
  * same id (its twin) drives it. A job is delivered only when it heads its device's queue and the device is
  * connected; otherwise its twin waits delayed until the job expires, costing no worker slot and no CPU.
  * Device answers, reconnects and finished predecessors promote the waiting twin. Every transition is a
- * conditional update written with its audit row, so a restart or a duplicate wake-up re-evaluates safely.
+ * conditional update written with its audit and outbox rows (the job store's one transition path), so a
+ * restart or a duplicate wake-up re-evaluates safely.
  * What differs by kind is asked of the kind's handler. Reconciliation keeps every unfinished job with a
  * live twin: at start, whenever Redis comes back, and periodically.
  */
-export class ProvisioningEngine extends EventEmitter<EngineEvents> implements DeviceEventSink {
-  private queue!: Queue;
-  private worker: Worker | null = null;
-  private connections: ReturnType<typeof queueConnections> | null = null;
-  private readonly reconciler: Reconciler;
+export class ProvisioningEngine implements DeviceEventSink {
+  private readonly driven: DrivenQueue;
   private readonly wakes: WakeGenerations;
   /** What a hello told, kept until the device is ready: the jobs it asks for are made then. */
   private readonly helloAwaitingReady = new Map<string, { context: HelloContext; installerId: string }>();
@@ -98,54 +44,80 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   private readonly delivered = new Map<string, JobKind>();
   private readonly log: Logger;
   private readonly store: JobStore;
-  private readonly now: () => number;
+  private readonly observers = new Set<EngineObserver>();
+  /** The machine's clock. */
+  readonly now: () => number;
 
+  /** Whether a kind is registered (the API's check of a kind it is given). */
+  knowsKind = (kind: JobKind): boolean => this.opts.kinds.has(kind);
+  kindNames = (): JobKind[] => this.opts.kinds.all().map((h) => h.kind);
   /** Whether a kind's command carries the effective configuration. */
   carriesConfiguration = (kind: JobKind): boolean => this.opts.kinds.carriesConfiguration(kind);
 
   constructor(private readonly opts: EngineOptions) {
-    super();
     this.log = opts.logger.child({ component: 'provisioning' });
     this.store = opts.store;
     this.now = opts.now ?? Date.now;
     this.wakes = opts.wakes ?? new LocalWakeGenerations();
-    this.reconciler = new Reconciler(() => this.reconcile(), { intervalMs: opts.reconcileIntervalMs, log: this.log, what: 'the provisioning queue' });
+    this.driven = new DrivenQueue({
+      name: QUEUE,
+      redis: opts.redis,
+      prefix: opts.queuePrefix,
+      queueTimeoutMs: opts.queueTimeoutMs,
+      reconcileIntervalMs: opts.reconcileIntervalMs,
+      log: this.log,
+      what: 'the provisioning queue',
+      // Gateway and API processes of a cluster make and wake jobs; engine processes drive them.
+      process: opts.worker === false ? undefined : (job, token) => this.process(job, token),
+      concurrency: opts.concurrency,
+      reconcile: () => this.reconcile(),
+      failed: (job, err) => this.log.error({ jobId: job?.id, err: err.message }, 'provisioning twin failed; reconciliation re-adds it'),
+    });
   }
 
-  async start(): Promise<void> {
-    const connections = queueConnections(this.opts.redis, this.opts.queueTimeoutMs);
-    this.connections = connections;
-    this.queue = new Queue(QUEUE, { connection: connections.queue, prefix: this.opts.queuePrefix });
-    this.queue.on('error', (err) => this.log.warn({ err: err.message }, 'provisioning queue error'));
-    if (this.opts.worker === false) return;
-    this.worker = new Worker(QUEUE, (job, token) => this.process(job, token), {
-      connection: connections.worker,
-      prefix: this.opts.queuePrefix,
-      concurrency: this.opts.concurrency,
-      // A twin whose worker died is put back, however often: reconciliation is the backstop, not failure.
-      maxStalledCount: 1000,
-    });
-    this.worker.on('error', (err) => this.log.warn({ err: err.message }, 'provisioning worker error'));
-    this.worker.on('failed', (job, err) => this.log.error({ jobId: job?.id, err: err.message }, 'provisioning twin failed; reconciliation re-adds it'));
-    await this.reconcile();
-    this.reconciler.watch(connections.queue);
+  private get queue(): Queue {
+    return this.driven.queue;
+  }
+
+  start(): Promise<void> {
+    return this.driven.start();
+  }
+
+  /** Adds an observer; answers its removal. */
+  observe(observer: EngineObserver): () => void {
+    this.observers.add(observer);
+    return () => this.observers.delete(observer);
+  }
+
+  private tell<K extends keyof EngineObserver>(what: K, ...args: Parameters<NonNullable<EngineObserver[K]>>): void {
+    for (const o of this.observers) (o[what] as ((...a: unknown[]) => void) | undefined)?.(...args);
   }
 
   /** Stops the worker and the queue; safe to call after a failed start. */
-  async stop(): Promise<void> {
-    await this.reconciler.stop();
-    await this.worker?.close();
-    await this.queue?.close();
-    this.connections?.close();
+  stop(): Promise<void> {
+    return this.driven.stop();
   }
 
   // ---- creating jobs: the one path ------------------------------------------------------------------
 
-  /** Records jobs and their audit rows in the caller's transaction; `enqueue` them after it commits. */
-  async create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<JobRow[]> {
-    const rows = await this.opts.store.create(q, actor, items, details);
-    if (this.opts.metrics) for (const row of rows) this.opts.metrics.jobCreated(row.kind);
-    return rows;
+  /**
+   * Records jobs with their audit and outbox rows in the caller's transaction, with the side effects kinds
+   * registered for their creation (each job answers the ids of the jobs it ended: `settle` them after the
+   * commit); `enqueue` them after it commits.
+   */
+  async create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<CreatedJob[]> {
+    const rows = await this.store.create(q, actor, items, details);
+    const created: CreatedJob[] = [];
+    for (const row of rows) {
+      const ended: string[] = [];
+      for (const handler of this.opts.kinds.endedBy(row.kind)) {
+        const error = handler.endedBy!.error(row);
+        const done = await this.store.transition(q, { mac: row.mac, kind: handler.kind }, { type: 'finish', state: 'canceled', error }, actor.label);
+        ended.push(...done.map((d) => d.id));
+      }
+      created.push({ ...row, ended });
+    }
+    return created;
   }
 
   /** The provisioning queue's depth, for metrics. */
@@ -183,25 +155,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   async reconcile(): Promise<string[]> {
     const unfinished = await this.store.unfinished();
     const ids = unfinished.map((j) => j.id);
-    await withTimeout(this.queue.waitUntilReady(), this.opts.queueTimeoutMs);
-    const client = this.connections!.queue;
-    const readd: string[] = [];
-    for (let i = 0; i < ids.length; i += 1000) {
-      const chunk = ids.slice(i, i + 1000);
-      const pipeline = client.pipeline();
-      for (const id of chunk) pipeline.hmget(this.queue.toKey(id), 'timestamp', 'finishedOn');
-      const results = (await withTimeout(pipeline.exec(), this.opts.queueTimeoutMs)) ?? [];
-      for (const [k, [err, fields]] of results.entries()) {
-        if (err) throw err;
-        const [timestamp, finishedOn] = fields as [string | null, string | null];
-        const id = chunk[k]!;
-        if (timestamp === null) readd.push(id);
-        else if (finishedOn !== null) {
-          await this.queue.remove(id);
-          readd.push(id);
-        }
-      }
-    }
+    const readd = await twinsToMake(this.queue, this.driven.client, ids, this.opts.queueTimeoutMs);
     if (readd.length) {
       await this.enqueue(readd);
       this.log.info({ jobs: readd.length }, 'reconciliation gave unfinished jobs their twins again');
@@ -209,7 +163,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     const heads = new Map<string, string>();
     for (const j of unfinished) if (!heads.has(j.mac)) heads.set(j.mac, j.state);
     for (const [mac, state] of heads) if (state === 'queued' && (await this.opts.channel.connectedSince(mac)) !== null) await this.wake(mac);
-    this.emit('reconciled', readd);
+    this.tell('reconciled', readd);
     return readd;
   }
 
@@ -321,8 +275,14 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
         await this.finish(row, { state: 'failed', error: body.fail }, 'engine');
         return null;
       }
-      const dispatched = await this.store.dispatch(row, { state: decision.state, attempts: decision.attempts, at: new Date(now), deadline: new Date(decision.deadline) });
-      if (!dispatched) continue; // changed under us: decide again
+      // Conditional on the state and attempts read: an answer (accepted, in-progress) that arrived meanwhile wins.
+      const dispatched = await this.store.transition(
+        null,
+        { id: row.id, state: row.state, attempts: row.attempts },
+        { type: 'dispatch', state: decision.state, attempts: decision.attempts, deadline: new Date(decision.deadline) },
+        'engine',
+      );
+      if (!dispatched.length) continue; // changed under us: decide again
       // The delivery is audited (in the dispatch statement) before it is published, so a fast device's
       // answer never reaches the audit log before its delivery.
       const command: DeviceCommand = { id: row.id, kind: row.kind, ...body, expiresAt: row.expiresAt.toISOString() };
@@ -340,11 +300,10 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   }
 
   /** Finishes an unfinished job and moves its device on; false when it had finished already. */
-  private async finish(row: Pick<JobRow, 'id' | 'mac'>, end: { state: JobRow['state']; error: JobError | null; progress?: number }, actor: string): Promise<boolean> {
+  private async finish(row: Pick<JobRow, 'id' | 'mac'>, end: Omit<Extract<JobChange, { type: 'finish' }>, 'type'>, actor: string): Promise<boolean> {
     this.delivered.delete(row.id);
-    const done = await this.store.finish(row.id, row.mac, end, actor);
+    const [done] = await this.store.transition(null, { id: row.id, mac: row.mac }, { type: 'finish', ...end }, actor);
     if (!done) return false;
-    this.opts.metrics?.jobFinished(done.kind, done.state as 'succeeded', actor === 'device' ? (done.deliveredAt?.getTime() ?? null) : null);
     this.log.info({ jobId: row.id, mac: row.mac, state: end.state }, 'job finished');
     // The job has finished whatever Redis says; a twin or a successor left waiting is found by the next
     // wake-up or reconciliation.
@@ -356,9 +315,11 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
   private async apply(row: Pick<JobRow, 'id' | 'mac'>, outcome: JobOutcome, actor: string): Promise<boolean> {
     if (outcome.type === 'ignore') return false;
     if (outcome.type === 'progress') {
-      return this.store.progress(row.id, row.mac, { progress: outcome.progress, stage: outcome.stage, deadline: new Date(this.now() + this.opts.policy.inProgressTimeoutMs) });
+      const deadline = new Date(this.now() + this.opts.policy.inProgressTimeoutMs);
+      const changed = await this.store.transition(null, { id: row.id, mac: row.mac }, { type: 'progress', progress: outcome.progress, stage: outcome.stage, deadline }, actor);
+      return changed.length > 0;
     }
-    return this.finish(row, { state: outcome.state, error: outcome.error, progress: outcome.progress }, actor);
+    return this.finish(row, { state: outcome.state, error: outcome.error, progress: outcome.progress, result: outcome.result }, actor);
   }
 
   // ---- events from the gateway -------------------------------------------------------------------
@@ -377,7 +338,7 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       if (hello) await this.jobsAskedByHello(mac, hello);
       await this.wake(mac);
     } finally {
-      if (hello) this.emit('hello', mac);
+      if (hello) this.tell('helloProcessed', mac);
     }
   }
 
@@ -386,19 +347,19 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
    * ends one-time Autop); the jobs the hello asks for are made once the device is ready (`deviceReady`).
    */
   async deviceHello(mac: string, hello: HelloFacts): Promise<void> {
-    const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
-    const exchanged = await this.opts.devices.exchangeConfigHash(mac, reported);
-    if (!exchanged) {
-      this.emit('hello', mac); // a MAC without a device record: nothing more to do
+    const read = await readHello(this.opts.kinds, this.opts.devices, mac, hello);
+    if (!read) {
+      this.tell('helloProcessed', mac); // a MAC without a device record: nothing more to do
       return;
     }
-    const context: HelloContext = { ...hello, wasReset: reported === FACTORY_CONFIG_HASH && !!exchanged.previous && exchanged.previous !== FACTORY_CONFIG_HASH };
+    const { context, installerId } = read;
     for (const row of await this.store.unfinishedOf(mac)) {
       const outcome = this.opts.kinds.get(row.kind).hello?.(row, context);
       if (outcome && outcome.type !== 'ignore') await this.apply(row, outcome, outcome.type === 'finish' && outcome.state === 'canceled' ? 'engine' : 'device');
     }
-    this.helloAwaitingReady.set(mac, { context, installerId: exchanged.installerId });
+    this.helloAwaitingReady.set(mac, { context, installerId });
   }
+
 
   /**
    * Each kind may want a job made after a hello (provisioning after a hash mismatch): the one path creates
@@ -426,39 +387,36 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       const kind = this.delivered.get(jobId) ?? (await this.store.kindOf(jobId, mac));
       if (!kind) return;
       const handler = this.opts.kinds.get(kind);
-      const applied = await this.apply({ id: jobId, mac }, handler.answer ? handler.answer(status) : defaultAnswer(status), 'device');
-      if (applied && status.configHash) await this.opts.devices.exchangeConfigHash(mac, status.configHash);
+      const outcome = handler.answer ? handler.answer(status) : defaultAnswer(status);
+      if (outcome.type === 'finish' && status.result !== undefined) outcome.result = resultOf(handler, status.result, (issues) => this.log.info({ jobId, kind, issues }, "an answer's result does not fit its kind's schema; dropped"));
+      const applied = await this.apply({ id: jobId, mac }, outcome, 'device');
+      if (applied) for (const h of this.opts.kinds.all()) await h.afterAnswer?.(mac, status);
     } finally {
-      this.emit('status', mac, jobId);
+      this.tell('answerProcessed', mac, jobId);
     }
   }
+
 
   // ---- requests -----------------------------------------------------------------------------------
 
   async cancel(row: Pick<JobRow, 'id' | 'mac'>, actor: string): Promise<boolean> {
-    return this.finish(row, { state: 'canceled', error: { code: 'canceled', message: 'canceled by request' } }, actor);
+    return this.finish(row, { state: 'canceled', error: CANCELED }, actor);
   }
 
-  /** Ends a device's unfinished jobs of one kind inside the caller's transaction; `settle` them after. */
-  async cancelOfKind(q: Queryable, mac: string, kind: JobKind, reason: string, actor: string): Promise<string[]> {
-    const rows = await this.store.finishOfKind(q, mac, kind, { state: 'canceled', error: { code: 'reset', message: reason } }, actor);
+  /** Cancels a batch's jobs in these states (those not started), in one transition; answers their ids. */
+  async cancelBatch(batchId: string, states: JobState[], actor: string): Promise<string[]> {
+    const rows = await this.store.transition(null, { batchId, states }, { type: 'finish', state: 'canceled', error: CANCELED }, actor);
+    for (const r of rows) this.delivered.delete(r.id);
+    // Each device moves on to its next job (the canceled ones were its heads or waited behind one).
+    const heads = new Map(rows.map((r) => [r.mac, r.nextHeadId]));
+    await this.settle(rows.map((r) => r.id));
+    await Promise.all([...heads].map(([mac, head]) => this.wake(mac, head).catch((err: unknown) => this.log.warn({ mac, err: (err as Error).message }, 'could not hand the device to its next job now'))));
     return rows.map((r) => r.id);
   }
 
   /** Ends a deleted device's unfinished jobs (they are never delivered to whoever holds the MAC next). */
   async deviceRemoved(mac: string): Promise<void> {
-    const rows = await this.store.finishOfDevice(mac, { state: 'canceled', error: { code: 'device_deleted', message: 'the device was deleted' } }, 'engine');
+    const rows = await this.store.transition(null, { mac }, { type: 'finish', state: 'canceled', error: { code: 'device_deleted', message: 'the device was deleted' } }, 'engine');
     await this.settle(rows.map((r) => r.id));
   }
-}
-
-/** A twin is removed when done; one that keeps failing is removed too, and reconciliation makes it again. */
-const twinOptions = (id: string) => ({ jobId: id, removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } });
-
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

@@ -2,6 +2,7 @@ import type { HelloContext, JobKindHandler } from './kinds.js';
 import type { Configurations } from './configuration.js';
 import { commandBytes, MAX_COMMAND_BYTES } from './configuration.js';
 import { FACTORY_CONFIG_HASH } from './config-renderer.js';
+import type { DeviceService } from '../devices/service.js';
 import type { JobRow, JobStore } from './job-store.js';
 import type { AutopLine, JobKind } from './tables.js';
 
@@ -24,13 +25,25 @@ function configurationKind(kind: JobKind, configurations: Configurations, params
 }
 
 /** The kinds the provisioning engine brings: configuration, one-time Autop, reboot, reset. */
-export function provisioningKinds(configurations: Configurations, store: JobStore): JobKindHandler[] {
+export function provisioningKinds(configurations: Configurations, store: JobStore, now: () => number, devices: Pick<DeviceService, 'exchangeConfigHash'>): JobKindHandler[] {
   const provision = configurationKind('provision', configurations, () => ({}));
   return [
     configurationKind('autop', configurations, () => ({})),
     configurationKind('connect-type', configurations, (job) => ({ connectType: job.params.connectType })),
     {
       ...provision,
+      // The configuration hash exchange: the device's record keeps what it runs; a device that had applied a
+      // configuration and reports the factory state was reset.
+      async readHello(mac, hello) {
+        const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
+        const exchanged = await devices.exchangeConfigHash(mac, reported);
+        if (!exchanged) return null;
+        const wasReset = reported === FACTORY_CONFIG_HASH && !!exchanged.previous && exchanged.previous !== FACTORY_CONFIG_HASH;
+        return { installerId: exchanged.installerId, facts: { wasReset } };
+      },
+      async afterAnswer(mac, status) {
+        if (status.configHash) await devices.exchangeConfigHash(mac, status.configHash);
+      },
       // A device whose configuration hash differs from its effective configuration's is provisioned,
       // unless a job that delivers the configuration is already waiting.
       async afterHello(mac, hello: HelloContext, unfinished, carriesConfiguration) {
@@ -38,7 +51,7 @@ export function provisioningKinds(configurations: Configurations, store: JobStor
         const effective = await configurations.effective(mac);
         const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
         if (!effective || effective.hash === reported) return null;
-        return { job: { kind: 'provision', mac, params: {}, expiresAt: new Date(Date.now() + PROVISION_EXPIRY_MS) }, reason: `the device reported configuration ${reported}` };
+        return { job: { kind: 'provision', mac, params: {}, expiresAt: new Date(now() + PROVISION_EXPIRY_MS) }, reason: `the device reported configuration ${reported}` };
       },
     },
     {
@@ -60,7 +73,9 @@ export function provisioningKinds(configurations: Configurations, store: JobStor
         }
         return { params, ...config };
       },
-      // "One-time Autop commands will not be valid once you reset the device" (seed 003).
+      // "One-time Autop commands will not be valid once you reset the device" (seed 003): a reset requested
+      // ends them at once, a reset the device reports in its hello ends them too.
+      endedBy: { kind: 'reset', error: (reset) => ({ code: 'reset', message: `a ${String(reset.params.mode)} reset was requested` }) },
       hello(_job, hello) {
         return hello.wasReset ? { type: 'finish', state: 'canceled', error: { code: 'reset', message: 'the device was reset' } } : null;
       },

@@ -1,6 +1,12 @@
 import type { Database, Queryable, Statement } from '../db/client.js';
 import { runIn } from '../db/client.js';
 import { UNFINISHED_STATE, type AutopLine, type JobError, type JobKind, type JobState, jobs } from './tables.js';
+import { createStatement, JOB_COLUMNS, selectorOf, transitionStatement, type JobChange, type JobSelector } from './transitions.js';
+
+export type { JobChange, JobSelector } from './transitions.js';
+
+/** A job as a transition left it: its state before, and the job heading its device's queue after. */
+export type TransitionedJob = JobRow & { fromState: JobState | null; nextHeadId: string | null };
 
 export type JobRow = typeof jobs.$inferSelect;
 
@@ -22,8 +28,7 @@ export interface JobActor {
 }
 
 const UNFINISHED = UNFINISHED_STATE;
-const COLUMNS = `id, seq, kind, mac, installer_id, batch_id, state, progress, stage, attempts, params, error, requested_by,
-  created_at, updated_at, expires_at, delivered_at, deadline_at, finished_at`;
+const COLUMNS = JOB_COLUMNS;
 
 type RawJob = Record<string, unknown>;
 
@@ -45,6 +50,7 @@ export function jobFromRow(r: RawJob): JobRow {
     attempts: r.attempts as number,
     params: (r.params as Record<string, unknown>) ?? {},
     error: (r.error as JobError | null) ?? null,
+    result: r.result ?? null,
     requestedBy: (r.requested_by as string | null) ?? null,
     createdAt: toDate(r.created_at),
     updatedAt: toDate(r.updated_at),
@@ -55,24 +61,8 @@ export function jobFromRow(r: RawJob): JobRow {
   };
 }
 
-// Every state change is one statement that also writes its audit row (a data-modifying CTE), so a
-// transition and its audit entry exist together or not at all, whatever is killed when.
+// Reads only: every write is a transition (transitions.ts), made by `JobStore.transition` or `create`.
 const st = {
-  create: {
-    name: 'jobs_create',
-    text: `WITH input AS (
-        SELECT * FROM jsonb_to_recordset($1::jsonb)
-          AS x(ord int, kind text, mac text, installer_id uuid, batch_id uuid, params jsonb, expires_at timestamptz)
-      ), created AS (
-        INSERT INTO jobs (kind, mac, installer_id, batch_id, params, requested_by, expires_at)
-        SELECT kind, mac, installer_id, batch_id, params, $2::uuid, expires_at FROM input ORDER BY ord
-        RETURNING ${COLUMNS}
-      ), audited AS (
-        INSERT INTO audit_log (actor, action, mac, job_id, batch_id, details)
-        SELECT $3, 'job.created', mac, id, batch_id, jsonb_build_object('kind', kind) || $4::jsonb FROM created
-      )
-      SELECT * FROM created ORDER BY seq`,
-  },
   loadWithHead: {
     name: 'jobs_load_with_head',
     text: `SELECT ${COLUMNS.replace(/(\w+)/g, 'j.$1')},
@@ -80,77 +70,37 @@ const st = {
       FROM jobs j WHERE j.id = $1`,
   },
   head: { name: 'jobs_head', text: `SELECT id FROM jobs WHERE mac = $1 AND ${UNFINISHED} ORDER BY seq LIMIT 1` },
-  dispatch: {
-    name: 'jobs_dispatch',
-    text: `WITH t AS (
-        UPDATE jobs SET state = $2, attempts = $4, delivered_at = $5, deadline_at = $6, updated_at = $5
-        WHERE id = $1 AND attempts = $3 AND state = $8
-        RETURNING id, mac, batch_id
-      ), a AS (
-        INSERT INTO audit_log (actor, action, mac, job_id, batch_id, details)
-        SELECT 'engine', $7, mac, id, batch_id, jsonb_build_object('attempt', $4::int) FROM t
-      )
-      SELECT id FROM t`,
-  },
-  progress: {
-    name: 'jobs_progress',
-    text: `UPDATE jobs SET state = 'in-progress', progress = COALESCE($3::int, progress), stage = COALESCE($4::text, stage),
-        deadline_at = $5, updated_at = now()
-      WHERE id = $1 AND mac = $2 AND ${UNFINISHED}
-      RETURNING id`,
-  },
-  finish: {
-    name: 'jobs_finish',
-    text: `WITH t AS (
-        UPDATE jobs SET state = $3, error = $4::jsonb, progress = COALESCE($5::int, progress), finished_at = now(), updated_at = now(), deadline_at = NULL
-        WHERE id = $1 AND mac = $2 AND ${UNFINISHED}
-        RETURNING ${COLUMNS}
-      ), a AS (
-        INSERT INTO audit_log (actor, action, mac, job_id, batch_id, details)
-        SELECT $6, 'job.' || state, mac, id, batch_id, $7::jsonb FROM t
-      )
-      SELECT t.*, (SELECT n.id FROM jobs n WHERE n.mac = t.mac AND n.id <> t.id AND ${UNFINISHED.replace(/state/g, 'n.state')} ORDER BY n.seq LIMIT 1) AS next_head_id FROM t`,
-  },
-  finishOfKind: {
-    name: 'jobs_finish_of_kind',
-    text: `WITH t AS (
-        UPDATE jobs SET state = $3, error = $4::jsonb, finished_at = now(), updated_at = now(), deadline_at = NULL
-        WHERE mac = $1 AND kind = $2 AND ${UNFINISHED}
-        RETURNING ${COLUMNS}
-      ), a AS (
-        INSERT INTO audit_log (actor, action, mac, job_id, batch_id, details)
-        SELECT $5, 'job.' || state, mac, id, batch_id, $6::jsonb FROM t
-      )
-      SELECT * FROM t ORDER BY seq`,
-  },
-  finishOfDevice: {
-    name: 'jobs_finish_of_device',
-    text: `WITH t AS (
-        UPDATE jobs SET state = $2, error = $3::jsonb, finished_at = now(), updated_at = now(), deadline_at = NULL
-        WHERE mac = $1 AND ${UNFINISHED}
-        RETURNING ${COLUMNS}
-      ), a AS (
-        INSERT INTO audit_log (actor, action, mac, job_id, batch_id, details)
-        SELECT $4, 'job.' || state, mac, id, batch_id, $5::jsonb FROM t
-      )
-      SELECT * FROM t ORDER BY seq`,
-  },
   unfinishedOf: { name: 'jobs_unfinished_of', text: `SELECT ${COLUMNS} FROM jobs WHERE mac = $1 AND ${UNFINISHED} ORDER BY seq` },
   kindOf: { name: 'jobs_kind_of', text: `SELECT kind FROM jobs WHERE id = $1 AND mac = $2 AND ${UNFINISHED}` },
   unfinished: { name: 'jobs_unfinished', text: `SELECT id, mac, state FROM jobs WHERE ${UNFINISHED} ORDER BY mac, seq` },
   batchLines: { name: 'jobs_batch_lines', text: 'SELECT lines FROM autop_batches WHERE id = $1' },
 } satisfies Record<string, Statement>;
 
-/** The job rows and their audit log: every read and write the job machine makes. */
+/**
+ * The job rows, their audit log and their lifecycle outbox: every read and write the job machine makes.
+ * Every write is a transition through `transition` (or `create`), stamped by the one clock given here.
+ */
 export class JobStore {
-  constructor(private readonly database: Database) {}
+  private last = 0;
+
+  constructor(
+    private readonly database: Database,
+    /** The machine's clock (milliseconds); the engine is given the same one. */
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** For creating jobs outside a caller's transaction. */
   get db(): Queryable {
     return this.database.db;
   }
 
-  /** Records jobs and their `job.created` audit rows in the caller's transaction, in the given order. */
+  /** The instant of a transition: the clock, made strictly increasing (by microseconds) within this process. */
+  private stamp(): number {
+    this.last = Math.max(this.now(), this.last + 0.001);
+    return this.last;
+  }
+
+  /** Records jobs with their `job.created` audit and outbox rows in the caller's transaction, in the given order. */
   async create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<JobRow[]> {
     if (!items.length) return [];
     const input = items.map((i, ord) => ({
@@ -162,8 +112,20 @@ export class JobStore {
       params: i.params ?? {},
       expires_at: i.expiresAt.toISOString(),
     }));
-    const rows = await runIn<RawJob>(q, st.create, [JSON.stringify(input), actor.accountId, actor.label, JSON.stringify(details)]);
+    const rows = await runIn<RawJob>(q, createStatement, [JSON.stringify(input), actor.accountId, actor.label, this.stamp(), JSON.stringify(details)]);
     return rows.map(jobFromRow);
+  }
+
+  /**
+   * The one path of every change to existing jobs: the unfinished jobs `selector` names are changed, each
+   * with its audit row and its outbox row, in one statement (in `q`'s transaction when given). Answers the
+   * jobs changed; none when they had finished already or (conditional selectors) changed meanwhile.
+   */
+  async transition(q: Queryable | null, selector: JobSelector, change: JobChange, actor: string, details: Record<string, unknown> = {}): Promise<TransitionedJob[]> {
+    const statement = transitionStatement(selectorOf(selector), change.type);
+    const values = [JSON.stringify(selector), JSON.stringify(change), actor, this.stamp(), JSON.stringify(details)];
+    const rows = q ? await runIn<RawJob>(q, statement, values) : await this.database.run<RawJob>(statement, values);
+    return rows.map((r) => ({ ...jobFromRow(r), fromState: (r.from_state as JobState | null) ?? null, nextHeadId: (r.next_head_id as string | null) ?? null }));
   }
 
   /** The job and the id of the job heading its device's queue, in one round trip. */
@@ -175,43 +137,6 @@ export class JobStore {
   async headOf(mac: string): Promise<string | null> {
     const rows = await this.database.run<{ id: string }>(st.head, [mac]);
     return rows[0]?.id ?? null;
-  }
-
-  /** Marks a delivery (and audits it), only if nobody delivered or finished the job meanwhile. */
-  async dispatch(row: JobRow, next: { state: JobState; attempts: number; at: Date; deadline: Date }): Promise<boolean> {
-    const action = row.attempts === 0 ? 'job.dispatched' : 'job.redelivered';
-    // Conditional on the state read too: an answer (accepted, in-progress) that arrived meanwhile wins.
-    const rows = await this.database.run(st.dispatch, [row.id, next.state, row.attempts, next.attempts, next.at, next.deadline, action, row.state]);
-    return rows.length > 0;
-  }
-
-  /** An `accepted` or `in-progress` answer: progress and stage are kept when the answer has none. */
-  async progress(id: string, mac: string, p: { progress: number | null; stage: string | null; deadline: Date }): Promise<boolean> {
-    const rows = await this.database.run(st.progress, [id, mac, p.progress, p.stage, p.deadline]);
-    return rows.length > 0;
-  }
-
-  /** Finishes an unfinished job (and audits it as `job.{state}`); null when it had finished already. */
-  /**
-   * Finishes an unfinished job (and audits it as `job.{state}`); null when it had finished already. Also
-   * answers the device's next job (the new head of its queue), read in the same statement.
-   */
-  async finish(id: string, mac: string, end: { state: JobState; error: JobError | null; progress?: number | null }, actor: string): Promise<(JobRow & { nextHeadId: string | null }) | null> {
-    const details = end.error ? { error: end.error } : {};
-    const rows = await this.database.run<RawJob>(st.finish, [id, mac, end.state, end.error ? JSON.stringify(end.error) : null, end.progress ?? null, actor, JSON.stringify(details)]);
-    return rows[0] ? { ...jobFromRow(rows[0]), nextHeadId: (rows[0].next_head_id as string | null) ?? null } : null;
-  }
-
-  /** Finishes every unfinished job of one kind for a device, in the caller's transaction. */
-  async finishOfKind(q: Queryable, mac: string, kind: JobKind, end: { state: JobState; error: JobError }, actor: string): Promise<JobRow[]> {
-    const rows = await runIn<RawJob>(q, st.finishOfKind, [mac, kind, end.state, JSON.stringify(end.error), actor, JSON.stringify({ error: end.error })]);
-    return rows.map(jobFromRow);
-  }
-
-  /** Finishes every unfinished job of a device (it was deleted). */
-  async finishOfDevice(mac: string, end: { state: JobState; error: JobError }, actor: string): Promise<JobRow[]> {
-    const rows = await this.database.run<RawJob>(st.finishOfDevice, [mac, end.state, JSON.stringify(end.error), actor, JSON.stringify({ error: end.error })]);
-    return rows.map(jobFromRow);
   }
 
   async unfinishedOf(mac: string): Promise<JobRow[]> {

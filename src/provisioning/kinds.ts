@@ -1,4 +1,5 @@
-import type { DeviceRow } from '../devices/service.js';
+import type { z } from 'zod';
+import type { DeviceRow, DeviceService } from '../devices/service.js';
 import type { CommandStatus, DeviceCommand, HelloFacts } from './channel.js';
 import type { InProgressRule } from './decide.js';
 import type { JobRow, NewJob } from './job-store.js';
@@ -10,13 +11,13 @@ export type CommandBody = Omit<DeviceCommand, 'id' | 'kind' | 'expiresAt'>;
 /** What a device's answer or hello does to a job. */
 export type JobOutcome =
   | { type: 'progress'; progress: number | null; stage: string | null }
-  | { type: 'finish'; state: Extract<JobState, 'succeeded' | 'failed' | 'canceled'>; error: JobError | null; progress?: number }
+  | { type: 'finish'; state: Extract<JobState, 'succeeded' | 'failed' | 'canceled'>; error: JobError | null; progress?: number; result?: unknown }
   | { type: 'ignore'; reason: string };
 
 /** What the engine knows of a hello when it asks the kinds what it means. */
 export interface HelloContext extends HelloFacts {
-  /** The device had applied a configuration and now reports the factory state: it was reset. */
-  wasReset: boolean;
+  /** The device had applied a configuration and now reports the factory state: it was reset (told by the configuration kinds' hello reader). */
+  wasReset?: boolean;
 }
 
 /**
@@ -32,10 +33,28 @@ export interface JobKindHandler {
   command(job: JobRow, device: DeviceRow): Promise<CommandBody | { fail: JobError }>;
   /** The rule for an accepted job (pure); none means silence past the deadline redelivers. */
   inProgress?(job: JobRow): InProgressRule | null;
+  /**
+   * The schema of what the device's final answer reports (`result`): a valid result is stored with the job,
+   * shown in its view and carried by its event; one that does not fit is dropped (the answer still counts).
+   * Absent, the kind keeps no result.
+   */
+  readonly result?: z.ZodType;
   /** What an answer means (pure, from the answer alone); absent, the usual rules apply (see `defaultAnswer`). */
   answer?(status: CommandStatus): JobOutcome;
   /** What a hello means for an unfinished job of this kind (pure); null: nothing. */
   hello?(job: JobRow, hello: HelloContext): JobOutcome | null;
+  /**
+   * A side effect this kind registers: creating a job of `kind` for a device ends this kind's unfinished jobs
+   * of that device (canceled, in the creating transaction): a reset ends one-time Autop not yet applied.
+   */
+  readonly endedBy?: { kind: JobKind; error(created: JobRow): JobError };
+  /**
+   * Reads every hello before any kind's `hello` rule (the configuration kinds' hash exchange): the facts it
+   * adds to the context and the device's installer; null when the MAC has no device record.
+   */
+  readHello?(mac: string, hello: HelloFacts): Promise<{ installerId: string; facts: Partial<HelloContext> } | null>;
+  /** After a device's answer changed one of its jobs, of any kind (the configuration hash it now runs). */
+  afterAnswer?(mac: string, status: CommandStatus): Promise<void>;
   /** After every hello: a job this kind wants made for the device (e.g. provisioning after a hash mismatch). */
   afterHello?(
     mac: string,
@@ -73,9 +92,45 @@ export class JobKinds {
     return handler;
   }
 
+  has(kind: JobKind): boolean {
+    return this.handlers.has(kind);
+  }
+
   all(): JobKindHandler[] {
     return [...this.handlers.values()];
   }
 
   carriesConfiguration = (kind: JobKind): boolean => this.handlers.get(kind)?.carriesConfiguration === true;
+
+  /** The kinds whose unfinished jobs a new job of `kind` ends. */
+  endedBy(kind: JobKind): JobKindHandler[] {
+    return this.all().filter((h) => h.endedBy?.kind === kind);
+  }
+}
+
+/**
+ * What the kinds' hello readers make of a hello (the configuration kinds exchange the configuration hash
+ * and tell a reset), with the device's installer; null when the MAC has no device record.
+ */
+export async function readHello(kinds: JobKinds, devices: Pick<DeviceService, 'getRecord'>, mac: string, hello: HelloFacts): Promise<{ context: HelloContext; installerId: string } | null> {
+  const context: HelloContext = { ...hello };
+  let installerId: string | null = null;
+  for (const handler of kinds.all()) {
+    if (!handler.readHello) continue;
+    const read = await handler.readHello(mac, hello);
+    if (!read) return null;
+    Object.assign(context, read.facts);
+    installerId = read.installerId;
+  }
+  if (installerId === null) installerId = (await devices.getRecord(mac))?.installerId ?? null;
+  return installerId === null ? null : { context, installerId };
+}
+
+/** An answer's result as its kind's schema reads it; undefined when the kind keeps none or it does not fit. */
+export function resultOf(handler: JobKindHandler, result: unknown, misfit: (issues: number) => void): unknown {
+  if (!handler.result) return undefined;
+  const parsed = handler.result.safeParse(result);
+  if (parsed.success) return parsed.data;
+  misfit(parsed.error.issues.length);
+  return undefined;
 }

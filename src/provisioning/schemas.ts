@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { MAX_AUTOP_LINE, MAX_AUTOP_LINES, MAX_AUTOP_TEXT } from './autop.js';
 import { macInput } from '../mac-library/mac.js';
 import { pageQuery } from '../shared/pagination.js';
-import { jobKinds, jobStates } from './tables.js';
+import { JOB_KIND_PATTERN, jobStates } from './tables.js';
 
 const MAX_EXPIRY_SECONDS = 90 * 24 * 3600;
 
@@ -27,7 +27,7 @@ export const batchBody = z.strictObject({
 
 export const jobSchema = z.object({
   id: z.uuid(),
-  kind: z.enum(jobKinds),
+  kind: z.string().describe('the job kind (autop, autop-once, provision, connect-type, reboot, reset, upgrade: the kinds this deployment registered)'),
   mac: z.string(),
   batchId: z.uuid().nullable(),
   state: z.enum(jobStates),
@@ -36,6 +36,7 @@ export const jobSchema = z.object({
   attempts: z.number().int(),
   params: z.record(z.string(), z.unknown()),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  result: z.unknown().describe("what the device answered, in its kind's result schema (null when the kind keeps none)"),
   createdAt: z.string(),
   updatedAt: z.string(),
   expiresAt: z.string(),
@@ -63,7 +64,7 @@ export const batchProgressSchema = z.object({
 export const listJobsQuery = z.strictObject({
   mac: macInput.optional(),
   state: z.enum(jobStates).optional(),
-  kind: z.enum(jobKinds).optional(),
+  kind: z.string().regex(JOB_KIND_PATTERN, 'not a job kind').optional(),
   batchId: z.uuid().optional(),
   ...pageQuery,
 });

@@ -5,7 +5,7 @@ import type { DeviceService } from '../devices/service.js';
 import { badRequest, conflict, notFound, unavailable } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import { mergeAutop, parseAutop, renderAutopLine, type ParsedAutop } from './autop.js';
-import { QueueUnavailableError, type ProvisioningEngine } from './engine.js';
+import { QueueUnavailableError, type CreatedJob, type ProvisioningEngine } from './engine.js';
 import type { IdempotencyKey, IdempotentRequests } from './idempotency.js';
 import type { JobActor, JobRow, NewJob } from './job-store.js';
 import type { JobView } from './schemas.js';
@@ -27,6 +27,7 @@ export function jobView(j: JobRow): JobView {
     attempts: j.attempts,
     params: j.params,
     error: j.error ?? null,
+    result: j.result ?? null,
     createdAt: j.createdAt.toISOString(),
     updatedAt: j.updatedAt.toISOString(),
     expiresAt: j.expiresAt.toISOString(),
@@ -63,8 +64,8 @@ export class ProvisioningService {
   ) {}
 
   /** Records jobs (with their audit rows) inside the caller's transaction; they run once `submit` enqueues them. */
-  insertJobs(tx: Queryable, actor: JobActor, items: JobRequest[]): Promise<JobRow[]> {
-    const now = Date.now();
+  insertJobs(tx: Queryable, actor: JobActor, items: JobRequest[]): Promise<CreatedJob[]> {
+    const now = this.engine.now();
     return this.engine.create(
       tx,
       actor,
@@ -138,13 +139,7 @@ export class ProvisioningService {
 
   /** Cancels the jobs of a batch that no device has started yet (queued, or delivered and unanswered). */
   async cancelNotStarted(batchId: string, actor: JobActor): Promise<string[]> {
-    const rows = await this.db
-      .select({ id: jobs.id, mac: jobs.mac })
-      .from(jobs)
-      .where(and(eq(jobs.batchId, batchId), inArray(jobs.state, ['queued', 'dispatched'])));
-    const canceled: string[] = [];
-    for (const row of rows) if (await this.engine.cancel(row, actor.label)) canceled.push(row.id);
-    return canceled;
+    return this.engine.cancelBatch(batchId, ['queued', 'dispatched'], actor.label);
   }
 
   /** The caller's device (404 when it is not the caller's). */
@@ -166,7 +161,7 @@ export class ProvisioningService {
       const [set] = await tx
         .insert(regularAutop)
         .values({ mac, lines: parsed.lines })
-        .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: parsed.lines, updatedAt: new Date() } })
+        .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: parsed.lines, updatedAt: new Date(this.engine.now()) } })
         .returning({ updatedAt: regularAutop.updatedAt });
       const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'autop', mac, installerId: device.installerId, params: { lines: parsed.lines.length }, expiresInSeconds }]);
       const autop = { mac, commands: parsed.lines.map(renderAutopLine), updatedAt: set!.updatedAt.toISOString() };
@@ -203,7 +198,7 @@ export class ProvisioningService {
         await tx
           .insert(regularAutop)
           .values(macs.map((mac) => ({ mac, lines: mergeAutop(byMac.get(mac) ?? [], parsed.lines) })))
-          .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: sql`excluded.lines`, updatedAt: new Date() } });
+          .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: sql`excluded.lines`, updatedAt: new Date(this.engine.now()) } });
       }
       const kind: JobKind = body.mode === 'regular' ? 'autop' : 'autop-once';
       // The batch keeps its lines once: a regular job's params count them (the configuration carries them), a
@@ -253,17 +248,14 @@ export class ProvisioningService {
     return this.single(ctx, mac, 'reboot', {}, expiresInSeconds);
   }
 
-  /** A reset ends the device's one-time Autop not yet applied ("not valid once you reset the device"). */
+  /** A reset ends the device's one-time Autop not yet applied (a side effect the `autop-once` kind registers). */
   async reset(ctx: RequestContext, mac: string, mode: 'factory' | 'config', expiresInSeconds?: number) {
     const device = await this.device(ctx.principal, mac);
-    let canceled: string[] = [];
-    const submitted = await this.submit(ctx, async (tx) => {
-      canceled = await this.engine.cancelOfKind(tx, mac, 'autop-once', `a ${mode} reset was requested`, accountActor(ctx.principal).label);
+    return this.submit(ctx, async (tx) => {
       const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'reset', mac, installerId: device.installerId, params: { mode }, expiresInSeconds }]);
-      return { jobs: created, answer: { job: jobView(created[0]!), canceledOneTimeJobs: canceled } };
+      const ended = created[0]!.ended;
+      return { jobs: created, answer: { job: jobView(created[0]!), canceledOneTimeJobs: ended }, after: () => this.engine.settle(ended) };
     });
-    await this.engine.settle(canceled);
-    return submitted;
   }
 
   setConnectType(ctx: RequestContext, mac: string, connectType: 'udp' | 'tcp' | 'tls', expiresInSeconds?: number) {
@@ -277,6 +269,7 @@ export class ProvisioningService {
   }
 
   async listJobs(principal: Principal, q: { mac?: string; state?: JobState; kind?: JobKind; batchId?: string; page: number; pageSize: number }): Promise<Page<JobView>> {
+    if (q.kind !== undefined && !this.engine.knowsKind(q.kind)) throw badRequest('unknown_kind', `no job kind ${q.kind}`, { kind: q.kind, kinds: this.engine.kindNames() });
     const where = and(
       this.scope(principal),
       q.mac ? eq(jobs.mac, q.mac) : undefined,
@@ -357,3 +350,7 @@ export const batchHasUnfinishedJob = (batchId: SQL) => sql`EXISTS (SELECT 1 FROM
 /** The device has an unfinished job of this kind whose params hold `value` under `param`. */
 export const deviceHasUnfinishedJob = (mac: string, kind: JobKind, param: string, value: string) =>
   sql`EXISTS (SELECT 1 FROM jobs j WHERE j.mac = ${mac} AND j.kind = ${kind} AND j.params->>${param} = ${value} AND ${unfinishedState('j')})`;
+
+/** When the last job of the batch whose id is `batchId` finished; null while one is unfinished. */
+export const batchFinishedAt = (batchId: SQL) =>
+  sql<Date | null>`(SELECT CASE WHEN bool_and(j.finished_at IS NOT NULL) THEN max(j.finished_at) END FROM jobs j WHERE j.batch_id = ${batchId})`;

@@ -1,10 +1,12 @@
 import { sql } from 'drizzle-orm';
-import { bigserial, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid, varchar } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid, varchar } from 'drizzle-orm/pg-core';
 import { accounts } from '../accounts/tables.js';
 import { devices } from '../devices/tables.js';
 
-export const jobKinds = ['autop', 'autop-once', 'reboot', 'reset', 'connect-type', 'provision', 'upgrade'] as const;
-export type JobKind = (typeof jobKinds)[number];
+/** A job kind's name: whatever kind registered itself (`JobKinds`); the machine fixes no list. */
+export type JobKind = string;
+/** What a kind's name looks like (checked at the API before the registry is asked). */
+export const JOB_KIND_PATTERN = /^[a-z][a-z0-9-]{0,31}$/;
 export const jobStates = ['queued', 'dispatched', 'in-progress', 'succeeded', 'failed', 'expired', 'canceled'] as const;
 export type JobState = (typeof jobStates)[number];
 export const finishedStates: readonly JobState[] = ['succeeded', 'failed', 'expired', 'canceled'];
@@ -26,7 +28,7 @@ export const jobs = pgTable(
     id: uuid('id').primaryKey().defaultRandom(),
     /** Creation order: a device's jobs run in this order. */
     seq: bigserial('seq', { mode: 'number' }).notNull(),
-    kind: text('kind', { enum: jobKinds }).notNull(),
+    kind: text('kind').notNull(),
     mac: varchar('mac', { length: 12 }).notNull(),
     /** The installer owning the device when the job was made: who may see and cancel it. */
     installerId: uuid('installer_id').notNull(),
@@ -38,6 +40,8 @@ export const jobs = pgTable(
     attempts: integer('attempts').notNull().default(0),
     params: jsonb('params').$type<Record<string, unknown>>().notNull().default({}),
     error: jsonb('error').$type<JobError | null>(),
+    /** What the device answered, as its kind's result schema reads it (null when the kind keeps none). */
+    result: jsonb('result').$type<unknown>(),
     requestedBy: uuid('requested_by').references(() => accounts.id, { onDelete: 'set null' }),
     createdAt: timestamp('created_at', { withTimezone: true, precision: 6 }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
@@ -118,3 +122,49 @@ export const idempotentRequests = pgTable(
   },
   (t) => [primaryKey({ columns: [t.accountId, t.key] }), index('idempotent_requests_created_idx').on(t.createdAt)],
 );
+
+/** A transaction id (64 bits, as text): orders the outbox by the transactions that wrote it. */
+const xid8 = customType<{ data: string; driverData: string }>({ dataType: () => 'xid8' });
+
+export const jobEventTypes = ['created', 'dispatched', 'redelivered', 'progress', 'finished'] as const;
+export type JobEventType = (typeof jobEventTypes)[number];
+
+/**
+ * The lifecycle outbox: one row per job transition, written in the statement that makes the transition.
+ * The job event follower hands rows to its sinks in transaction order and removes them once every sink
+ * took them. `tx` is what makes that order gap-free (see job-events.ts).
+ */
+export const jobEvents = pgTable(
+  'job_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    tx: xid8('tx').notNull().default(sql`pg_current_xact_id()`),
+    jobId: uuid('job_id').notNull(),
+    mac: varchar('mac', { length: 12 }).notNull(),
+    kind: text('kind').notNull(),
+    batchId: uuid('batch_id'),
+    type: text('type', { enum: jobEventTypes }).notNull(),
+    /** Null for `created`. */
+    fromState: text('from_state', { enum: jobStates }),
+    toState: text('to_state', { enum: jobStates }).notNull(),
+    stage: text('stage'),
+    progress: integer('progress').notNull(),
+    attempts: integer('attempts').notNull(),
+    error: jsonb('error').$type<JobError | null>(),
+    /** What the device answered, in its kind's terms (null when the kind keeps none). */
+    result: jsonb('result').$type<unknown>(),
+    actor: text('actor').notNull(),
+    at: timestamp('at', { withTimezone: true, precision: 6 }).notNull(),
+    /** When the job was last delivered (a finish on the device's answer measures from it). */
+    deliveredAt: timestamp('delivered_at', { withTimezone: true, precision: 6 }),
+  },
+  (t) => [index('job_events_order_idx').on(t.tx, t.id)],
+);
+
+/** How far each sink of the outbox has taken it: the position (tx, id) of the last event it took. */
+export const jobEventCursors = pgTable('job_event_cursors', {
+  sink: text('sink').primaryKey(),
+  lastTx: xid8('last_tx').notNull().default(sql`'0'::xid8`),
+  lastId: bigint('last_id', { mode: 'number' }).notNull().default(0),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});

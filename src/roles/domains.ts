@@ -14,7 +14,6 @@ import { FirmwareStorage } from '../firmware/storage.js';
 import { upgradeKind } from '../firmware/upgrade-kind.js';
 import { UpgradeService } from '../firmware/upgrades.js';
 import { MacLibraryService } from '../mac-library/service.js';
-import type { Metrics } from '../metrics/registry.js';
 import type { CommandChannel } from '../provisioning/channel.js';
 import { Configurations } from '../provisioning/configuration.js';
 import { ProvisioningEngine } from '../provisioning/engine.js';
@@ -51,14 +50,16 @@ export type Domains = ReturnType<typeof buildDomains>;
  * Jobs and what makes them: documents, configurations, the kinds, the engine (a worker only where the
  * role drives jobs: gateway and API processes make and wake jobs), firmware and its upgrade schedule.
  */
-export async function buildJobs(base: ProcessBase, domains: Domains, channel: CommandChannel, metrics: Metrics) {
+export async function buildJobs(base: ProcessBase, domains: Domains, channel: CommandChannel) {
   const { database, config, logger, redis, queuePrefix, reach } = base;
   const documents = new DocumentStore(database);
   const directoryRenders = new DirectoryRenders(database);
   const configurations = new Configurations(database, domains.devices, documents, directoryRenders, (sha256) => `${reach.publicUrl}/documents/${sha256}`, () => reach.sip);
-  const store = new JobStore(database);
+  // The job machine's one clock: the engine, the store and the kinds stamp every transition with it.
+  const now = Date.now;
+  const store = new JobStore(database, now);
   const kinds = new JobKinds();
-  for (const kind of provisioningKinds(configurations, store)) kinds.register(kind);
+  for (const kind of provisioningKinds(configurations, store, now, domains.devices)) kinds.register(kind);
   kinds.register(upgradeKind((firmwareId) => `${reach.publicUrl}/firmware/${firmwareId}/image`));
   const engine = new ProvisioningEngine({
     store,
@@ -74,7 +75,7 @@ export async function buildJobs(base: ProcessBase, domains: Domains, channel: Co
     reconcileIntervalMs: config.queues.reconcileIntervalMs,
     wakes: base.cluster ? new RedisWakeGenerations(redis.client, queuePrefix) : undefined,
     worker: base.runs.engine,
-    metrics,
+    now,
   });
   const idempotency = new IdempotentRequests(database.db);
   const provisioning = new ProvisioningService(database.db, domains.devices, engine, idempotency);

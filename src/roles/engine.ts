@@ -3,6 +3,9 @@ import { RedisLease } from '../cluster/lease.js';
 import { liveGateways } from '../cluster/routing.js';
 import type { PresenceStore } from '../devices/presence.js';
 import { DirectoryFollower } from '../directory/follower.js';
+import { upgradeStatusSink } from '../firmware/upgrade-status-sink.js';
+import { metricsSink } from '../metrics/job-sink.js';
+import { JobEventFollower } from '../provisioning/job-events.js';
 import type { DirectoryService } from '../directory/service.js';
 import type { Metrics } from '../metrics/registry.js';
 import type { Jobs } from './domains.js';
@@ -20,6 +23,19 @@ export function buildDirectoryFollower(base: ProcessBase, jobs: Jobs): Directory
   return new DirectoryFollower(database.db, jobs.documents, async (macs) => void (await jobs.provisioning.followDirectory(macs)), logger, lease ? () => lease.held() : undefined);
 }
 
+/**
+ * The job event outbox's follower of an engine process, with its sinks (metrics, upgrade status); in a
+ * cluster only the one holding its lease follows.
+ */
+export function buildJobEventFollower(base: ProcessBase, metrics: Metrics): JobEventFollower {
+  const { cluster, redis, queuePrefix, instance, config, database, logger } = base;
+  const lease = cluster ? new RedisLease(redis.client, `${queuePrefix}:lease:job-events`, instance, 3 * config.queues.reconcileIntervalMs) : null;
+  const follower = new JobEventFollower({ database, log: logger.child({ component: 'job-events' }), mayRun: lease ? () => lease.held() : undefined, listenUrl: config.databaseUrl });
+  follower.register(metricsSink(metrics));
+  follower.register(upgradeStatusSink());
+  return follower;
+}
+
 /** Directory changes reach the follower: here, or over the bus from the process that made them. */
 export function routeDirectoryChanges(directory: DirectoryService, follower: DirectoryFollower | null, bus: ClusterBus | null): void {
   if (follower) {
@@ -32,12 +48,14 @@ export function routeDirectoryChanges(directory: DirectoryService, follower: Dir
  * The engine role, once the engine runs: the upgrade schedule, the directory follower, housekeeping and,
  * in a cluster, the sweep of devices a dead gateway process left shown online.
  */
-export async function startEngineRole(base: ProcessBase, parts: { jobs: Jobs; follower: DirectoryFollower; presence: PresenceStore; metrics: Metrics }): Promise<void> {
+export async function startEngineRole(base: ProcessBase, parts: { jobs: Jobs; follower: DirectoryFollower; jobEvents: JobEventFollower; presence: PresenceStore; metrics: Metrics }): Promise<void> {
   const { config, logger, shutdown } = base;
-  const { jobs, follower } = parts;
+  const { jobs, follower, jobEvents } = parts;
   parts.metrics.watchQueue('provisioning', () => jobs.engine.queueCounts());
   shutdown.add('upgrade scheduler', () => jobs.scheduler.stop());
   await jobs.scheduler.start();
+  shutdown.add('job event follower', () => jobEvents.stop());
+  jobEvents.start();
   shutdown.add('directory follower', () => follower.stop());
   follower.start(config.queues.reconcileIntervalMs);
   shutdown.every('housekeeping', HOUSEKEEPING_MS, () => {

@@ -191,12 +191,13 @@ export const once = <T = unknown>(emitter: { once(event: string, fn: (...a: any[
 /** Resolves once the engine has processed a hello of this device. */
 export function helloProcessed(svc: TestService, mac: string): Promise<void> {
   return new Promise((resolve) => {
-    const seen = (m: string) => {
-      if (m !== mac) return;
-      svc.service.engine.off('hello', seen);
-      resolve();
-    };
-    svc.service.engine.on('hello', seen);
+    const stop = svc.service.engine.observe({
+      helloProcessed(m) {
+        if (m !== mac) return;
+        stop();
+        resolve();
+      },
+    });
   });
 }
 

@@ -21,12 +21,13 @@ t.test('a transition whose audit row cannot be written does not happen', async (
   const job = (await svc.api('POST', `/api/v1/devices/${mac}/autop/once`, { token, body: { commands: 'Config.Audit.Marker = 1' } })).body.job;
   // The device answers succeeded; writing that answer fails with its audit row.
   await new Promise<void>((resolve) => {
-    const seen = (m: string, id: string) => {
-      if (m !== mac || id !== job.id || !device.applications.some((a) => a.id === job.id)) return;
-      svc.service.engine.off('status', seen);
-      resolve();
-    };
-    svc.service.engine.on('status', seen);
+    const stop = svc.service.engine.observe({
+      answerProcessed(m, id) {
+        if (m !== mac || id !== job.id || !device.applications.some((a) => a.id === job.id)) return;
+        stop();
+        resolve();
+      },
+    });
   });
   const stuck = (await svc.api('GET', `/api/v1/jobs/${job.id}`, { token })).body;
   t.not(stuck.state, 'succeeded', 'not succeeded without its audit row');

@@ -33,7 +33,7 @@ t.test('Redis restarted empty while the service runs: a scheduled upgrade still 
   await waitFor(() => quiet.received.filter((c) => c.id === job.id).length, (n) => n >= 1);
 
   await redis.stop();
-  const back = new Promise<string[]>((resolve) => svc.service.engine.once('reconciled', resolve));
+  const back = new Promise<string[]>((resolve) => { const stop = svc.service.engine.observe({ reconciled: (ids) => (stop(), resolve(ids)) }); });
   await redis.start(); // empty
   const reconciled = await back;
   t.ok(reconciled.includes(job.id), 'the job waiting for an answer got its twin back when Redis returned');
@@ -75,7 +75,7 @@ t.test('Redis down: a job request answers 503 queue_unavailable with its job ids
   t.same(retried.body.error.details.jobIds, ids, 'the retry names the same job');
   t.equal(await count(), 1, 'and made no new one');
 
-  const back = new Promise((resolve) => svc.service.engine.once('reconciled', resolve));
+  const back = new Promise((resolve) => { const stop = svc.service.engine.observe({ reconciled: (ids) => (stop(), resolve(ids)) }); });
   await redis.start();
   await back;
   const replayed = await svc.api('POST', `/api/v1/devices/${mac}/reboot`, { token, headers });
