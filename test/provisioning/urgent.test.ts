@@ -64,6 +64,25 @@ t.test('an urgent job for a device not connected waits in its lane and is delive
   await device.stop();
 });
 
+t.test('a device has one urgent job in flight: the next urgent one waits for it, not for the queue', async (t) => {
+  const mac = '0C1105A0E004';
+  await svc.addDevice(token, mac);
+  const device = svc.device(mac, { behaviour: { holdKinds: ['door-test'], plainKinds: ['door-test'] } });
+  device.start();
+  await waitFor(() => device.applications.length, (n) => n >= 1); // boot provisioning
+  const first = (await svc.service.provisioning.requestJob({ principal }, mac, 'door-test', { relay: 1 })).answer.job;
+  await events.next(eventOf(first.id, 'in-progress', 'progress'));
+  const second = (await svc.service.provisioning.requestJob({ principal }, mac, 'door-test', { relay: 2 })).answer.job;
+  t.equal(await jobState(second.id), 'queued', 'the second waits behind the first urgent job');
+  t.notOk(device.received.some((c) => c.id === second.id), 'not delivered yet');
+  t.ok(device.release(first.id));
+  await events.next(eventOf(first.id, 'succeeded', 'finished'));
+  await waitFor(() => device.holding, (h) => h.includes(second.id));
+  t.ok(device.release(second.id));
+  await events.next(eventOf(second.id, 'succeeded', 'finished'));
+  await device.stop();
+});
+
 t.test('a kind that is not registered is refused', async (t) => {
   const mac = '0C1105A0E003';
   await svc.addDevice(token, mac);
