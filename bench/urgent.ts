@@ -29,7 +29,7 @@ try {
   const svc = await startTestService({ teardown: (fn) => void teardowns.unshift(fn) }, { LOG_LEVEL: 'warn' }, { kinds });
   const { token } = await svc.createInstaller();
   const principal = (await new AccountService(svc.service.database.db).authenticate(token))!;
-  const macs = fleetMacs('B3C6', D);
+  const macs = fleetMacs('B2C7', D);
   const received = new Map<string, number>();
   const devices: ReturnType<typeof svc.device>[] = [];
   for (const mac of macs) {
