@@ -40,6 +40,8 @@ import { Metrics } from './metrics/registry.js';
 import type { CommandChannel } from './provisioning/channel.js';
 import { ProvisioningEngine } from './provisioning/engine.js';
 import { IdempotentRequests } from './provisioning/idempotency.js';
+import { DeviceOwners } from './provisioning/device-owners.js';
+import { GroupedEnqueue } from './provisioning/grouped-enqueue.js';
 import { JobStore } from './provisioning/job-store.js';
 import { provisioningKinds } from './provisioning/job-kinds.js';
 import { JobKinds } from './provisioning/kinds.js';
@@ -247,7 +249,9 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       metrics,
     });
     const idempotency = new IdempotentRequests(database.db);
-    const provisioning = new ProvisioningService(database.db, devices, engine, idempotency);
+    // The job request path: device owners kept (dropped on deletion, here and over the bus), twins enqueued per tick.
+    const owners = new DeviceOwners(devices, [events, bus?.remote], bus);
+    const provisioning = new ProvisioningService(database.db, devices, engine, idempotency, owners, new GroupedEnqueue((ids) => engine.enqueue(ids)));
     const storage = new FirmwareStorage(config.dataDir);
     await storage.init();
     const catalogue = new FirmwareCatalogue(database.db, storage, config.firmware.maxImageBytes);
@@ -371,6 +375,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
         },
         calls,
         trustProxy: config.http.trustProxy,
+        revocations: bus,
       });
       app = api;
       limitHttpServer(api.server, httpLimits(config), refusalLog(logger, 'http'));
