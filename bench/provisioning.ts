@@ -78,7 +78,7 @@ try {
   let sweep: SweepStep[] = [];
   if (RATES.length) {
     log(`rate sweep: ${RATES.join(', ')} jobs/s for ${SWEEP_SECONDS} s each over ${LATENCY_DEVICES} devices (load average ${loadAverage()})`);
-    sweep = await rateSweep(svc, fleet, macs.slice(0, LATENCY_DEVICES), RATES, SWEEP_SECONDS, { maxInFlight: Number(args['max-in-flight']), log });
+    sweep = await rateSweep(svc, fleet, macs.slice(0, LATENCY_DEVICES), RATES, SWEEP_SECONDS, { maxInFlight: Number(args['max-in-flight']), log, redisInfo: (section) => redis.info(section) });
     log(`rate sweep done (load average ${loadAverage()})`);
   }
 

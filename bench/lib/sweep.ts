@@ -23,6 +23,8 @@ export interface SweepStep {
   unsettled: boolean;
   /** First error answered, for the log. */
   firstError?: string;
+  /** Redis commands per accepted job over the step and its settling (all of Redis: other deployments count too). */
+  redisPerJob?: string;
 }
 
 /** Options of a sweep: requests open at most, and how long a step's jobs may take to settle. */
@@ -32,6 +34,15 @@ export interface SweepOptions {
   sockets?: number;
   settleMs?: number;
   log?: (...a: unknown[]) => void;
+  /** Redis `INFO commandstats` of the deployment's Redis: each step logs the commands it cost per job. */
+  redisInfo?: (section: string) => Promise<string>;
+}
+
+/** Calls per command from `INFO commandstats`. */
+function commandCalls(info: string): Map<string, number> {
+  const calls = new Map<string, number>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls.set(m[1]!, Number(m[2]));
+  return calls;
 }
 
 /** A keep-alive POST with a bearer token; answers the status and the parsed body. */
@@ -67,8 +78,9 @@ function poster(base: string, token: string, maxSockets: number) {
  * `macs`. A request is due at its scheduled time whatever happened before; when `maxInFlight` are open it is
  * counted as not sent instead of waiting (a closed loop would slow down with the service and hide its queue).
  */
-async function step(svc: JobApi & { base: string; adminToken: string }, fleet: BenchFleet, macs: string[], rate: number, seconds: number, offset: number, opts: Required<SweepOptions>): Promise<SweepStep> {
+async function step(svc: JobApi & { base: string; adminToken: string }, fleet: BenchFleet, macs: string[], rate: number, seconds: number, offset: number, opts: Required<Omit<SweepOptions, 'redisInfo'>> & Pick<SweepOptions, 'redisInfo'>): Promise<SweepStep> {
   const asked = Math.round(rate * seconds);
+  const statsBefore = opts.redisInfo ? commandCalls(await opts.redisInfo('commandstats')) : null;
   const { post, close } = poster(svc.base, svc.adminToken, Math.min(opts.sockets, opts.maxInFlight));
   const scheduled = new Map<string, number>();
   let inFlight = 0;
@@ -114,6 +126,12 @@ async function step(svc: JobApi & { base: string; adminToken: string }, fleet: B
   close();
   const window = Math.max(seconds, (lastAnswer - wall0) / 1000);
   const unsettled = !(await jobsSettled(svc, opts.settleMs));
+  let redisPerJob: string | undefined;
+  if (statsBefore && scheduled.size) {
+    const after = commandCalls(await opts.redisInfo!('commandstats'));
+    const per = [...after].map(([cmd, n]) => [cmd, (n - (statsBefore.get(cmd) ?? 0)) / scheduled.size] as const).filter(([, n]) => n >= 0.05).sort((a, b) => b[1] - a[1]);
+    redisPerJob = per.map(([cmd, n]) => `${cmd} ${n.toFixed(2)}`).join(', ');
+  }
   const ids = [...scheduled.keys()];
   const received = await fleet.received();
   const finished = ids.length ? await svc.sql<{ id: string; ms: number }>(`select id, extract(epoch from finished_at) * 1000 as ms from jobs where id = any($1::uuid[]) and state = 'succeeded'`, [ids]) : [];
@@ -129,19 +147,20 @@ async function step(svc: JobApi & { base: string; adminToken: string }, fleet: B
     toSucceeded: finished.map((r) => Number(r.ms) - scheduled.get(r.id)!).sort((a, b) => a - b),
     unsettled,
     firstError,
+    redisPerJob,
   };
 }
 
 /** Runs one step per rate, each after the previous one's jobs settled. */
 export async function rateSweep(svc: JobApi & { base: string; adminToken: string }, fleet: BenchFleet, macs: string[], rates: number[], seconds: number, options: SweepOptions = {}): Promise<SweepStep[]> {
-  const opts: Required<SweepOptions> = { maxInFlight: options.maxInFlight ?? 512, sockets: options.sockets ?? 48, settleMs: options.settleMs ?? 180_000, log: options.log ?? (() => {}) };
+  const opts = { maxInFlight: options.maxInFlight ?? 512, sockets: options.sockets ?? 48, settleMs: options.settleMs ?? 180_000, log: options.log ?? (() => {}), redisInfo: options.redisInfo };
   const steps: SweepStep[] = [];
   let offset = 0;
   for (const rate of rates) {
     const s = await step(svc, fleet, macs, rate, seconds, offset, opts);
     offset += s.asked;
     steps.push(s);
-    opts.log(`sweep ${rate}/s: ${s.accepted}/${s.asked} accepted (${s.notSent} not sent, ${s.failed} failed${s.firstError ? `: ${s.firstError}` : ''}), achieved ${s.achieved.toFixed(0)}/s; device p50 ${pct(s.toDevice, 50).toFixed(1)} p99 ${pct(s.toDevice, 99).toFixed(1)} ms; succeeded p50 ${pct(s.toSucceeded, 50).toFixed(1)} p99 ${pct(s.toSucceeded, 99).toFixed(1)} ms${s.unsettled ? ' (NOT SETTLED)' : ''}`);
+    opts.log(`sweep ${rate}/s: ${s.accepted}/${s.asked} accepted (${s.notSent} not sent, ${s.failed} failed${s.firstError ? `: ${s.firstError}` : ''}), achieved ${s.achieved.toFixed(0)}/s; device p50 ${pct(s.toDevice, 50).toFixed(1)} p99 ${pct(s.toDevice, 99).toFixed(1)} ms; succeeded p50 ${pct(s.toSucceeded, 50).toFixed(1)} p99 ${pct(s.toSucceeded, 99).toFixed(1)} ms${s.unsettled ? ' (NOT SETTLED)' : ''}${s.redisPerJob ? `; Redis commands per job: ${s.redisPerJob}` : ''}`);
   }
   return steps;
 }
