@@ -25,6 +25,8 @@ export interface SweepStep {
   firstError?: string;
   /** Redis commands per accepted job over the step and its settling (all of Redis: other deployments count too). */
   redisPerJob?: string;
+  /** PostgreSQL transactions of the benchmark's database per accepted job, over the step and its settling. */
+  pgTransactionsPerJob: number;
 }
 
 /** Options of a sweep: requests open at most, and how long a step's jobs may take to settle. */
@@ -81,6 +83,8 @@ function poster(base: string, token: string, maxSockets: number) {
 async function step(svc: JobApi & { base: string; adminToken: string }, fleet: BenchFleet, macs: string[], rate: number, seconds: number, offset: number, opts: Required<Omit<SweepOptions, 'redisInfo'>> & Pick<SweepOptions, 'redisInfo'>): Promise<SweepStep> {
   const asked = Math.round(rate * seconds);
   const statsBefore = opts.redisInfo ? commandCalls(await opts.redisInfo('commandstats')) : null;
+  const xacts = async () => Number((await svc.sql<{ n: string }>('select xact_commit + xact_rollback as n from pg_stat_database where datname = current_database()'))[0]!.n);
+  const xacts0 = await xacts();
   const { post, close } = poster(svc.base, svc.adminToken, Math.min(opts.sockets, opts.maxInFlight));
   const scheduled = new Map<string, number>();
   let inFlight = 0;
@@ -126,6 +130,8 @@ async function step(svc: JobApi & { base: string; adminToken: string }, fleet: B
   close();
   const window = Math.max(seconds, (lastAnswer - wall0) / 1000);
   const unsettled = !(await jobsSettled(svc, opts.settleMs));
+  // Every statement outside a transaction is one: per job, all processes of the deployment (and this benchmark's polls).
+  const pgTransactionsPerJob = scheduled.size ? ((await xacts()) - xacts0) / scheduled.size : NaN;
   let redisPerJob: string | undefined;
   if (statsBefore && scheduled.size) {
     const after = commandCalls(await opts.redisInfo!('commandstats'));
@@ -148,6 +154,7 @@ async function step(svc: JobApi & { base: string; adminToken: string }, fleet: B
     unsettled,
     firstError,
     redisPerJob,
+    pgTransactionsPerJob,
   };
 }
 
@@ -160,7 +167,7 @@ export async function rateSweep(svc: JobApi & { base: string; adminToken: string
     const s = await step(svc, fleet, macs, rate, seconds, offset, opts);
     offset += s.asked;
     steps.push(s);
-    opts.log(`sweep ${rate}/s: ${s.accepted}/${s.asked} accepted (${s.notSent} not sent, ${s.failed} failed${s.firstError ? `: ${s.firstError}` : ''}), achieved ${s.achieved.toFixed(0)}/s; device p50 ${pct(s.toDevice, 50).toFixed(1)} p99 ${pct(s.toDevice, 99).toFixed(1)} ms; succeeded p50 ${pct(s.toSucceeded, 50).toFixed(1)} p99 ${pct(s.toSucceeded, 99).toFixed(1)} ms${s.unsettled ? ' (NOT SETTLED)' : ''}${s.redisPerJob ? `; Redis commands per job: ${s.redisPerJob}` : ''}`);
+    opts.log(`sweep ${rate}/s: ${s.accepted}/${s.asked} accepted (${s.notSent} not sent, ${s.failed} failed${s.firstError ? `: ${s.firstError}` : ''}), achieved ${s.achieved.toFixed(0)}/s; device p50 ${pct(s.toDevice, 50).toFixed(1)} p99 ${pct(s.toDevice, 99).toFixed(1)} ms; succeeded p50 ${pct(s.toSucceeded, 50).toFixed(1)} p99 ${pct(s.toSucceeded, 99).toFixed(1)} ms${s.unsettled ? ' (NOT SETTLED)' : ''}; PostgreSQL transactions per job ${s.pgTransactionsPerJob.toFixed(1)}${s.redisPerJob ? `; Redis commands per job: ${s.redisPerJob}` : ''}`);
   }
   return steps;
 }
