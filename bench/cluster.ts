@@ -8,9 +8,11 @@ import { bootStorm, commandLatency, jobsSettled, queueOneTimeAutop, pct, type Bo
 import { runBench, waitUntil } from './lib/proc.js';
 import { assertClusterLauncher, benchService, build, registerFleet, type BenchService } from './lib/service.js';
 import { secondsToHold, storm, type StormResult } from './lib/storm.js';
+import { rateSweep, sweepTable, type SweepStep } from './lib/sweep.js';
 
 // npm run bench:cluster -- --devices 100000 --gateways 6 [--engines 1] [--reference single,mosquitto|none]
 //   [--only all|cluster|references] [--timeout 900] [--stall 20] [--rate 500] [--seconds 20] [--boot-devices 10000]
+//   [--rates 250,500,1000,2000,4000|none] [--sweep-seconds 20] (rate sweep on the cluster, after the fixed-rate run)
 // The cluster part needs the launcher of /work/shared-notes/cluster-contract.md (dist/src/cluster/launcher.js).
 const { values: args } = parseArgs({
   options: {
@@ -25,6 +27,9 @@ const { values: args } = parseArgs({
     stall: { type: 'string', default: '20', description: 'seconds without a new device held that end a storm' },
     rate: { type: 'string', default: '500', description: 'commands per second of the latency run' },
     seconds: { type: 'string', default: '20', description: 'length of the latency run' },
+    rates: { type: 'string', default: '250,500,1000,2000,4000', description: 'rate sweep on the cluster: jobs/s of each step (one request per job), or none' },
+    'sweep-seconds': { type: 'string', default: '20', description: 'length of each step of the rate sweep' },
+    'max-in-flight': { type: 'string', default: '512', description: 'requests open at most in the sweep; one due beyond is counted as not sent' },
     'boot-devices': { type: 'string', default: '10000', description: 'devices of the boot storm with a pending one-time Autop (registered besides --devices)' },
     'max-connections': { type: 'string', default: '19000', description: 'MQTT_MAX_CONNECTIONS of each gateway process (and of the single process)' },
     'pool-size': { type: 'string', default: '6', description: 'DATABASE_POOL_SIZE of each cluster process (lowered to fit max_connections)' },
@@ -43,6 +48,9 @@ const STORM_HELLO = args['storm-hello'] !== 'none';
 const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 const BOOT = Number(args['boot-devices']);
+const RATES = args.rates === 'none' ? [] : args.rates.split(',').map(Number);
+if (RATES.some((r) => !(r > 0))) throw new Error('--rates: positive numbers, comma-separated, or none');
+const SWEEP_SECONDS = Number(args['sweep-seconds']);
 const MAX_CONNECTIONS = Number(args['max-connections']);
 const FLEET_PROCESSES = fleetProcessesFor(N, Number(args['per-fleet-process']));
 const references = args.reference.split(',').filter((r) => r && r !== 'none');
@@ -81,6 +89,7 @@ interface DeploymentResult {
   /** Warnings and errors the service logged during the storm. */
   logs: Map<string, number>;
   latency?: CommandLatency;
+  sweep?: SweepStep[];
   boot?: Omit<BootStorm, 'fleet'> & { queued: number };
   restarts?: { role: string; pid: number }[];
 }
@@ -145,6 +154,7 @@ async function benchCluster(svc: BenchService): Promise<DeploymentResult> {
 
   // 2. Command latency over every device held.
   let latency: CommandLatency | undefined;
+  let sweep: SweepStep[] | undefined;
   const held = await fleet.held();
   if (held.length) {
     // The storm's first-boot provisioning runs on after the last device subscribed; latency is measured
@@ -154,6 +164,10 @@ async function benchCluster(svc: BenchService): Promise<DeploymentResult> {
     log(`first-boot provisioning finished ${fmt((Date.now() - settled) / 1000 + result.connectSeconds, 1)} s after the storm began`);
     log(`latency: ${RATE} one-time Autop/s for ${SECONDS} s over ${held.length} devices`);
     latency = await commandLatency(svc, fleet, held, RATE, SECONDS);
+    if (RATES.length) {
+      log(`rate sweep: ${RATES.join(', ')} jobs/s for ${SWEEP_SECONDS} s each over ${held.length} devices`);
+      sweep = await rateSweep(svc, fleet, held, RATES, SWEEP_SECONDS, { maxInFlight: Number(args['max-in-flight']), log });
+    }
   }
   await fleet.stop();
 
@@ -175,7 +189,7 @@ async function benchCluster(svc: BenchService): Promise<DeploymentResult> {
     await redis.quit();
   }
   await svc.stop();
-  return { name: `cluster: ${plural(GATEWAYS, 'gateway')}, ${plural(ENGINES, 'engine')}, 1 API`, storm: result, processes, sessionsSource: metrics ? 'intercom_gateway_sessions' : 'held ÷ gateways', logs, latency, boot, restarts: cluster.restarts };
+  return { name: `cluster: ${plural(GATEWAYS, 'gateway')}, ${plural(ENGINES, 'engine')}, 1 API`, storm: result, processes, sessionsSource: metrics ? 'intercom_gateway_sessions' : 'held ÷ gateways', logs, latency, sweep, boot, restarts: cluster.restarts };
 }
 
 async function benchSingle(svc: BenchService): Promise<DeploymentResult> {
@@ -252,6 +266,7 @@ function report(results: DeploymentResult[]) {
     if (r.boot) {
       console.log(`| boot storm: ${BOOT} devices with a pending one-time Autop (${r.boot.queued} queued) connect at once, until all applied | ${r.boot.done ? secs(r.boot.seconds) : `TIMED OUT after ${secs(r.boot.seconds)}`} | | | ${r.boot.states.map((s) => `${s.state} ${s.n}`).join(', ')} |`);
     }
+    if (r.sweep?.length) console.log(`\nRate sweep, ${SWEEP_SECONDS} s per step, at most ${args['max-in-flight']} requests open:\n\n${sweepTable(r.sweep)}\n`);
   }
 
   const mosquitto = results.find((r) => r.name.startsWith('mosquitto'));

@@ -157,7 +157,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     const { metrics, clusterMetrics, bus } = await startSharedParts(base, events);
     const gateway = runs.gateway ? buildGateway(base, { keys, domains, events, bus, metrics }) : null;
     // Alone, commands go straight to this process's gateway; in a cluster, to the process holding the session.
-    const jobs = await buildJobs(base, domains, cluster ? new ClusterCommandChannel(redis.client, queuePrefix) : gateway!, plugins.kinds);
+    const jobs = await buildJobs(base, domains, cluster ? new ClusterCommandChannel(redis.client, queuePrefix) : gateway!, events, bus, plugins.kinds);
     const follower = runs.engine ? buildDirectoryFollower(base, jobs) : null;
     const jobEvents = runs.engine ? buildJobEventFollower(base, metrics) : null;
     routeDirectoryChanges(domains.directory, follower, bus);
@@ -169,7 +169,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     if (follower && jobEvents) await startEngineRole(base, { jobs, follower, jobEvents, presence: domains.presence, metrics });
     if (gateway && cluster) reloadMacLibraryPeriodically(base, gateway);
 
-    const api = runs.api ? await startApi(base, { version: packageVersion(), accounts, keys, domains, jobs, metrics: { endpoint: clusterMetrics, local: metrics }, sip, gateway }) : null;
+    const api = runs.api ? await startApi(base, { version: packageVersion(), accounts, keys, domains, jobs, metrics: { endpoint: clusterMetrics, local: metrics }, sip, gateway, bus }) : null;
     const httpPort = api?.httpPort ?? null;
     const listening = gateway ? await listenGateway(base, gateway, httpPort) : null;
     if (runs.api) await sip.startBackend(domains.calls);

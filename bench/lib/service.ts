@@ -108,6 +108,8 @@ export async function benchService(pgAdminUrl: string, env: Record<string, strin
         LOG_LEVEL: 'warn',
         // Only bench:sip measures calls; the others run without a Kamailio beside them, as before.
         SIP_SERVER: 'off',
+        // The fleet is one client machine: thousands of devices share each source address (127.0.0.2 …).
+        MQTT_MAX_CONNECTIONS_PER_ADDRESS: '0',
         ...env,
         ...extraEnv,
       },

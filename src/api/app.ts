@@ -12,6 +12,7 @@ import type { DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
 import type { MacLibraryService } from '../mac-library/service.js';
 import { bearerAuth } from './auth.js';
+import { TokenCache, type TokenRevocations } from './token-cache.js';
 import { clientError, frameworkError, registerErrorHandling } from './errors.js';
 import { accountRoutes } from './routes/accounts.js';
 import { memberRoutes } from './routes/members.js';
@@ -65,6 +66,8 @@ export interface ApiDeps {
   trustProxy?: string[];
   /** Reads uploaded spreadsheets in worker threads, within the configured bounds. */
   spreadsheets: SpreadsheetReader;
+  /** How a token revoked here reaches the other API processes' caches (the cluster bus; none alone). */
+  revocations?: TokenRevocations | null;
 }
 
 const JSON_BODY_LIMIT = 1024 * 1024;
@@ -124,8 +127,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(appRegistrationRoutes, { prefix: '/api/v1', appStations: deps.appStations, shared: deps.shared, log: deps.logger.child({ component: 'api' }) });
   await app.register(
     async (api) => {
-      api.addHook('onRequest', bearerAuth(deps.accounts, (id) => deps.directory.managedSites(id)));
-      await api.register(accountRoutes, { accounts: deps.accounts });
+      const tokens = new TokenCache(deps.accounts, deps.revocations ?? null);
+      api.addHook('onRequest', bearerAuth(tokens, (id) => deps.directory.managedSites(id)));
+      await api.register(accountRoutes, { accounts: deps.accounts, tokens });
       await api.register(memberRoutes, { accounts: deps.accounts, directory: deps.directory });
       await api.register(macLibraryRoutes, { macLibrary: deps.macLibrary, spreadsheets: deps.spreadsheets });
       await api.register(deviceRoutes, { devices: deps.devices, calls: deps.calls });

@@ -51,7 +51,7 @@ const PROPERTY_MANAGER_ROUTES = new Set([
  * onRequest hook for /api/v1: every route needs a valid, unrevoked bearer token; a property manager gets
  * its sites and only the routes it may use.
  */
-export function bearerAuth(accounts: AccountService, managedSites: (accountId: string) => Promise<string[]>) {
+export function bearerAuth(accounts: Pick<AccountService, 'authenticate'>, managedSites: (accountId: string) => Promise<string[]>) {
   return async (request: FastifyRequest, _reply: FastifyReply) => {
     const header = request.headers.authorization;
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;

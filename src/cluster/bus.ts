@@ -5,6 +5,8 @@ import { DomainEvents, type DomainEventMap } from '../shared/events.js';
 /** Events other processes must hear: the gateways' MAC library caches and sessions, the engine's follower. */
 export interface ClusterEventMap extends DomainEventMap {
   'directory.changed': Record<string, never>;
+  /** An API token was revoked: other API processes drop it from their token caches. */
+  'token.revoked': { tokenId: string };
 }
 const forwarded: (keyof DomainEventMap)[] = ['mac-library.added', 'mac-library.removed', 'device.removed'];
 
@@ -18,6 +20,7 @@ const forwarded: (keyof DomainEventMap)[] = ['mac-library.added', 'mac-library.r
 export class ClusterBus {
   readonly remote = new DomainEvents();
   private directoryListeners: (() => void)[] = [];
+  private tokenListeners: ((tokenId: string) => void)[] = [];
   private reconnectListeners: (() => void)[] = [];
   private subscriber: Redis | null = null;
   private readonly channel: string;
@@ -42,6 +45,13 @@ export class ClusterBus {
 
   onDirectoryChanged(listener: () => void): void {
     this.directoryListeners.push(listener);
+  }
+
+  /** A token was revoked here: the other processes' token caches forget it. */
+  tokenRevoked = (tokenId: string): void => this.publish('token.revoked', { tokenId });
+
+  onTokenRevoked(listener: (tokenId: string) => void): void {
+    this.tokenListeners.push(listener);
   }
 
   onReconnect(listener: () => void): void {
@@ -69,6 +79,10 @@ export class ClusterBus {
       }
       if (message.from === this.instance) return;
       if (message.name === 'directory.changed') for (const l of this.directoryListeners) l();
+      else if (message.name === 'token.revoked') {
+        const id = (message.payload as { tokenId?: unknown } | null)?.tokenId;
+        if (typeof id === 'string') for (const l of this.tokenListeners) l(id);
+      }
       else if (forwarded.includes(message.name)) this.remote.emit(message.name, message.payload as never);
     });
     await sub.subscribe(this.channel);

@@ -15,48 +15,47 @@ export interface IdempotencyKey {
 }
 
 /**
- * Idempotency keys of job-creating requests. The key is claimed in the transaction that creates the jobs
- * and the answer is stored there too, so a retry (after a timeout, a 503, a dropped connection) gets the
- * first answer and no new jobs; two requests racing with one key serialise on the key's row.
+ * Idempotency keys of job-creating requests. The key is claimed, with the answer, in the transaction that
+ * created the jobs, by its last statement: a request costs one statement for its key. When the key was
+ * taken (by an earlier request, or one racing: the insert waits for that one's transaction) the caller
+ * rolls its work back and answers the earlier answer (`earlier`).
  */
 export class IdempotentRequests {
   constructor(private readonly db: Db) {}
 
-  /** Claims the key in the caller's transaction; answers the earlier request's answer when it was used before. */
-  async claim(tx: Tx, k: IdempotencyKey): Promise<{ body: unknown; jobIds: string[] } | null> {
+  /**
+   * Claims the key for this answer in the caller's transaction; false when a live request holds it. A key
+   * past its time to live but not yet swept is free again and taken over.
+   */
+  async claimAnswered(tx: Tx, k: IdempotencyKey, body: unknown, jobIds: string[], now = Date.now()): Promise<boolean> {
     const claimed = await tx
       .insert(idempotentRequests)
-      .values({ accountId: k.accountId, key: k.key, fingerprint: k.fingerprint, body: null, jobIds: [] })
-      .onConflictDoNothing()
+      .values({ accountId: k.accountId, key: k.key, fingerprint: k.fingerprint, body, jobIds, createdAt: new Date(now) })
+      .onConflictDoUpdate({
+        target: [idempotentRequests.accountId, idempotentRequests.key],
+        set: { fingerprint: k.fingerprint, body, jobIds, createdAt: new Date(now) },
+        setWhere: lt(idempotentRequests.createdAt, new Date(now - IDEMPOTENCY_TTL_MS)),
+      })
       .returning({ key: idempotentRequests.key });
-    if (claimed[0]) return null;
-    // The row is visible only once the transaction that claimed it has committed, answer included.
-    const rows = await tx
+    return claimed.length > 0;
+  }
+
+  /**
+   * The answer of the request that holds the key (read after the caller's work was rolled back); 422 when
+   * it was made for another request, null when the key is free again (swept meanwhile).
+   */
+  async earlier(k: IdempotencyKey): Promise<{ body: unknown; jobIds: string[] } | null> {
+    const rows = await this.db
       .select()
       .from(idempotentRequests)
       .where(and(eq(idempotentRequests.accountId, k.accountId), eq(idempotentRequests.key, k.key)))
       .limit(1);
-    const earlier = rows[0]!;
-    if (earlier.createdAt.getTime() < Date.now() - IDEMPOTENCY_TTL_MS) {
-      // Expired but not yet swept: the key is free again.
-      await tx
-        .update(idempotentRequests)
-        .set({ fingerprint: k.fingerprint, body: null, jobIds: [], createdAt: new Date() })
-        .where(and(eq(idempotentRequests.accountId, k.accountId), eq(idempotentRequests.key, k.key)));
-      return null;
-    }
+    const earlier = rows[0];
+    if (!earlier) return null;
     if (earlier.fingerprint !== k.fingerprint) {
       throw new DomainError('unprocessable', 'idempotency_key_reused', 'this Idempotency-Key was used for a different request', { key: k.key });
     }
     return { body: earlier.body, jobIds: earlier.jobIds };
-  }
-
-  /** Stores the answer of the request that claimed the key, in the same transaction. */
-  async record(tx: Tx, k: IdempotencyKey, body: unknown, jobIds: string[]): Promise<void> {
-    await tx
-      .update(idempotentRequests)
-      .set({ body, jobIds })
-      .where(and(eq(idempotentRequests.accountId, k.accountId), eq(idempotentRequests.key, k.key)));
   }
 
   /** Forgets keys older than their time to live. */

@@ -6,6 +6,8 @@ import { badRequest, conflict, notFound, unavailable } from '../shared/errors.js
 import { paginate, type Page } from '../shared/pagination.js';
 import { mergeAutop, parseAutop, renderAutopLine, type ParsedAutop } from './autop.js';
 import { QueueUnavailableError, type CreatedJob, type ProvisioningEngine } from './engine.js';
+import type { DeviceOwners } from './device-owners.js';
+import type { GroupedEnqueue } from './grouped-enqueue.js';
 import type { IdempotencyKey, IdempotentRequests } from './idempotency.js';
 import type { JobActor, JobRow, NewJob } from './job-store.js';
 import type { JobView } from './schemas.js';
@@ -61,6 +63,9 @@ export class ProvisioningService {
     private readonly devices: DeviceService,
     private readonly engine: ProvisioningEngine,
     private readonly idempotency: IdempotentRequests,
+    /** The request path's shortcuts: device owners kept in memory, twins enqueued per tick (absent: read and enqueue each time). */
+    private readonly owners: DeviceOwners | null = null,
+    private readonly queue: GroupedEnqueue | null = null,
   ) {}
 
   /** Records jobs (with their audit rows) inside the caller's transaction; they run once `submit` enqueues them. */
@@ -74,25 +79,43 @@ export class ProvisioningService {
   }
 
   /**
-   * Runs a job-creating request: in one transaction the idempotency key is claimed, `work` records what it
-   * records and builds its answer, and the answer is stored with the key; then the jobs are given to the
-   * queue. A retry with the same key gets the stored answer (its jobs re-offered to the queue, which keeps
-   * the ones it has). When Redis does not take the jobs in time the answer is 503 `queue_unavailable` with
-   * the job ids: they are recorded and run once reconciliation finds Redis back.
+   * Runs a job-creating request: in one transaction `work` records what it records and builds its answer,
+   * and the idempotency key (if any) is claimed with that answer by the transaction's last statement; then
+   * the jobs are given to the queue, grouped with the other requests of the tick. A retry with the same key
+   * finds the key taken: its work is rolled back and it gets the stored answer (its jobs re-offered to the
+   * queue, which keeps the ones it has). Work of `oneStatement` without a key runs as that one statement,
+   * with no transaction around it. When Redis does not take the jobs in time the answer is 503
+   * `queue_unavailable` with the job ids: they are recorded and run once reconciliation finds Redis back.
    */
   async submit<T>(
     ctx: RequestContext,
     /** Records what the request records and builds its answer; `after` runs once committed and must not throw. */
     work: (tx: Tx) => Promise<{ jobs: JobRow[]; answer: T; after?: () => Promise<void> }>,
+    oneStatement = false,
   ): Promise<Submitted<T>> {
-    const result = await this.db.transaction(async (tx) => {
-      const earlier = ctx.idempotency ? await this.idempotency.claim(tx, ctx.idempotency) : null;
-      if (earlier) return { replayed: true as const, answer: earlier.body as T, jobIds: earlier.jobIds, urgent: [], after: undefined };
-      const done = await work(tx);
-      const jobIds = done.jobs.map((j) => j.id);
-      if (ctx.idempotency) await this.idempotency.record(tx, ctx.idempotency, done.answer, jobIds);
-      return { replayed: false as const, answer: done.answer, jobIds, urgent: done.jobs.filter((j) => j.urgent).map((j) => j.id), after: done.after };
-    });
+    const key = ctx.idempotency;
+    let result: { replayed: boolean; answer: T; jobIds: string[]; urgent?: string[]; after?: () => Promise<void> };
+    if (!key && oneStatement) {
+      // A single statement is atomic by itself: BEGIN and COMMIT would be two more round trips. (Db runs every query Tx does.)
+      const done = await work(this.db as unknown as Tx);
+      result = { replayed: false, answer: done.answer, jobIds: done.jobs.map((j) => j.id), urgent: done.jobs.filter((j) => j.urgent).map((j) => j.id), after: done.after };
+    } else {
+      const replay = Symbol('replay');
+      try {
+        result = await this.db.transaction(async (tx) => {
+          const done = await work(tx);
+          const jobIds = done.jobs.map((j) => j.id);
+          if (key && !(await this.idempotency.claimAnswered(tx, key, done.answer, jobIds))) throw replay;
+          return { replayed: false, answer: done.answer, jobIds, urgent: done.jobs.filter((j) => j.urgent).map((j) => j.id), after: done.after };
+        });
+      } catch (err) {
+        if (err !== replay) throw err;
+        const earlier = await this.idempotency.earlier(key!);
+        // Swept between the claim and this read: the key is free, so the request runs afresh.
+        if (!earlier) return this.submit(ctx, work, oneStatement);
+        result = { replayed: true, answer: earlier.body as T, jobIds: earlier.jobIds };
+      }
+    }
     // A replay's urgent jobs were expedited by the first request (or their twins drive them).
     await this.enqueue(result.jobIds, result.urgent);
     await result.after?.();
@@ -108,7 +131,7 @@ export class ProvisioningService {
     try {
       if (urgent.length) await this.engine.expedite(urgent);
       const others = urgent.length ? ids.filter((id) => !urgent.includes(id)) : ids;
-      if (others.length) await this.engine.enqueue(others);
+      if (others.length) await (this.queue ? this.queue.add(others) : this.engine.enqueue(others));
     } catch (err) {
       if (!(err instanceof QueueUnavailableError)) throw err;
       throw unavailable('queue_unavailable', 'the jobs are recorded but the queue did not take them; they will run once it is back', { jobIds: ids });
@@ -148,20 +171,20 @@ export class ProvisioningService {
     return this.engine.cancelBatch(batchId, ['queued', 'dispatched'], actor.label);
   }
 
-  /** The caller's device (404 when it is not the caller's). */
-  private device(principal: Principal, mac: string) {
-    return this.devices.get(principal, mac);
+  /** The installer owning the caller's device (404 when it is not the caller's). */
+  private async installerOf(principal: Principal, mac: string): Promise<string> {
+    return this.owners ? this.owners.installerOf(principal, mac) : (await this.devices.get(principal, mac)).installerId;
   }
 
   async getRegularAutop(principal: Principal, mac: string) {
-    await this.device(principal, mac);
+    await this.installerOf(principal, mac);
     const rows = await this.db.select().from(regularAutop).where(eq(regularAutop.mac, mac)).limit(1);
     return { mac, commands: (rows[0]?.lines ?? []).map(renderAutopLine), updatedAt: rows[0]?.updatedAt.toISOString() ?? null };
   }
 
   /** Replaces the device's regular Autop and delivers its effective configuration. */
   async putRegularAutop(ctx: RequestContext, mac: string, commands: string | string[], expiresInSeconds?: number) {
-    const device = await this.device(ctx.principal, mac);
+    const installerId = await this.installerOf(ctx.principal, mac);
     const parsed = parseAutop(commands);
     return this.submit(ctx, async (tx) => {
       const [set] = await tx
@@ -169,19 +192,23 @@ export class ProvisioningService {
         .values({ mac, lines: parsed.lines })
         .onConflictDoUpdate({ target: regularAutop.mac, set: { lines: parsed.lines, updatedAt: new Date(this.engine.now()) } })
         .returning({ updatedAt: regularAutop.updatedAt });
-      const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'autop', mac, installerId: device.installerId, params: { lines: parsed.lines.length }, expiresInSeconds }]);
+      const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'autop', mac, installerId, params: { lines: parsed.lines.length }, expiresInSeconds }]);
       const autop = { mac, commands: parsed.lines.map(renderAutopLine), updatedAt: set!.updatedAt.toISOString() };
       return { jobs: created, answer: { job: jobView(created[0]!), autop, dropped: parsed.dropped } };
     });
   }
 
   async oneTimeAutop(ctx: RequestContext, mac: string, commands: string | string[], expiresInSeconds?: number) {
-    const device = await this.device(ctx.principal, mac);
+    const installerId = await this.installerOf(ctx.principal, mac);
     const parsed = parseAutop(commands);
-    return this.submit(ctx, async (tx) => {
-      const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'autop-once', mac, installerId: device.installerId, params: { lines: parsed.lines }, expiresInSeconds }]);
-      return { jobs: created, answer: { job: jobView(created[0]!), dropped: parsed.dropped } };
-    });
+    return this.submit(
+      ctx,
+      async (tx) => {
+        const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'autop-once', mac, installerId, params: { lines: parsed.lines }, expiresInSeconds }]);
+        return { jobs: created, answer: { job: jobView(created[0]!), dropped: parsed.dropped } };
+      },
+      true,
+    );
   }
 
   /** Batch Autop: up to 500 of the caller's devices, one job each under one batch id. */
@@ -241,12 +268,16 @@ export class ProvisioningService {
 
   /** A request that makes one job for one of the caller's devices. */
   private single(ctx: RequestContext, mac: string, kind: JobKind, params: Record<string, unknown>, expiresInSeconds: number | undefined, before?: (tx: Tx) => Promise<void>) {
-    return this.device(ctx.principal, mac).then((device) =>
-      this.submit(ctx, async (tx) => {
-        await before?.(tx);
-        const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind, mac, installerId: device.installerId, params, expiresInSeconds }]);
-        return { jobs: created, answer: { job: jobView(created[0]!) } };
-      }),
+    return this.installerOf(ctx.principal, mac).then((installerId) =>
+      this.submit(
+        ctx,
+        async (tx) => {
+          await before?.(tx);
+          const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind, mac, installerId, params, expiresInSeconds }]);
+          return { jobs: created, answer: { job: jobView(created[0]!) } };
+        },
+        !before,
+      ),
     );
   }
 
@@ -262,9 +293,9 @@ export class ProvisioningService {
 
   /** A reset ends the device's one-time Autop not yet applied (a side effect the `autop-once` kind registers). */
   async reset(ctx: RequestContext, mac: string, mode: 'factory' | 'config', expiresInSeconds?: number) {
-    const device = await this.device(ctx.principal, mac);
+    const installerId = await this.installerOf(ctx.principal, mac);
     return this.submit(ctx, async (tx) => {
-      const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'reset', mac, installerId: device.installerId, params: { mode }, expiresInSeconds }]);
+      const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'reset', mac, installerId, params: { mode }, expiresInSeconds }]);
       const ended = created[0]!.ended;
       return { jobs: created, answer: { job: jobView(created[0]!), canceledOneTimeJobs: ended }, after: () => this.engine.settle(ended) };
     });

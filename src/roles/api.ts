@@ -1,3 +1,4 @@
+import type { ClusterBus } from '../cluster/bus.js';
 import type { FastifyInstance } from 'fastify';
 import type { AccountService } from '../accounts/service.js';
 import { buildApi } from '../api/app.js';
@@ -34,6 +35,8 @@ export interface ApiParts {
   sip: SipServer;
   /** The broker of this process (null: gateway processes hold the sessions). */
   gateway: DeviceGateway | null;
+  /** Token revocations reach the other API processes' caches over it (null: one process). */
+  bus: ClusterBus | null;
 }
 
 /**
@@ -78,6 +81,7 @@ export async function startApi(base: ProcessBase, parts: ApiParts): Promise<{ ap
     },
     calls: domains.calls,
     trustProxy: config.http.trustProxy,
+    revocations: parts.bus,
   });
   limitHttpServer(api.server, httpLimits(config), refusalLog(logger, 'http'));
   api.server.on('upgrade', (req, socket, head) => {

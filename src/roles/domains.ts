@@ -17,12 +17,15 @@ import { MacLibraryService } from '../mac-library/service.js';
 import type { CommandChannel } from '../provisioning/channel.js';
 import { Configurations } from '../provisioning/configuration.js';
 import { ProvisioningEngine } from '../provisioning/engine.js';
+import { DeviceOwners } from '../provisioning/device-owners.js';
+import { GroupedEnqueue } from '../provisioning/grouped-enqueue.js';
 import { IdempotentRequests } from '../provisioning/idempotency.js';
 import { provisioningKinds } from '../provisioning/job-kinds.js';
 import { JobStore } from '../provisioning/job-store.js';
 import { JobKinds, type JobKindHandler } from '../provisioning/kinds.js';
 import { ProvisioningService } from '../provisioning/service.js';
 import type { DomainEvents } from '../shared/events.js';
+import type { ClusterBus } from '../cluster/bus.js';
 import type { ProcessBase } from './process.js';
 
 /** The directory, devices, MAC library, presence and calls: every role uses them. */
@@ -50,7 +53,7 @@ export type Domains = ReturnType<typeof buildDomains>;
  * Jobs and what makes them: documents, configurations, the kinds, the engine (a worker only where the
  * role drives jobs: gateway and API processes make and wake jobs), firmware and its upgrade schedule.
  */
-export async function buildJobs(base: ProcessBase, domains: Domains, channel: CommandChannel, extraKinds: JobKindHandler[] = []) {
+export async function buildJobs(base: ProcessBase, domains: Domains, channel: CommandChannel, events: DomainEvents, bus: ClusterBus | null, extraKinds: JobKindHandler[] = []) {
   const { database, config, logger, redis, queuePrefix, reach } = base;
   const documents = new DocumentStore(database);
   const directoryRenders = new DirectoryRenders(database);
@@ -79,7 +82,9 @@ export async function buildJobs(base: ProcessBase, domains: Domains, channel: Co
     now,
   });
   const idempotency = new IdempotentRequests(database.db);
-  const provisioning = new ProvisioningService(database.db, domains.devices, engine, idempotency);
+  // The job request path: device owners kept (dropped on deletion, here and over the bus), twins enqueued per tick.
+  const owners = new DeviceOwners(domains.devices, [events, bus?.remote], bus);
+  const provisioning = new ProvisioningService(database.db, domains.devices, engine, idempotency, owners, new GroupedEnqueue((ids) => engine.enqueue(ids)));
   const storage = new FirmwareStorage(config.dataDir);
   await storage.init();
   const catalogue = new FirmwareCatalogue(database.db, storage, config.firmware.maxImageBytes);

@@ -5,8 +5,9 @@ import { accountSchema, createInstallerBody, issuedTokenSchema } from '../../acc
 import { pageOf, pageQuery } from '../../shared/pagination.js';
 import { requireDistributor } from '../auth.js';
 import { errorResponses } from '../errors.js';
+import type { TokenCache } from '../token-cache.js';
 
-export const accountRoutes: FastifyPluginAsyncZod<{ accounts: AccountService }> = async (app, { accounts }) => {
+export const accountRoutes: FastifyPluginAsyncZod<{ accounts: AccountService; tokens: TokenCache }> = async (app, { accounts, tokens }) => {
   app.post(
     '/installers',
     {
@@ -61,6 +62,7 @@ export const accountRoutes: FastifyPluginAsyncZod<{ accounts: AccountService }> 
     },
     async (request, reply) => {
       await accounts.revokeToken(request.principal, request.params.id);
+      tokens.revoked(request.params.id);
       return reply.status(204).send(null);
     },
   );
