@@ -137,6 +137,8 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     policy: config.databasePolicy,
     onConnectionError: (err) => logger.warn({ err: err.message }, 'database connection lost; the pool reconnects'),
     onReachability: (s) => (s.reachable ? logger.info('database reachable again') : logger.warn({ err: s.err, retryInMs: s.delayMs }, 'database unreachable; calls fail at once until the next attempt')),
+    closeGraceMs: config.shutdownGraceMs,
+    onCloseOverdue: (s) => logger.error(s, 'database connections still checked out at shutdown were destroyed (a connection leak)'),
   });
   const shutdown = new Shutdown(logger);
   shutdown.add('database', () => database.close());

@@ -78,6 +78,10 @@ export async function openDatabase(opts: {
   onConnectionError?: (err: Error) => void;
   /** The database stopped answering (`delayMs` until the next attempt), or answers again (null). */
   onReachability?: (state: { reachable: boolean; delayMs: number | null; err?: string }) => void;
+  /** Longest wait in `close()` for checked-out connections to come back before they are destroyed. */
+  closeGraceMs?: number;
+  /** `close()` gave up waiting: `checkedOut` connections were still in use and were destroyed. */
+  onCloseOverdue?: (state: { checkedOut: number; graceMs: number }) => void;
 }): Promise<Database> {
   if (opts.url) {
     const policy = opts.policy ?? defaultPolicy;
@@ -97,7 +101,11 @@ export async function openDatabase(opts: {
     pool.on('error', lost);
     // Nor one checked out: node-postgres emits `error` on the client itself, which has no listener then.
     pool.on('connect', (client) => client.on('error', lost));
+    const open = new Set<pg.PoolClient>();
+    pool.on('connect', (client) => open.add(client));
+    pool.on('remove', (client) => open.delete(client));
     const db = drizzlePg({ client: pool, schema });
+    db.transaction = transactionsGivingBack(pool);
     return {
       db,
       kind: 'postgres',
@@ -107,18 +115,26 @@ export async function openDatabase(opts: {
       },
       exclusively: async <T,>(work: () => Promise<T>) => {
         const client = await pool.connect();
+        let failure: unknown;
         try {
           await client.query('SELECT pg_advisory_lock($1)', [STARTUP_LOCK]);
           try {
             return await work();
           } finally {
-            await client.query('SELECT pg_advisory_unlock($1)', [STARTUP_LOCK]);
+            await client.query('SELECT pg_advisory_unlock($1)', [STARTUP_LOCK]).catch((err: unknown) => {
+              failure = err;
+              throw err;
+            });
           }
+        } catch (err) {
+          failure ??= err;
+          throw err;
         } finally {
-          client.release();
+          // A connection whose lock or unlock went unanswered may still hold the lock: it is closed, not pooled.
+          client.release(isUnreachable(failure) ? (failure as Error) : undefined);
         }
       },
-      close: () => pool.end(),
+      close: () => closePool(pool, open, opts.closeGraceMs ?? 10_000, opts.onCloseOverdue ?? (() => {})),
     };
   }
   // Embedded PostgreSQL (PGlite) so `npm start` needs no database server; loaded lazily so the
@@ -157,6 +173,47 @@ export async function deploymentId(database: Database): Promise<string> {
   await database.db.insert(deployment).values({ singleton: 1 }).onConflictDoNothing();
   const rows = await database.db.select({ id: deployment.id }).from(deployment).limit(1);
   return rows[0]!.id;
+}
+
+/**
+ * `db.transaction` that always gives its connection back. drizzle's own sends BEGIN before its `try`: a
+ * BEGIN that fails (the connection cut under it, a query timeout) never releases its connection, and
+ * `pool.end()` then waits for it forever. A connection that failed under a transaction is closed, not
+ * pooled: a BEGIN answered late would leave it inside a transaction.
+ */
+function transactionsGivingBack(pool: pg.Pool): Db['transaction'] {
+  // One drizzle session per pooled connection, made on its first transaction.
+  const sessions = new WeakMap<pg.PoolClient, Db>();
+  return async (work, config) => {
+    const client = await pool.connect();
+    let failure: unknown;
+    try {
+      let session = sessions.get(client);
+      if (!session) sessions.set(client, (session = drizzlePg({ client, schema })));
+      return await session.transaction(work, config);
+    } catch (err) {
+      failure = err;
+      throw err;
+    } finally {
+      client.release(isUnreachable(failure) ? (failure as Error) : undefined);
+    }
+  };
+}
+
+/**
+ * Ends the pool; connections still checked out after `graceMs` (a caller that never gave one back) are
+ * destroyed and reported, so a shutdown never waits on them forever.
+ */
+async function closePool(pool: pg.Pool, open: Set<pg.PoolClient>, graceMs: number, overdue: (state: { checkedOut: number; graceMs: number }) => void) {
+  const ended = pool.end();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
+  const outcome = await Promise.race([ended, late]);
+  clearTimeout(timer);
+  if (outcome !== 'late') return;
+  overdue({ checkedOut: open.size, graceMs });
+  for (const client of open) (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  open.clear();
 }
 
 /** Retry delays while PostgreSQL does not answer: doubling from 200 ms to 2 s, with jitter. */
