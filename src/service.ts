@@ -245,6 +245,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       // Gateway and API processes make and wake jobs; engine processes drive them.
       worker: runs.engine,
       metrics,
+      configurations,
     });
     const idempotency = new IdempotentRequests(database.db);
     const provisioning = new ProvisioningService(database.db, devices, engine, idempotency);

@@ -1,12 +1,16 @@
 import type { Client } from 'aedes';
 import type { SessionRegistry } from '../cluster/routing.js';
 import type { Logger } from '../logger.js';
-import type { DeviceEventSink } from '../provisioning/channel.js';
+import type { DeviceEventSink, HelloFacts } from '../provisioning/channel.js';
 import { parseHello, parseStatus } from './payloads.js';
 import type { PresenceTracker } from './presence-tracker.js';
 
 /** How long after CONNECT a device without a valid hello still gets its commands. */
 export const HELLO_GRACE_MS = 5000;
+/** Hellos handed to the engine in one call at most (a storm's hellos cost a few statements per batch). */
+export const MAX_HELLO_BATCH = 500;
+/** Batches being processed at once; hellos arriving meanwhile gather into the next one. */
+const HELLO_BATCHES_IN_FLIGHT = 2;
 
 /**
  * The live device sessions: which connection currently speaks for each MAC, when it began, whether its
@@ -21,6 +25,10 @@ export class Sessions {
   private readonly epochs = new WeakMap<Client, number>();
   private readonly ready = new WeakSet<Client>();
   private sink: DeviceEventSink | undefined;
+  /** Hellos waiting for a batch, by MAC (a device's later hello replaces its earlier one). */
+  private helloQueue = new Map<string, { client: Client; hello: HelloFacts }>();
+  private helloBatches = 0;
+  private helloScheduled = false;
 
   constructor(
     private readonly presence: PresenceTracker,
@@ -86,11 +94,66 @@ export class Sessions {
     }
     const { model, firmware, ip, configHash } = parsed.value;
     this.presence.mark({ mac: client.id, seenAt: new Date(), model, firmware, ip: ip ?? this.addressOf(client) });
+    const hello: HelloFacts = { model, firmware, configHash };
+    if (this.sink?.devicesHello) {
+      this.helloQueue.delete(client.id);
+      this.helloQueue.set(client.id, { client, hello });
+      return this.scheduleHellos();
+    }
     // The engine first learns what the hello says (a reset ends one-time Autop), then gets the device.
     this.report(async () => {
-      await this.sink?.deviceHello(client.id, { model, firmware, configHash });
+      await this.sink?.deviceHello(client.id, hello);
       this.markReady(client);
     });
+  }
+
+  /** Hellos go to the engine in batches: at once when a batch slot is free, else when one frees up. */
+  private scheduleHellos() {
+    if (this.helloScheduled || this.helloBatches >= HELLO_BATCHES_IN_FLIGHT || !this.helloQueue.size) return;
+    this.helloScheduled = true;
+    // The rest of this I/O turn's hellos join the batch.
+    setImmediate(() => {
+      this.helloScheduled = false;
+      while (this.helloBatches < HELLO_BATCHES_IN_FLIGHT && this.helloQueue.size) {
+        const batch: { client: Client; hello: HelloFacts }[] = [];
+        for (const [mac, entry] of this.helloQueue) {
+          this.helloQueue.delete(mac);
+          batch.push(entry);
+          if (batch.length >= MAX_HELLO_BATCH) break;
+        }
+        this.helloBatches++;
+        this.helloBatch(batch)
+          .catch((err: unknown) => this.log.error({ err, devices: batch.length }, 'provisioning engine call failed'))
+          .finally(() => {
+            this.helloBatches--;
+            this.scheduleHellos();
+          });
+      }
+    });
+  }
+
+  /** What `hello` does for one device, for a batch: the engine reads the hellos, then gets the devices. */
+  private async helloBatch(batch: { client: Client; hello: HelloFacts }[]): Promise<void> {
+    const sink = this.sink!;
+    await sink.devicesHello!(batch.map(({ client, hello }) => ({ mac: client.id, hello })));
+    // A session taken over meanwhile is left to its successor, which says hello itself.
+    const current = batch.map((b) => b.client).filter((client) => this.byMac.get(client.id) === client);
+    const registered = await Promise.all(
+      current.map(async (client) => {
+        this.ready.add(client);
+        const epoch = this.epochs.get(client);
+        try {
+          if (epoch !== undefined) await this.registry.ready(client.id, epoch, this.startedAt.get(client) ?? Date.now());
+          return client.id;
+        } catch (err) {
+          this.log.warn({ mac: client.id, err: (err as Error).message }, 'session registry: ready not recorded');
+          return null;
+        }
+      }),
+    );
+    const macs = registered.filter((m): m is string => m !== null);
+    if (sink.devicesReady) await sink.devicesReady(macs);
+    else await Promise.all(macs.map((mac) => sink.deviceReady(mac)));
   }
 
   status(client: Client, jobId: string, payload: Buffer) {

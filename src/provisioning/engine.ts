@@ -3,7 +3,7 @@ import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { queueConnections, Reconciler } from '../infra/queue-connections.js';
 import type { Queryable } from '../db/client.js';
-import type { DeviceService } from '../devices/service.js';
+import type { DeviceRow, DeviceService } from '../devices/service.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/registry.js';
 import type { CommandChannel, CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from './channel.js';
@@ -12,6 +12,7 @@ import { decide, type DeliveryPolicy } from './decide.js';
 import { JobStore, type JobActor, type JobRow, type NewJob } from './job-store.js';
 import { defaultAnswer, type HelloContext, type JobKinds, type JobOutcome } from './kinds.js';
 import { finishedStates, type JobError, type JobKind } from './tables.js';
+import { unfinishedOfDevices, type HelloOfDevice } from './hello-batch.js';
 
 export interface EngineOptions {
   store: JobStore;
@@ -35,6 +36,8 @@ export interface EngineOptions {
   worker?: boolean;
   metrics?: Metrics;
   now?: () => number;
+  /** Renders many devices' effective configurations at once (the batched hello path compares their hashes). */
+  configurations?: { effectiveOfMany(records: DeviceRow[]): Promise<Map<string, { hash: string }>> };
 }
 
 /**
@@ -392,12 +395,85 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
       this.emit('hello', mac); // a MAC without a device record: nothing more to do
       return;
     }
-    const context: HelloContext = { ...hello, wasReset: reported === FACTORY_CONFIG_HASH && !!exchanged.previous && exchanged.previous !== FACTORY_CONFIG_HASH };
-    for (const row of await this.store.unfinishedOf(mac)) {
+    const context: HelloContext = { ...hello, wasReset: wasReset(reported, exchanged.previous) };
+    await this.helloRules(await this.store.unfinishedOf(mac), context);
+    this.helloAwaitingReady.set(mac, { context, installerId: exchanged.installerId });
+  }
+
+  /** Each unfinished job's kind reads the hello (an upgrade ends by the version, a reset ends one-time Autop). */
+  private async helloRules(unfinished: JobRow[], context: HelloContext): Promise<void> {
+    for (const row of unfinished) {
       const outcome = this.opts.kinds.get(row.kind).hello?.(row, context);
       if (outcome && outcome.type !== 'ignore') await this.apply(row, outcome, outcome.type === 'finish' && outcome.state === 'canceled' ? 'engine' : 'device');
     }
-    this.helloAwaitingReady.set(mac, { context, installerId: exchanged.installerId });
+  }
+
+  // ---- batched hellos (a storm: the gateway hands over hellos that arrived together) ----------------
+
+  /**
+   * `deviceHello` for many devices: their hashes exchanged in one statement (written only where they
+   * changed), their unfinished jobs in one read, their effective configurations rendered from two reads,
+   * so a device that reports the configuration it should hold and has no job costs no statement of its own.
+   */
+  async devicesHello(batch: HelloOfDevice[]): Promise<void> {
+    const reports = batch.map(({ mac, hello }) => ({ mac, hash: hello.configHash ?? FACTORY_CONFIG_HASH }));
+    const macs = reports.map((r) => r.mac);
+    const [exchanged, unfinished] = await Promise.all([this.opts.devices.exchangeConfigHashes(reports), unfinishedOfDevices(this.store.db, macs)]);
+    const effective = (await this.opts.configurations?.effectiveOfMany([...exchanged.values()].map((e) => e.record))) ?? new Map<string, { hash: string }>();
+    for (const [i, { mac, hello }] of batch.entries()) {
+      const found = exchanged.get(mac);
+      if (!found) {
+        this.emit('hello', mac); // a MAC without a device record: nothing more to do
+        continue;
+      }
+      const context: HelloContext = { ...hello, wasReset: wasReset(reports[i]!.hash, found.previous), effectiveConfigHash: effective.get(mac)?.hash };
+      await this.helloRules(unfinished.get(mac) ?? [], context);
+      this.helloAwaitingReady.set(mac, { context, installerId: found.record.installerId });
+    }
+  }
+
+  /**
+   * `deviceReady` for many devices (their hellos processed by `devicesHello`): one read of their unfinished
+   * jobs, the jobs their hellos ask for made in one statement and enqueued together, and only devices with
+   * a job waiting are woken. The read comes after the gateway marked them ready, so a job made meanwhile is
+   * either read here or finds its device ready.
+   */
+  async devicesReady(macs: string[]): Promise<void> {
+    const hellos = new Map<string, { context: HelloContext; installerId: string }>();
+    for (const mac of macs) {
+      const hello = this.helloAwaitingReady.get(mac);
+      if (!hello) continue;
+      hellos.set(mac, hello);
+      this.helloAwaitingReady.delete(mac);
+    }
+    try {
+      const unfinished = await unfinishedOfDevices(this.store.db, macs);
+      const wanted = new Map<string, NewJob[]>(); // by reason: one statement per distinct reason
+      for (const [mac, hello] of hellos) {
+        for (const handler of this.opts.kinds.all()) {
+          const want = await handler.afterHello?.(mac, hello.context, unfinished.get(mac) ?? [], this.opts.kinds.carriesConfiguration);
+          if (!want) continue;
+          const list = wanted.get(want.reason) ?? [];
+          list.push({ ...want.job, installerId: hello.installerId });
+          wanted.set(want.reason, list);
+        }
+      }
+      const created: string[] = [];
+      for (const [reason, items] of wanted) {
+        for (const row of await this.create(this.store.db, { accountId: null, label: 'device' }, items, { reason })) created.push(row.id);
+      }
+      if (created.length) await this.enqueue(created);
+      // A device whose queue was empty at the read has nothing parked: its new job (if any) runs as enqueued.
+      await Promise.all(
+        macs.map(async (mac) => {
+          await this.wakes.bump(mac);
+          const head = unfinished.get(mac)?.[0];
+          if (head) await this.promote(head.id);
+        }),
+      );
+    } finally {
+      for (const mac of hellos.keys()) this.emit('hello', mac);
+    }
   }
 
   /**
@@ -451,6 +527,9 @@ export class ProvisioningEngine extends EventEmitter<EngineEvents> implements De
     await this.settle(rows.map((r) => r.id));
   }
 }
+
+/** The device had applied a configuration and now reports the factory state. */
+const wasReset = (reported: string, previous: string | null) => reported === FACTORY_CONFIG_HASH && !!previous && previous !== FACTORY_CONFIG_HASH;
 
 /** A twin is removed when done; one that keeps failing is removed too, and reconciliation makes it again. */
 const twinOptions = (id: string) => ({ jobId: id, removeOnComplete: true, removeOnFail: true, attempts: 3, backoff: { type: 'exponential', delay: 1000 } });

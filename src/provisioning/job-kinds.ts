@@ -35,9 +35,9 @@ export function provisioningKinds(configurations: Configurations, store: JobStor
       // unless a job that delivers the configuration is already waiting.
       async afterHello(mac, hello: HelloContext, unfinished, carriesConfiguration) {
         if (unfinished.some((j) => carriesConfiguration(j.kind))) return null;
-        const effective = await configurations.effective(mac);
+        const effective = hello.effectiveConfigHash ?? (await configurations.effective(mac))?.hash;
         const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
-        if (!effective || effective.hash === reported) return null;
+        if (!effective || effective === reported) return null;
         return { job: { kind: 'provision', mac, params: {}, expiresAt: new Date(Date.now() + PROVISION_EXPIRY_MS) }, reason: `the device reported configuration ${reported}` };
       },
     },

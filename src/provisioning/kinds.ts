@@ -17,6 +17,8 @@ export type JobOutcome =
 export interface HelloContext extends HelloFacts {
   /** The device had applied a configuration and now reports the factory state: it was reset. */
   wasReset: boolean;
+  /** The hash of the device's effective configuration, when the hello's batch read it (absent: a kind reads it itself). */
+  effectiveConfigHash?: string;
 }
 
 /**
