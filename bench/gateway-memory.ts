@@ -45,6 +45,14 @@ function heapByConstructor(file: string): Map<string, { count: number; bytes: nu
   return out;
 }
 
+/** V8 heap used and reserved, and memory outside it (Buffers), from the process's /metrics. */
+async function heapFigures(base: string, token: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+  const pick = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { heapUsed: pick('nodejs_heap_size_used_bytes'), heapTotal: pick('nodejs_heap_size_total_bytes'), external: pick('nodejs_external_memory_bytes'), rss: pick('process_resident_memory_bytes') };
+}
+const mb = (f: Record<string, number>) => Object.entries(f).map(([k, v]) => `${k} ${(v / 2 ** 20).toFixed(1)} MB`).join(', ');
+
 /** Asks the process for a heap snapshot (SIGUSR2: --heapsnapshot-signal) and waits until it is written. */
 async function snapshot(pid: number, dir: string): Promise<string> {
   const before = new Set(readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot')));
@@ -79,12 +87,16 @@ await runBench(children, cleanups, async () => {
   await sleep(3000);
   const heapBefore = args.heap ? heapByConstructor(await snapshot(service.pid!, dir)) : null;
   const rssBefore = rssBytes(service.pid!);
+  const figuresBefore = await heapFigures(svc.base, svc.adminToken);
+  log(`before: ${mb(figuresBefore)}`);
   const fleet = await startFleet({ url: `mqtt://127.0.0.1:${svc.mqttPort}`, secret: svc.secret, hello: true, macs, workers: WORKERS, children, start: false });
   const t0 = fleet.start();
   await waitUntil(() => fleet.subscribed() >= N, 600_000, 200);
   log(`${fleet.subscribed()} held after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   await sleep(10_000);
   const rssAfter = rssBytes(service.pid!);
+  const figuresAfter = await heapFigures(svc.base, svc.adminToken);
+  log(`after: ${mb(figuresAfter)}; per held session: ${Object.keys(figuresAfter).map((k) => `${k} ${((figuresAfter[k]! - figuresBefore[k]!) / N).toFixed(0)} B`).join(', ')}`);
   log(`RSS ${(rssBefore / 2 ** 20).toFixed(1)} → ${(rssAfter / 2 ** 20).toFixed(1)} MB: ${((rssAfter - rssBefore) / fleet.subscribed() / 1024).toFixed(2)} KB per held session`);
   if (heapBefore) {
     const heapAfter = heapByConstructor(await snapshot(service.pid!, dir));
