@@ -106,7 +106,12 @@ export class Sessions {
       this.helloQueue.set(client.id, { client, hello });
       return this.scheduleHellos();
     }
-    // The engine first learns what the hello says (a reset ends one-time Autop), then gets the device.
+    this.helloAlone(client, hello);
+  }
+
+  /** The engine first learns what the hello says (a reset ends one-time Autop), then gets the device. */
+  private helloAlone(client: Client, hello: HelloFacts) {
+    if (this.byMac.get(client.id) !== client) return;
     this.report(async () => {
       await this.sink?.deviceHello(client.id, hello);
       this.markReady(client);
@@ -129,7 +134,11 @@ export class Sessions {
         }
         this.helloBatches++;
         this.helloBatch(batch)
-          .catch((err: unknown) => this.log.error({ err, devices: batch.length }, 'provisioning engine call failed'))
+          .catch((err: unknown) => {
+            this.log.error({ err, devices: batch.length }, 'provisioning engine call failed for a batch of hellos; each is tried alone');
+            // One device's row failing the batch fails only that device (a database that is away fails all).
+            if (batch.length > 1) for (const { client, hello } of batch) this.helloAlone(client, hello);
+          })
           .finally(() => {
             this.helloBatches--;
             this.scheduleHellos();

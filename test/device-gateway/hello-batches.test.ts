@@ -110,3 +110,32 @@ t.test('a device taken over while its hello was read is left to its new session'
   t.same(calls.ready, [[other]], 'only the session still current is made ready');
   t.equal(sessions.connectedSince(mac!), null, 'the new session waits for its own hello');
 });
+
+t.test('a batch the engine fails is tried device by device: only the device whose hello fails stays unready', async (t) => {
+  const [bad, ...good] = macs(3, 0x400);
+  const single: string[] = [];
+  let readied = 0;
+  let allReady: () => void = () => {};
+  const done = new Promise<void>((r) => (allReady = r));
+  const sink: DeviceEventSink = {
+    devicesHello: async () => {
+      throw new Error('a row of the batch was refused');
+    },
+    deviceHello: async (mac) => {
+      single.push(`hello ${mac}`);
+      if (mac === bad) throw new Error('this device row is refused');
+    },
+    deviceReady: async (mac) => {
+      single.push(`ready ${mac}`);
+      if (++readied === good.length) allReady();
+    },
+    commandStatus: async () => {},
+  };
+  const sessions = sessionsWith(sink);
+  const clients = await Promise.all([bad!, ...good].map((m) => connected(sessions, m)));
+  for (const c of clients) sessions.hello(c, hello('d'.repeat(64)));
+  await done;
+  t.same(single.filter((s) => s.startsWith('hello')).sort(), [bad!, ...good].map((m) => `hello ${m}`).sort(), 'each hello tried alone');
+  t.same(single.filter((s) => s.startsWith('ready')).sort(), good.map((m) => `ready ${m}`).sort(), 'the others are ready');
+  t.equal(sessions.connectedSince(bad!), null, 'the failing device waits for its grace period');
+});
