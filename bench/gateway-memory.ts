@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fleetMacs } from '../simulators/fleet.js';
@@ -64,13 +64,17 @@ async function snapshot(pid: number, dir: string): Promise<string> {
     file = join(dir, f);
     return true;
   }, 120_000, 200);
-  // Written when its size stops changing.
-  let size = -1;
-  while (size !== statSync(file).size) {
-    size = statSync(file).size;
-    await sleep(1000);
+  // Written once it parses (the file appears when writing begins).
+  for (let i = 0; i < 240; i++) {
+    await sleep(500);
+    try {
+      JSON.parse(readFileSync(file, 'utf8'));
+      return file;
+    } catch {
+      /* still being written */
+    }
   }
-  return file;
+  throw new Error(`heap snapshot ${file} was not completed`);
 }
 
 await runBench(children, cleanups, async () => {
@@ -86,6 +90,7 @@ await runBench(children, cleanups, async () => {
   await svc.api('POST', `/api/v1/mac-library/import?installerId=${installer.installer.id}`, ['MAC', ...macs].join('\n'), 'text/csv');
   await sleep(3000);
   const heapBefore = args.heap ? heapByConstructor(await snapshot(service.pid!, dir)) : null;
+  await sleep(2000);
   const rssBefore = rssBytes(service.pid!);
   const figuresBefore = await heapFigures(svc.base, svc.adminToken);
   log(`before: ${mb(figuresBefore)}`);
