@@ -74,7 +74,8 @@ async function brokerStorm(
 async function benchGateway(): Promise<{ firstBoot: BrokerStorm; reboot: BrokerStorm }> {
   log('building the service');
   build();
-  const svc = await benchService(args['pg-admin-url'], { MQTT_MAX_CONNECTIONS: String(Math.max(N + 100, 19_000)) });
+  // The per-address cap (1,000 by default) would stop each fleet process, one address each, at 1,000 devices.
+  const svc = await benchService(args['pg-admin-url'], { MQTT_MAX_CONNECTIONS: String(Math.max(N + 100, 19_000)), MQTT_MAX_CONNECTIONS_PER_ADDRESS: String(Math.ceil(N / WORKERS) + 100) });
   cleanups.push(() => svc.cleanup());
   const profile = args['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof-dir']}`] : [];
   const setup = await svc.start();

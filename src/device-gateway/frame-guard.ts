@@ -49,20 +49,27 @@ export class FrameLengthGuard {
   }
 }
 
-/** Wraps the stream's read() (which the broker calls) so every chunk passes the guard first. */
-export function guardFrames(stream: Duplex, maxRemainingLength: number, onViolation: (declaredLength: number) => void): void {
-  const guard = new FrameLengthGuard(maxRemainingLength);
-  const read = stream.read;
-  stream.read = function guardedRead(this: Duplex, size?: number) {
-    const chunk = read.call(this, size) as Buffer | null;
-    if (chunk && Buffer.isBuffer(chunk)) {
-      const bad = guard.feed(chunk);
-      if (bad >= 0) {
-        onViolation(bad);
-        stream.destroy();
-        return null;
-      }
+/** What a guarded stream carries: its guard, the read() it had, and whom to tell of a violation. */
+const GUARD = Symbol('frame guard');
+type Guarded = Duplex & { [GUARD]: { guard: FrameLengthGuard; read: Duplex['read']; onViolation: (stream: Duplex, declaredLength: number) => void } };
+
+/** The one read() of every guarded stream (no closure per connection: held sessions are the gateway's memory). */
+function guardedRead(this: Guarded, size?: number) {
+  const { guard, read, onViolation } = this[GUARD];
+  const chunk = read.call(this, size) as Buffer | null;
+  if (chunk && Buffer.isBuffer(chunk)) {
+    const bad = guard.feed(chunk);
+    if (bad >= 0) {
+      onViolation(this, bad);
+      this.destroy();
+      return null;
     }
-    return chunk;
-  };
+  }
+  return chunk;
+}
+
+/** Wraps the stream's read() (which the broker calls) so every chunk passes the guard first. */
+export function guardFrames(stream: Duplex, maxRemainingLength: number, onViolation: (stream: Duplex, declaredLength: number) => void): void {
+  (stream as Guarded)[GUARD] = { guard: new FrameLengthGuard(maxRemainingLength), read: stream.read, onViolation };
+  stream.read = guardedRead;
 }

@@ -12,6 +12,7 @@ import type { DomainEvents } from '../shared/events.js';
 import { AuthFailureLimiter } from './auth-limiter.js';
 import { DeviceEventLimiter } from './event-limiter.js';
 import { installHooks } from './hooks.js';
+import { leanParser } from './lean-parser.js';
 import { parseDeviceEvent, type DeviceEvent } from './payloads.js';
 import { PresenceTracker, type PresenceWriter } from './presence-tracker.js';
 import { Sessions } from './sessions.js';
@@ -72,7 +73,7 @@ export class DeviceGateway implements CommandChannel {
     this.limiter = new AuthFailureLimiter(opts.mqtt.authFailuresPerMinute, { shared: opts.shared, log: this.log });
     this.eventLimiter = new DeviceEventLimiter(opts.mqtt.eventsPerMinute);
     this.presence = new PresenceTracker(opts.presence.write, opts.presenceFlushMs, this.log);
-    this.transports = new Transports({ mqtt: opts.mqtt, handle: (stream, req) => this.broker.handle(stream, req), log: this.log });
+    this.transports = new Transports({ mqtt: opts.mqtt, handle: (stream, req) => void leanParser(this.broker.handle(stream, req)), log: this.log });
     const registry = opts.registry ?? new LocalSessionRegistry(`${process.pid}`);
     this.sessions = new Sessions(this.presence, (client) => this.addressOf(client), registry, this.log);
   }

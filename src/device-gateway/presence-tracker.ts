@@ -77,7 +77,13 @@ export class PresenceTracker {
 
   private requeue(batch: PresenceUpdate[], err: unknown) {
     this.logger.error({ err, devices: batch.length }, 'presence write failed; retrying with the next batch');
-    for (const update of batch) if (!this.pending.has(update.mac)) this.pending.set(update.mac, update);
+    // A change marked since is newer: it wins where it says something, the failed one keeps the rest (a
+    // hello's partial mark must not erase the connect it followed).
+    for (const update of batch) {
+      const newer = this.pending.get(update.mac);
+      this.pending.set(update.mac, update);
+      if (newer) this.mark(newer);
+    }
   }
 
   /**

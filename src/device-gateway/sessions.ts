@@ -1,12 +1,23 @@
 import type { Client } from 'aedes';
 import type { SessionRegistry } from '../cluster/routing.js';
 import type { Logger } from '../logger.js';
-import type { DeviceEventSink } from '../provisioning/channel.js';
+import type { DeviceEventSink, HelloFacts } from '../provisioning/channel.js';
 import { parseHello, parseStatus } from './payloads.js';
 import type { PresenceTracker } from './presence-tracker.js';
 
 /** How long after CONNECT a device without a valid hello still gets its commands. */
-const HELLO_GRACE_MS = 5000;
+export const HELLO_GRACE_MS = 5000;
+/** Hellos handed to the engine in one call at most (a storm's hellos cost a few statements per batch). */
+export const MAX_HELLO_BATCH = 500;
+/** Batches being processed at once; hellos arriving meanwhile gather into the next one. */
+const HELLO_BATCHES_IN_FLIGHT = 2;
+
+/** What the gateway keeps of one connection: when it authenticated, its registry epoch, whether its hello was processed. */
+interface SessionState {
+  startedAt: number;
+  epoch: number | undefined;
+  ready: boolean;
+}
 
 /**
  * The live device sessions: which connection currently speaks for each MAC, when it began, whether its
@@ -16,11 +27,13 @@ const HELLO_GRACE_MS = 5000;
  */
 export class Sessions {
   private readonly byMac = new Map<string, Client>();
-  private readonly startedAt = new WeakMap<Client, number>();
-  /** Each session's epoch (from the registry): presence and takeovers name sessions by it. */
-  private readonly epochs = new WeakMap<Client, number>();
-  private readonly ready = new WeakSet<Client>();
+  /** One small record per connection (a WeakMap entry each, not three): held sessions are the gateway's memory. */
+  private readonly state = new WeakMap<Client, SessionState>();
   private sink: DeviceEventSink | undefined;
+  /** Hellos waiting for a batch, by MAC (a device's later hello replaces its earlier one). */
+  private helloQueue = new Map<string, { client: Client; hello: HelloFacts }>();
+  private helloBatches = 0;
+  private helloScheduled = false;
 
   constructor(
     private readonly presence: PresenceTracker,
@@ -42,23 +55,23 @@ export class Sessions {
    * and the registry makes it the MAC's session (an older one on another process is closed).
    */
   async begin(client: Client): Promise<void> {
-    this.startedAt.set(client, Date.now());
-    const { epoch } = await this.registry.claim(client.id);
-    this.epochs.set(client, epoch);
+    const state: SessionState = { startedAt: Date.now(), epoch: undefined, ready: false };
+    this.state.set(client, state);
+    state.epoch = (await this.registry.claim(client.id)).epoch;
   }
 
   startOf(client: Client): number | undefined {
-    return this.startedAt.get(client);
+    return this.state.get(client)?.startedAt;
   }
 
   opened(client: Client) {
     const now = new Date();
     this.byMac.set(client.id, client);
-    this.presence.mark({ mac: client.id, status: 'online', epoch: this.epochs.get(client), gateway: this.registry.gatewayId, connectedAt: now, seenAt: now, ip: this.addressOf(client) });
+    this.presence.mark({ mac: client.id, status: 'online', epoch: this.state.get(client)?.epoch, gateway: this.registry.gatewayId, connectedAt: now, seenAt: now, ip: this.addressOf(client) });
     // Commands start after the hello, which tells whether the device was reset; a device that sends no
     // valid hello is served all the same after a grace period.
     setTimeout(() => {
-      if (this.byMac.get(client.id) === client && !this.ready.has(client)) this.markReady(client);
+      if (this.byMac.get(client.id) === client && !this.isReady(client)) this.markReady(client);
     }, HELLO_GRACE_MS).unref();
   }
 
@@ -66,7 +79,7 @@ export class Sessions {
     // After a takeover the old session's disconnect must not mark the device offline.
     if (this.byMac.get(client.id) !== client) return;
     this.byMac.delete(client.id);
-    const epoch = this.epochs.get(client);
+    const epoch = this.state.get(client)?.epoch;
     this.presence.mark({ mac: client.id, status: 'offline', epoch, seenAt: new Date() });
     if (epoch !== undefined) this.registry.release(client.id, epoch).catch((err: unknown) => this.log.warn({ mac: client.id, err: (err as Error).message }, 'session registry: release failed'));
   }
@@ -74,23 +87,87 @@ export class Sessions {
   /** When the device's current session began, once its hello was processed (CommandChannel). */
   connectedSince(mac: string): number | null {
     const client = this.byMac.get(mac);
-    return client && this.ready.has(client) ? (this.startedAt.get(client) ?? null) : null;
+    const state = client && this.state.get(client);
+    return state && state.ready ? state.startedAt : null;
   }
 
   hello(client: Client, payload: Buffer) {
     const parsed = parseHello(payload);
     if (!parsed.ok) {
       this.log.warn({ mac: client.id, reason: parsed.reason }, 'hello ignored: invalid payload');
-      if (!this.ready.has(client)) this.markReady(client);
+      if (!this.isReady(client)) this.markReady(client);
       return;
     }
     const { model, firmware, ip, configHash } = parsed.value;
     this.presence.mark({ mac: client.id, seenAt: new Date(), model, firmware, ip: ip ?? this.addressOf(client) });
-    // The engine first learns what the hello says (a reset ends one-time Autop), then gets the device.
+    const hello: HelloFacts = { model, firmware, configHash };
+    if (this.sink?.devicesHello) {
+      this.helloQueue.delete(client.id);
+      this.helloQueue.set(client.id, { client, hello });
+      return this.scheduleHellos();
+    }
+    this.helloAlone(client, hello);
+  }
+
+  /** The engine first learns what the hello says (a reset ends one-time Autop), then gets the device. */
+  private helloAlone(client: Client, hello: HelloFacts) {
+    if (this.byMac.get(client.id) !== client) return;
     this.report(async () => {
-      await this.sink?.deviceHello(client.id, { model, firmware, configHash });
+      await this.sink?.deviceHello(client.id, hello);
       this.markReady(client);
     });
+  }
+
+  /** Hellos go to the engine in batches: at once when a batch slot is free, else when one frees up. */
+  private scheduleHellos() {
+    if (this.helloScheduled || this.helloBatches >= HELLO_BATCHES_IN_FLIGHT || !this.helloQueue.size) return;
+    this.helloScheduled = true;
+    // The rest of this I/O turn's hellos join the batch.
+    setImmediate(() => {
+      this.helloScheduled = false;
+      while (this.helloBatches < HELLO_BATCHES_IN_FLIGHT && this.helloQueue.size) {
+        const batch: { client: Client; hello: HelloFacts }[] = [];
+        for (const [mac, entry] of this.helloQueue) {
+          this.helloQueue.delete(mac);
+          batch.push(entry);
+          if (batch.length >= MAX_HELLO_BATCH) break;
+        }
+        this.helloBatches++;
+        this.helloBatch(batch)
+          .catch((err: unknown) => {
+            this.log.error({ err, devices: batch.length }, 'provisioning engine call failed for a batch of hellos; each is tried alone');
+            // One device's row failing the batch fails only that device (a database that is away fails all).
+            if (batch.length > 1) for (const { client, hello } of batch) this.helloAlone(client, hello);
+          })
+          .finally(() => {
+            this.helloBatches--;
+            this.scheduleHellos();
+          });
+      }
+    });
+  }
+
+  /** What `hello` does for one device, for a batch: the engine reads the hellos, then gets the devices. */
+  private async helloBatch(batch: { client: Client; hello: HelloFacts }[]): Promise<void> {
+    const sink = this.sink!;
+    await sink.devicesHello!(batch.map(({ client, hello }) => ({ mac: client.id, hello })));
+    // A session taken over meanwhile is left to its successor, which says hello itself.
+    const current = batch.map((b) => b.client).filter((client) => this.byMac.get(client.id) === client);
+    const registered = await Promise.all(
+      current.map(async (client) => {
+        const state = this.readied(client);
+        try {
+          if (state.epoch !== undefined) await this.registry.ready(client.id, state.epoch, state.startedAt);
+          return client.id;
+        } catch (err) {
+          this.log.warn({ mac: client.id, err: (err as Error).message }, 'session registry: ready not recorded');
+          return null;
+        }
+      }),
+    );
+    const macs = registered.filter((m): m is string => m !== null);
+    if (sink.devicesReady) await sink.devicesReady(macs);
+    else await Promise.all(macs.map((mac) => sink.deviceReady(mac)));
   }
 
   status(client: Client, jobId: string, payload: Buffer) {
@@ -103,12 +180,23 @@ export class Sessions {
     this.report(() => this.sink?.commandStatus(client.id, jobId, parsed.value));
   }
 
+  private isReady(client: Client): boolean {
+    return this.state.get(client)?.ready === true;
+  }
+
+  /** Marks the session ready (a connection that never authenticated here gets its record now). */
+  private readied(client: Client): SessionState {
+    let state = this.state.get(client);
+    if (!state) this.state.set(client, (state = { startedAt: Date.now(), epoch: undefined, ready: false }));
+    state.ready = true;
+    return state;
+  }
+
   /** The device may now receive commands: the registry says so, then the engine hands it what waits. */
   private markReady(client: Client) {
-    this.ready.add(client);
-    const epoch = this.epochs.get(client);
+    const { epoch, startedAt } = this.readied(client);
     this.report(async () => {
-      if (epoch !== undefined) await this.registry.ready(client.id, epoch, this.startedAt.get(client) ?? Date.now());
+      if (epoch !== undefined) await this.registry.ready(client.id, epoch, startedAt);
       await this.sink?.deviceReady(client.id);
     });
   }
@@ -122,8 +210,8 @@ export class Sessions {
   async restoreRegistry(): Promise<number> {
     const held: { mac: string; epoch: number; since: number }[] = [];
     for (const [mac, client] of this.byMac) {
-      const epoch = this.epochs.get(client);
-      if (epoch !== undefined) held.push({ mac, epoch, since: this.ready.has(client) ? (this.startedAt.get(client) ?? 0) : 0 });
+      const state = this.state.get(client);
+      if (state?.epoch !== undefined) held.push({ mac, epoch: state.epoch, since: state.ready ? state.startedAt : 0 });
     }
     await this.registry.restore(held);
     // Wake-ups sent while Redis was away were lost: each ready device is handed what waits for it.
@@ -137,13 +225,13 @@ export class Sessions {
   /** Whether this process holds the device's session (of that epoch, when given). */
   holds(mac: string, epoch?: number): boolean {
     const client = this.byMac.get(mac);
-    return !!client && (epoch === undefined || this.epochs.get(client) === epoch);
+    return !!client && (epoch === undefined || this.state.get(client)?.epoch === epoch);
   }
 
   /** Closes a device's current session, if any (only the session of that epoch, when given). */
   close(mac: string, reason: string, epoch?: number) {
     const client = this.byMac.get(mac);
-    if (!client || (epoch !== undefined && this.epochs.get(client) !== epoch)) return;
+    if (!client || (epoch !== undefined && this.state.get(client)?.epoch !== epoch)) return;
     this.log.info({ mac, reason }, 'closing device session');
     client.close();
   }

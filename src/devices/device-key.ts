@@ -11,16 +11,18 @@ export function deriveDeviceKey(factorySecret: string, mac: string): string {
  * HMAC per connect; wrong guesses are never cached, so they cannot grow the cache.
  */
 export class DeviceKeys {
-  private readonly known = new Map<string, Buffer>();
+  /** Kept as text: a string costs a held device less than a Buffer (an object and its backing store). */
+  private readonly known = new Map<string, string>();
 
   constructor(private readonly factorySecret: string) {}
 
   verify(mac: string, presented: string | Buffer | undefined | null): boolean {
     if (presented === undefined || presented === null) return false;
     const given = Buffer.isBuffer(presented) ? presented : Buffer.from(presented, 'utf8');
-    const expected = this.known.get(mac) ?? Buffer.from(deriveDeviceKey(this.factorySecret, mac), 'utf8');
+    const key = this.known.get(mac) ?? deriveDeviceKey(this.factorySecret, mac);
+    const expected = Buffer.from(key, 'utf8');
     const ok = given.length === expected.length && timingSafeEqual(given, expected);
-    if (ok) this.known.set(mac, expected);
+    if (ok) this.known.set(mac, key);
     return ok;
   }
 

@@ -29,8 +29,10 @@ export class PresenceStore {
 
   async apply(updates: PresenceUpdate[]): Promise<void> {
     if (!updates.length) return;
+    // In MAC order: two statements over the same devices (presence, a batched exchange) then
+    // lock them in the same order instead of deadlocking.
     const rows = JSON.stringify(
-      updates.map((u) => ({
+      [...updates].sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0)).map((u) => ({
         mac: u.mac,
         status: u.status ?? null,
         epoch: u.epoch ?? null,

@@ -57,4 +57,8 @@ export interface DeviceEventSink {
   deviceReady(mac: string): Promise<void>;
   deviceHello(mac: string, hello: HelloFacts): Promise<void>;
   commandStatus(mac: string, jobId: string, status: CommandStatus): Promise<void>;
+  /** Hellos that arrived together (a storm), in one call: what `deviceHello` does for each. */
+  devicesHello?(batch: { mac: string; hello: HelloFacts }[]): Promise<void>;
+  /** What `deviceReady` does for each of these devices, once `devicesHello` processed their hellos. */
+  devicesReady?(macs: string[]): Promise<void>;
 }

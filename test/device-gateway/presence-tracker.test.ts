@@ -69,3 +69,31 @@ t.test('flushed() waits for what was marked while a flush was under way, not onl
   await Promise.all([underWay, done]);
   t.same(written, ['0C1105000001', '0C1105000002'], 'both changes are written when flushed() resolves');
 });
+
+t.test('a connect whose write failed is written with the next batch even when the device said hello since', async (t) => {
+  let fail = true;
+  const written: PresenceUpdate[] = [];
+  let release: () => void = () => {};
+  const writing = new Promise<void>((r) => (release = r));
+  const tracker = new PresenceTracker(
+    async (batch) => {
+      if (fail) {
+        fail = false;
+        await writing; // the hello arrives while this write is under way, then the write fails
+        throw Object.assign(new Error('deadlock detected'), { code: '40P01' });
+      }
+      written.push(...batch);
+    },
+    1_000_000,
+    log,
+  );
+  const connectedAt = new Date();
+  tracker.mark({ mac: '0C1105000200', seenAt: connectedAt, status: 'online', epoch: 7, connectedAt });
+  const first = tracker.flush();
+  tracker.mark({ mac: '0C1105000200', seenAt: new Date(), model: 'R29', firmware: '1.0' }); // the hello
+  release();
+  await first;
+  await tracker.flush();
+  t.equal(written.length, 1);
+  t.match(written[0], { mac: '0C1105000200', status: 'online', epoch: 7, connectedAt, model: 'R29', firmware: '1.0' }, 'the connect and the hello, together');
+});
