@@ -13,6 +13,35 @@ import { devices } from './tables.js';
 
 export type DeviceRow = typeof devices.$inferSelect;
 
+const dateOrNull = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(v as string));
+
+/** A devices row as raw SQL answers it (snake_case, timestamps as text), as drizzle's select would. */
+function deviceFromRow(r: Record<string, unknown>): DeviceRow {
+  return {
+    mac: r.mac as string,
+    installerId: r.installer_id as string,
+    name: r.name as string,
+    type: r.type as string,
+    networkGroup: Number(r.network_group),
+    location: (r.location as string | null) ?? null,
+    relays: (r.relays as DeviceRow['relays']) ?? [],
+    allowMonitoring: r.allow_monitoring === true,
+    connectType: r.connect_type as DeviceRow['connectType'],
+    sipNumber: r.sip_number as string,
+    sipPassword: r.sip_password as string,
+    status: r.status as DeviceRow['status'],
+    lastConnectedAt: dateOrNull(r.last_connected_at),
+    sessionEpoch: r.session_epoch === null || r.session_epoch === undefined ? null : Number(r.session_epoch),
+    sessionGateway: (r.session_gateway as string | null) ?? null,
+    ip: (r.ip as string | null) ?? null,
+    model: (r.model as string | null) ?? null,
+    firmware: (r.firmware as string | null) ?? null,
+    configHash: (r.config_hash as string | null) ?? null,
+    createdAt: dateOrNull(r.created_at)!,
+    updatedAt: dateOrNull(r.updated_at)!,
+  };
+}
+
 
 function deviceView(d: DeviceRow, placement: DevicePlacementView | null = null): DeviceView {
   return {
@@ -226,6 +255,26 @@ export class DeviceService {
       RETURNING old.config_hash AS previous, d.installer_id`);
     const row = result.rows[0];
     return row ? { previous: row.previous, installerId: row.installer_id } : null;
+  }
+
+  /**
+   * `exchangeConfigHash` for hellos that arrived together, in one statement: only rows whose hash changes
+   * are locked and written (a reboot storm of devices that report what they hold writes nothing). Answers,
+   * per MAC with a device record, the hash reported before and the record itself (for rendering).
+   */
+  async exchangeConfigHashes(reports: { mac: string; hash: string }[]): Promise<Map<string, { previous: string | null; record: DeviceRow }>> {
+    if (!reports.length) return new Map();
+    const result = await this.db.execute<Record<string, unknown>>(sql`
+      WITH input AS (SELECT DISTINCT ON (mac) mac, hash FROM jsonb_to_recordset(${JSON.stringify(reports)}::jsonb) AS x(mac text, hash text)),
+      old AS (
+        SELECT d.mac, d.config_hash FROM devices d JOIN input i ON i.mac = d.mac
+        WHERE d.config_hash IS DISTINCT FROM i.hash ORDER BY d.mac FOR UPDATE OF d
+      ), changed AS (
+        UPDATE devices d SET config_hash = i.hash FROM input i, old o WHERE d.mac = i.mac AND o.mac = i.mac RETURNING d.mac
+      )
+      SELECT d.*, CASE WHEN o.mac IS NULL THEN i.hash ELSE o.config_hash END AS previous
+      FROM input i JOIN devices d ON d.mac = i.mac LEFT JOIN old o ON o.mac = i.mac`);
+    return new Map(result.rows.map((r) => [r.mac as string, { previous: (r.previous as string | null) ?? null, record: deviceFromRow(r) }]));
   }
 
   async countByStatus(status: 'online' | 'offline'): Promise<number> {

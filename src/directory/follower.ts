@@ -15,6 +15,7 @@ export interface DirectoryPart {
 }
 
 const renderOf: Statement = { name: 'directory_render_of', text: 'SELECT time_zone, documents FROM directory_renders WHERE mac = $1' };
+const rendersOf: Statement = { name: 'directory_renders_of', text: 'SELECT mac, time_zone, documents FROM directory_renders WHERE mac IN (SELECT jsonb_array_elements_text($1::jsonb))' };
 
 /** Reads what the directory last rendered for a device (one primary-key read per configuration render). */
 export class DirectoryRenders {
@@ -24,6 +25,13 @@ export class DirectoryRenders {
     const rows = await this.database.run<{ time_zone: string; documents: DirectoryPart['documents'] }>(renderOf, [mac]);
     const r = rows[0];
     return r ? { timeZone: r.time_zone, documents: r.documents } : null;
+  }
+
+  /** `of` for many devices in one read (a batch of hellos); a device not placed is absent. */
+  async ofMany(macs: string[]): Promise<Map<string, DirectoryPart>> {
+    if (!macs.length) return new Map();
+    const rows = await this.database.run<{ mac: string; time_zone: string; documents: DirectoryPart['documents'] }>(rendersOf, [JSON.stringify(macs)]);
+    return new Map(rows.map((r) => [r.mac, { timeZone: r.time_zone, documents: r.documents }]));
   }
 }
 

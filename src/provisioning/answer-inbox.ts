@@ -74,6 +74,62 @@ export class AnswerInbox extends EventEmitter<{ applied: [string]; dropped: [{ m
     return this.push(mac, { what: 'status', jobId, status });
   }
 
+  /** Hellos that arrived together go to the engine in one call when nothing of theirs waits (a storm). */
+  devicesHello(batch: { mac: string; hello: HelloFacts }[]): Promise<void> {
+    return this.batched(
+      batch.map(({ mac, hello }) => ({ mac, said: { what: 'hello', hello } as Said })),
+      this.sink.devicesHello ? () => this.sink.devicesHello!(batch) : null,
+    );
+  }
+
+  devicesReady(macs: string[]): Promise<void> {
+    return this.batched(
+      macs.map((mac) => ({ mac, said: { what: 'ready' } as Said })),
+      this.sink.devicesReady ? () => this.sink.devicesReady!(macs) : null,
+    );
+  }
+
+  /**
+   * One call for a batch, each item in its device's queue meanwhile (what the device says next waits behind
+   * it); a failed batch is applied item by item, with the usual retries. Devices with something waiting, a
+   * paused inbox or a sink without the batched call take the one-by-one path from the start.
+   */
+  private async batched(items: { mac: string; said: Said }[], all: (() => Promise<void>) | null): Promise<void> {
+    const macs = items.map((i) => i.mac);
+    if (!all || this.closed || this.pause || new Set(macs).size !== macs.length || macs.some((m) => this.queues.has(m))) {
+      await Promise.all(items.map((i) => this.push(i.mac, i.said)));
+      return;
+    }
+    const held = items.map(({ mac, said }) => {
+      let settle!: (err?: Error) => void;
+      const settled = new Promise<void>((resolve, reject) => (settle = (err) => (err ? reject(err) : resolve())));
+      const entry: Entry = { said, seq: this.seq++, inFlight: true, settle };
+      const queue = [entry];
+      this.queues.set(mac, queue);
+      return { mac, entry, queue, settled };
+    });
+    this.total += held.length;
+    this.opts.metrics?.waiting.set(this.total);
+    let failed = false;
+    try {
+      await all();
+      this.failures = 0;
+    } catch (err) {
+      failed = true;
+      this.opts.log.debug({ err: (err as Error).message, devices: held.length }, 'a batch of device hellos failed; applied one by one');
+    }
+    for (const { mac, entry, queue } of held) {
+      if (failed) entry.inFlight = false;
+      else {
+        this.done(queue, entry);
+        this.emit('applied', mac);
+      }
+      if (queue.length) void this.drain(mac, queue);
+      else if (this.queues.get(mac) === queue) this.queues.delete(mac);
+    }
+    await Promise.all(held.map((h) => h.settled));
+  }
+
   /** Stops retrying; what still waits is left to the engine's redelivery. */
   async stop(): Promise<void> {
     this.closed = true;

@@ -1,6 +1,6 @@
 import type { Database, Statement } from '../db/client.js';
 import type { DeviceRow, DeviceService } from '../devices/service.js';
-import type { DirectoryRenders } from '../directory/follower.js';
+import type { DirectoryPart, DirectoryRenders } from '../directory/follower.js';
 import type { DocumentStore } from '../documents/service.js';
 import type { DeviceCommand, DocumentReference } from './channel.js';
 import { renderConfig } from './config-renderer.js';
@@ -20,6 +20,7 @@ export const MAX_COMMAND_BYTES = 64 * 1024;
 const STAMP_ROOM = 64;
 
 const regularAutopOf: Statement = { name: 'configuration_regular_autop', text: 'SELECT lines FROM regular_autop WHERE mac = $1' };
+const regularAutopOfMany: Statement = { name: 'configuration_regular_autop_many', text: 'SELECT mac, lines FROM regular_autop WHERE mac IN (SELECT jsonb_array_elements_text($1::jsonb))' };
 
 /**
  * A device's effective configuration (its record, what the directory rendered for it, its regular Autop) and how it travels: inline in a
@@ -47,6 +48,20 @@ export class Configurations {
   async effectiveOf(device: DeviceRow): Promise<{ text: string; hash: string }> {
     const mac = device.mac;
     const [regular, placed] = await Promise.all([this.database.run<{ lines: AutopLine[] }>(regularAutopOf, [mac]), this.directory.of(mac)]);
+    return this.render(device, regular[0]?.lines ?? [], placed);
+  }
+
+  /** The effective configurations of many devices whose records the caller has read: two reads for all (a batch of hellos). */
+  async effectiveOfMany(records: DeviceRow[]): Promise<Map<string, { text: string; hash: string }>> {
+    const macs = records.map((d) => d.mac);
+    if (!macs.length) return new Map();
+    const [regular, placed] = await Promise.all([this.database.run<{ mac: string; lines: AutopLine[] }>(regularAutopOfMany, [JSON.stringify(macs)]), this.directory.ofMany(macs)]);
+    const lines = new Map(regular.map((r) => [r.mac, r.lines]));
+    return new Map(records.map((d) => [d.mac, this.render(d, lines.get(d.mac) ?? [], placed.get(d.mac) ?? null)]));
+  }
+
+  private render(device: DeviceRow, regularAutop: AutopLine[], placed: DirectoryPart | null): { text: string; hash: string } {
+    const mac = device.mac;
     return renderConfig({
       mac,
       name: device.name,
@@ -57,7 +72,7 @@ export class Configurations {
       sipPassword: device.sipPassword,
       connectType: device.connectType,
       sipServer: sipServerFor(this.sipEndpoint(), device.connectType),
-      regularAutop: regular[0]?.lines ?? [],
+      regularAutop,
       directory: placed && { timeZone: placed.timeZone, documents: placed.documents.map((d) => ({ ...d, url: this.documentUrl(d.sha256) })) },
     });
   }

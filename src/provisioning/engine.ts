@@ -6,7 +6,8 @@ import type { CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from '
 import { decide } from './decide.js';
 import type { EngineObserver, EngineOptions } from './engine-options.js';
 import type { JobActor, JobChange, JobRow, JobStore, NewJob } from './job-store.js';
-import { defaultAnswer, readHello, resultOf, type HelloContext, type JobOutcome } from './kinds.js';
+import { defaultAnswer, readHello, readHellos, resultOf, type HelloContext, type JobOutcome } from './kinds.js';
+import { unfinishedOfDevices, type HelloOfDevice } from './hello-batch.js';
 import { finishedStates, type JobKind, type JobState } from './tables.js';
 import { LocalWakeGenerations, QueueUnavailableError, twinOptions, twinsToMake, withTimeout, type WakeGenerations } from './twins.js';
 
@@ -405,6 +406,63 @@ export class ProvisioningEngine implements DeviceEventSink {
       }
     }
     return unfinished;
+  }
+
+  // ---- batched hellos (a storm: the gateway hands over hellos that arrived together) ----------------
+
+  /** `deviceHello` for many devices: the kinds read the batch at once, their unfinished jobs in one read. */
+  async devicesHello(batch: HelloOfDevice[]): Promise<void> {
+    const macs = batch.map((b) => b.mac);
+    const [read, unfinished] = await Promise.all([readHellos(this.opts.kinds, this.opts.devices, batch), unfinishedOfDevices(this.store.db, macs)]);
+    for (const mac of macs) {
+      const r = read.get(mac);
+      if (!r) {
+        this.tell('helloProcessed', mac); // a MAC without a device record: nothing more to do
+        continue;
+      }
+      for (const row of unfinished.get(mac) ?? []) {
+        const outcome = this.opts.kinds.get(row.kind).hello?.(row, r.context);
+        if (outcome && outcome.type !== 'ignore') await this.apply(row, outcome, outcome.type === 'finish' && outcome.state === 'canceled' ? 'engine' : 'device');
+      }
+      this.helloAwaitingReady.set(mac, r);
+    }
+  }
+
+  /**
+   * `deviceReady` for many devices: one read of their unfinished jobs (after the gateway marked them ready,
+   * so a job made meanwhile is read here or finds its device ready), the jobs their hellos ask for made in
+   * one statement per reason and enqueued together, and only the lanes' heads woken.
+   */
+  async devicesReady(macs: string[]): Promise<void> {
+    const hellos = new Map<string, { context: HelloContext; installerId: string }>();
+    for (const mac of macs) {
+      const hello = this.helloAwaitingReady.get(mac);
+      this.helloAwaitingReady.delete(mac);
+      if (hello) hellos.set(mac, hello);
+    }
+    try {
+      const unfinished = await unfinishedOfDevices(this.store.db, macs);
+      const wanted = new Map<string, NewJob[]>();
+      for (const [mac, hello] of hellos) {
+        for (const handler of this.opts.kinds.all()) {
+          const want = await handler.afterHello?.(mac, hello.context, unfinished.get(mac) ?? [], this.opts.kinds.carriesConfiguration);
+          if (want) wanted.set(want.reason, [...(wanted.get(want.reason) ?? []), { ...want.job, installerId: hello.installerId }]);
+        }
+      }
+      const created: string[] = [];
+      for (const [reason, items] of wanted) for (const row of await this.create(this.store.db, { accountId: null, label: 'device' }, items, { reason })) created.push(row.id);
+      if (created.length) await this.enqueue(created);
+      await Promise.all(
+        macs.map(async (mac) => {
+          await this.wakes.bump(mac);
+          const rows = unfinished.get(mac) ?? [];
+          // Each lane's head (the urgent lane runs beside the others); a device with none has nothing parked.
+          for (const head of [rows.find((r) => !r.urgent), rows.find((r) => r.urgent)]) if (head) await this.promote(head.id);
+        }),
+      );
+    } finally {
+      for (const mac of hellos.keys()) this.tell('helloProcessed', mac);
+    }
   }
 
   /** A device answered on devices/{MAC}/commands/{id}/status. */

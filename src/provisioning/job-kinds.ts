@@ -25,7 +25,7 @@ function configurationKind(kind: JobKind, configurations: Configurations, params
 }
 
 /** The kinds the provisioning engine brings: configuration, one-time Autop, reboot, reset. */
-export function provisioningKinds(configurations: Configurations, store: JobStore, now: () => number, devices: Pick<DeviceService, 'exchangeConfigHash'>): JobKindHandler[] {
+export function provisioningKinds(configurations: Configurations, store: JobStore, now: () => number, devices: Pick<DeviceService, 'exchangeConfigHash' | 'exchangeConfigHashes'>): JobKindHandler[] {
   const provision = configurationKind('provision', configurations, () => ({}));
   return [
     configurationKind('autop', configurations, () => ({})),
@@ -41,6 +41,22 @@ export function provisioningKinds(configurations: Configurations, store: JobStor
         const wasReset = reported === FACTORY_CONFIG_HASH && !!exchanged.previous && exchanged.previous !== FACTORY_CONFIG_HASH;
         return { installerId: exchanged.installerId, facts: { wasReset } };
       },
+      // A storm's hellos: hashes exchanged in one statement (written only where they changed) and the
+      // effective configurations rendered for the batch, so a matching hello costs no statement of its own.
+      async readHellos(items) {
+        const reports = items.map(({ mac, hello }) => ({ mac, hash: hello.configHash ?? FACTORY_CONFIG_HASH }));
+        const exchanged = await devices.exchangeConfigHashes(reports);
+        const effective = await configurations.effectiveOfMany([...exchanged.values()].map((e) => e.record));
+        const out = new Map<string, { installerId: string; facts: Partial<HelloContext> }>();
+        for (const { mac, hash } of reports) {
+          const e = exchanged.get(mac);
+          if (!e) continue;
+          const wasReset = hash === FACTORY_CONFIG_HASH && !!e.previous && e.previous !== FACTORY_CONFIG_HASH;
+          const effectiveConfigHash = effective.get(mac)?.hash;
+          out.set(mac, { installerId: e.record.installerId, facts: effectiveConfigHash === undefined ? { wasReset } : { wasReset, effectiveConfigHash } });
+        }
+        return out;
+      },
       async afterAnswer(mac, status) {
         if (status.configHash) await devices.exchangeConfigHash(mac, status.configHash);
       },
@@ -48,9 +64,9 @@ export function provisioningKinds(configurations: Configurations, store: JobStor
       // unless a job that delivers the configuration is already waiting.
       async afterHello(mac, hello: HelloContext, unfinished, carriesConfiguration) {
         if (unfinished.some((j) => carriesConfiguration(j.kind))) return null;
-        const effective = await configurations.effective(mac);
+        const effective = hello.effectiveConfigHash ?? (await configurations.effective(mac))?.hash;
         const reported = hello.configHash ?? FACTORY_CONFIG_HASH;
-        if (!effective || effective.hash === reported) return null;
+        if (!effective || effective === reported) return null;
         return { job: { kind: 'provision', mac, params: {}, expiresAt: new Date(now() + PROVISION_EXPIRY_MS) }, reason: `the device reported configuration ${reported}` };
       },
     },

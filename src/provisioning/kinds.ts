@@ -18,6 +18,8 @@ export type JobOutcome =
 export interface HelloContext extends HelloFacts {
   /** The device had applied a configuration and now reports the factory state: it was reset (told by the configuration kinds' hello reader). */
   wasReset?: boolean;
+  /** The hash of the device's effective configuration, when the hello's batch read it (absent: a kind reads it itself). */
+  effectiveConfigHash?: string;
 }
 
 /**
@@ -58,6 +60,8 @@ export interface JobKindHandler {
    * adds to the context and the device's installer; null when the MAC has no device record.
    */
   readHello?(mac: string, hello: HelloFacts): Promise<{ installerId: string; facts: Partial<HelloContext> } | null>;
+  /** `readHello` for hellos that arrived together, in a few statements; a MAC absent from the answer has no device record. */
+  readHellos?(items: { mac: string; hello: HelloFacts }[]): Promise<Map<string, { installerId: string; facts: Partial<HelloContext> }>>;
   /** After a device's answer changed one of its jobs, of any kind (the configuration hash it now runs). */
   afterAnswer?(mac: string, status: CommandStatus): Promise<void>;
   /** After every hello: a job this kind wants made for the device (e.g. provisioning after a hash mismatch). */
@@ -130,6 +134,35 @@ export async function readHello(kinds: JobKinds, devices: Pick<DeviceService, 'g
   }
   if (installerId === null) installerId = (await devices.getRecord(mac))?.installerId ?? null;
   return installerId === null ? null : { context, installerId };
+}
+
+/** `readHello` for a batch: each kind reads the batch at once where it can, else one hello at a time. */
+export async function readHellos(kinds: JobKinds, devices: Pick<DeviceService, 'getRecord'>, items: { mac: string; hello: HelloFacts }[]): Promise<Map<string, { context: HelloContext; installerId: string }>> {
+  const read = new Map(items.map(({ mac, hello }) => [mac, { context: { ...hello } as HelloContext, installerId: null as string | null, missing: false }]));
+  for (const handler of kinds.all()) {
+    if (handler.readHellos) {
+      const got = await handler.readHellos(items);
+      for (const [mac, r] of read) {
+        const one = got.get(mac);
+        if (!one) r.missing = true;
+        else (Object.assign(r.context, one.facts), (r.installerId = one.installerId));
+      }
+    } else if (handler.readHello) {
+      for (const [mac, r] of read) {
+        if (r.missing) continue;
+        const one = await handler.readHello(mac, items.find((i) => i.mac === mac)!.hello);
+        if (!one) r.missing = true;
+        else (Object.assign(r.context, one.facts), (r.installerId = one.installerId));
+      }
+    }
+  }
+  const out = new Map<string, { context: HelloContext; installerId: string }>();
+  for (const [mac, r] of read) {
+    if (r.missing) continue;
+    const installerId = r.installerId ?? (await devices.getRecord(mac))?.installerId ?? null;
+    if (installerId !== null) out.set(mac, { context: r.context, installerId });
+  }
+  return out;
 }
 
 /** An answer's result as its kind's schema reads it; undefined when the kind keeps none or it does not fit. */

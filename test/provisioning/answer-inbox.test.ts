@@ -91,3 +91,45 @@ t.test('an item the store refuses for good is not retried and does not hold the 
   t.equal(await refused, 'refused A j1 succeeded');
   t.same(store.applied, ['A j2 succeeded']);
 });
+
+/** A store that takes hellos in batches, held open until the test lets the batch finish. */
+class BatchStore extends Store {
+  release!: () => void;
+  fail = false;
+  readonly batches: string[][] = [];
+  devicesHello(batch: { mac: string; hello: HelloFacts }[]) {
+    this.batches.push(batch.map((b) => b.mac));
+    return new Promise<void>((resolve, reject) => {
+      this.release = () => {
+        if (this.fail) return reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }));
+        for (const b of batch) this.applied.push(`${b.mac} hello`);
+        resolve();
+      };
+    });
+  }
+}
+
+t.test('a batch of hellos goes in one call; what a device says meanwhile waits behind its hello', async (t) => {
+  const store = new BatchStore();
+  const inbox = new AnswerInbox(store, { log, retry });
+  const batch = inbox.devicesHello([{ mac: 'A', hello: {} }, { mac: 'B', hello: {} }]);
+  const later = inbox.commandStatus('A', 'j1', ok);
+  t.same(store.batches, [['A', 'B']], 'one call for the batch');
+  t.same(store.applied, [], 'the answer did not pass the hello still being applied');
+  store.release();
+  await Promise.all([batch, later]);
+  t.same(store.applied, ['A hello', 'B hello', 'A j1 succeeded'], 'in the order the device said them');
+  t.equal(inbox.waiting, 0);
+});
+
+t.test('a batch that fails is applied one by one, retried while the store is away', async (t) => {
+  const store = new BatchStore();
+  const inbox = new AnswerInbox(store, { log, retry });
+  const batch = inbox.devicesHello([{ mac: 'A', hello: {} }, { mac: 'B', hello: {} }]);
+  const later = inbox.commandStatus('B', 'j2', ok);
+  store.fail = true;
+  store.release();
+  await Promise.all([batch, later]);
+  t.same(store.applied, ['A hello', 'B hello', 'B j2 succeeded'], 'each hello once, before what followed it');
+  t.equal(inbox.waiting, 0);
+});
