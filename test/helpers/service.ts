@@ -55,6 +55,8 @@ export interface TestService {
   /** Adds the MAC to the installer's library and binds a device to it. */
   addDevice(token: string, mac: string, fields?: Record<string, unknown>): Promise<any>;
   device(mac: string, opts?: Partial<SimulatedDeviceOptions>): SimulatedDevice;
+  /** A device added to `token`'s installer, started, holding its configuration and connected. */
+  provisionedDevice(token: string, mac: string, opts?: Partial<SimulatedDeviceOptions>): Promise<SimulatedDevice>;
   sql<T = any>(text: string, params?: unknown[]): Promise<T[]>;
 }
 
@@ -100,7 +102,7 @@ export async function startTestService(t: Teardown, env: Record<string, string |
   pool.on('error', () => {});
   t.teardown(() => pool.end());
 
-  return {
+  const svc: TestService = {
     service,
     httpUrl,
     mqttUrl,
@@ -112,10 +114,19 @@ export async function startTestService(t: Teardown, env: Record<string, string |
       devices.push(d);
       return d;
     },
+    async provisionedDevice(token, mac, opts = {}) {
+      await svc.addDevice(token, mac);
+      const d = svc.device(mac, opts);
+      d.start();
+      await waitFor(() => d.configHash, Boolean);
+      await waitFor(() => service.gateway.connectedSince(mac), (since) => since !== null);
+      return d;
+    },
     async sql(text, params = []) {
       return (await pool.query(text, params)).rows;
     },
   };
+  return svc;
 }
 
 /**

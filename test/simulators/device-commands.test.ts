@@ -11,14 +11,7 @@ const { token } = await svc.createInstaller();
 let n = 0x300;
 const newMac = () => `0C1107${(n++).toString(16).toUpperCase().padStart(6, '0')}`;
 
-async function provisioned(mac: string) {
-  await svc.addDevice(token, mac);
-  const device = svc.device(mac);
-  device.start();
-  await waitFor(() => device.configHash, Boolean);
-  await waitFor(() => svc.service.gateway.connectedSince(mac), (since) => since !== null);
-  return device;
-}
+const provisioned = (mac: string) => svc.provisionedDevice(token, mac);
 
 t.test('an unknown kind or reset mode is answered failed with its code, and nothing changes', async (t) => {
   const mac = newMac();

@@ -11,14 +11,7 @@ const svc = await startTestService(t, { JOB_ACK_TIMEOUT_MS: '500', JOB_MAX_ATTEM
 const { token } = await svc.createInstaller();
 const jobOf = (id: string) => svc.api('GET', `/api/v1/jobs/${id}`, { token }).then((r) => r.body);
 
-async function provisioned(mac: string) {
-  await svc.addDevice(token, mac);
-  const device = svc.device(mac);
-  device.start();
-  await waitFor(() => device.configHash, Boolean);
-  await waitFor(() => svc.service.gateway.connectedSince(mac), (since) => since !== null);
-  return device;
-}
+const provisioned = (mac: string) => svc.provisionedDevice(token, mac);
 
 t.test('a command delivered again while the device applies it: the device says it is at it, and the job succeeds', async (t) => {
   const device = await provisioned('0C1105DD0001');
