@@ -2,6 +2,7 @@ import { and, count, desc, eq, ilike, inArray, or, sql, type SQL } from 'drizzle
 import type { Principal } from '../accounts/service.js';
 import { recordWrite } from '../audit/service.js';
 import type { Db, Queryable } from '../db/client.js';
+import { GroupCommit } from '../db/group-commit.js';
 import { lockLibraryEntry } from '../mac-library/queries.js';
 import { conflict, notFound } from '../shared/errors.js';
 import type { DomainEvents } from '../shared/events.js';
@@ -69,8 +70,18 @@ function deviceView(d: DeviceRow, placement: DevicePlacementView | null = null):
 }
 
 export class DeviceService {
-  // Every configuration rendered for a device reads its record: built once, prepared per connection.
-  private readonly recordByMac;
+  // Every command the engine sends reads its device's record: reads that arrive together share a statement.
+  private readonly records = new GroupCommit<string, DeviceRow | null>((macs) => this.recordsOf(macs), { maxBatch: 500, maxInFlight: 4 });
+  private readonly exchanges = new GroupCommit<{ mac: string; hash: string }, { previous: string | null; installerId: string } | null>(
+    async (reports) => {
+      const out = await this.exchangeConfigHashes(reports);
+      return reports.map((r) => {
+        const e = out.get(r.mac);
+        return e ? { previous: e.previous, installerId: e.record.installerId } : null;
+      });
+    },
+    { maxBatch: 500, maxInFlight: 4, key: (r) => r.mac },
+  );
 
   constructor(
     private readonly db: Db,
@@ -78,7 +89,6 @@ export class DeviceService {
     /** Where devices are installed: the directory's records, reached through this narrow interface. */
     private readonly placements: DevicePlacements,
   ) {
-    this.recordByMac = db.select().from(devices).where(eq(devices.mac, sql.placeholder('mac'))).limit(1).prepare('devices_record_by_mac');
   }
 
   private scope(principal: Principal): SQL | undefined {
@@ -211,8 +221,13 @@ export class DeviceService {
 
   /** The full record, SIP password included, for rendering the device's configuration. */
   async getRecord(mac: string): Promise<DeviceRow | null> {
-    const rows = await this.recordByMac.execute({ mac });
-    return rows[0] ?? null;
+    return this.records.submit(mac);
+  }
+
+  private async recordsOf(macs: string[]): Promise<(DeviceRow | null)[]> {
+    const rows = await this.db.select().from(devices).where(inArray(devices.mac, [...new Set(macs)]));
+    const byMac = new Map(rows.map((r) => [r.mac, r]));
+    return macs.map((m) => byMac.get(m) ?? null);
   }
 
   /** Which of these MACs are the caller's devices. */
@@ -249,12 +264,8 @@ export class DeviceService {
 
   /** Records the configuration hash a device reported; answers the one it had reported before, and its owner. */
   async exchangeConfigHash(mac: string, hash: string): Promise<{ previous: string | null; installerId: string } | null> {
-    const result = await this.db.execute<{ previous: string | null; installer_id: string }>(sql`
-      WITH old AS (SELECT config_hash FROM devices WHERE mac = ${mac} FOR UPDATE)
-      UPDATE devices d SET config_hash = ${hash} FROM old WHERE d.mac = ${mac}
-      RETURNING old.config_hash AS previous, d.installer_id`);
-    const row = result.rows[0];
-    return row ? { previous: row.previous, installerId: row.installer_id } : null;
+    // Answers that arrive together share `exchangeConfigHashes`' one statement.
+    return this.exchanges.submit({ mac, hash });
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { Database, Statement } from '../db/client.js';
+import { GroupCommit } from '../db/group-commit.js';
 import type { DeviceRow, DeviceService } from '../devices/service.js';
 import type { DirectoryPart, DirectoryRenders } from '../directory/follower.js';
 import type { DocumentStore } from '../documents/service.js';
@@ -19,7 +20,6 @@ export const MAX_COMMAND_BYTES = 64 * 1024;
 /** Room kept for what the gateway adds to every command (`sentAt`). */
 const STAMP_ROOM = 64;
 
-const regularAutopOf: Statement = { name: 'configuration_regular_autop', text: 'SELECT lines FROM regular_autop WHERE mac = $1' };
 const regularAutopOfMany: Statement = { name: 'configuration_regular_autop_many', text: 'SELECT mac, lines FROM regular_autop WHERE mac IN (SELECT jsonb_array_elements_text($1::jsonb))' };
 
 /**
@@ -28,6 +28,15 @@ const regularAutopOfMany: Statement = { name: 'configuration_regular_autop_many'
  * Push and pull serve the same bytes: both come from `effective`.
  */
 export class Configurations {
+  // Commands sent together (a storm, a batch) render their configurations from one pair of reads.
+  private readonly grouped = new GroupCommit<DeviceRow, { text: string; hash: string }>(
+    async (records) => {
+      const out = await this.effectiveOfMany(records);
+      return records.map((d) => out.get(d.mac)!);
+    },
+    { maxBatch: 500, maxInFlight: 4, key: (d) => d.mac },
+  );
+
   constructor(
     private readonly database: Database,
     private readonly devices: DeviceService,
@@ -46,9 +55,7 @@ export class Configurations {
 
   /** The effective configuration of a device whose record the caller has already read. */
   async effectiveOf(device: DeviceRow): Promise<{ text: string; hash: string }> {
-    const mac = device.mac;
-    const [regular, placed] = await Promise.all([this.database.run<{ lines: AutopLine[] }>(regularAutopOf, [mac]), this.directory.of(mac)]);
-    return this.render(device, regular[0]?.lines ?? [], placed);
+    return this.grouped.submit(device);
   }
 
   /** The effective configurations of many devices whose records the caller has read: two reads for all (a batch of hellos). */

@@ -1,7 +1,8 @@
 import type { Database, Queryable, Statement } from '../db/client.js';
 import { runIn } from '../db/client.js';
+import { GroupCommit } from '../db/group-commit.js';
 import { UNFINISHED_STATE, type AutopLine, type JobError, type JobKind, type JobState, jobs } from './tables.js';
-import { createStatement, JOB_COLUMNS, selectorOf, transitionStatement, type JobChange, type JobSelector } from './transitions.js';
+import { batchedTransitionStatement, createStatement, JOB_COLUMNS, selectorOf, transitionStatement, type BatchedTransition, type JobChange, type JobSelector } from './transitions.js';
 
 export type { JobChange, JobSelector } from './transitions.js';
 
@@ -30,6 +31,10 @@ export interface JobActor {
 }
 
 const UNFINISHED = UNFINISHED_STATE;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Group commit's bounds: rows per statement, statements of one kind at once (the pool has more). */
+const BATCH = 500;
+const IN_FLIGHT = 4;
 const COLUMNS = JOB_COLUMNS;
 
 type RawJob = Record<string, unknown>;
@@ -70,14 +75,14 @@ const st = {
     name: 'jobs_load_with_head',
     text: `SELECT ${COLUMNS.replace(/(\w+)/g, 'j.$1')},
         (SELECT h.id FROM jobs h WHERE h.mac = j.mac AND h.urgent = j.urgent AND h.${UNFINISHED} ORDER BY h.seq LIMIT 1) AS head_id
-      FROM jobs j WHERE j.id = $1`,
+      FROM jobs j WHERE j.id = ANY($1::uuid[])`,
   },
   // A device has two lanes, each run in creation order: its urgent jobs and the others (engine.ts).
   heads: { name: 'jobs_heads', text: `SELECT DISTINCT ON (urgent) id FROM jobs WHERE mac = $1 AND ${UNFINISHED} ORDER BY urgent DESC, seq` },
   unfinishedOf: { name: 'jobs_unfinished_of', text: `SELECT ${COLUMNS} FROM jobs WHERE mac = $1 AND ${UNFINISHED} ORDER BY seq` },
   kindOf: { name: 'jobs_kind_of', text: `SELECT kind FROM jobs WHERE id = $1 AND mac = $2 AND ${UNFINISHED}` },
   unfinished: { name: 'jobs_unfinished', text: `SELECT id, mac, state, urgent FROM jobs WHERE ${UNFINISHED} ORDER BY mac, seq` },
-  batchLines: { name: 'jobs_batch_lines', text: 'SELECT lines FROM autop_batches WHERE id = $1' },
+  batchLines: { name: 'jobs_batch_lines', text: 'SELECT id, lines FROM autop_batches WHERE id = ANY($1::uuid[])' },
 } satisfies Record<string, Statement>;
 
 /**
@@ -86,12 +91,30 @@ const st = {
  */
 export class JobStore {
   private last = 0;
+  /** The engine's one-job transitions and reads, grouped: a storm's thousands become tens of statements. */
+  private readonly batched: Record<JobChange['type'], GroupCommit<BatchedTransition, TransitionedJob[]>>;
+  private readonly loads: GroupCommit<string, { row: JobRow; headId: string | null } | null>;
+  private readonly lines: GroupCommit<string, AutopLine[] | null>;
 
   constructor(
     private readonly database: Database,
     /** The machine's clock (milliseconds); the engine is given the same one. */
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    const grouped = (type: JobChange['type']) =>
+      new GroupCommit<BatchedTransition, TransitionedJob[]>((items) => this.transitionMany(type, items), { maxBatch: BATCH, maxInFlight: IN_FLIGHT, key: (i) => i.selector.id.toLowerCase() });
+    this.batched = { dispatch: grouped('dispatch'), progress: grouped('progress'), finish: grouped('finish') };
+    this.loads = new GroupCommit((ids) => this.loadMany(ids), { maxBatch: BATCH, maxInFlight: IN_FLIGHT });
+    // A batch's jobs are delivered together and each reads the batch's lines.
+    this.lines = new GroupCommit(
+      async (ids) => {
+        const rows = await this.database.run<{ id: string; lines: AutopLine[] }>(st.batchLines, [[...new Set(ids)]]);
+        const byId = new Map(rows.map((r) => [r.id, r.lines]));
+        return ids.map((id) => byId.get(id.toLowerCase()) ?? null);
+      },
+      { maxBatch: BATCH, maxInFlight: IN_FLIGHT },
+    );
+  }
 
   /** For creating jobs outside a caller's transaction. */
   get db(): Queryable {
@@ -127,6 +150,11 @@ export class JobStore {
    * jobs changed; none when they had finished already or (conditional selectors) changed meanwhile.
    */
   async transition(q: Queryable | null, selector: JobSelector, change: JobChange, actor: string, details: Record<string, unknown> = {}): Promise<TransitionedJob[]> {
+    if (!q && 'id' in selector) {
+      // An id that is no job's (a device may answer anything) must not fail the batch it would join.
+      if (!UUID.test(selector.id)) return [];
+      return this.batched[change.type].submit({ selector, change, actor, at: this.stamp(), details });
+    }
     const statement = transitionStatement(selectorOf(selector), change.type);
     const values = [JSON.stringify(selector), JSON.stringify(change), actor, this.stamp(), JSON.stringify(details)];
     const rows = q ? await runIn<RawJob>(q, statement, values) : await this.database.run<RawJob>(statement, values);
@@ -135,8 +163,22 @@ export class JobStore {
 
   /** The job and the id of the job heading its lane of its device's queue, in one round trip. */
   async loadWithHead(id: string): Promise<{ row: JobRow; headId: string | null } | null> {
-    const rows = await this.database.run<RawJob>(st.loadWithHead, [id]);
-    return rows[0] ? { row: jobFromRow(rows[0]), headId: (rows[0].head_id as string | null) ?? null } : null;
+    return UUID.test(id) ? this.loads.submit(id) : null;
+  }
+
+  private async loadMany(ids: string[]): Promise<({ row: JobRow; headId: string | null } | null)[]> {
+    const rows = await this.database.run<RawJob>(st.loadWithHead, [ids]);
+    const byId = new Map(rows.map((r) => [r.id as string, { row: jobFromRow(r), headId: (r.head_id as string | null) ?? null }]));
+    return ids.map((id) => byId.get(id.toLowerCase()) ?? null);
+  }
+
+  /** One statement for many one-job transitions of one type; each caller gets its job's rows. */
+  private async transitionMany(type: JobChange['type'], items: BatchedTransition[]): Promise<TransitionedJob[][]> {
+    const input = items.map(({ selector: s, change, actor, at, details }) => ({ id: s.id, mac: s.mac ?? null, state: s.state ?? null, attempts: s.attempts ?? null, change, actor, at, details }));
+    const rows = await this.database.run<RawJob>(batchedTransitionStatement(type), [JSON.stringify(input)]);
+    const byId = new Map<string, TransitionedJob[]>();
+    for (const r of rows) byId.set(r.id as string, [{ ...jobFromRow(r), fromState: (r.from_state as JobState | null) ?? null, nextHeadId: (r.next_head_id as string | null) ?? null }]);
+    return items.map((i) => byId.get(i.selector.id.toLowerCase()) ?? []);
   }
 
   /** The heads of a device's two lanes (urgent jobs and the others): none, one or two ids, urgent first. */
@@ -162,7 +204,6 @@ export class JobStore {
 
   /** The Autop lines of a batch (its one-time jobs take them from here rather than each holding a copy). */
   async batchLines(batchId: string): Promise<AutopLine[] | null> {
-    const rows = await this.database.run<{ lines: AutopLine[] }>(st.batchLines, [batchId]);
-    return rows[0]?.lines ?? null;
+    return this.lines.submit(batchId);
   }
 }

@@ -27,9 +27,21 @@ export type JobChange =
   /** The end, in any finished state. */
   | { type: 'finish'; state: Extract<JobState, 'succeeded' | 'failed' | 'expired' | 'canceled'>; error: JobError | null; progress?: number | null; result?: unknown };
 
-const AT = 'to_timestamp($4::float8 / 1000)';
+/** Where a statement's values come from: one set for the whole statement ($2, $3, $4, $5), or each row's own (batches). */
+interface Inputs {
+  /** The change, as jsonb. */
+  change: string;
+  /** The instant, as timestamptz. */
+  at: string;
+  /** In the audit and outbox rows (CTE `t`): the actor and the audit details to add. */
+  actor: string;
+  details: string;
+}
+const ONE: Inputs = { change: '$2::jsonb', at: 'to_timestamp($4::float8 / 1000)', actor: '$3', details: '$5::jsonb' };
+// A batch: each row of `x` (jsonb_to_recordset of $1) carries its own change, instant, actor and details.
+const EACH: Inputs = { change: 'x.change', at: 'to_timestamp(x.at::float8 / 1000)', actor: 't.x_actor', details: 't.x_details' };
+const AT = ONE.at;
 const sel = (key: string) => `($1::jsonb->>'${key}')`;
-const chg = (key: string) => `($2::jsonb->>'${key}')`;
 
 const SELECTORS = {
   job: `id = ${sel('id')}::uuid AND (${sel('mac')} IS NULL OR mac = ${sel('mac')}) AND (${sel('state')} IS NULL OR state = ${sel('state')})
@@ -38,38 +50,46 @@ const SELECTORS = {
   batch: `batch_id = ${sel('batchId')}::uuid AND state IN (SELECT jsonb_array_elements_text($1::jsonb->'states'))`,
 };
 
-const CHANGES: Record<JobChange['type'], { set: string; action: string; event: string; details: string }> = {
-  dispatch: {
-    set: `state = ${chg('state')}, attempts = ${chg('attempts')}::int, delivered_at = ${AT}, deadline_at = ${chg('deadline')}::timestamptz, updated_at = ${AT}`,
-    action: `CASE WHEN t.attempts = 1 THEN 'job.dispatched' ELSE 'job.redelivered' END`,
-    event: `CASE WHEN t.attempts = 1 THEN 'dispatched' ELSE 'redelivered' END`,
-    details: `jsonb_build_object('attempt', t.attempts)`,
-  },
-  progress: {
-    set: `state = 'in-progress', progress = COALESCE(${chg('progress')}::int, j.progress), stage = COALESCE(${chg('stage')}, j.stage),
-      deadline_at = ${chg('deadline')}::timestamptz, updated_at = ${AT}`,
-    action: `'job.progress'`,
-    event: `'progress'`,
-    details: `jsonb_strip_nulls(jsonb_build_object('from', t.from_state, 'progress', t.progress, 'stage', t.stage))`,
-  },
-  finish: {
-    set: `state = ${chg('state')}, error = NULLIF($2::jsonb->'error', 'null'::jsonb), result = NULLIF($2::jsonb->'result', 'null'::jsonb),
-      progress = COALESCE(${chg('progress')}::int, j.progress),
-      finished_at = ${AT}, updated_at = ${AT}, deadline_at = NULL`,
-    action: `'job.' || t.state`,
-    event: `'finished'`,
-    details: `jsonb_strip_nulls(jsonb_build_object('error', t.error, 'result', t.result))`,
-  },
-};
+type ChangeSql = { set: string; action: string; event: string; details: string };
+function changes(i: Inputs): Record<JobChange['type'], ChangeSql> {
+  const chg = (key: string) => `(${i.change}->>'${key}')`;
+  return {
+    dispatch: {
+      set: `state = ${chg('state')}, attempts = ${chg('attempts')}::int, delivered_at = ${i.at}, deadline_at = ${chg('deadline')}::timestamptz, updated_at = ${i.at}`,
+      action: `CASE WHEN t.attempts = 1 THEN 'job.dispatched' ELSE 'job.redelivered' END`,
+      event: `CASE WHEN t.attempts = 1 THEN 'dispatched' ELSE 'redelivered' END`,
+      details: `jsonb_build_object('attempt', t.attempts)`,
+    },
+    progress: {
+      set: `state = 'in-progress', progress = COALESCE(${chg('progress')}::int, j.progress), stage = COALESCE(${chg('stage')}, j.stage),
+        deadline_at = ${chg('deadline')}::timestamptz, updated_at = ${i.at}`,
+      action: `'job.progress'`,
+      event: `'progress'`,
+      details: `jsonb_strip_nulls(jsonb_build_object('from', t.from_state, 'progress', t.progress, 'stage', t.stage))`,
+    },
+    finish: {
+      set: `state = ${chg('state')}, error = NULLIF(${i.change}->'error', 'null'::jsonb), result = NULLIF(${i.change}->'result', 'null'::jsonb),
+        progress = COALESCE(${chg('progress')}::int, j.progress),
+        finished_at = ${i.at}, updated_at = ${i.at}, deadline_at = NULL`,
+      action: `'job.' || t.state`,
+      event: `'finished'`,
+      details: `jsonb_strip_nulls(jsonb_build_object('error', t.error, 'result', t.result))`,
+    },
+  };
+}
+const CHANGES = changes(ONE);
+const BATCH_CHANGES = changes(EACH);
 
 /** The audit and outbox rows of the jobs in CTE `t` (which has `from_state`), and the statement's answer. */
-function written(action: string, event: string, details: string, answer: string): string {
+function written(c: ChangeSql, answer: string, i: Inputs = ONE): string {
+  // In a batch, each row's own instant came back from the update as t.updated_at.
+  const at = i === ONE ? AT : 't.updated_at';
   return `, a AS (
       INSERT INTO audit_log (at, actor, action, mac, job_id, batch_id, details)
-      SELECT ${AT}, $3, ${action}, t.mac, t.id, t.batch_id, ${details} || $5::jsonb FROM t
+      SELECT ${at}, ${i.actor}, ${c.action}, t.mac, t.id, t.batch_id, ${c.details} || ${i.details} FROM t
     ), e AS (
       INSERT INTO job_events (job_id, mac, kind, batch_id, type, from_state, to_state, stage, progress, attempts, error, result, actor, at, delivered_at)
-      SELECT t.id, t.mac, t.kind, t.batch_id, ${event}, t.from_state, t.state, t.stage, t.progress, t.attempts, t.error, t.result, $3, ${AT}, t.delivered_at
+      SELECT t.id, t.mac, t.kind, t.batch_id, ${c.event}, t.from_state, t.state, t.stage, t.progress, t.attempts, t.error, t.result, ${i.actor}, ${at}, t.delivered_at
       FROM t ORDER BY t.seq
     )
     ${answer}`;
@@ -94,9 +114,7 @@ export function transitionStatement(selector: keyof typeof SELECTORS, change: Jo
       UPDATE jobs j SET ${c.set} FROM old WHERE j.id = old.id
       RETURNING ${JOB_COLUMNS.replace(/(\w+)/g, 'j.$1')}, old.state AS from_state
     )${written(
-      c.action,
-      c.event,
-      c.details,
+      c,
       `SELECT t.*, (SELECT n.id FROM jobs n WHERE n.mac = t.mac AND n.urgent = t.urgent AND n.id NOT IN (SELECT id FROM t) AND ${unfinished('n')} ORDER BY n.seq LIMIT 1) AS next_head_id
       FROM t ORDER BY t.seq`,
     )}`;
@@ -117,5 +135,46 @@ export const createStatement: Statement = {
       INSERT INTO jobs (kind, urgent, mac, installer_id, batch_id, params, requested_by, expires_at, created_at, updated_at)
       SELECT kind, COALESCE(urgent, false), mac, installer_id, batch_id, params, $2::uuid, expires_at, ${AT}, ${AT} FROM input ORDER BY ord
       RETURNING ${JOB_COLUMNS}, NULL::text AS from_state
-    )${written(`'job.created'`, `'created'`, `jsonb_build_object('kind', t.kind)`, 'SELECT * FROM t ORDER BY seq')}`,
+    )${written({ set: '', action: `'job.created'`, event: `'created'`, details: `jsonb_build_object('kind', t.kind)` }, 'SELECT * FROM t ORDER BY seq')}`,
 };
+
+/** One job's transition in a batch: the job (conditional as `JobSelector`'s one job) and its own change. */
+export interface BatchedTransition {
+  selector: { id: string; mac?: string; state?: JobState; attempts?: number };
+  change: JobChange;
+  actor: string;
+  at: number;
+  details: Record<string, unknown>;
+}
+
+/**
+ * The statement of many one-job transitions of one change type, each row of $1 (jsonb) its own job,
+ * change, actor, instant and details; at most one row per job. Answers as `transitionStatement` does; a
+ * job's next head leaves out only the jobs this statement finished.
+ */
+export function batchedTransitionStatement(change: JobChange['type']): Statement {
+  const name = `jobs_transition_batch_${change}`;
+  const known = statements.get(name);
+  if (known) return known;
+  const c = BATCH_CHANGES[change];
+  const text = `WITH x AS (
+      SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, mac text, state text, attempts int, change jsonb, actor text, at float8, details jsonb)
+    ), old AS (
+      SELECT j.id, j.state FROM jobs j JOIN x ON j.id = x.id
+      WHERE (x.mac IS NULL OR j.mac = x.mac) AND (x.state IS NULL OR j.state = x.state) AND (x.attempts IS NULL OR j.attempts = x.attempts)
+        AND j.${UNFINISHED_STATE}
+      ORDER BY j.seq FOR UPDATE OF j
+    ), t AS (
+      UPDATE jobs j SET ${c.set} FROM old JOIN x ON x.id = old.id WHERE j.id = old.id
+      RETURNING ${JOB_COLUMNS.replace(/(\w+)/g, 'j.$1')}, old.state AS from_state, x.actor AS x_actor, x.details AS x_details
+    )${written(
+      c,
+      `SELECT t.*, (SELECT n.id FROM jobs n WHERE n.mac = t.mac AND n.urgent = t.urgent AND n.${UNFINISHED_STATE}
+          AND n.id NOT IN (SELECT f.id FROM t f WHERE NOT f.${UNFINISHED_STATE}) ORDER BY n.seq LIMIT 1) AS next_head_id
+      FROM t ORDER BY t.seq`,
+      EACH,
+    )}`;
+  const statement = { name, text };
+  statements.set(name, statement);
+  return statement;
+}

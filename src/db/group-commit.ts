@@ -1,0 +1,72 @@
+/**
+ * Group commit: single requests that arrive together (one turn of the event loop, or while earlier
+ * batches are running) go to the database as one statement. Under no load a request runs at once, alone;
+ * under load, batches grow to what arrived meanwhile: fewer round trips, each carrying more.
+ */
+export interface GroupCommitOptions<I> {
+  /** The largest batch. */
+  maxBatch: number;
+  /** Batches running at once; what arrives meanwhile waits for the next. */
+  maxInFlight: number;
+  /** Requests with the same key never share a batch (one statement changes a row once). */
+  key?: (item: I) => string;
+}
+
+interface Waiting<I, O> {
+  item: I;
+  resolve: (out: O) => void;
+  reject: (err: unknown) => void;
+}
+
+export class GroupCommit<I, O> {
+  private waiting: Waiting<I, O>[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+
+  /** `run` answers one output per item, in the items' order; its failure is every item's. */
+  constructor(
+    private readonly run: (items: I[]) => Promise<O[]>,
+    private readonly opts: GroupCommitOptions<I>,
+  ) {}
+
+  submit(item: I): Promise<O> {
+    return new Promise<O>((resolve, reject) => {
+      this.waiting.push({ item, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        // The rest of this turn's I/O (a burst of device answers) joins the batch.
+        setImmediate(() => {
+          this.scheduled = false;
+          this.drain();
+        });
+      }
+    });
+  }
+
+  private drain(): void {
+    while (this.waiting.length && this.inFlight < this.opts.maxInFlight) {
+      const batch: Waiting<I, O>[] = [];
+      const later: Waiting<I, O>[] = [];
+      const keys = new Set<string>();
+      for (const w of this.waiting) {
+        const key = this.opts.key?.(w.item);
+        if (batch.length >= this.opts.maxBatch || (key !== undefined && keys.has(key))) later.push(w);
+        else {
+          batch.push(w);
+          if (key !== undefined) keys.add(key);
+        }
+      }
+      this.waiting = later;
+      this.inFlight++;
+      this.run(batch.map((w) => w.item))
+        .then(
+          (outs) => batch.forEach((w, i) => w.resolve(outs[i]!)),
+          (err: unknown) => batch.forEach((w) => w.reject(err)),
+        )
+        .finally(() => {
+          this.inFlight--;
+          this.drain();
+        });
+    }
+  }
+}
