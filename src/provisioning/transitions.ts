@@ -153,7 +153,7 @@ export interface BatchedTransition {
  * job's next head leaves out only the jobs this statement finished.
  */
 export function batchedTransitionStatement(change: JobChange['type']): Statement {
-  const name = `jobs_transition_batch_${change}`;
+  const name = `jobs_transition_many_${change}`;
   const known = statements.get(name);
   if (known) return known;
   const c = BATCH_CHANGES[change];
