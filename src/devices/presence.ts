@@ -31,22 +31,22 @@ export class PresenceStore {
     if (!updates.length) return;
     // In MAC order: two statements over the same devices (presence, a batched exchange) then
     // lock them in the same order instead of deadlocking.
-    const rows = JSON.stringify(
-      [...updates].sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0)).map((u) => ({
-        mac: u.mac,
-        status: u.status ?? null,
-        epoch: u.epoch ?? null,
-        gateway: u.gateway ?? null,
-        connected_at: u.connectedAt?.toISOString() ?? null,
-        ip: u.ip ?? null,
-        model: u.model ?? null,
-        firmware: u.firmware ?? null,
-      })),
-    );
+    const sorted = [...updates].sort((a, b) => (a.mac < b.mac ? -1 : a.mac > b.mac ? 1 : 0));
+    const col = <T>(f: (u: PresenceUpdate) => T | undefined) => sql.param(sorted.map((u) => f(u) ?? null));
     // A session's start (online) counts only if it is newer than the session the row names; its end
     // (offline) if it is that session or newer (a start and end merged into one batch never landed the
     // start), and the row then names it, so an older session's late start cannot bring the device back.
+    // Arrays, not a jsonb document: the planner knows the batch's size and looks the MACs up by index.
     await this.db.execute(sql`
+      WITH u AS (
+        SELECT * FROM unnest(${col((u) => u.mac)}::text[], ${col((u) => u.status)}::text[], ${col((u) => u.epoch)}::bigint[], ${col((u) => u.gateway)}::text[],
+          ${col((u) => u.connectedAt?.toISOString())}::timestamptz[], ${col((u) => u.ip)}::text[], ${col((u) => u.model)}::text[], ${col((u) => u.firmware)}::text[])
+          AS u(mac, status, epoch, gateway, connected_at, ip, model, firmware)
+      ), locked AS (
+        -- In MAC order, whatever plan the update gets: a batched configuration hash exchange locks the
+        -- same rows in the same order instead of deadlocking with this.
+        SELECT d.mac FROM devices d JOIN u ON u.mac = d.mac ORDER BY d.mac FOR UPDATE OF d
+      )
       UPDATE devices d SET
         status = CASE
           WHEN u.status = 'online' AND (u.epoch IS NULL OR d.session_epoch IS NULL OR u.epoch > d.session_epoch) THEN 'online'
@@ -58,9 +58,8 @@ export class PresenceStore {
         ip = COALESCE(u.ip, d.ip),
         model = COALESCE(u.model, d.model),
         firmware = COALESCE(u.firmware, d.firmware)
-      FROM jsonb_to_recordset(${rows}::jsonb)
-        AS u(mac text, status text, epoch bigint, gateway text, connected_at timestamptz, ip text, model text, firmware text)
-      WHERE d.mac = u.mac`);
+      FROM u, locked l
+      WHERE d.mac = u.mac AND l.mac = u.mac`);
   }
 
   /** At gateway start no session exists yet, so every device is offline until it connects again. */

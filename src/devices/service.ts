@@ -276,7 +276,7 @@ export class DeviceService {
   async exchangeConfigHashes(reports: { mac: string; hash: string }[]): Promise<Map<string, { previous: string | null; record: DeviceRow }>> {
     if (!reports.length) return new Map();
     const result = await this.db.execute<Record<string, unknown>>(sql`
-      WITH input AS (SELECT DISTINCT ON (mac) mac, hash FROM jsonb_to_recordset(${JSON.stringify(reports)}::jsonb) AS x(mac text, hash text)),
+      WITH input AS (SELECT DISTINCT ON (mac) mac, hash FROM unnest(${sql.param(reports.map((r) => r.mac))}::text[], ${sql.param(reports.map((r) => r.hash))}::text[]) AS x(mac, hash)),
       old AS (
         SELECT d.mac, d.config_hash FROM devices d JOIN input i ON i.mac = d.mac
         WHERE d.config_hash IS DISTINCT FROM i.hash ORDER BY d.mac FOR UPDATE OF d

@@ -149,10 +149,10 @@ export class MacLibraryService {
   /** Records when these MACs were last seen connected (one statement for a whole batch). */
   async recordSeen(seen: { mac: string; seenAt: Date }[]): Promise<void> {
     if (!seen.length) return;
-    const rows = JSON.stringify(seen.map((s) => ({ mac: s.mac, seen_at: s.seenAt.toISOString() })));
+    // Arrays, not a jsonb document: the planner then knows the batch's size and looks the MACs up by index.
     await this.db.execute(sql`
       UPDATE mac_library m SET last_seen_at = u.seen_at
-      FROM jsonb_to_recordset(${rows}::jsonb) AS u(mac text, seen_at timestamptz)
+      FROM unnest(${sql.param(seen.map((s) => s.mac))}::text[], ${sql.param(seen.map((s) => s.seenAt.toISOString()))}::timestamptz[]) AS u(mac, seen_at)
       WHERE m.mac = u.mac`);
   }
 
