@@ -42,7 +42,9 @@ const STARTUP_LOCK = 0x69632d73;
 export async function runIn<T = Record<string, unknown>>(q: Queryable, statement: Statement, values: unknown[]): Promise<T[]> {
   const parts = statement.text.split(/\$(\d+)/);
   const chunks: SQL[] = [];
-  parts.forEach((part, i) => chunks.push(i % 2 === 0 ? sql.raw(part) : sql`${values[Number(part) - 1]}`));
+  // An array is one parameter (as `Database.run` passes it), not a list drizzle would spread into `$1, $2, …`.
+  const value = (v: unknown) => (Array.isArray(v) ? sql`${sql.param(v)}` : sql`${v}`);
+  parts.forEach((part, i) => chunks.push(i % 2 === 0 ? sql.raw(part) : value(values[Number(part) - 1])));
   const result = (await q.execute(sql.join(chunks))) as unknown as { rows: T[] };
   return result.rows;
 }

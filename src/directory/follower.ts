@@ -15,7 +15,7 @@ export interface DirectoryPart {
 }
 
 const renderOf: Statement = { name: 'directory_render_of', text: 'SELECT time_zone, documents FROM directory_renders WHERE mac = $1' };
-const rendersOf: Statement = { name: 'directory_renders_of', text: 'SELECT mac, time_zone, documents FROM directory_renders WHERE mac IN (SELECT jsonb_array_elements_text($1::jsonb))' };
+const rendersOf: Statement = { name: 'directory_renders_of', text: 'SELECT mac, time_zone, documents FROM directory_renders WHERE mac = ANY($1::text[])' };
 
 /** Reads what the directory last rendered for a device (one primary-key read per configuration render). */
 export class DirectoryRenders {
@@ -30,7 +30,7 @@ export class DirectoryRenders {
   /** `of` for many devices in one read (a batch of hellos); a device not placed is absent. */
   async ofMany(macs: string[]): Promise<Map<string, DirectoryPart>> {
     if (!macs.length) return new Map();
-    const rows = await this.database.run<{ mac: string; time_zone: string; documents: DirectoryPart['documents'] }>(rendersOf, [JSON.stringify(macs)]);
+    const rows = await this.database.run<{ mac: string; time_zone: string; documents: DirectoryPart['documents'] }>(rendersOf, [macs]);
     return new Map(rows.map((r) => [r.mac, { timeZone: r.time_zone, documents: r.documents }]));
   }
 }

@@ -20,7 +20,7 @@ export const MAX_COMMAND_BYTES = 64 * 1024;
 /** Room kept for what the gateway adds to every command (`sentAt`). */
 const STAMP_ROOM = 64;
 
-const regularAutopOfMany: Statement = { name: 'configuration_regular_autop_many', text: 'SELECT mac, lines FROM regular_autop WHERE mac IN (SELECT jsonb_array_elements_text($1::jsonb))' };
+const regularAutopOfMany: Statement = { name: 'configuration_regular_autop_many', text: 'SELECT mac, lines FROM regular_autop WHERE mac = ANY($1::text[])' };
 
 /**
  * A device's effective configuration (its record, what the directory rendered for it, its regular Autop) and how it travels: inline in a
@@ -62,7 +62,7 @@ export class Configurations {
   async effectiveOfMany(records: DeviceRow[]): Promise<Map<string, { text: string; hash: string }>> {
     const macs = records.map((d) => d.mac);
     if (!macs.length) return new Map();
-    const [regular, placed] = await Promise.all([this.database.run<{ mac: string; lines: AutopLine[] }>(regularAutopOfMany, [JSON.stringify(macs)]), this.directory.ofMany(macs)]);
+    const [regular, placed] = await Promise.all([this.database.run<{ mac: string; lines: AutopLine[] }>(regularAutopOfMany, [macs]), this.directory.ofMany(macs)]);
     const lines = new Map(regular.map((r) => [r.mac, r.lines]));
     return new Map(records.map((d) => [d.mac, this.render(d, lines.get(d.mac) ?? [], placed.get(d.mac) ?? null)]));
   }

@@ -13,14 +13,16 @@ export interface HelloOfDevice {
   hello: HelloFacts;
 }
 
+// An array, not a jsonb document: the plan looks each MAC up in the unfinished-jobs index, whatever the
+// table's statistics said when the statement was first prepared.
 const unfinishedOfMany = `SELECT ${JOB_COLUMNS}
-  FROM jobs WHERE mac IN (SELECT jsonb_array_elements_text($1::jsonb)) AND ${UNFINISHED_STATE} ORDER BY mac, seq`;
+  FROM jobs WHERE mac = ANY($1::text[]) AND ${UNFINISHED_STATE} ORDER BY mac, seq`;
 
 /** The unfinished jobs of many devices in queue order (each device's head first); a device without any is absent. */
 export async function unfinishedOfDevices(q: Queryable, macs: string[]): Promise<Map<string, JobRow[]>> {
   const byMac = new Map<string, JobRow[]>();
   if (!macs.length) return byMac;
-  for (const raw of await runIn<Record<string, unknown>>(q, { name: 'jobs_unfinished_of_many', text: unfinishedOfMany }, [JSON.stringify(macs)])) {
+  for (const raw of await runIn<Record<string, unknown>>(q, { name: 'jobs_unfinished_of_many', text: unfinishedOfMany }, [macs])) {
     const row = jobFromRow(raw);
     const list = byMac.get(row.mac);
     if (list) list.push(row);
