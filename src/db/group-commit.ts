@@ -23,7 +23,7 @@ export class GroupCommit<I, O> {
   private inFlight = 0;
   private scheduled = false;
 
-  /** `run` answers one output per item, in the items' order; its failure is every item's. */
+  /** `run` answers one output per item, in the items' order. */
   constructor(
     private readonly run: (items: I[]) => Promise<O[]>,
     private readonly opts: GroupCommitOptions<I>,
@@ -43,6 +43,27 @@ export class GroupCommit<I, O> {
     });
   }
 
+  /**
+   * One statement for the batch; when it fails, each request alone, so one that cannot be written (a
+   * device's answer the database refuses) fails by itself and never takes the others down with it.
+   */
+  private async runBatch(batch: Waiting<I, O>[]): Promise<void> {
+    try {
+      const outs = await this.run(batch.map((w) => w.item));
+      batch.forEach((w, i) => w.resolve(outs[i]!));
+    } catch (err) {
+      if (batch.length === 1) return batch[0]!.reject(err);
+      await Promise.all(
+        batch.map((w) =>
+          this.run([w.item]).then(
+            (outs) => w.resolve(outs[0]!),
+            (e: unknown) => w.reject(e),
+          ),
+        ),
+      );
+    }
+  }
+
   private drain(): void {
     while (this.waiting.length && this.inFlight < this.opts.maxInFlight) {
       const batch: Waiting<I, O>[] = [];
@@ -58,11 +79,7 @@ export class GroupCommit<I, O> {
       }
       this.waiting = later;
       this.inFlight++;
-      this.run(batch.map((w) => w.item))
-        .then(
-          (outs) => batch.forEach((w, i) => w.resolve(outs[i]!)),
-          (err: unknown) => batch.forEach((w) => w.reject(err)),
-        )
+      this.runBatch(batch)
         .finally(() => {
           this.inFlight--;
           this.drain();
