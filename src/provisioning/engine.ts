@@ -299,11 +299,6 @@ export class ProvisioningEngine implements DeviceEventSink {
         await this.finish(row, { state: 'failed', error: { code: 'device_deleted', message: 'the device this job was made for no longer exists' } }, 'engine');
         return null;
       }
-      const body = await handler.command(row, device);
-      if ('fail' in body) {
-        await this.finish(row, { state: 'failed', error: body.fail }, 'engine');
-        return null;
-      }
       // Conditional on the state and attempts read: an answer (accepted, in-progress) that arrived meanwhile wins.
       const dispatched = await this.store.transition(
         null,
@@ -312,6 +307,13 @@ export class ProvisioningEngine implements DeviceEventSink {
         'engine',
       );
       if (!dispatched.length) continue; // changed under us: decide again
+      // Built only once the job has left `queued`: a change that skips a device whose configuration job is
+      // still queued (followDirectory) then never meets a command rendered before it.
+      const body = await handler.command(row, device);
+      if ('fail' in body) {
+        await this.finish(row, { state: 'failed', error: body.fail }, 'engine');
+        return null;
+      }
       // The delivery is audited (in the dispatch statement) before it is published, so a fast device's
       // answer never reaches the audit log before its delivery.
       const command: DeviceCommand = { id: row.id, kind: row.kind, ...body, expiresAt: row.expiresAt.toISOString() };

@@ -141,7 +141,8 @@ export class ProvisioningService {
   /**
    * Provisions devices whose directory documents changed: one `provision` job each, recorded as the
    * directory's, unless a job carrying the configuration still waits undelivered (it renders the newest
-   * configuration when it is delivered). Deleted devices are skipped.
+   * configuration when it is delivered: the engine builds a command only once its job has left `queued`).
+   * Deleted devices are skipped.
    */
   async followDirectory(macs: string[]): Promise<string[]> {
     const owners = await this.devices.firmwareOf(macs, null);
