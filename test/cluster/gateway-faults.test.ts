@@ -28,7 +28,9 @@ t.test('a cluster of processes: sessions spread, commands reach the holding proc
     [...text.matchAll(/^intercom_gateway_sessions\{([^}]*)\} (\d+)/gm)].filter((m) => m[1]!.includes('role="gateway"')).map((m) => Number(m[2]));
   const metricsText = await waitFor(
     () => fetch(`${cluster.httpUrl}/metrics`).then((r) => r.text()),
-    (text) => sessionsByProcess(text).length === 2 && sessionsByProcess(text).reduce((a, b) => a + b, 0) === 8 && /intercom_queue_jobs\{[^}]*role="engine"/.test(text),
+    (text) => sessionsByProcess(text).length === 2 && sessionsByProcess(text).reduce((a, b) => a + b, 0) === 8 && /intercom_queue_jobs\{[^}]*role="engine"/.test(text) &&
+      // A device applies before it answers, and the counter follows the outbox after the answer: wait for it too.
+      /intercom_jobs_finished_total\{[^}]*kind="provision"[^}]*state="succeeded"/.test(text),
     60_000,
     250,
   );
