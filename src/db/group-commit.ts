@@ -4,10 +4,10 @@
  * under load, batches grow to what arrived meanwhile: fewer round trips, each carrying more.
  */
 export interface GroupCommitOptions<I> {
-  /** The largest batch. */
-  maxBatch: number;
-  /** Batches running at once; what arrives meanwhile waits for the next. */
-  maxInFlight: number;
+  /** The largest batch (500 rows by default). */
+  maxBatch?: number;
+  /** Batches running at once, 4 by default (the pool has more); what arrives meanwhile waits for the next. */
+  maxInFlight?: number;
   /** Requests with the same key never share a batch (one statement changes a row once). */
   key?: (item: I) => string;
 }
@@ -22,12 +22,17 @@ export class GroupCommit<I, O> {
   private waiting: Waiting<I, O>[] = [];
   private inFlight = 0;
   private scheduled = false;
+  private readonly maxBatch: number;
+  private readonly maxInFlight: number;
 
   /** `run` answers one output per item, in the items' order. */
   constructor(
     private readonly run: (items: I[]) => Promise<O[]>,
-    private readonly opts: GroupCommitOptions<I>,
-  ) {}
+    private readonly opts: GroupCommitOptions<I> = {},
+  ) {
+    this.maxBatch = opts.maxBatch ?? 500;
+    this.maxInFlight = opts.maxInFlight ?? 4;
+  }
 
   submit(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
@@ -65,13 +70,13 @@ export class GroupCommit<I, O> {
   }
 
   private drain(): void {
-    while (this.waiting.length && this.inFlight < this.opts.maxInFlight) {
+    while (this.waiting.length && this.inFlight < this.maxInFlight) {
       const batch: Waiting<I, O>[] = [];
       const later: Waiting<I, O>[] = [];
       const keys = new Set<string>();
       for (const w of this.waiting) {
         const key = this.opts.key?.(w.item);
-        if (batch.length >= this.opts.maxBatch || (key !== undefined && keys.has(key))) later.push(w);
+        if (batch.length >= this.maxBatch || (key !== undefined && keys.has(key))) later.push(w);
         else {
           batch.push(w);
           if (key !== undefined) keys.add(key);

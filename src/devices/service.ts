@@ -71,7 +71,7 @@ function deviceView(d: DeviceRow, placement: DevicePlacementView | null = null):
 
 export class DeviceService {
   // Every command the engine sends reads its device's record: reads that arrive together share a statement.
-  private readonly records = new GroupCommit<string, DeviceRow | null>((macs) => this.recordsOf(macs), { maxBatch: 500, maxInFlight: 4 });
+  private readonly records = new GroupCommit<string, DeviceRow | null>((macs) => this.recordsOf(macs));
   private readonly exchanges = new GroupCommit<{ mac: string; hash: string }, { previous: string | null; installerId: string } | null>(
     async (reports) => {
       const out = await this.exchangeConfigHashes(reports);
@@ -80,7 +80,7 @@ export class DeviceService {
         return e ? { previous: e.previous, installerId: e.record.installerId } : null;
       });
     },
-    { maxBatch: 500, maxInFlight: 4, key: (r) => r.mac },
+    { key: (r) => r.mac },
   );
 
   constructor(
@@ -88,8 +88,7 @@ export class DeviceService {
     private readonly events: DomainEvents,
     /** Where devices are installed: the directory's records, reached through this narrow interface. */
     private readonly placements: DevicePlacements,
-  ) {
-  }
+  ) {}
 
   private scope(principal: Principal): SQL | undefined {
     if (principal.role === 'distributor') return undefined;

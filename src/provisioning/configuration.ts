@@ -34,7 +34,7 @@ export class Configurations {
       const out = await this.effectiveOfMany(records);
       return records.map((d) => out.get(d.mac)!);
     },
-    { maxBatch: 500, maxInFlight: 4, key: (d) => d.mac },
+    { key: (d) => d.mac },
   );
 
   constructor(

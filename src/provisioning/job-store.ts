@@ -32,9 +32,6 @@ export interface JobActor {
 
 const UNFINISHED = UNFINISHED_STATE;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** Group commit's bounds: rows per statement, statements of one kind at once (the pool has more). */
-const BATCH = 500;
-const IN_FLIGHT = 4;
 const COLUMNS = JOB_COLUMNS;
 
 type RawJob = Record<string, unknown>;
@@ -102,9 +99,9 @@ export class JobStore {
     private readonly now: () => number = Date.now,
   ) {
     const grouped = (type: JobChange['type']) =>
-      new GroupCommit<BatchedTransition, TransitionedJob[]>((items) => this.transitionMany(type, items), { maxBatch: BATCH, maxInFlight: IN_FLIGHT, key: (i) => i.selector.id.toLowerCase() });
+      new GroupCommit<BatchedTransition, TransitionedJob[]>((items) => this.transitionMany(type, items), { key: (i) => i.selector.id.toLowerCase() });
     this.batched = { dispatch: grouped('dispatch'), progress: grouped('progress'), finish: grouped('finish') };
-    this.loads = new GroupCommit((ids) => this.loadMany(ids), { maxBatch: BATCH, maxInFlight: IN_FLIGHT });
+    this.loads = new GroupCommit((ids) => this.loadMany(ids));
     // A batch's jobs are delivered together and each reads the batch's lines.
     this.lines = new GroupCommit(
       async (ids) => {
@@ -112,7 +109,6 @@ export class JobStore {
         const byId = new Map(rows.map((r) => [r.id, r.lines]));
         return ids.map((id) => byId.get(id.toLowerCase()) ?? null);
       },
-      { maxBatch: BATCH, maxInFlight: IN_FLIGHT },
     );
   }
 

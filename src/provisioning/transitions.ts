@@ -33,13 +33,16 @@ interface Inputs {
   change: string;
   /** The instant, as timestamptz. */
   at: string;
+  /** The instant in the audit and outbox rows, read from CTE `t`. */
+  rowAt: string;
   /** In the audit and outbox rows (CTE `t`): the actor and the audit details to add. */
   actor: string;
   details: string;
 }
-const ONE: Inputs = { change: '$2::jsonb', at: 'to_timestamp($4::float8 / 1000)', actor: '$3', details: '$5::jsonb' };
+const ONE: Inputs = { change: '$2::jsonb', at: 'to_timestamp($4::float8 / 1000)', rowAt: 'to_timestamp($4::float8 / 1000)', actor: '$3', details: '$5::jsonb' };
 // A batch: each row of `x` (jsonb_to_recordset of $1) carries its own change, instant, actor and details.
-const EACH: Inputs = { change: 'x.change', at: 'to_timestamp(x.at::float8 / 1000)', actor: 't.x_actor', details: 't.x_details' };
+// Each row's own instant came back from the update as t.updated_at.
+const EACH: Inputs = { change: 'x.change', at: 'to_timestamp(x.at::float8 / 1000)', rowAt: 't.updated_at', actor: 't.x_actor', details: 't.x_details' };
 const AT = ONE.at;
 const sel = (key: string) => `($1::jsonb->>'${key}')`;
 
@@ -82,8 +85,7 @@ const BATCH_CHANGES = changes(EACH);
 
 /** The audit and outbox rows of the jobs in CTE `t` (which has `from_state`), and the statement's answer. */
 function written(c: ChangeSql, answer: string, i: Inputs = ONE): string {
-  // In a batch, each row's own instant came back from the update as t.updated_at.
-  const at = i === ONE ? AT : 't.updated_at';
+  const at = i.rowAt;
   return `, a AS (
       INSERT INTO audit_log (at, actor, action, mac, job_id, batch_id, details)
       SELECT ${at}, ${i.actor}, ${c.action}, t.mac, t.id, t.batch_id, ${c.details} || ${i.details} FROM t
