@@ -9,7 +9,11 @@ export const idempotencyHeaders = z.looseObject({
     .string()
     .regex(/^[\x21-\x7e]{1,255}$/, '1 to 255 visible ASCII characters')
     .optional()
-    .describe('Makes the request safe to retry: a retry with the same key answers the first answer and creates nothing new (kept 24 h).'),
+    .describe(
+      'Makes the request safe to retry: a retry with the same key answers the first answer and creates nothing new (kept 24 h). ' +
+        'The same key with another request is 422 `idempotency_key_reused`; a retry while the first is still being answered is 409 ' +
+        '`idempotency_key_in_progress` (retry in a second); if the first recorded its jobs but its answer was lost, 409 `idempotency_key_unanswered` names them (`details.jobIds`).',
+    ),
 });
 
 /** Who asks and, when the request carries an Idempotency-Key, the key with a fingerprint of what is asked. */

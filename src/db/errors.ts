@@ -10,6 +10,15 @@ export function databaseErrorCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/** The constraint a unique violation (23505) broke, wherever the error wraps PostgreSQL's. */
+export function violatedUnique(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, constraint } = e as { code?: unknown; constraint?: unknown };
+    if (code === '23505' && typeof constraint === 'string') return constraint;
+  }
+  return undefined;
+}
+
 /**
  * Whether PostgreSQL refused the data (SQLSTATE class 22 data exception or 23 integrity violation), as
  * opposed to being unreachable or overloaded: only refused data is worth isolating row by row.

@@ -5,6 +5,7 @@ import type { Logger } from '../logger.js';
 import type { CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from './channel.js';
 import { decide } from './decide.js';
 import type { EngineObserver, EngineOptions } from './engine-options.js';
+import type { IdempotencyKey } from './idempotency.js';
 import type { JobActor, JobChange, JobRow, JobStore, NewJob } from './job-store.js';
 import { defaultAnswer, readHello, readHellos, resultOf, type HelloContext, type JobOutcome } from './kinds.js';
 import { unfinishedOfDevices, type HelloOfDevice } from './hello-batch.js';
@@ -104,10 +105,10 @@ export class ProvisioningEngine implements DeviceEventSink {
   /**
    * Records jobs with their audit and outbox rows in the caller's transaction, with the side effects kinds
    * registered for their creation (each job answers the ids of the jobs it ended: `settle` them after the
-   * commit); `enqueue` them after it commits.
+   * commit); `enqueue` them after it commits. With `claim`, the statement making them claims that key too.
    */
-  async create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<CreatedJob[]> {
-    const rows = await this.store.create(q, actor, items.map((i) => ({ ...i, urgent: this.opts.kinds.urgent(i.kind) })), details);
+  async create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}, claim?: IdempotencyKey): Promise<CreatedJob[]> {
+    const rows = await this.store.create(q, actor, items.map((i) => ({ ...i, urgent: this.opts.kinds.urgent(i.kind) })), details, claim);
     const created: CreatedJob[] = [];
     for (const row of rows) {
       const ended: string[] = [];

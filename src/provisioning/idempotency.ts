@@ -1,10 +1,13 @@
 import { and, eq, lt } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
-import { DomainError } from '../shared/errors.js';
+import { violatedUnique } from '../db/errors.js';
+import { conflict, DomainError } from '../shared/errors.js';
 import { idempotentRequests } from './tables.js';
 
 /** How long a key answers retries. */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
+/** How long a claimed key may wait for its answer before a retry is told the answer was lost. */
+const ANSWER_GRACE_MS = 30_000;
 
 /** A job-creating request made with an Idempotency-Key header. */
 export interface IdempotencyKey {
@@ -15,10 +18,11 @@ export interface IdempotencyKey {
 }
 
 /**
- * Idempotency keys of job-creating requests. The key is claimed, with the answer, in the transaction that
- * created the jobs, by its last statement: a request costs one statement for its key. When the key was
- * taken (by an earlier request, or one racing: the insert waits for that one's transaction) the caller
- * rolls its work back and answers the earlier answer (`earlier`).
+ * Idempotency keys of job-creating requests. A request of one statement claims the key in that statement
+ * (with its jobs' ids; a key held fails it) and stores its answer by a second (`answer`); a request of a
+ * transaction claims the key with its answer by the transaction's last statement (`claimAnswered`). When
+ * the key was taken (by an earlier request, or one racing: the insert waits for that one's transaction)
+ * the caller's work is undone and it answers the earlier answer (`earlier`).
  */
 export class IdempotentRequests {
   constructor(private readonly db: Db) {}
@@ -40,11 +44,26 @@ export class IdempotentRequests {
     return claimed.length > 0;
   }
 
+  /** Whether a statement failed because it claimed a key another request holds. */
+  isHeld(err: unknown): boolean {
+    return violatedUnique(err) === 'idempotent_requests_account_id_key_pk';
+  }
+
+  /** Stores the answer of a request whose statement claimed the key (`createClaimingStatement`). */
+  async answer(k: IdempotencyKey, body: unknown): Promise<void> {
+    await this.db
+      .update(idempotentRequests)
+      .set({ body })
+      .where(and(eq(idempotentRequests.accountId, k.accountId), eq(idempotentRequests.key, k.key)));
+  }
+
   /**
-   * The answer of the request that holds the key (read after the caller's work was rolled back); 422 when
-   * it was made for another request, null when the key is free again (swept meanwhile).
+   * The answer of the request that holds the key (read after the caller's work was undone); 422 when it
+   * was made for another request, 409 while its answer is still being made (or was lost: its jobs were
+   * recorded, their ids are in the details), null when the key is free again (swept meanwhile, or past its
+   * time to live: then it is released here).
    */
-  async earlier(k: IdempotencyKey): Promise<{ body: unknown; jobIds: string[] } | null> {
+  async earlier(k: IdempotencyKey, now = Date.now()): Promise<{ body: unknown; jobIds: string[] } | null> {
     const rows = await this.db
       .select()
       .from(idempotentRequests)
@@ -54,6 +73,18 @@ export class IdempotentRequests {
     if (!earlier) return null;
     if (earlier.fingerprint !== k.fingerprint) {
       throw new DomainError('unprocessable', 'idempotency_key_reused', 'this Idempotency-Key was used for a different request', { key: k.key });
+    }
+    const age = now - earlier.createdAt.getTime();
+    // (+1: created_at holds microseconds a Date drops; the delete below must find the row this saw as expired)
+    if (age >= IDEMPOTENCY_TTL_MS + 1) {
+      await this.db
+        .delete(idempotentRequests)
+        .where(and(eq(idempotentRequests.accountId, k.accountId), eq(idempotentRequests.key, k.key), lt(idempotentRequests.createdAt, new Date(now - IDEMPOTENCY_TTL_MS))));
+      return null;
+    }
+    if (earlier.body === null) {
+      if (age < ANSWER_GRACE_MS) throw conflict('idempotency_key_in_progress', 'a request with this Idempotency-Key is still being answered; retry in a second', { key: k.key, retryAfterSeconds: 1 });
+      throw conflict('idempotency_key_unanswered', 'the request that first used this Idempotency-Key recorded its jobs, but its answer was lost: look them up by id', { key: k.key, jobIds: earlier.jobIds });
     }
     return { body: earlier.body, jobIds: earlier.jobIds };
   }

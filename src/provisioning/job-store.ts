@@ -2,7 +2,8 @@ import type { Database, Queryable, Statement } from '../db/client.js';
 import { runIn } from '../db/client.js';
 import { GroupCommit } from '../db/group-commit.js';
 import { UNFINISHED_STATE, type AutopLine, type JobError, type JobKind, type JobState, jobs } from './tables.js';
-import { batchedTransitionStatement, createStatement, JOB_COLUMNS, selectorOf, transitionStatement, type BatchedTransition, type JobChange, type JobSelector } from './transitions.js';
+import type { IdempotencyKey as KeyClaim } from './idempotency.js';
+import { batchedTransitionStatement, createClaimingStatement, createStatement, JOB_COLUMNS, selectorOf, transitionStatement, type BatchedTransition, type JobChange, type JobSelector } from './transitions.js';
 
 export type { JobChange, JobSelector } from './transitions.js';
 
@@ -123,8 +124,11 @@ export class JobStore {
     return this.last;
   }
 
-  /** Records jobs with their `job.created` audit and outbox rows in the caller's transaction, in the given order. */
-  async create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}): Promise<JobRow[]> {
+  /**
+   * Records jobs with their `job.created` audit and outbox rows in the caller's transaction, in the given
+   * order; with `claim`, the same statement claims that Idempotency-Key for them (a key held fails it).
+   */
+  async create(q: Queryable, actor: JobActor, items: NewJob[], details: Record<string, unknown> = {}, claim?: KeyClaim): Promise<JobRow[]> {
     if (!items.length) return [];
     const input = items.map((i, ord) => ({
       ord,
@@ -136,7 +140,10 @@ export class JobStore {
       expires_at: i.expiresAt.toISOString(),
       urgent: i.urgent === true,
     }));
-    const rows = await runIn<RawJob>(q, createStatement, [JSON.stringify(input), actor.accountId, actor.label, this.stamp(), JSON.stringify(details)]);
+    const values = [JSON.stringify(input), actor.accountId, actor.label, this.stamp(), JSON.stringify(details)];
+    const rows = claim
+      ? await runIn<RawJob>(q, createClaimingStatement, [...values, claim.accountId, claim.key, claim.fingerprint])
+      : await runIn<RawJob>(q, createStatement, values);
     return rows.map(jobFromRow);
   }
 

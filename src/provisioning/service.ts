@@ -68,53 +68,69 @@ export class ProvisioningService {
     private readonly queue: GroupedEnqueue | null = null,
   ) {}
 
-  /** Records jobs (with their audit rows) inside the caller's transaction; they run once `submit` enqueues them. */
-  insertJobs(tx: Queryable, actor: JobActor, items: JobRequest[]): Promise<CreatedJob[]> {
+  /**
+   * Records jobs (with their audit rows) inside the caller's transaction; they run once `submit` enqueues
+   * them. With `claim` the statement claims that Idempotency-Key too (one-statement work).
+   */
+  insertJobs(tx: Queryable, actor: JobActor, items: JobRequest[], claim?: IdempotencyKey): Promise<CreatedJob[]> {
     const now = this.engine.now();
     return this.engine.create(
       tx,
       actor,
       items.map(({ expiresInSeconds, ...i }) => ({ ...i, expiresAt: new Date(now + (expiresInSeconds ?? DEFAULT_EXPIRY_SECONDS) * 1000) })),
+      {},
+      claim,
     );
   }
 
   /**
-   * Runs a job-creating request: in one transaction `work` records what it records and builds its answer,
-   * and the idempotency key (if any) is claimed with that answer by the transaction's last statement; then
-   * the jobs are given to the queue, grouped with the other requests of the tick. A retry with the same key
-   * finds the key taken: its work is rolled back and it gets the stored answer (its jobs re-offered to the
-   * queue, which keeps the ones it has). Work of `oneStatement` without a key runs as that one statement,
-   * with no transaction around it. When Redis does not take the jobs in time the answer is 503
+   * Runs a job-creating request: `work` records what it records and builds its answer, then the jobs are
+   * given to the queue, grouped with the other requests of the tick. Work of `oneStatement` runs as that
+   * one statement, with no transaction around it (BEGIN and COMMIT would be two more round trips); with an
+   * Idempotency-Key that statement claims the key and one more stores the answer. Other work runs in a
+   * transaction whose last statement claims the key with the answer. A retry with the same key finds the
+   * key taken: its work is undone and it gets the stored answer (its jobs re-offered to the queue, which
+   * keeps the ones it has). When Redis does not take the jobs in time the answer is 503
    * `queue_unavailable` with the job ids: they are recorded and run once reconciliation finds Redis back.
    */
   async submit<T>(
     ctx: RequestContext,
-    /** Records what the request records and builds its answer; `after` runs once committed and must not throw. */
-    work: (tx: Tx) => Promise<{ jobs: JobRow[]; answer: T; after?: () => Promise<void> }>,
+    /**
+     * Records what the request records and builds its answer; `after` runs once committed and must not
+     * throw. One-statement work hands `claim` to `insertJobs`.
+     */
+    work: (tx: Tx, claim?: IdempotencyKey) => Promise<{ jobs: JobRow[]; answer: T; after?: () => Promise<void> }>,
     oneStatement = false,
   ): Promise<Submitted<T>> {
     const key = ctx.idempotency;
+    const made = (done: { jobs: JobRow[]; answer: T; after?: () => Promise<void> }) => ({
+      replayed: false,
+      answer: done.answer,
+      jobIds: done.jobs.map((j) => j.id),
+      urgent: done.jobs.filter((j) => j.urgent).map((j) => j.id),
+      after: done.after,
+    });
     let result: { replayed: boolean; answer: T; jobIds: string[]; urgent?: string[]; after?: () => Promise<void> };
-    if (!key && oneStatement) {
-      // A single statement is atomic by itself: BEGIN and COMMIT would be two more round trips. (Db runs every query Tx does.)
-      const done = await work(this.db as unknown as Tx);
-      result = { replayed: false, answer: done.answer, jobIds: done.jobs.map((j) => j.id), urgent: done.jobs.filter((j) => j.urgent).map((j) => j.id), after: done.after };
-    } else {
-      const replay = Symbol('replay');
-      try {
+    const replay = Symbol('replay');
+    try {
+      if (oneStatement) {
+        // (Db runs every query Tx does.) A key held by another request fails the statement: nothing recorded.
+        const done = await work(this.db as unknown as Tx, key);
+        if (key) await this.idempotency.answer(key, done.answer);
+        result = made(done);
+      } else {
         result = await this.db.transaction(async (tx) => {
           const done = await work(tx);
-          const jobIds = done.jobs.map((j) => j.id);
-          if (key && !(await this.idempotency.claimAnswered(tx, key, done.answer, jobIds))) throw replay;
-          return { replayed: false, answer: done.answer, jobIds, urgent: done.jobs.filter((j) => j.urgent).map((j) => j.id), after: done.after };
+          if (key && !(await this.idempotency.claimAnswered(tx, key, done.answer, done.jobs.map((j) => j.id), this.engine.now()))) throw replay;
+          return made(done);
         });
-      } catch (err) {
-        if (err !== replay) throw err;
-        const earlier = await this.idempotency.earlier(key!);
-        // Swept between the claim and this read: the key is free, so the request runs afresh.
-        if (!earlier) return this.submit(ctx, work, oneStatement);
-        result = { replayed: true, answer: earlier.body as T, jobIds: earlier.jobIds };
       }
+    } catch (err) {
+      if (!key || (err !== replay && !this.idempotency.isHeld(err))) throw err;
+      const earlier = await this.idempotency.earlier(key, this.engine.now());
+      // Swept between the claim and this read (or expired): the key is free, so the request runs afresh.
+      if (!earlier) return this.submit(ctx, work, oneStatement);
+      result = { replayed: true, answer: earlier.body as T, jobIds: earlier.jobIds };
     }
     // A replay's urgent jobs were expedited by the first request (or their twins drive them).
     await this.enqueue(result.jobIds, result.urgent);
@@ -204,8 +220,8 @@ export class ProvisioningService {
     const parsed = parseAutop(commands);
     return this.submit(
       ctx,
-      async (tx) => {
-        const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'autop-once', mac, installerId, params: { lines: parsed.lines }, expiresInSeconds }]);
+      async (tx, claim) => {
+        const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind: 'autop-once', mac, installerId, params: { lines: parsed.lines }, expiresInSeconds }], claim);
         return { jobs: created, answer: { job: jobView(created[0]!), dropped: parsed.dropped } };
       },
       true,
@@ -272,9 +288,9 @@ export class ProvisioningService {
     return this.installerOf(ctx.principal, mac).then((installerId) =>
       this.submit(
         ctx,
-        async (tx) => {
+        async (tx, claim) => {
           await before?.(tx);
-          const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind, mac, installerId, params, expiresInSeconds }]);
+          const created = await this.insertJobs(tx, accountActor(ctx.principal), [{ kind, mac, installerId, params, expiresInSeconds }], claim);
           return { jobs: created, answer: { job: jobView(created[0]!) } };
         },
         !before,

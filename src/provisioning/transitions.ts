@@ -127,17 +127,32 @@ export function transitionStatement(selector: keyof typeof SELECTORS, change: Jo
 
 export const selectorOf = (s: JobSelector): keyof typeof SELECTORS => ('id' in s ? 'job' : 'batchId' in s ? 'batch' : 'device');
 
-/** Jobs made: $1 the jobs (jsonb), $2 requested by, $3 the actor, $4 the instant, $5 audit details to add. */
-export const createStatement: Statement = {
-  name: 'jobs_transition_create',
-  text: `WITH input AS (
+/** The statement making jobs; with `claim`, it also claims an Idempotency-Key for them (`createClaimingStatement`). */
+function createText(claim: string): string {
+  return `WITH input AS (
       SELECT * FROM jsonb_to_recordset($1::jsonb)
         AS x(ord int, kind text, urgent boolean, mac text, installer_id uuid, batch_id uuid, params jsonb, expires_at timestamptz)
     ), t AS (
       INSERT INTO jobs (kind, urgent, mac, installer_id, batch_id, params, requested_by, expires_at, created_at, updated_at)
       SELECT kind, COALESCE(urgent, false), mac, installer_id, batch_id, params, $2::uuid, expires_at, ${AT}, ${AT} FROM input ORDER BY ord
       RETURNING ${JOB_COLUMNS}, NULL::text AS from_state
-    )${written({ set: '', action: `'job.created'`, event: `'created'`, details: `jsonb_build_object('kind', t.kind)` }, 'SELECT * FROM t ORDER BY seq')}`,
+    )${claim}${written({ set: '', action: `'job.created'`, event: `'created'`, details: `jsonb_build_object('kind', t.kind)` }, 'SELECT * FROM t ORDER BY seq')}`;
+}
+
+/** Jobs made: $1 the jobs (jsonb), $2 requested by, $3 the actor, $4 the instant, $5 audit details to add. */
+export const createStatement: Statement = { name: 'jobs_transition_create', text: createText('') };
+
+/**
+ * `createStatement` that also claims an Idempotency-Key with the ids of the jobs it makes ($6 the account,
+ * $7 the key, $8 the fingerprint; the answer follows once built). A plain insert: a key already held fails
+ * the whole statement with a unique violation, so a retry records nothing.
+ */
+export const createClaimingStatement: Statement = {
+  name: 'jobs_transition_create_claiming',
+  text: createText(`, claim AS (
+      INSERT INTO idempotent_requests (account_id, key, fingerprint, body, job_ids, created_at)
+      SELECT $6::uuid, $7::text, $8::text, NULL, COALESCE(jsonb_agg(t.id ORDER BY t.seq), '[]'::jsonb), ${AT} FROM t
+    )`),
 };
 
 /** One job's transition in a batch: the job (conditional as `JobSelector`'s one job) and its own change. */
