@@ -17,7 +17,13 @@ interface SessionState {
   startedAt: number;
   epoch: number | undefined;
   ready: boolean;
+  /** A valid hello arrived and is being processed: the grace period is for devices that send none. */
+  hello: boolean;
 }
+
+/** Runs `fn` after `ms` without keeping the process alive (tests pass their own). */
+export type Timer = (ms: number, fn: () => void) => void;
+const unrefTimer: Timer = (ms, fn) => void setTimeout(fn, ms).unref();
 
 /**
  * The live device sessions: which connection currently speaks for each MAC, when it began, whether its
@@ -40,6 +46,7 @@ export class Sessions {
     private readonly addressOf: (client: Client) => string,
     private readonly registry: SessionRegistry,
     private readonly log: Logger,
+    private readonly after: Timer = unrefTimer,
   ) {}
 
   setSink(sink: DeviceEventSink) {
@@ -55,7 +62,7 @@ export class Sessions {
    * and the registry makes it the MAC's session (an older one on another process is closed).
    */
   async begin(client: Client): Promise<void> {
-    const state: SessionState = { startedAt: Date.now(), epoch: undefined, ready: false };
+    const state: SessionState = { startedAt: Date.now(), epoch: undefined, ready: false, hello: false };
     this.state.set(client, state);
     state.epoch = (await this.registry.claim(client.id)).epoch;
   }
@@ -69,10 +76,15 @@ export class Sessions {
     this.byMac.set(client.id, client);
     this.presence.mark({ mac: client.id, status: 'online', epoch: this.state.get(client)?.epoch, gateway: this.registry.gatewayId, connectedAt: now, seenAt: now, ip: this.addressOf(client) });
     // Commands start after the hello, which tells whether the device was reset; a device that sends no
-    // valid hello is served all the same after a grace period.
-    setTimeout(() => {
-      if (this.byMac.get(client.id) === client && !this.isReady(client)) this.markReady(client);
-    }, HELLO_GRACE_MS).unref();
+    // valid hello is served all the same after a grace period. One whose hello waits in a batch (a storm
+    // outlasting the grace) is not: it would get commands before its hello is read, and be woken twice.
+    this.graceFor(client);
+  }
+
+  private graceFor(client: Client) {
+    this.after(HELLO_GRACE_MS, () => {
+      if (this.byMac.get(client.id) === client && !this.isReady(client) && !this.state.get(client)?.hello) this.markReady(client);
+    });
   }
 
   closed(client: Client) {
@@ -99,6 +111,8 @@ export class Sessions {
       return;
     }
     const { model, firmware, ip, configHash } = parsed.value;
+    const state = this.state.get(client);
+    if (state) state.hello = true;
     this.presence.mark({ mac: client.id, seenAt: new Date(), model, firmware, ip: ip ?? this.addressOf(client) });
     const hello: HelloFacts = { model, firmware, configHash };
     if (this.sink?.devicesHello) {
@@ -113,7 +127,15 @@ export class Sessions {
   private helloAlone(client: Client, hello: HelloFacts) {
     if (this.byMac.get(client.id) !== client) return;
     this.report(async () => {
-      await this.sink?.deviceHello(client.id, hello);
+      try {
+        await this.sink?.deviceHello(client.id, hello);
+      } catch (err) {
+        // A hello that could not be read leaves the device as one that sent none: served after a grace period.
+        const state = this.state.get(client);
+        if (state) state.hello = false;
+        this.graceFor(client);
+        throw err;
+      }
       this.markReady(client);
     });
   }
@@ -187,7 +209,7 @@ export class Sessions {
   /** Marks the session ready (a connection that never authenticated here gets its record now). */
   private readied(client: Client): SessionState {
     let state = this.state.get(client);
-    if (!state) this.state.set(client, (state = { startedAt: Date.now(), epoch: undefined, ready: false }));
+    if (!state) this.state.set(client, (state = { startedAt: Date.now(), epoch: undefined, ready: false, hello: false }));
     state.ready = true;
     return state;
   }

@@ -32,9 +32,15 @@ function recordingSink() {
   return { sink, calls, release, readyAfter };
 }
 
-function sessionsWith(sink: DeviceEventSink) {
+/** Grace timers the test fires itself. */
+function manualTimers() {
+  const due: (() => void)[] = [];
+  return { after: (_ms: number, fn: () => void) => void due.push(fn), fire: () => due.splice(0).forEach((fn) => fn()) };
+}
+
+function sessionsWith(sink: DeviceEventSink, timers = manualTimers()) {
   const presence = new PresenceTracker(async () => {}, 1_000_000, log);
-  const sessions = new Sessions(presence, () => '127.0.0.1', new LocalSessionRegistry('test'), log);
+  const sessions = new Sessions(presence, () => '127.0.0.1', new LocalSessionRegistry('test'), log, timers.after);
   sessions.setSink(sink);
   return sessions;
 }
@@ -117,6 +123,8 @@ t.test('a batch the engine fails is tried device by device: only the device whos
   let readied = 0;
   let allReady: () => void = () => {};
   const done = new Promise<void>((r) => (allReady = r));
+  let badReady: () => void = () => {};
+  const served = new Promise<void>((r) => (badReady = r));
   const sink: DeviceEventSink = {
     devicesHello: async () => {
       throw new Error('a row of the batch was refused');
@@ -127,15 +135,42 @@ t.test('a batch the engine fails is tried device by device: only the device whos
     },
     deviceReady: async (mac) => {
       single.push(`ready ${mac}`);
-      if (++readied === good.length) allReady();
+      if (mac === bad) badReady();
+      else if (++readied === good.length) allReady();
     },
     commandStatus: async () => {},
   };
-  const sessions = sessionsWith(sink);
+  const timers = manualTimers();
+  const sessions = sessionsWith(sink, timers);
   const clients = await Promise.all([bad!, ...good].map((m) => connected(sessions, m)));
   for (const c of clients) sessions.hello(c, hello('d'.repeat(64)));
   await done;
   t.same(single.filter((s) => s.startsWith('hello')).sort(), [bad!, ...good].map((m) => `hello ${m}`).sort(), 'each hello tried alone');
   t.same(single.filter((s) => s.startsWith('ready')).sort(), good.map((m) => `ready ${m}`).sort(), 'the others are ready');
   t.equal(sessions.connectedSince(bad!), null, 'the failing device waits for its grace period');
+  timers.fire();
+  await served;
+  t.ok(single.includes(`ready ${bad}`), 'then it is served as a device without a hello');
+  t.type(sessions.connectedSince(bad!), 'number');
+});
+
+t.test('the hello grace period serves a device that sent no hello, not one whose hello waits in a batch', async (t) => {
+  const { sink, calls, release, readyAfter } = recordingSink();
+  const timers = manualTimers();
+  const sessions = sessionsWith(sink, timers);
+  const [waiting, silent] = macs(2, 0x500);
+  const slow = await connected(sessions, waiting!);
+  await connected(sessions, silent!);
+  sessions.hello(slow, hello('e'.repeat(64)));
+  await new Promise((r) => setImmediate(r));
+  t.equal(calls.hellos.length, 1, 'the hello is being read (its batch is held)');
+  timers.fire(); // the grace period ends while the batch is still being read (a storm)
+  await new Promise((r) => setImmediate(r));
+  t.same(calls.single, [`ready ${silent}`], 'only the device without a hello is served by the grace period');
+  t.equal(sessions.connectedSince(waiting!), null, 'no commands before its hello is read');
+  const ready = readyAfter(1);
+  release.shift()!();
+  await ready;
+  t.same(calls.ready, [[waiting]], 'made ready once, by its batch');
+  t.type(sessions.connectedSince(waiting!), 'number');
 });
