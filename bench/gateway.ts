@@ -95,6 +95,8 @@ async function benchGateway(): Promise<{ firstBoot: BrokerStorm; reboot: BrokerS
     log(`gateway started (pid ${service.pid}); ${kind} storm`);
     const provisioned = () => waitUntil(async () => (await svc.sql<{ n: number }>(`SELECT count(*)::int AS n FROM jobs WHERE finished_at IS NULL`))[0]!.n === 0, TIMEOUT_MS, 500);
     storms.push(await brokerStorm(service.pid!, `mqtt://127.0.0.1:${svc.mqttPort}`, svc.secret, true, { apiOnline: online, configHashes: hashes, beforeStop: kind === 'first-boot' ? provisioned : undefined }));
+    const said = [...svc.logs()].map(([line, n]) => `${line} ×${n}`);
+    log(`${kind} storm: the service's warnings and errors: ${said.length ? said.join('; ') : 'none'}`);
   }
   await svc.stop();
   return { firstBoot: storms[0]!, reboot: storms[1]! };

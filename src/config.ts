@@ -31,6 +31,7 @@ export const environment = z
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     MQTT_MAX_CONNECTIONS: positiveInt(19000),
     MQTT_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).default(1000),
+    MQTT_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(1000).max(120_000).default(30_000),
     HTTP_MAX_CONNECTIONS: positiveInt(512),
     HTTP_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).default(64),
     HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(120_000).default(5000),
@@ -136,6 +137,8 @@ const configSchema = environment.transform((c) => ({
     maxConnections: c.MQTT_MAX_CONNECTIONS,
     /** Connections from one source (IPv4 address, IPv6 /64) at most; 0: no cap. */
     maxConnectionsPerAddress: c.MQTT_MAX_CONNECTIONS_PER_ADDRESS,
+    /** A connection whose CONNECT has not been read this long after it was accepted is closed. */
+    connectTimeoutMs: c.MQTT_CONNECT_TIMEOUT_MS,
     /** Sources exempt from that cap: the trusted proxies (HTTP_TRUST_PROXY), which carry many devices. */
     proxies: c.HTTP_TRUST_PROXY ?? [],
     /** MQTT over WebSocket for a gateway-role process (role `all` serves it at /mqtt on the HTTP port). */

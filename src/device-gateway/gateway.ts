@@ -141,7 +141,9 @@ export class DeviceGateway implements CommandChannel {
     );
 
     this.broker = await Aedes.createBroker({
-      connectTimeout: 10_000,
+      // Counted from accept: in a storm a CONNECT can wait in the socket behind thousands of others, and a
+      // device closed for our slowness retries (30 s, as aedes' and mqtt.js' own defaults).
+      connectTimeout: this.opts.mqtt.connectTimeoutMs,
       drainTimeout: 30_000,
       maxTopicLevels: MAX_TOPIC_LEVELS + 2,
       concurrency: 1000,

@@ -13,7 +13,7 @@ import { guardFrames } from './frame-guard.js';
 const CONNACK_SERVER_UNAVAILABLE = Buffer.from([0x20, 0x02, 0x00, 0x03]);
 /** Connections being refused at once (CONNACK 3 on its way) beyond which more are closed without one. */
 const MAX_REFUSING = 1000;
-/** A TLS handshake must be done within this, like a CONNECT after it (the broker's connectTimeout). */
+/** A TLS handshake must be done within this (the CONNECT after it has MQTT_CONNECT_TIMEOUT_MS from accept). */
 const TLS_HANDSHAKE_MS = 10_000;
 /** Room for the topic and headers on top of the largest accepted payload. */
 const FRAME_OVERHEAD = 1024;
