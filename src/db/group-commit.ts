@@ -8,7 +8,10 @@ export interface GroupCommitOptions<I> {
   maxBatch?: number;
   /** Batches running at once, 4 by default (the pool has more); what arrives meanwhile waits for the next. */
   maxInFlight?: number;
-  /** Requests with the same key never share a batch (one statement changes a row once). */
+  /**
+   * Requests with the same key never share a batch (one statement changes a row once), and one waits
+   * until the batch holding an earlier one has finished: the second sees the first.
+   */
   key?: (item: I) => string;
 }
 
@@ -21,6 +24,8 @@ interface Waiting<I, O> {
 export class GroupCommit<I, O> {
   private waiting: Waiting<I, O>[] = [];
   private inFlight = 0;
+  /** Keys of the batches running now. */
+  private readonly running = new Set<string>();
   private scheduled = false;
   private readonly maxBatch: number;
   private readonly maxInFlight: number;
@@ -76,16 +81,19 @@ export class GroupCommit<I, O> {
       const keys = new Set<string>();
       for (const w of this.waiting) {
         const key = this.opts.key?.(w.item);
-        if (batch.length >= this.maxBatch || (key !== undefined && keys.has(key))) later.push(w);
+        if (batch.length >= this.maxBatch || (key !== undefined && (keys.has(key) || this.running.has(key)))) later.push(w);
         else {
           batch.push(w);
           if (key !== undefined) keys.add(key);
         }
       }
       this.waiting = later;
+      if (!batch.length) return; // every one waits for a running batch of its key
+      for (const key of keys) this.running.add(key);
       this.inFlight++;
       this.runBatch(batch)
         .finally(() => {
+          for (const key of keys) this.running.delete(key);
           this.inFlight--;
           this.drain();
         });

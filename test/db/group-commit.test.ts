@@ -53,6 +53,17 @@ t.test('requests with the same key never share a batch', async (t) => {
   t.same(r.batches, [['x1', 'y1'], ['x2'], ['x3']], 'in the order submitted, one per key in each');
 });
 
+t.test('a request waits for the running batch that holds its key, even with batches to spare', async (t) => {
+  const r = recorder({ maxBatch: 100, maxInFlight: 4, key: (i) => i[0]! });
+  r.hold();
+  const out = Promise.all(['x1', 'x2', 'y1'].map((i) => r.group.submit(i)));
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(r.batches, [['x1', 'y1']], 'x2 does not run beside x1 (its statement could commit first)');
+  r.release();
+  t.same(await out, ['X1', 'X2', 'Y1']);
+  t.same(r.batches, [['x1', 'y1'], ['x2']], 'x2 ran after x1 finished');
+});
+
 t.test('a request the statement cannot take fails alone: the others of its batch are tried without it', async (t) => {
   const r = recorder({ maxBatch: 10, maxInFlight: 1 });
   const results = await Promise.allSettled(['a', 'bad', 'b'].map((i) => r.group.submit(i)));

@@ -137,7 +137,9 @@ async function run(bin: string) {
   if (!a.mqttsUrl || !b.mqttsUrl) throw new Error('the gateways were given a certificate but serve no MQTTS');
   const portOf = (url: string) => new URL(url).port;
 
-  const lb = await startHaproxy(t, bin, {
+  // The ports were free when picked, but anything on this machine may take one meanwhile (an outgoing
+  // connection's source port): a bind refused is tried again on fresh ports (not the HTTP one: PUBLIC_URL).
+  const lbEnv = () => ({
     LB_MQTT_BIND: `127.0.0.1:${ports.mqtt}`,
     LB_MQTTS_BIND: `127.0.0.1:${ports.mqtts}`,
     LB_WS_BIND: `127.0.0.1:${ports.ws}`,
@@ -160,6 +162,16 @@ async function run(bin: string) {
     API1_HOST: '127.0.0.1',
     API1_PORT: portOf(a.httpUrl),
   });
+  let lb: Awaited<ReturnType<typeof startHaproxy>> | undefined;
+  for (let attempt = 1; !lb; attempt++) {
+    try {
+      lb = await startHaproxy(t, bin, lbEnv());
+    } catch (err) {
+      if (attempt >= 3 || !/Address already in use/.test((err as Error).message) || (err as Error).message.includes(`:${ports.http}]`)) throw err;
+      Object.assign(ports, { mqtt: await freePort(), mqtts: await freePort(), ws: await freePort(), stats: await freePort() });
+    }
+  }
+
   // Every API call of the test goes through the balancer.
   const api = apiClient(lbHttp);
 
