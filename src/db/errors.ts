@@ -1,22 +1,22 @@
 /**
- * The SQLSTATE (or socket error code) behind a failed query. drizzle wraps the driver's error in its own
- * (the driver's is its `cause`), so the chain is walked.
+ * The driver's error behind a failed query: the first in the chain with a SQLSTATE (or socket error code).
+ * drizzle wraps the driver's error in its own (the driver's is its `cause`), so the chain is walked.
  */
-export function databaseErrorCode(err: unknown): string | undefined {
+function driverError(err: unknown): { code: string; constraint?: unknown } | undefined {
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /^([0-9A-Z]{5}|E[A-Z]+)$/.test(code)) return code;
+    if (typeof code === 'string' && /^([0-9A-Z]{5}|E[A-Z]+)$/.test(code)) return e as { code: string; constraint?: unknown };
   }
   return undefined;
 }
 
-/** The constraint a unique violation (23505) broke, wherever the error wraps PostgreSQL's. */
+/** The SQLSTATE (or socket error code) behind a failed query. */
+export const databaseErrorCode = (err: unknown): string | undefined => driverError(err)?.code;
+
+/** The constraint a unique violation (23505) broke. */
 export function violatedUnique(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const { code, constraint } = e as { code?: unknown; constraint?: unknown };
-    if (code === '23505' && typeof constraint === 'string') return constraint;
-  }
-  return undefined;
+  const e = driverError(err);
+  return e?.code === '23505' && typeof e.constraint === 'string' ? e.constraint : undefined;
 }
 
 /**

@@ -24,6 +24,7 @@ interface SessionState {
 /** Runs `fn` after `ms` without keeping the process alive (tests pass their own). */
 export type Timer = (ms: number, fn: () => void) => void;
 const unrefTimer: Timer = (ms, fn) => void setTimeout(fn, ms).unref();
+const newState = (): SessionState => ({ startedAt: Date.now(), epoch: undefined, ready: false, hello: false });
 
 /**
  * The live device sessions: which connection currently speaks for each MAC, when it began, whether its
@@ -62,7 +63,7 @@ export class Sessions {
    * and the registry makes it the MAC's session (an older one on another process is closed).
    */
   async begin(client: Client): Promise<void> {
-    const state: SessionState = { startedAt: Date.now(), epoch: undefined, ready: false, hello: false };
+    const state = newState();
     this.state.set(client, state);
     state.epoch = (await this.registry.claim(client.id)).epoch;
   }
@@ -209,7 +210,7 @@ export class Sessions {
   /** Marks the session ready (a connection that never authenticated here gets its record now). */
   private readied(client: Client): SessionState {
     let state = this.state.get(client);
-    if (!state) this.state.set(client, (state = { startedAt: Date.now(), epoch: undefined, ready: false, hello: false }));
+    if (!state) this.state.set(client, (state = newState()));
     state.ready = true;
     return state;
   }

@@ -75,12 +75,13 @@ export class IdempotentRequests {
       throw new DomainError('unprocessable', 'idempotency_key_reused', 'this Idempotency-Key was used for a different request', { key: k.key });
     }
     const age = now - earlier.createdAt.getTime();
-    // (+1: created_at holds microseconds a Date drops; the delete below must find the row this saw as expired)
-    if (age >= IDEMPOTENCY_TTL_MS + 1) {
-      await this.db
+    if (age >= IDEMPOTENCY_TTL_MS) {
+      // Released only if the database agrees it expired (created_at holds microseconds a Date drops).
+      const released = await this.db
         .delete(idempotentRequests)
-        .where(and(eq(idempotentRequests.accountId, k.accountId), eq(idempotentRequests.key, k.key), lt(idempotentRequests.createdAt, new Date(now - IDEMPOTENCY_TTL_MS))));
-      return null;
+        .where(and(eq(idempotentRequests.accountId, k.accountId), eq(idempotentRequests.key, k.key), lt(idempotentRequests.createdAt, new Date(now - IDEMPOTENCY_TTL_MS))))
+        .returning({ key: idempotentRequests.key });
+      if (released.length) return null;
     }
     if (earlier.body === null) {
       if (age < ANSWER_GRACE_MS) throw conflict('idempotency_key_in_progress', 'a request with this Idempotency-Key is still being answered; retry in a second', { key: k.key, retryAfterSeconds: 1 });
