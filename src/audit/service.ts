@@ -28,6 +28,14 @@ export async function recordWrite(q: Queryable, principal: Principal, entry: Wri
   await recordWriteAs(q, principal.actorId, entry);
 }
 
+/** Records several writes of one request in one statement (an import's many devices). */
+export async function recordWrites(q: Queryable, principal: Principal, entries: WriteEntry[]): Promise<void> {
+  for (let i = 0; i < entries.length; i += 1000) {
+    const chunk = entries.slice(i, i + 1000);
+    await q.insert(writeAudit).values(chunk.map((e) => ({ accountId: principal.actorId, installerId: e.installerId, siteId: e.siteId ?? null, action: e.action, subject: e.subject, details: e.details ?? null })));
+  }
+}
+
 /**
  * Records a write made without a signed-in account, on behalf of the account named (e.g. an app redeeming
  * a registration code: the account that issued the code), inside the writing transaction.

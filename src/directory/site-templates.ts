@@ -1,13 +1,20 @@
 import { eq, sql } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
 import { APARTMENT_TYPES } from '../devices/types.js';
+import { bindDevices, type NewDevice } from '../devices/bind.js';
+import type { DeviceTypeCode } from '../devices/schemas.js';
 import { deviceFacts } from '../devices/queries.js';
+import type { Queryable } from '../db/client.js';
+import { lockLibraryEntries } from '../mac-library/queries.js';
 import type { SheetRow } from '../shared/csv.js';
 import { badRequest } from '../shared/errors.js';
 import { inChunks, type DirectoryAccess } from './access.js';
 import type { Placements } from './placements.js';
 import { apartments, buildings, placements, residents } from './tables.js';
-import { parseTemplate, TEMPLATE_COLUMNS, templateRow, type InvalidCell } from './template.js';
+import { parseTemplate, TEMPLATE_COLUMNS, templateRow, type InvalidCell, type TemplateRow } from './template.js';
+
+/** What the Device column places: apartments' monitors and villa door phones, buildings' entrances and terminals. */
+const TEMPLATE_TYPES: ReadonlySet<string> = new Set([...APARTMENT_TYPES, '0', '3', '50']);
 
 /** The portal's resident template: a whole site's directory in and out as one spreadsheet. */
 export class SiteTemplates {
@@ -19,7 +26,8 @@ export class SiteTemplates {
   /**
    * Imports the portal's resident template into a site in one transaction: buildings and apartments are
    * made as named, residents added (the first of an apartment its main resident), indoor monitors and
-   * single-tenant door phones placed in their apartment. Rows already in the directory (same apartment,
+   * single-tenant door phones placed in their apartment, door and guard phones and access terminals in its
+   * building (each made first when its MAC is only in the MAC library). Rows already in the directory (same apartment,
    * same resident name) are skipped, so an export imports back without change. Any faulty row refuses the
    * whole file (400 `template_invalid`, every fault with line, column and reason) and writes nothing.
    */
@@ -30,7 +38,7 @@ export class SiteTemplates {
       throw badRequest('template_invalid', `${invalid.length} fault(s) in the file; nothing was imported`, { invalid: invalid.slice(0, 1000), ignoredColumns: parsed.ignoredColumns });
     };
     if (parsed.invalid.length) refuse(parsed.invalid);
-    const created = { buildings: 0, apartments: 0, residents: 0, placements: 0 };
+    const created = { devices: 0, buildings: 0, apartments: 0, residents: 0, placements: 0 };
     let updated = 0;
     let skipped = 0;
     await this.d.write(async (tx) => {
@@ -48,19 +56,12 @@ export class SiteTemplates {
       const placedBefore = await this.placements.of(macs, tx);
       const placedNow = new Map(placedBefore);
 
-      const deviceFaults: InvalidCell[] = [];
-      for (const row of parsed.rows) {
-        for (const d of row.devices) {
-          const device = facts.get(d.mac);
-          const value = `${d.name},${d.type},${d.mac}`;
-          if (!device || device.installerId !== site.installerId) deviceFaults.push({ line: row.line, column: 'Device', value, reason: "no device with this MAC among the site installer's devices; add the device first" });
-          else if (device.type !== d.type) deviceFaults.push({ line: row.line, column: 'Device', value, reason: `the device with this MAC has type ${device.type}, not ${d.type}` });
-          else if (!APARTMENT_TYPES.has(device.type)) deviceFaults.push({ line: row.line, column: 'Device', value, reason: 'only indoor monitors (2) and single-tenant door phones (1) belong to an apartment' });
-        }
-      }
+      const { faults: deviceFaults, toBind } = await this.checkDevices(tx, site.installerId, parsed.rows, facts);
       if (deviceFaults.length) refuse(deviceFaults);
 
-      // Everything new is written in bulk, in file order: buildings, apartments, residents, placements.
+      // Everything new is written in bulk, in file order: devices, buildings, apartments, residents, placements.
+      await bindDevices(tx, principal, toBind, { siteId, via: 'template' });
+      created.devices = toBind.length;
       const newBuildings = [...new Set(parsed.rows.map((r) => r.building))].filter((name) => !buildingIds.has(name));
       for (const b of await inChunks(newBuildings, (c) => tx.insert(buildings).values(c.map((name) => ({ siteId, name }))).returning())) buildingIds.set(b.name, b.id);
       created.buildings = newBuildings.length;
@@ -105,14 +106,16 @@ export class SiteTemplates {
       for (const row of parsed.rows) {
         const apartment = apartmentOf.get(rowApartment(row))!;
         for (const d of row.devices) {
+          // Monitors and a villa's door phone go in the apartment; entrances (0, 3, 50) in the row's building.
+          const target = { siteId, buildingId: apartment.buildingId, apartmentId: APARTMENT_TYPES.has(d.type) ? apartment.id : null };
           const at = placedNow.get(d.mac);
-          if (at?.siteId === siteId && at.apartmentId === apartment.id) continue;
-          moves.set(d.mac, { mac: d.mac, siteId, buildingId: apartment.buildingId, apartmentId: apartment.id });
-          placedNow.set(d.mac, { siteId, buildingId: apartment.buildingId, apartmentId: apartment.id });
+          if (at?.siteId === siteId && at.buildingId === target.buildingId && at.apartmentId === target.apartmentId) continue;
+          moves.set(d.mac, { mac: d.mac, ...target });
+          placedNow.set(d.mac, target);
           touched.add(row.line);
         }
       }
-      // Devices checked above (the site installer's own, of a type an apartment holds); a moved one's old site re-renders too.
+      // Devices checked above (the site installer's own or just bound, of a type an apartment holds); a moved one's old site re-renders too.
       for (const other of new Set([...moves.keys()].map((mac) => placedBefore.get(mac)?.siteId).filter((id): id is string => !!id && id !== siteId))) await this.d.changed(tx, other, principal);
       await inChunks([...moves.values()], (c) =>
         tx
@@ -128,6 +131,36 @@ export class SiteTemplates {
     return { created, updated, skipped, invalid: [] as InvalidCell[], ignoredColumns: parsed.ignoredColumns };
   }
 
+  /**
+   * The Device column against the database: a MAC that is the site installer's device is placed; one in its
+   * MAC library with no device yet is bound to a new device (seed 004: "Device MAC must be added first in
+   * the MAC library"); anything else is a fault of its line. Seed 004's example names a multi-tenant door
+   * phone beside a monitor ("Gate2,0,…; Living Room,2,…"): entrances are placed in the row's building. Not in the library and another installer's
+   * MAC read the same, so a file cannot probe other installers' libraries. Library entries stay locked.
+   */
+  private async checkDevices(tx: Queryable, installerId: string, rows: TemplateRow[], facts: Map<string, { type: string; installerId: string }>) {
+    const unbound = [...new Set(rows.flatMap((r) => r.devices.map((d) => d.mac)))].filter((mac) => !facts.has(mac));
+    const library = await lockLibraryEntries(tx, unbound);
+    const faults: InvalidCell[] = [];
+    const toBind = new Map<string, NewDevice>();
+    const namedAt = new Map<string, { line: number; place: string }>();
+    for (const row of rows) {
+      for (const d of row.devices) {
+        const place = APARTMENT_TYPES.has(d.type) ? `${row.building}\u0000${row.apartment.number}` : row.building;
+        const device = facts.get(d.mac);
+        const fault = (reason: string) => faults.push({ line: row.line, column: 'Device', value: `${d.name},${d.type},${d.mac}`, reason });
+        const earlier = namedAt.get(d.mac);
+        if (earlier && earlier.place !== place) fault(`this MAC is placed elsewhere on line ${earlier.line}`);
+        else if (device ? device.installerId !== installerId : library.get(d.mac) !== installerId) fault("this MAC is not in the MAC library of the site's installer; add it there first");
+        else if ((device?.type ?? d.type) !== d.type) fault(`the device with this MAC has type ${device!.type}, not ${d.type}`);
+        else if (!TEMPLATE_TYPES.has(d.type)) fault('an IXG gateway is not placed from the template');
+        else if (!device && !toBind.has(d.mac)) toBind.set(d.mac, { mac: d.mac, installerId, name: d.name, type: d.type });
+        if (!earlier) namedAt.set(d.mac, { line: row.line, place });
+      }
+    }
+    return { faults, toBind: [...toBind.values()] };
+  }
+
   /** The site's directory in the template's layout (one row per resident, or per apartment without residents). */
   async export(principal: Principal, siteId: string): Promise<string[][]> {
     await this.d.site(this.d.db, principal, siteId);
@@ -138,23 +171,30 @@ export class SiteTemplates {
       this.d.db.select().from(placements).where(eq(placements.siteId, siteId)),
     ]);
     const buildingName = new Map(buildingRows.map((b) => [b.id, b.name]));
-    const facts = new Map((await deviceFacts(this.d.db, placementRows.filter((p) => p.apartmentId).map((p) => p.mac))).map((d) => [d.mac, d]));
-    const devicesOf = (apartmentId: string) =>
+    const facts = new Map((await deviceFacts(this.d.db, placementRows.filter((p) => p.buildingId).map((p) => p.mac))).map((d) => [d.mac, d]));
+    const devicesAt = (buildingId: string, apartmentId: string | null) =>
       placementRows
-        .filter((p) => p.apartmentId === apartmentId && facts.has(p.mac))
+        .filter((p) => p.buildingId === buildingId && p.apartmentId === apartmentId && facts.has(p.mac))
         .map((p) => facts.get(p.mac)!)
         .sort((a, b) => (a.mac < b.mac ? -1 : 1))
-        .map((d) => ({ name: d.name, type: d.type, mac: d.mac }));
+        .map((d) => ({ name: d.name, type: d.type as DeviceTypeCode, mac: d.mac }));
     const cmp = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
     const ordered = [...apartmentRows].sort((a, b) => cmp(buildingName.get(a.buildingId)!, buildingName.get(b.buildingId)!) || cmp(a.number, b.number));
     const rows: string[][] = [[...TEMPLATE_COLUMNS]];
+    const buildingWritten = new Set<string>();
+    // A building's entrances ride on its first row; they import back to the building, by their type.
+    const devicesOf = (a: (typeof ordered)[number]) => {
+      const entrances = buildingWritten.has(a.buildingId) ? [] : devicesAt(a.buildingId, null);
+      buildingWritten.add(a.buildingId);
+      return [...entrances, ...devicesAt(a.buildingId, a.id)];
+    };
     for (const a of ordered) {
       const people = residentRows
         .filter((r) => r.apartmentId === a.id)
         .sort((x, y) => (x.role === y.role ? x.createdAt.getTime() - y.createdAt.getTime() || (x.id < y.id ? -1 : 1) : x.role === 'main' ? -1 : 1));
       const base = { building: buildingName.get(a.buildingId)!, apartment: a.number, apartmentName: a.name, webRelayId: a.webRelayId };
-      if (!people.length) rows.push(templateRow({ ...base, accessibleFloors: [], devices: devicesOf(a.id), resident: null }));
-      people.forEach((p, i) => rows.push(templateRow({ ...base, accessibleFloors: p.accessibleFloors, devices: i === 0 ? devicesOf(a.id) : [], resident: p })));
+      if (!people.length) rows.push(templateRow({ ...base, accessibleFloors: [], devices: devicesOf(a), resident: null }));
+      people.forEach((p, i) => rows.push(templateRow({ ...base, accessibleFloors: p.accessibleFloors, devices: i === 0 ? devicesOf(a) : [], resident: p })));
     }
     return rows;
   }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { deviceTypeCodes } from '../devices/schemas.js';
+import { createDeviceBody, deviceTypeCodes, type DeviceTypeCode } from '../devices/schemas.js';
 import { parseMac } from '../mac-library/mac.js';
 import type { SheetRow } from '../shared/csv.js';
 import { nameText } from '../shared/text.js';
@@ -55,7 +55,7 @@ const headerKey = (h: string) => h.toLowerCase().replace(/[^a-z0-9]/g, '');
 
 export interface TemplateDevice {
   name: string;
-  type: string;
+  type: DeviceTypeCode;
   mac: string;
 }
 
@@ -132,9 +132,11 @@ export function parseTemplate(sheet: SheetRow[]): { rows: TemplateRow[]; invalid
     for (const part of get('Device').split(';').map((p) => p.trim()).filter(Boolean)) {
       const [devName = '', type = '', macText = ''] = part.split(',').map((p) => p.trim());
       const mac = parseMac(macText);
+      const named = createDeviceBody.shape.name.safeParse(devName);
       if (!devName || !(deviceTypeCodes as readonly string[]).includes(type) || !('mac' in mac)) {
         faults.push({ line, column: 'Device', value: part, reason: 'a device is "Name,Type,MAC" (type 0, 1, 2, 3 or 50); several are separated by ";"' });
-      } else devices.push({ name: devName, type, mac: mac.mac });
+      } else if (!named.success) faults.push({ line, column: 'Device', value: part, reason: `the device's name: ${named.error.issues[0]?.message ?? 'invalid'}` });
+      else devices.push({ name: named.data, type: type as DeviceTypeCode, mac: mac.mac });
     }
 
     const first = get('FirstName');

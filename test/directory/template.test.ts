@@ -53,7 +53,7 @@ t.test('a semicolon-separated template creates buildings, apartments, residents 
   ].join('\r\n');
   const res = await importCsv(site.id, csv);
   t.equal(res.status, 200, JSON.stringify(res.body));
-  t.same(res.body.created, { buildings: 2, apartments: 3, residents: 3, placements: 2 });
+  t.same(res.body.created, { devices: 0, buildings: 2, apartments: 3, residents: 3, placements: 2 });
   t.same(res.body.ignoredColumns, ['CallType']);
   const buildings = (await api('GET', `/sites/${site.id}/buildings`)).body.items;
   t.same(buildings.map((b: any) => b.name), ['Tower A', 'Tower B']);
@@ -70,14 +70,14 @@ t.test('a semicolon-separated template creates buildings, apartments, residents 
   const exported = await exportCsv(site.id);
   const again = await importCsv(site.id, exported);
   t.equal(again.status, 200);
-  t.same(again.body.created, { buildings: 0, apartments: 0, residents: 0, placements: 0 });
+  t.same(again.body.created, { devices: 0, buildings: 0, apartments: 0, residents: 0, placements: 0 });
   t.equal(again.body.skipped, 4);
   t.equal(again.body.updated, 0);
 
   // ... and into an empty site it makes the same directory (the monitors move with it).
   const copy = await newSite('Copy');
   const copied = await importCsv(copy.id, exported);
-  t.same(copied.body.created, { buildings: 2, apartments: 3, residents: 3, placements: 2 });
+  t.same(copied.body.created, { devices: 0, buildings: 2, apartments: 3, residents: 3, placements: 2 });
   t.equal(await exportCsv(copy.id), exported, 'the copy exports byte for byte the same');
   t.equal((await api('GET', '/devices/0C1112000002')).body.siteId, copy.id);
 });
@@ -92,7 +92,7 @@ t.test('bad rows are listed with line, column and reason, and nothing is written
     'Tower A,103,Ben,,,,,',
     'Tower A,104,Cy,Two,not-an-email,,,',
     'Tower A,105,Di,Three,,1701234567,,',
-    'Tower A,106,,,,,"Gate,0,0C1112000003",',
+    'Tower A,106,,,,,"Gate,2,0C1112000003",',
     'Tower A,107,,,,,"Nope,2,0C11120000FF",',
     'Tower A,108,Ed,Four,,,,129',
     ',109,Fay,Five,,,,',
@@ -110,7 +110,7 @@ t.test('bad rows are listed with line, column and reason, and nothing is written
     [10, 'Building'],
   ]);
   for (const f of res.body.error.details.invalid) t.ok(f.reason.length > 3, `line ${f.line} says why`);
-  // Cells are checked first; devices then (they need the database): the door phone and the unknown MAC.
+  // Cells are checked first; devices then (they need the database): the door phone named a monitor, the unknown MAC.
   const fixed = csv.split('\n').filter((_, i) => [0, 1, 6, 7].includes(i)).join('\n');
   const devices = await importCsv(site.id, fixed);
   t.equal(devices.status, 400);
@@ -136,7 +136,7 @@ t.test('the template as .xlsx imports like the CSV', async (t) => {
   ]);
   const res = await api('POST', `/sites/${site.id}/import`, { raw: book, contentType: XLSX_TYPE });
   t.equal(res.status, 200, JSON.stringify(res.body));
-  t.same(res.body.created, { buildings: 1, apartments: 1, residents: 1, placements: 0 });
+  t.same(res.body.created, { devices: 0, buildings: 1, apartments: 1, residents: 1, placements: 0 });
   const b = (await api('GET', `/sites/${site.id}/buildings`)).body.items[0];
   t.equal((await api('GET', `/buildings/${b.id}/apartments`)).body.items[0].number, '0101', 'text cells keep their leading zero');
   const bad = await api('POST', `/sites/${site.id}/import`, { raw: Buffer.from('PK not a zip'), contentType: XLSX_TYPE });
@@ -151,7 +151,7 @@ t.test('an import of many residents gives an affected door phone one provisionin
   const rows = ['Building,Apt,FirstName,LastName'];
   for (let i = 0; i < 300; i++) rows.push(`Tower ${i % 3},${100 + i},First${i},Last${i}`);
   const res = await importCsv(site.id, rows.join('\n'));
-  t.same(res.body.created, { buildings: 3, apartments: 300, residents: 300, placements: 0 });
+  t.same(res.body.created, { devices: 0, buildings: 3, apartments: 300, residents: 300, placements: 0 });
   await svc.service.follower.settled();
   const jobs = (await api('GET', '/jobs?mac=0C1112000003&kind=provision&pageSize=100')).body.items;
   t.equal(jobs.length, 1, '300 residents, one job for the offline door phone');
@@ -293,4 +293,73 @@ t.test('import and API refuse names that begin like a formula, with the line and
   t.equal((await api('POST', `/sites/${site.id}/buildings`, { body: { name: '@Tower' } })).status, 400);
   t.equal((await api('PATCH', `/apartments/${apartment.id}`, { body: { name: '+Penthouse' } })).status, 400);
   t.equal((await api('PATCH', `/residents/${resident.id}`, { body: { lastName: 'Green-Smith' } })).status, 200, 'a - inside a name is fine');
+});
+
+t.test("the Device column makes devices of MACs that are only in the installer's MAC library, and an export makes them again", async (t) => {
+  const site = await newSite('From the library');
+  const library = async (token: string, mac: string) => t.equal((await svc.api('POST', '/api/v1/mac-library', { token, body: { mac } })).status, 201);
+  for (const mac of ['0C1112000A01', '0C1112000A02', '0C1112000A03', '0C1112000A04']) await library(alice.token, mac);
+  await library(bob.token, '0C1112000B01');
+  await svc.addDevice(bob.token, '0C1112000B02', { type: 2, name: "Bob's monitor" });
+  const devicesBefore = await count('devices');
+  const auditBefore = await count('write_audit');
+
+  // Every fault of the column at once, and nothing made: no device, no building.
+  const faulty = [
+    'Building,Apt,Device',
+    'Tower A,101,"Kitchen,2,0C1112000A01; Villa door,1,0C1112000A02"',
+    'Tower A,102,"Stolen,2,0C1112000B01"',
+    'Tower A,103,"Taken,2,0C1112000B02"',
+    'Tower A,104,"Nowhere,2,0C1112000AFF"',
+    'Tower A,105,"Gate,2,0C1112000003"',
+    'Tower A,106,"Twice,2,0C1112000A01"',
+  ].join('\n');
+  const refused = await importCsv(site.id, faulty);
+  t.equal(refused.status, 400);
+  t.equal(refused.body.error.code, 'template_invalid');
+  t.same(
+    refused.body.error.details.invalid.map((f: any) => [f.line, f.column]),
+    [
+      [3, 'Device'],
+      [4, 'Device'],
+      [5, 'Device'],
+      [6, 'Device'],
+      [7, 'Device'],
+    ],
+  );
+  const reasons = refused.body.error.details.invalid.map((f: any) => f.reason);
+  t.equal(reasons[0], reasons[1], "Bob's library entry and Bob's device read as a MAC not in the library: the file learns nothing of Bob");
+  t.equal(reasons[0], reasons[2]);
+  t.match(reasons[3], /has type 0, not 2/);
+  t.match(reasons[4], /line 2/);
+  t.equal(await count('devices'), devicesBefore, 'no device was made');
+  t.equal(await count('write_audit'), auditBefore, 'nothing was recorded');
+  t.equal((await api('GET', `/sites/${site.id}/buildings`)).body.items.length, 0);
+
+  const csv = ['Building,Apt,Device,FirstName,LastName', 'Tower A,101,"Kitchen,2,0C1112000A01; Villa door,1,0C1112000A02",Lily,Green', 'Tower A,101,"Kitchen,2,0C1112000A01",Tom,Green', 'Tower A,102,"Hall,2,0C1112000A04; Gate,0,0C1112000A03",,'].join('\n');
+  const res = await importCsv(site.id, csv);
+  t.equal(res.status, 200, JSON.stringify(res.body));
+  t.same(res.body.created, { devices: 4, buildings: 1, apartments: 2, residents: 2, placements: 4 });
+  const tower = (await api('GET', `/sites/${site.id}/buildings`)).body.items[0];
+  const a101 = (await api('GET', `/buildings/${tower.id}/apartments`)).body.items.find((a: any) => a.number === '101');
+  const kitchen = (await api('GET', '/devices/0C1112000A01')).body;
+  t.match(kitchen, { name: 'Kitchen', type: 2, installerId: alice.id, siteId: site.id, apartmentId: a101.id, networkGroup: 1, relays: [] });
+  t.match(kitchen.sipNumber, /^[0-9]+$/, 'a SIP account of its own');
+  t.match((await api('GET', '/devices/0C1112000A02')).body, { name: 'Villa door', type: 1, apartmentId: a101.id });
+  t.match((await api('GET', '/devices/0C1112000A03')).body, { name: 'Gate', type: 0, buildingId: tower.id, apartmentId: null }, "seed 004's door phone in the Device column: placed in the row's building");
+  const audit = (await api('GET', '/audit/writes?subject=0C1112000A01')).body.items;
+  t.match(audit, [{ action: 'device.created', siteId: site.id, details: { name: 'Kitchen', type: 2, via: 'template' } }]);
+  t.equal((await api('GET', '/devices/0C1112000A01', { token: bob.token })).status, 404, "Bob does not see Alice's new device");
+
+  // Export, remove the devices (their MACs stay in the library), import into an empty site: the same devices, placed alike.
+  const exported = await exportCsv(site.id);
+  t.match(exported, /"Gate,0,0C1112000A03;Kitchen,2,0C1112000A01;Villa door,1,0C1112000A02"/, "the building's entrance rides on its first row");
+  for (const mac of ['0C1112000A01', '0C1112000A02', '0C1112000A03', '0C1112000A04']) t.equal((await api('DELETE', `/devices/${mac}`)).status, 204);
+  const copy = await newSite('From the export');
+  const again = await importCsv(copy.id, exported);
+  t.equal(again.status, 200, JSON.stringify(again.body));
+  t.same(again.body.created, { devices: 4, buildings: 1, apartments: 2, residents: 2, placements: 4 });
+  const copied = (await api('GET', '/devices/0C1112000A04')).body;
+  t.match(copied, { name: 'Hall', type: 2, siteId: copy.id });
+  t.equal((await exportCsv(copy.id)).replace(/\r/g, ''), exported.replace(/\r/g, ''), 'the new site exports as the old one did');
 });
