@@ -69,3 +69,13 @@ export function acceptsPin(held: HeldDocuments, code: string, apartment: string 
       (!p.validUntil || at.getTime() < Date.parse(p.validUntil)),
   );
 }
+
+/**
+ * What an access terminal holding these documents does for a card at `at`: whether it opens, and the lift
+ * floors it enables (the card's `floors`; none when it does not open).
+ */
+export function cardAccess(held: HeldDocuments, number: string, at: Date): { opens: boolean; floors: string[] } {
+  const list = held.get('credentials')?.content as { cards: { number: string; validFrom: string | null; validUntil: string | null; floors?: string[] }[] } | undefined;
+  const card = list?.cards.find((c) => c.number === number && (!c.validFrom || Date.parse(c.validFrom) <= at.getTime()) && (!c.validUntil || at.getTime() < Date.parse(c.validUntil)));
+  return card ? { opens: true, floors: card.floors ?? [] } : { opens: false, floors: [] };
+}

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import mqtt, { MqttClient, type IClientOptions } from 'mqtt';
@@ -6,7 +6,7 @@ import { deriveDeviceKey } from '../src/devices/device-key.js';
 import type { DocumentReference } from '../src/provisioning/channel.js';
 import { refusal } from './command-check.js';
 import { DeviceConfiguration } from './device-config.js';
-import { acceptsPin, fetchDocument, fetchNamedDocuments, fetchOneTimeLines, type HeldDocuments } from './device-documents.js';
+import { acceptsPin, cardAccess, fetchDocument, fetchNamedDocuments, fetchOneTimeLines, type HeldDocuments } from './device-documents.js';
 import type { DeviceState, DownloadRequest, ReceivedCommand, ReceivedSize, SimulatedDeviceOptions } from './device-types.js';
 import { downloadImage } from './firmware-download.js';
 import { DeviceSip, relaysOf, sipAccountOf, type DoorOpening, type SipAccountConfig, type SipRegistration } from './device-sip.js';
@@ -317,6 +317,19 @@ export class SimulatedDevice extends EventEmitter {
   /** Whether this door phone would open for the PIN (in `apt-pin` mode: with the apartment number) now. */
   acceptsPin(code: string, apartment?: string, at = new Date()): boolean {
     return acceptsPin(this.directory, code, apartment, at);
+  }
+
+  /**
+   * A card held to this device's reader (an access terminal, type 50, or a door phone): when its credentials
+   * list has the card, relay 1 opens and a `door-opened` event with `method: "card"` and the lift floors the
+   * card enabled goes to the cloud (resolved once the broker took it).
+   */
+  async presentCard(number: string, at = new Date()): Promise<{ opens: boolean; floors: string[] }> {
+    const access = cardAccess(this.directory, number, at);
+    if (!access.opens) return access;
+    const event = { type: 'door-opened', eventId: `card-${randomUUID().slice(0, 8)}`, relay: 1, method: 'card', floors: access.floors, at: at.toISOString() };
+    await this.publish('events', JSON.stringify(event));
+    return access;
   }
 
   /**

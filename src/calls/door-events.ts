@@ -15,6 +15,7 @@ export interface DoorOpened {
   by?: string | undefined;
   callId?: string | undefined;
   at?: string | undefined;
+  floors?: string[] | undefined;
 }
 
 /**
@@ -38,6 +39,7 @@ export interface DoorEventView {
   method: string;
   byStation: string | null;
   callId: string | null;
+  floors: string[] | null;
   occurredAt: string;
   reportedAt: string | null;
   receivedAt: string;
@@ -56,6 +58,7 @@ const view = (d: DoorEventRow): DoorEventView => ({
   method: d.method,
   byStation: d.byStation,
   callId: d.callId,
+  floors: d.floors ?? null,
   occurredAt: d.occurredAt.toISOString(),
   reportedAt: d.reportedAt?.toISOString() ?? null,
   receivedAt: d.receivedAt.toISOString(),
@@ -111,6 +114,7 @@ export class DoorEvents {
         byStation: e.by ?? null,
         byVerified: by,
         callId: e.callId ?? null,
+        floors: e.floors ?? null,
         callVerified: call,
         eventId: e.eventId,
         occurredAt,

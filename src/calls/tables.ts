@@ -1,4 +1,4 @@
-import { boolean, index, integer, pgTable, text, timestamp, uniqueIndex, uuid, varchar } from 'drizzle-orm/pg-core';
+import { boolean, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid, varchar } from 'drizzle-orm/pg-core';
 import { accounts } from '../accounts/tables.js';
 import { apartments, sites } from '../directory/tables.js';
 
@@ -124,6 +124,8 @@ export const doorEvents = pgTable(
     /** True: a party, other than the device, of the verified call. */
     byVerified: boolean('by_verified'),
     callId: text('call_id'),
+    /** The lift floors the PIN or card enabled, as the device reported them (null: not reported). */
+    floors: jsonb('floors').$type<string[]>(),
     /** True: a call recorded by the SIP server, answered, with this device as a party, around the event's time. */
     callVerified: boolean('call_verified'),
     /** The device's own event id: a re-sent report is recorded once. */

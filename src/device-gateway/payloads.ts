@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { commandStates, type CommandStatus } from '../provisioning/channel.js';
+import { floorSchema } from '../directory/schemas.js';
 import { cleanDeviceText, singleLine } from '../shared/text.js';
 
 // What devices publish, validated here at the boundary (docs/device-protocol.md): nothing a device sends
@@ -102,6 +103,12 @@ const doorOpenedSchema = z.strictObject({
   by: z.string().regex(/^[0-9]{1,32}$/).optional().describe('SIP number of the station that sent the DTMF'),
   callId: singleLine(256, 1).optional(),
   at: z.iso.datetime({ offset: true }).optional(),
+  /** The lift floors a PIN or card enabled (its credentials entry's `floors`), or `["all"]`. */
+  floors: z
+    .array(z.union([floorSchema, z.literal('all')]))
+    .max(141)
+    .refine((f) => new Set(f).size === f.length, 'floors must not repeat')
+    .optional(),
 });
 export type DeviceEvent = z.infer<typeof doorOpenedSchema>;
 

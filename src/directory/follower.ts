@@ -192,7 +192,7 @@ export class DirectoryFollower extends EventEmitter<{ rendered: [{ siteId: strin
     const site = siteRows[0];
     if (!site) return null;
     const [buildingRows, apartmentRows, residentRows, credentialRows, placementRows] = await Promise.all([
-      this.db.select({ id: buildings.id, name: buildings.name }).from(buildings).where(eq(buildings.siteId, siteId)),
+      this.db.select({ id: buildings.id, name: buildings.name, groundFloor: buildings.groundFloor, startFloor: buildings.startFloor }).from(buildings).where(eq(buildings.siteId, siteId)),
       this.db
         .select({ id: apartments.id, buildingId: apartments.buildingId, number: apartments.number, name: apartments.name, floor: apartments.floor, contactPreference: apartments.contactPreference, webRelayId: apartments.webRelayId })
         .from(apartments)
@@ -206,12 +206,13 @@ export class DirectoryFollower extends EventEmitter<{ rendered: [{ siteId: strin
           lastName: residents.lastName,
           mobile: residents.mobile,
           landlines: residents.landlines,
+          accessibleFloors: residents.accessibleFloors,
           createdAt: residents.createdAt,
         })
         .from(residents)
         .where(eq(residents.siteId, siteId)),
       this.db
-        .select({ apartmentId: credentials.apartmentId, kind: credentials.kind, value: credentials.value, validFrom: credentials.validFrom, validUntil: credentials.validUntil })
+        .select({ apartmentId: credentials.apartmentId, residentId: credentials.residentId, kind: credentials.kind, value: credentials.value, validFrom: credentials.validFrom, validUntil: credentials.validUntil })
         .from(credentials)
         .where(eq(credentials.siteId, siteId)),
       this.db.select().from(placements).where(eq(placements.siteId, siteId)),

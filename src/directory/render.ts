@@ -8,10 +8,10 @@ import type { CallStep, ContactPreference, PhoneNumber } from './tables.js';
 
 export interface SiteSnapshot {
   site: { id: string; name: string; timeZone: string; contactDisplay: 'first-last' | 'last-first'; pinMode: 'pin' | 'apt-pin' };
-  buildings: { id: string; name: string }[];
+  buildings: { id: string; name: string; groundFloor: string | null; startFloor: string | null }[];
   apartments: { id: string; buildingId: string; number: string; name: string | null; floor: string | null; contactPreference: ContactPreference; webRelayId: number }[];
-  residents: { id: string; apartmentId: string; role: 'main' | 'family'; firstName: string; lastName: string; mobile: PhoneNumber | null; landlines: string[]; createdAt: Date }[];
-  credentials: { apartmentId: string; kind: 'pin' | 'card'; value: string; validFrom: Date | null; validUntil: Date | null }[];
+  residents: { id: string; apartmentId: string; role: 'main' | 'family'; firstName: string; lastName: string; mobile: PhoneNumber | null; landlines: string[]; accessibleFloors: string[]; createdAt: Date }[];
+  credentials: { apartmentId: string; residentId: string; kind: 'pin' | 'card'; value: string; validFrom: Date | null; validUntil: Date | null }[];
   /** Devices placed in the site, with what the devices domain knows of them. */
   devices: { mac: string; type: string; name: string; sipNumber: string; location: string | null; buildingId: string | null; apartmentId: string | null }[];
 }
@@ -36,6 +36,19 @@ const opensDoors = (type: string) => isDoorPhone(type) || type === ACCESS_CONTRO
 const entranceTypes = isEntrance;
 
 const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Floors in the lift's order: G0–G2 (ground floors) first, then -10 … 128. */
+const floorRank = (f: string) => (f.startsWith('G') ? -100 + Number(f.slice(1)) : Number(f));
+/**
+ * The floors a resident's PIN or card calls the lift to (seed 004): the resident's accessible floors and
+ * the apartment's own floor, or `["all"]` for All Floors.
+ */
+export function liftFloors(accessible: readonly string[], apartmentFloor: string | null): string[] {
+  if (accessible.includes('all')) return ['all'];
+  const floors = new Set(accessible);
+  if (apartmentFloor !== null) floors.add(apartmentFloor);
+  return [...floors].sort((a, b) => floorRank(a) - floorRank(b));
+}
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
 const doc = (name: RenderedDocument['name'], content: unknown): RenderedDocument => {
@@ -70,6 +83,8 @@ type Apartment = SiteSnapshot['apartments'][number];
 
 export function renderSite(s: SiteSnapshot): DeviceRender[] {
   const buildingName = new Map(s.buildings.map((b) => [b.id, b.name]));
+  const buildingById = new Map(s.buildings.map((b) => [b.id, b]));
+  const floorsOf = new Map(s.residents.map((r) => [r.id, r.accessibleFloors]));
   const apartmentById = new Map(s.apartments.map((a) => [a.id, a]));
   const apartmentOrder = (a: Apartment, b: Apartment) => byText(buildingName.get(a.buildingId) ?? '', buildingName.get(b.buildingId) ?? '') || byText(a.number, b.number);
   const ordered = [...s.apartments].sort(apartmentOrder);
@@ -138,14 +153,22 @@ export function renderSite(s: SiteSnapshot): DeviceRender[] {
   const accessList = once((scope) => {
     const pins: unknown[] = [];
     const cards: unknown[] = [];
+    const lifts = new Set<string>();
     for (const a of served(scope)) {
+      lifts.add(a.buildingId);
       for (const c of credentialsOf.get(a.id) ?? []) {
-        const entry = { apartment: a.number, building: buildingName.get(a.buildingId) ?? null, validFrom: iso(c.validFrom), validUntil: iso(c.validUntil) };
+        const entry = { apartment: a.number, building: buildingName.get(a.buildingId) ?? null, validFrom: iso(c.validFrom), validUntil: iso(c.validUntil), floors: liftFloors(floorsOf.get(c.residentId) ?? [], a.floor) };
         if (c.kind === 'pin') pins.push({ code: c.value, ...entry });
         else cards.push({ number: c.value, ...entry });
       }
     }
-    return doc('credentials', { pinMode: s.site.pinMode, pins, cards });
+    // The lift's frame of each building served: where its floors start (null: as set on the device).
+    const lift = [...lifts]
+      .map((id) => buildingById.get(id))
+      .filter((b) => b !== undefined)
+      .sort((x, y) => byText(x.name, y.name))
+      .map((b) => ({ building: b.name, groundFloor: b.groundFloor, startFloor: b.startFloor }));
+    return doc('credentials', { pinMode: s.site.pinMode, pins, cards, lift });
   });
 
   return s.devices.map((d) => {

@@ -74,11 +74,23 @@ export class SiteTemplates {
         const existing = apartmentOf.get(key);
         if (!existing) {
           const pending = pendingApartments.get(key);
-          if (!pending) pendingApartments.set(key, { siteId, buildingId: buildingIds.get(row.building)!, number: row.apartment.number, name: row.apartment.name, webRelayId: row.apartment.webRelayId ?? 0 });
-          else if (row.apartment.name !== null) pending.name = row.apartment.name;
+          if (!pending) pendingApartments.set(key, { siteId, buildingId: buildingIds.get(row.building)!, number: row.apartment.number, name: row.apartment.name, webRelayId: row.apartment.webRelayId ?? 0, floor: row.apartment.floor });
+          else {
+            if (row.apartment.name !== null) pending.name = row.apartment.name;
+            if (row.apartment.floor !== null) pending.floor = row.apartment.floor;
+          }
           touched.add(row.line);
-        } else if ((row.apartment.name !== null && row.apartment.name !== existing.name) || (row.apartment.webRelayId !== null && row.apartment.webRelayId !== existing.webRelayId)) {
-          const set = { ...(row.apartment.name !== null ? { name: row.apartment.name } : {}), ...(row.apartment.webRelayId !== null ? { webRelayId: row.apartment.webRelayId } : {}) };
+        } else if (
+          (row.apartment.name !== null && row.apartment.name !== existing.name) ||
+          (row.apartment.webRelayId !== null && row.apartment.webRelayId !== existing.webRelayId) ||
+          (row.apartment.floor !== null && row.apartment.floor !== existing.floor)
+        ) {
+          // An empty cell leaves the apartment's value as it is.
+          const set = {
+            ...(row.apartment.name !== null ? { name: row.apartment.name } : {}),
+            ...(row.apartment.webRelayId !== null ? { webRelayId: row.apartment.webRelayId } : {}),
+            ...(row.apartment.floor !== null ? { floor: row.apartment.floor } : {}),
+          };
           const [changedApartment] = await tx.update(apartments).set(set).where(eq(apartments.id, existing.id)).returning();
           apartmentOf.set(key, changedApartment!);
           updated++;
@@ -192,7 +204,7 @@ export class SiteTemplates {
       const people = residentRows
         .filter((r) => r.apartmentId === a.id)
         .sort((x, y) => (x.role === y.role ? x.createdAt.getTime() - y.createdAt.getTime() || (x.id < y.id ? -1 : 1) : x.role === 'main' ? -1 : 1));
-      const base = { building: buildingName.get(a.buildingId)!, apartment: a.number, apartmentName: a.name, webRelayId: a.webRelayId };
+      const base = { building: buildingName.get(a.buildingId)!, apartment: a.number, apartmentName: a.name, apartmentFloor: a.floor, webRelayId: a.webRelayId };
       if (!people.length) rows.push(templateRow({ ...base, accessibleFloors: [], devices: devicesOf(a), resident: null }));
       people.forEach((p, i) => rows.push(templateRow({ ...base, accessibleFloors: p.accessibleFloors, devices: i === 0 ? devicesOf(a) : [], resident: p })));
     }

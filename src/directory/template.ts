@@ -8,7 +8,7 @@ import { apartmentNumberSchema, floorSchema } from './schemas.js';
 // The portal's resident template (seed 004 "Add Community Residents Using a Template", seed 002 §6.1.2):
 // one row per resident (or per apartment without residents), apartments and buildings made as named.
 
-/** The columns, in the order the export and the blank template write them. */
+/** The columns, in the order the export and the blank template write them: the portal's, then the apartment's floor. */
 export const TEMPLATE_COLUMNS = [
   'Building',
   'Accessible Floors',
@@ -24,10 +24,11 @@ export const TEMPLATE_COLUMNS = [
   '2ndPhone',
   '3rdPhone',
   'Web Relay ID',
+  'Floor',
 ] as const;
 type Column = (typeof TEMPLATE_COLUMNS)[number];
 
-export const SAMPLE_ROW = ['Seaside Apartments', '5', '201', 'The Green', 'Kitchen,2,0C1105000201', 'Lily', 'Green', 'lily@example.com', '1701234567', '+49', '0301234567', '', '', '0'];
+export const SAMPLE_ROW = ['Seaside Apartments', '5', '201', 'The Green', 'Kitchen,2,0C1105000201', 'Lily', 'Green', 'lily@example.com', '1701234567', '+49', '0301234567', '', '', '0', '2'];
 
 /** Header spellings seen in the portal's templates (including its typos), compared without case or spaces. */
 const aliases: Record<string, Column> = {
@@ -50,6 +51,9 @@ const aliases: Record<string, Column> = {
   '3rdphone': '3rdPhone',
   phone3: '3rdPhone',
   webrelayid: 'Web Relay ID',
+  floor: 'Floor',
+  aptfloor: 'Floor',
+  apartmentfloor: 'Floor',
 };
 const headerKey = (h: string) => h.toLowerCase().replace(/[^a-z0-9]/g, '');
 
@@ -62,7 +66,7 @@ export interface TemplateDevice {
 export interface TemplateRow {
   line: number;
   building: string;
-  apartment: { number: string; name: string | null; webRelayId: number | null };
+  apartment: { number: string; name: string | null; webRelayId: number | null; floor: string | null };
   accessibleFloors: string[];
   devices: TemplateDevice[];
   resident: { firstName: string; lastName: string; email: string | null; mobile: { countryCode: string; number: string } | null; landlines: string[] } | null;
@@ -119,6 +123,7 @@ export function parseTemplate(sheet: SheetRow[]): { rows: TemplateRow[]; invalid
     const relay = get('Web Relay ID');
     const webRelayId = relay === '' ? null : check('Web Relay ID', z.coerce.number().int().min(0).max(10), relay);
 
+    const floor = get('Floor') ? check('Floor', floorSchema, get('Floor')) : null;
     const floorsCell = get('Accessible Floors');
     let accessibleFloors: string[] = [];
     if (/^all( floors)?$/i.test(floorsCell)) accessibleFloors = ['all'];
@@ -164,7 +169,7 @@ export function parseTemplate(sheet: SheetRow[]): { rows: TemplateRow[]; invalid
     }
 
     if (faults.length) invalid.push(...faults);
-    else rows.push({ line, building: building!, apartment: { number: number!, name: name ?? null, webRelayId: webRelayId ?? null }, accessibleFloors, devices, resident });
+    else rows.push({ line, building: building!, apartment: { number: number!, name: name ?? null, webRelayId: webRelayId ?? null, floor: floor ?? null }, accessibleFloors, devices, resident });
   }
   return { rows, invalid, ignoredColumns };
 }
@@ -175,6 +180,7 @@ export function templateRow(r: {
   accessibleFloors: string[];
   apartment: string;
   apartmentName: string | null;
+  apartmentFloor: string | null;
   devices: TemplateDevice[];
   resident: { firstName: string; lastName: string; email: string | null; mobile: { countryCode: string; number: string } | null; landlines: string[] } | null;
   webRelayId: number;
@@ -196,5 +202,6 @@ export function templateRow(r: {
     p?.landlines[1] ?? '',
     p?.landlines[2] ?? '',
     String(r.webRelayId),
+    r.apartmentFloor ?? '',
   ];
 }

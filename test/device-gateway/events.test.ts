@@ -80,7 +80,7 @@ const dtmf = (fields: Record<string, unknown>) => ({ type: 'door-opened', eventI
 t.test('a door event is recorded once per event id; malformed events are dropped, the session stays', async (t) => {
   const a = await connected(DOOR);
   const before = await eventCounts();
-  for (const bad of ['not json', { type: 'door-opened', eventId: 'e1', relay: 0, method: 'dtmf' }, { type: 'door-opened', eventId: 'e1', relay: 1, method: 'dtmf', extra: true }, { type: 'alarm', eventId: 'e2' }]) {
+  for (const bad of ['not json', { type: 'door-opened', eventId: 'e1', relay: 0, method: 'dtmf' }, { type: 'door-opened', eventId: 'e1', relay: 1, method: 'dtmf', extra: true }, { type: 'alarm', eventId: 'e2' }, { type: 'door-opened', eventId: 'e3', relay: 1, method: 'card', floors: ['129'] }, { type: 'door-opened', eventId: 'e4', relay: 1, method: 'card', floors: ['5', '5'] }]) {
     t.ok(await publish(a, bad), `acknowledged: ${JSON.stringify(bad)}`);
   }
   t.notOk(a.closed, 'malformed events do not end the session');
@@ -88,11 +88,11 @@ t.test('a door event is recorded once per event id; malformed events are dropped
   await publish(a, event);
   await publish(a, event);
   await publish(a, { ...event, eventId: 'evt-2', method: 'card' });
-  await countsGrown(before, { invalid: 4, recorded: 3 });
+  await countsGrown(before, { invalid: 6, recorded: 3 });
   await svc.service.calls.recordDoorEvent(DOOR, event as never); // a fourth copy, awaited: still one row
   const listed = await eventsOf(DOOR);
   t.equal(listed.length, 2, 'a re-sent event is one door event');
-  t.match(listed.find((e: { method: string }) => e.method === 'pin'), { mac: DOOR, relay: 1, byStation: null, callId: null, reportedAt: null, verified: { relay: true, call: null, by: null, at: null } });
+  t.match(listed.find((e: { method: string }) => e.method === 'pin'), { mac: DOOR, relay: 1, byStation: null, callId: null, floors: null, reportedAt: null, verified: { relay: true, call: null, by: null, at: null } });
   a.end();
 });
 

@@ -29,6 +29,7 @@ const doorEventSchema = z.object({
   relay: z.number().int().describe('1-based relay index'),
   method: z.string().describe('how the door was released: dtmf, pin, card, …'),
   byStation: z.string().nullable().describe('SIP number of the station that released it during a call, as the device reported it (see verified.by)'),
+  floors: z.array(z.string()).nullable().describe('the lift floors the PIN or card enabled, as the device reported them (`["all"]`: every floor); null: not reported'),
   callId: z.string().nullable().describe('SIP Call-ID of that call, as the device reported it (see verified.call)'),
   occurredAt: z.string().describe("when it happened: the device's time, clamped to [receivedAt − 5 min, receivedAt]; receivedAt when it sent none"),
   reportedAt: z.string().nullable().describe('the time the device reported, unclamped (null: none)'),

@@ -14,7 +14,7 @@ const MAX_TEMPLATE_ROWS = 20_000;
 
 const importResultSchema = z.object({
   created: z.object({ devices: z.number().int().describe('devices made from MAC library entries named in the Device column'), buildings: z.number().int(), apartments: z.number().int(), residents: z.number().int(), placements: z.number().int() }),
-  updated: z.number().int().describe('apartments whose name or web relay changed'),
+  updated: z.number().int().describe('apartments whose name, web relay or floor changed'),
   skipped: z.number().int().describe('rows already in the directory'),
   invalid: z.array(z.object({ line: z.number().int(), column: z.string().nullable(), value: z.string(), reason: z.string() })),
   ignoredColumns: z.array(z.string()).describe('columns of the file this service does not model (e.g. CallType, Analog Handset)'),
