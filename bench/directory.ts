@@ -99,6 +99,8 @@ try {
   const bootSeconds = (performance.now() - t2) / 1000;
   const states = await svc.sql("SELECT state, count(*)::int AS n FROM jobs GROUP BY state ORDER BY state");
   log(`all provisioned in ${fmt(bootSeconds, 1)} s: ${JSON.stringify(states)}`);
+  const failures = await svc.sql("SELECT kind, error->>'code' AS code, left(error->>'message', 120) AS message, count(*)::int AS n FROM jobs WHERE state = 'failed' GROUP BY 1, 2, 3 ORDER BY n DESC LIMIT 10");
+  if (failures.length) log(`failed jobs by reason: ${JSON.stringify(failures)}`);
 
   // Sizes: what a door phone's command carries (its configuration) and the documents it fetches.
   const auth = `Basic ${Buffer.from(`${gates[0]}:${deriveDeviceKey(svc.secret, gates[0]!)}`).toString('base64')}`;
@@ -129,7 +131,10 @@ try {
         [gateList, at],
       ))[0]!;
       return done.n === GATES;
-    }, 60_000);
+    }, 60_000).catch(async (err: unknown) => {
+      log(`revocation ${k}: ${done.n} of ${GATES} door phones applied; their jobs since: ${JSON.stringify(await svc.sql("SELECT state, error->>'code' AS code, count(*)::int AS n FROM jobs WHERE mac = ANY($1::text[]) AND created_at >= $2 GROUP BY 1, 2", [gateList, at]))}`);
+      throw err;
+    });
     latencies.push(done.last!.getTime() - at.getTime());
   }
   latencies.sort((a, b) => a - b);

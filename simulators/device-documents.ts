@@ -7,18 +7,31 @@ import { directoryReferences } from './device-config.js';
 
 export type HeldDocuments = Map<string, { sha256: string; content: unknown }>;
 
-/** The document's bytes as text, or null when it cannot be fetched or its bytes do not match `sha256`. */
+/** Fetches of one document at most: a refused connection or a 429/503 is tried again after a pause. */
+const FETCH_ATTEMPTS = 5;
+
+/**
+ * The document's bytes as text, or null when it cannot be fetched or its bytes do not match `sha256`. As the
+ * protocol asks, a connection refused or reset (a listener at its connection cap) and 429/503 are tried again,
+ * after 250 ms doubling, with full jitter; any other answer is final.
+ */
 export async function fetchDocument(ref: DocumentReference, auth: string, fetches: { url: string; status: number }[]): Promise<string | null> {
-  try {
-    const res = await fetch(ref.url, { headers: { authorization: auth, 'accept-encoding': 'gzip' } });
-    fetches.push({ url: ref.url, status: res.status });
-    if (res.status !== 200) return null;
-    const body = Buffer.from(await res.arrayBuffer());
-    if (createHash('sha256').update(body).digest('hex') !== ref.sha256) return null;
-    return body.toString('utf8');
-  } catch {
-    fetches.push({ url: ref.url, status: 0 });
-    return null;
+  for (let attempt = 1; ; attempt++) {
+    let status = 0;
+    try {
+      const res = await fetch(ref.url, { headers: { authorization: auth, 'accept-encoding': 'gzip' } });
+      status = res.status;
+      fetches.push({ url: ref.url, status });
+      if (status === 200) {
+        const body = Buffer.from(await res.arrayBuffer());
+        return createHash('sha256').update(body).digest('hex') === ref.sha256 ? body.toString('utf8') : null;
+      }
+      await res.arrayBuffer().catch(() => undefined);
+    } catch {
+      fetches.push({ url: ref.url, status: 0 });
+    }
+    if (![0, 429, 503].includes(status) || attempt >= FETCH_ATTEMPTS) return null;
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * 250 * 2 ** (attempt - 1)));
   }
 }
 
