@@ -1,3 +1,4 @@
+import type { AppStatus } from './calls/app-status.js';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { AccountService } from './accounts/service.js';
@@ -45,6 +46,8 @@ export interface RunningService {
   /** Follows the job event outbox (null where this process does not). */
   jobEvents: JobEventFollower | null;
   appStations: AppStations;
+  /** Status of Apps (the engine records each day's figures). */
+  appStatus: AppStatus;
   app: FastifyInstance;
   calls: CallService;
   sip: SipEndpoint | null;
@@ -73,6 +76,8 @@ export interface RunningProcess {
   follower: DirectoryFollower | null;
   jobEvents: JobEventFollower | null;
   appStations: AppStations;
+  /** Status of Apps (the engine records each day's figures). */
+  appStatus: AppStatus;
   app: FastifyInstance | null;
   calls: CallService;
   /** Where stations reach the SIP server (null: calls are off). */
@@ -168,7 +173,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     if (gateway) await startGateway(base, gateway, jobs.engine, bus, metrics);
     shutdown.add('provisioning engine', () => jobs.engine.stop());
     await jobs.engine.start();
-    if (follower && jobEvents) await startEngineRole(base, { jobs, follower, jobEvents, presence: domains.presence, metrics });
+    if (follower && jobEvents) await startEngineRole(base, { jobs, follower, jobEvents, presence: domains.presence, metrics, appStatus: domains.appStatus });
     if (gateway && cluster) reloadMacLibraryPeriodically(base, gateway);
 
     const api = runs.api ? await startApi(base, { version: packageVersion(), accounts, keys, domains, jobs, metrics: { endpoint: clusterMetrics, local: metrics }, sip, gateway, bus }) : null;
@@ -197,6 +202,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
       follower,
       jobEvents,
       appStations: domains.appStations,
+      appStatus: domains.appStatus,
       app: api?.app ?? null,
       calls: domains.calls,
       sip: base.reach.sip,

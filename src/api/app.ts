@@ -42,6 +42,9 @@ import type { CallService } from '../calls/service.js';
 import { callRoutes } from './routes/calls.js';
 import { appRegistrationRoutes, appStationRoutes } from './routes/app-stations.js';
 import type { SpreadsheetReader } from '../shared/sheets.js';
+import type { IxgSites } from '../ixg/service.js';
+import type { AppStatus } from '../calls/app-status.js';
+import { ixgRoutes, ixgUploadRoutes } from './routes/ixg.js';
 
 export interface ApiDeps {
   logger: Logger;
@@ -62,6 +65,9 @@ export interface ApiDeps {
   /** `GET /metrics` answers `endpoint` (the deployment's); this process's instruments are `local`. */
   metrics?: { endpoint: MetricsEndpoint; local: Metrics };
   calls: CallService;
+  /** IXG sites: uploads from their gateways, and their read-only settings. */
+  ixg: IxgSites;
+  appStatus: AppStatus;
   /** Proxies whose X-Forwarded-For is believed (per-address limits then see the client, not HAProxy). */
   trustProxy?: string[];
   /** Reads uploaded spreadsheets in worker threads, within the configured bounds. */
@@ -115,6 +121,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, { checks: deps.readiness });
   if (deps.metrics) await app.register(metricsRoutes, { metrics: deps.metrics.endpoint });
   await app.register(deviceDocumentRoutes, deps.deviceAccess);
+  await app.register(ixgUploadRoutes, { ixg: deps.ixg, keys: deps.deviceAccess.keys });
   // The download cap holds across every API process of the deployment (a process-local count without Redis).
   const downloadSlots = new SharedSemaphore({
     capacity: deps.firmware.maxDownloads,
@@ -140,12 +147,13 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       await api.register(apartmentRoutes, { directory: deps.directory });
       await api.register(residentRoutes, { directory: deps.directory });
       await api.register(credentialRoutes, { directory: deps.directory });
-      await api.register(appStationRoutes, { appStations: deps.appStations, calls: deps.calls });
+      await api.register(appStationRoutes, { appStations: deps.appStations, calls: deps.calls, appStatus: deps.appStatus });
       await api.register(deviceDirectoryRoutes, { devices: deps.devices, ...deps.deviceDirectory });
       await api.register(provisioningRoutes, { provisioning: deps.provisioning });
       await api.register(firmwareRoutes, { catalogue: deps.firmware.catalogue, maxImageBytes: deps.firmware.maxImageBytes });
       await api.register(upgradeRoutes, { upgrades: deps.firmware.upgrades });
       await api.register(callRoutes, { calls: deps.calls });
+      await api.register(ixgRoutes, { ixg: deps.ixg });
     },
     { prefix: '/api/v1' },
   );

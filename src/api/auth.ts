@@ -45,6 +45,8 @@ const PROPERTY_MANAGER_ROUTES = new Set([
   'GET /api/v1/jobs/:id',
   'GET /api/v1/sites/:siteId/calls',
   'GET /api/v1/sites/:siteId/door-events',
+  'GET /api/v1/sites/:siteId/ixg',
+  'GET /api/v1/sites/:siteId/app-status',
 ]);
 
 /**

@@ -1,4 +1,4 @@
-import { boolean, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid, varchar } from 'drizzle-orm/pg-core';
+import { boolean, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid, varchar } from 'drizzle-orm/pg-core';
 import { accounts } from '../accounts/tables.js';
 import { apartments, sites } from '../directory/tables.js';
 
@@ -137,4 +137,18 @@ export const doorEvents = pgTable(
     receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex('door_events_device_event_idx').on(t.mac, t.eventId), index('door_events_site_idx').on(t.siteId, t.occurredAt)],
+);
+
+/** Status of Apps, one row per site and day: the most units with apps and apps registered seen that day. */
+export const appStatusDays = pgTable(
+  'app_status_days',
+  {
+    siteId: uuid('site_id')
+      .notNull()
+      .references(() => sites.id, { onDelete: 'cascade' }),
+    day: text('day').notNull(),
+    unitsWithApps: integer('units_with_apps').notNull(),
+    activeApps: integer('active_apps').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.siteId, t.day] })],
 );

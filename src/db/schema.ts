@@ -8,4 +8,5 @@ export * from '../documents/tables.js';
 export * from '../directory/tables.js';
 export * from '../audit/tables.js';
 export * from '../calls/tables.js';
+export * from '../ixg/tables.js';
 export * from './tables.js';

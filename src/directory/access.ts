@@ -27,6 +27,13 @@ export const notFoundAs = (code: string, message: string, details: unknown) => (
   throw err;
 };
 
+/** Refuses a write to an IXG-managed site's directory (409 `ixg_managed`): its IXG system describes it. */
+export function editable(site: { id: string; managedBy: string | null }): void {
+  if (site.managedBy === 'ixg') {
+    throw conflict('ixg_managed', 'this site mirrors its IXG system: change its buildings, units and stations in the IXG Support Tool and upload them again', { siteId: site.id });
+  }
+}
+
 /** Turns a unique-index violation into the conflict an installer understands; rethrows anything else. */
 export function uniqueConflict(err: unknown, messages: Record<string, [string, string]>): never {
   const known = messages[violatedConstraint(err) ?? ''];

@@ -4,7 +4,7 @@ import type { Queryable, Tx } from '../db/client.js';
 import { notFound } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import type { ApartmentView, CreateApartmentInput, PatchApartmentInput } from './schemas.js';
-import { uniqueConflict, type DirectoryAccess, type SiteRow } from './access.js';
+import { type DirectoryAccess, editable, type SiteRow, uniqueConflict } from './access.js';
 import { apartments, credentials, placements, residents, sites } from './tables.js';
 
 export type ApartmentRow = typeof apartments.$inferSelect;
@@ -19,6 +19,7 @@ const apartmentView = (a: ApartmentRow): ApartmentView => ({
   contactPreference: a.contactPreference,
   networkGroup: a.networkGroup,
   webRelayId: a.webRelayId,
+  unitType: a.unitType ?? null,
   createdAt: a.createdAt.toISOString(),
 });
 
@@ -77,6 +78,7 @@ export class Apartments {
   async create(principal: Principal, buildingId: string, input: CreateApartmentInput): Promise<ApartmentView> {
     return this.d.write(async (tx) => {
       const { site } = await this.d.building(tx, principal, buildingId);
+      editable(site);
       try {
         const [row] = await tx
           .insert(apartments)
@@ -109,6 +111,7 @@ export class Apartments {
   async update(principal: Principal, apartmentId: string, patch: PatchApartmentInput): Promise<ApartmentView> {
     return this.d.write(async (tx) => {
       const { site } = await this.find(tx, principal, apartmentId);
+      editable(site);
       try {
         const [row] = await tx.update(apartments).set(patch).where(eq(apartments.id, apartmentId)).returning();
         await this.d.record(tx, principal, site, 'apartment.updated', apartmentId, patch);
@@ -123,6 +126,7 @@ export class Apartments {
   async remove(principal: Principal, apartmentId: string): Promise<void> {
     await this.d.write(async (tx) => {
       const { site } = await this.find(tx, principal, apartmentId, 'reset');
+      editable(site);
       await this.d.refuseWhilePlaced(tx, eq(placements.apartmentId, apartmentId), 'apartment_has_devices', 'the apartment still has devices placed in it; move or unplace them first');
       const withdrawn = await this.tenants.withdraw(tx, apartmentId);
       await tx.delete(apartments).where(eq(apartments.id, apartmentId));
@@ -138,6 +142,7 @@ export class Apartments {
    */
   async reset(principal: Principal, apartmentId: string): Promise<ApartmentReset> {
     return this.d.write(async (tx) => {
+      // Allowed in an IXG unit too: it disconnects the unit's apps, as the IXG portal lets an installer.
       const { site } = await this.find(tx, principal, apartmentId, 'reset');
       const withdrawn = await this.tenants.withdraw(tx, apartmentId);
       const removedCredentials = await tx.delete(credentials).where(eq(credentials.apartmentId, apartmentId)).returning({ id: credentials.id });

@@ -1,11 +1,11 @@
 import { asc, count, eq, sql } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
 import { paginate, type Page } from '../shared/pagination.js';
-import { uniqueConflict, type BuildingRow, type DirectoryAccess } from './access.js';
+import { type BuildingRow, type DirectoryAccess, editable, uniqueConflict } from './access.js';
 import type { BuildingView, CreateBuildingInput, PatchBuildingInput } from './schemas.js';
 import { apartments, buildings, placements } from './tables.js';
 
-const buildingView = (b: BuildingRow): BuildingView => ({ id: b.id, siteId: b.siteId, name: b.name, groundFloor: b.groundFloor, startFloor: b.startFloor, createdAt: b.createdAt.toISOString() });
+const buildingView = (b: BuildingRow): BuildingView => ({ id: b.id, siteId: b.siteId, name: b.name, groundFloor: b.groundFloor, startFloor: b.startFloor, ixgNumber: b.ixgNumber ?? null, createdAt: b.createdAt.toISOString() });
 
 const buildingConflicts: Record<string, [string, string]> = {
   buildings_site_name_idx: ['building_name_taken', 'the site already has a building of that name'],
@@ -18,6 +18,7 @@ export class Buildings {
   async create(principal: Principal, siteId: string, input: CreateBuildingInput): Promise<BuildingView> {
     return this.d.write(async (tx) => {
       const site = await this.d.site(tx, principal, siteId);
+      editable(site);
       try {
         const [row] = await tx.insert(buildings).values({ siteId, ...input }).returning();
         await this.d.record(tx, principal, site, 'building.created', row!.id, null);
@@ -47,6 +48,7 @@ export class Buildings {
   async update(principal: Principal, buildingId: string, patch: PatchBuildingInput): Promise<BuildingView> {
     return this.d.write(async (tx) => {
       const { site } = await this.d.building(tx, principal, buildingId);
+      editable(site);
       try {
         const [row] = await tx.update(buildings).set(patch).where(eq(buildings.id, buildingId)).returning();
         await this.d.record(tx, principal, site, 'building.updated', buildingId, patch);
@@ -60,6 +62,7 @@ export class Buildings {
   async remove(principal: Principal, buildingId: string): Promise<void> {
     await this.d.write(async (tx) => {
       const { site } = await this.d.building(tx, principal, buildingId);
+      editable(site);
       const inside = tx.select({ id: apartments.id }).from(apartments).where(eq(apartments.buildingId, buildingId));
       await this.d.refuseWhilePlaced(tx, sql`${placements.buildingId} = ${buildingId} OR ${placements.apartmentId} IN ${inside}`, 'building_has_devices', 'the building still has devices placed in it or in its apartments; move or unplace them first');
       await tx.delete(buildings).where(eq(buildings.id, buildingId));

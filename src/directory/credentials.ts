@@ -1,7 +1,7 @@
 import { asc, eq } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
 import { notFound } from '../shared/errors.js';
-import { uniqueConflict, type DirectoryAccess } from './access.js';
+import { type DirectoryAccess, editable, uniqueConflict } from './access.js';
 import type { Residents } from './residents.js';
 import type { CreateCredentialInput, CredentialView } from './schemas.js';
 import { credentials, sites } from './tables.js';
@@ -32,6 +32,7 @@ export class Credentials {
   async create(principal: Principal, residentId: string, input: CreateCredentialInput): Promise<CredentialView> {
     return this.d.write(async (tx) => {
       const { resident, site } = await this.residents.find(tx, principal, residentId);
+      editable(site);
       try {
         const [row] = await tx
           .insert(credentials)

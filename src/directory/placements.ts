@@ -5,7 +5,7 @@ import type { Queryable, Tx } from '../db/client.js';
 import type { DevicePlacements, DevicePlacementView, PlacementFilter } from '../devices/placement.js';
 import { APARTMENT_TYPES } from '../devices/types.js';
 import { badRequest } from '../shared/errors.js';
-import { notFoundAs, type DirectoryAccess } from './access.js';
+import { editable, notFoundAs, type DirectoryAccess } from './access.js';
 import type { Apartments } from './apartments.js';
 import { apartments, placements, sites, type ContactPreference } from './tables.js';
 
@@ -51,6 +51,8 @@ export class Placements implements DevicePlacements {
     const site = await this.d.site(tx, principal, target.siteId);
     if (site.installerId !== device.installerId) throw badRequest('placement_invalid', "the site does not belong to the device's installer", { siteId: target.siteId });
     let buildingId = target.buildingId;
+    // An IXG site's buildings and units are its IXG system's: devices of ours go in its public area only.
+    if (buildingId || target.apartmentId) editable(site);
     if (target.apartmentId) {
       const { apartment } = await this.apartments.find(tx, principal, target.apartmentId).catch(notFoundAs('placement_invalid', 'no such apartment', { apartmentId: target.apartmentId }));
       if (apartment.siteId !== site.id || (buildingId && apartment.buildingId !== buildingId)) throw badRequest('placement_invalid', 'the apartment is not in that site and building', { apartmentId: target.apartmentId });

@@ -3,7 +3,7 @@ import type { Principal } from '../accounts/service.js';
 import type { Queryable } from '../db/client.js';
 import { conflict, notFound } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
-import type { DirectoryAccess, SiteRow } from './access.js';
+import { editable, type DirectoryAccess, type SiteRow } from './access.js';
 import type { Apartments } from './apartments.js';
 import type { CreateResidentInput, PatchResidentInput, ResidentView } from './schemas.js';
 import { apartments, residents, sites } from './tables.js';
@@ -43,6 +43,7 @@ export class Residents {
   async create(principal: Principal, apartmentId: string, input: CreateResidentInput): Promise<ResidentView> {
     return this.d.write(async (tx) => {
       const { apartment, site } = await this.apartments.find(tx, principal, apartmentId);
+      editable(site);
       // The apartment row is locked so two first residents cannot both become its main resident.
       await tx.select({ id: apartments.id }).from(apartments).where(eq(apartments.id, apartmentId)).for('update');
       const main = await tx
@@ -88,6 +89,7 @@ export class Residents {
   async update(principal: Principal, residentId: string, patch: PatchResidentInput): Promise<ResidentView> {
     return this.d.write(async (tx) => {
       const { site } = await this.find(tx, principal, residentId);
+      editable(site);
       const [row] = await tx.update(residents).set(patch).where(eq(residents.id, residentId)).returning();
       await this.d.record(tx, principal, site, 'resident.updated', residentId, null);
       return residentView(row!);
@@ -98,6 +100,7 @@ export class Residents {
   async remove(principal: Principal, residentId: string): Promise<void> {
     await this.d.write(async (tx) => {
       const { resident, site } = await this.find(tx, principal, residentId);
+      editable(site);
       if (resident.role === 'main') {
         const family = await tx
           .select({ n: count() })

@@ -86,6 +86,7 @@ export const siteSchema = z.object({
   contactDisplay: z.enum(['first-last', 'last-first']),
   pinMode: z.enum(['pin', 'apt-pin']),
   communityCalls: z.boolean(),
+  managedBy: z.enum(['ixg']).nullable().describe("'ixg': the buildings and units mirror the site's IXG system (uploaded by its IXGW-(T)GW gateway) and are read-only here"),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -111,6 +112,7 @@ export const buildingSchema = z.object({
   name: z.string(),
   groundFloor: z.string().nullable(),
   startFloor: z.string().nullable(),
+  ixgNumber: z.string().nullable().describe("an IXG building's number (01); null outside IXG sites"),
   createdAt: z.string(),
 });
 export type BuildingView = z.infer<typeof buildingSchema>;
@@ -144,6 +146,7 @@ export const apartmentSchema = z.object({
   contactPreference: contactPreferenceSchema,
   networkGroup: z.number().int(),
   webRelayId: z.number().int(),
+  unitType: z.string().nullable().describe("an IXG unit's type (residential, entrance, commercial); null outside IXG sites"),
   createdAt: z.string(),
 });
 export type ApartmentView = z.infer<typeof apartmentSchema>;

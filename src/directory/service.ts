@@ -1,9 +1,10 @@
 import type { Principal } from '../accounts/service.js';
-import type { Db, Queryable } from '../db/client.js';
+import type { Db, Queryable, Tx } from '../db/client.js';
 import { DirectoryAccess, type SiteRow } from './access.js';
 import { Apartments, type ApartmentRow } from './apartments.js';
 import { Buildings } from './buildings.js';
 import { Credentials } from './credentials.js';
+import { mirrorIxgUnits, type MirroredBuilding, type MirrorResult } from './ixg-mirror.js';
 import { Placements } from './placements.js';
 import { Residents } from './residents.js';
 import { SiteTemplates } from './site-templates.js';
@@ -66,6 +67,21 @@ export class DirectoryService {
    */
   apartmentFor(q: Queryable, principal: Principal | null, apartmentId: string, lock?: 'share' | 'reset'): Promise<{ apartment: ApartmentRow; site: SiteRow }> {
     return this.apartments.find(q, principal, apartmentId, lock);
+  }
+
+  /**
+   * An IXG upload's buildings and units made the site's (src/directory/ixg-mirror.ts), in the caller's
+   * transaction, which also marks the site for rendering; call `committed` once it committed.
+   */
+  async mirrorIxg(tx: Tx, siteId: string, upload: MirroredBuilding[]): Promise<MirrorResult> {
+    const mirrored = await mirrorIxgUnits(tx, siteId, upload);
+    await this.access.changed(tx, siteId, null);
+    return mirrored;
+  }
+
+  /** Wakes the follower after a write made through `mirrorIxg` committed. */
+  committed(): void {
+    this.access.committed();
   }
 
   of: Placements['of'] = (macs, q) => this.placements.of(macs, q);

@@ -8,7 +8,7 @@ import type { Queryable } from '../db/client.js';
 import { lockLibraryEntries } from '../mac-library/queries.js';
 import type { SheetRow } from '../shared/csv.js';
 import { badRequest } from '../shared/errors.js';
-import { inChunks, type DirectoryAccess } from './access.js';
+import { type DirectoryAccess, editable, inChunks } from './access.js';
 import type { Placements } from './placements.js';
 import { apartments, buildings, placements, residents } from './tables.js';
 import { parseTemplate, TEMPLATE_COLUMNS, templateRow, type InvalidCell, type TemplateRow } from './template.js';
@@ -44,6 +44,7 @@ export class SiteTemplates {
     await this.d.write(async (tx) => {
       // One import at a time per site: the lookups below stay true until commit.
       const site = await this.d.site(tx, principal, siteId, true);
+      editable(site);
       const buildingIds = new Map((await tx.select({ id: buildings.id, name: buildings.name }).from(buildings).where(eq(buildings.siteId, siteId))).map((b) => [b.name, b.id]));
       const existingApartments = await tx.select().from(apartments).where(eq(apartments.siteId, siteId));
       const apartmentOf = new Map(existingApartments.map((a) => [`${a.buildingId}/${a.number}`, a]));

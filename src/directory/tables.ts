@@ -28,6 +28,8 @@ export const sites = pgTable(
     contactDisplay: text('contact_display', { enum: ['first-last', 'last-first'] }).notNull().default('first-last'),
     pinMode: text('pin_mode', { enum: ['pin', 'apt-pin'] }).notNull().default('pin'),
     communityCalls: boolean('community_calls').notNull().default(false),
+    /** 'ixg': buildings and units mirror an Aiphone IXG system's upload (read-only here); null: ours. */
+    managedBy: text('managed_by', { enum: ['ixg'] }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
@@ -45,6 +47,8 @@ export const buildings = pgTable(
     /** Floor labels (−10…128, G0–G2); null: as configured on the device. */
     groundFloor: text('ground_floor'),
     startFloor: text('start_floor'),
+    /** The IXG building number (`01`) of a mirrored building; null for ours. */
+    ixgNumber: text('ixg_number'),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex('buildings_site_name_idx').on(t.siteId, t.name)],
@@ -68,6 +72,8 @@ export const apartments = pgTable(
     networkGroup: integer('network_group').notNull().default(1),
     /** The door phone's web relay this apartment's residents open (0: none), as in the portal's template. */
     webRelayId: integer('web_relay_id').notNull().default(0),
+    /** An IXG unit's type (residential, entrance, commercial); null for ours. */
+    unitType: text('unit_type'),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex('apartments_building_number_idx').on(t.buildingId, t.number), index('apartments_site_idx').on(t.siteId)],

@@ -65,6 +65,8 @@ export async function startApi(base: ProcessBase, parts: ApiParts): Promise<{ ap
     devices: domains.devices,
     directory: domains.directory,
     appStations: domains.appStations,
+    ixg: domains.ixg,
+    appStatus: domains.appStatus,
     writes: new WriteAuditLog(database.db),
     deviceDirectory: { renders: jobs.directoryRenders, documents: jobs.documents },
     provisioning: jobs.provisioning,

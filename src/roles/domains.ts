@@ -1,5 +1,6 @@
 import type { AccountService } from '../accounts/service.js';
 import { AppStations } from '../calls/app-stations.js';
+import { AppStatus } from '../calls/app-status.js';
 import { appSipAccess } from '../calls/kamailio.js';
 import { CallService } from '../calls/service.js';
 import { RedisWakeGenerations } from '../cluster/wakes.js';
@@ -8,6 +9,7 @@ import { PresenceStore } from '../devices/presence.js';
 import { DirectoryRenders } from '../directory/follower.js';
 import { DirectoryService } from '../directory/service.js';
 import { DocumentStore } from '../documents/service.js';
+import { IxgSites } from '../ixg/service.js';
 import { FirmwareCatalogue } from '../firmware/catalogue.js';
 import { UpgradeScheduler } from '../firmware/scheduler.js';
 import { FirmwareStorage } from '../firmware/storage.js';
@@ -44,7 +46,9 @@ export function buildDomains(base: ProcessBase, accounts: AccountService, events
   // A reset or removed apartment takes its app stations and codes with it, in the directory's transaction.
   directory.apartments.useTenantAccess(appStations);
   const calls = new CallService(database.db, directory, appStations, () => reach.sip?.domain ?? config.sip.domain ?? 'sip.invalid');
-  return { directory, devices, macLibrary, presence, appStations, calls };
+  const ixg = new IxgSites(database.db, directory);
+  const appStatus = new AppStatus(database.db, directory);
+  return { directory, devices, macLibrary, presence, appStations, calls, ixg, appStatus };
 }
 
 export type Domains = ReturnType<typeof buildDomains>;

@@ -1,3 +1,4 @@
+import type { AppStatus } from '../calls/app-status.js';
 import type { ClusterBus } from '../cluster/bus.js';
 import { RedisLease } from '../cluster/lease.js';
 import { liveGateways } from '../cluster/routing.js';
@@ -48,7 +49,7 @@ export function routeDirectoryChanges(directory: DirectoryService, follower: Dir
  * The engine role, once the engine runs: the upgrade schedule, the directory follower, housekeeping and,
  * in a cluster, the sweep of devices a dead gateway process left shown online.
  */
-export async function startEngineRole(base: ProcessBase, parts: { jobs: Jobs; follower: DirectoryFollower; jobEvents: JobEventFollower; presence: PresenceStore; metrics: Metrics }): Promise<void> {
+export async function startEngineRole(base: ProcessBase, parts: { jobs: Jobs; follower: DirectoryFollower; jobEvents: JobEventFollower; presence: PresenceStore; metrics: Metrics; appStatus: AppStatus }): Promise<void> {
   const { config, logger, shutdown } = base;
   const { jobs, follower, jobEvents } = parts;
   parts.metrics.watchQueue('provisioning', () => jobs.engine.queueCounts());
@@ -59,7 +60,7 @@ export async function startEngineRole(base: ProcessBase, parts: { jobs: Jobs; fo
   shutdown.add('directory follower', () => follower.stop());
   follower.start(config.queues.reconcileIntervalMs);
   shutdown.every('housekeeping', HOUSEKEEPING_MS, () => {
-    Promise.all([jobs.idempotency.sweep(), jobs.documents.sweep()]).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'housekeeping failed'));
+    Promise.all([jobs.idempotency.sweep(), jobs.documents.sweep(), parts.appStatus.snapshot()]).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'housekeeping failed'));
   });
   if (base.cluster) sweepDeadGateways(base, parts.presence);
 }

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isInvalidCode, type AppStations } from '../../calls/app-stations.js';
+import type { AppStatus } from '../../calls/app-status.js';
 import { appLicencesBody, appLicencesChangeSchema, appLicencesSchema, appRegistrationSchema, appStationParams, appStationSchema, exchangeBody, exchangeSchema, registrationCodeParams } from '../../calls/schemas.js';
 import { AuthFailureLimiter } from '../../device-gateway/auth-limiter.js';
 import { apartmentParams, siteParams } from '../../directory/schemas.js';
@@ -12,7 +13,30 @@ import { errorResponses, errorSchema, HttpError } from '../errors.js';
 const tags = ['app stations'];
 
 /** Licences, registration codes and app stations, for the installer (and a property manager in its sites). */
-export const appStationRoutes: FastifyPluginAsyncZod<{ appStations: AppStations; calls: CallService }> = async (app, { appStations, calls }) => {
+export const appStationRoutes: FastifyPluginAsyncZod<{ appStations: AppStations; calls: CallService; appStatus: AppStatus }> = async (app, { appStations, calls, appStatus }) => {
+  app.get(
+    '/sites/:siteId/app-status',
+    {
+      schema: {
+        tags,
+        summary: 'Status of Apps: units with apps, apps and active apps (SIP account registered now), and a daily series',
+        description: "Each day of the series (in the site's time zone, oldest first) holds the most units with apps and active apps seen that day; today includes what is read now.",
+        params: siteParams,
+        querystring: z.strictObject({ days: z.coerce.number().int().min(1).max(366).default(30).describe('days of the series, today included') }),
+        response: {
+          200: z.object({
+            unitsWithApps: z.number().int(),
+            apps: z.number().int(),
+            activeApps: z.number().int(),
+            daily: z.array(z.object({ day: z.string(), unitsWithApps: z.number().int(), activeApps: z.number().int() })),
+          }),
+          ...errorResponses(400, 404),
+        },
+      },
+    },
+    async (request) => appStatus.status(request.principal, request.params.siteId, request.query.days),
+  );
+
   app.put(
     '/sites/:siteId/app-licences',
     {
