@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { deriveDeviceKey } from '../src/devices/device-key.js';
+import { sampleIxgSite, uploadIxgSite } from '../simulators/ixg-gateway.js';
 import { fleetMacs } from '../simulators/fleet.js';
 import { startFleet } from './lib/fleet.js';
 import { rssBytes, waitUntil } from './lib/proc.js';
@@ -141,6 +142,27 @@ try {
   clearInterval(sampler);
   await fleet.stop();
 
+  // IXG (issue 21): its gateway uploads 5 buildings of 100 units (an entrance unit and 99 residential, a
+  // master and a sub station each): until mirrored, and until the site's change is rendered.
+  const [ixgMac] = fleetMacs('C0A2', 1);
+  await svc.api('POST', `/api/v1/mac-library/import?installerId=${installer.id}`, `MAC\n${ixgMac}`, 'text/csv');
+  await svc.api('POST', '/api/v1/devices', { mac: ixgMac, name: 'IXG gateway', type: 'ixgw' });
+  const ixgSite = await svc.api('POST', '/api/v1/sites', { kind: 'community', name: 'IXG bench site', timeZone: 'Europe/Berlin', installerId: installer.id });
+  await svc.api('PATCH', `/api/v1/devices/${ixgMac}`, { siteId: ixgSite.id });
+  const ixgDoc = sampleIxgSite({ gatewayMac: ixgMac!, buildings: 5, units: 99, stationsPerUnit: 2 });
+  const ixgUnits = ixgDoc.buildings.reduce((n, b) => n + b.units.length, 0);
+  const ixgStations = ixgDoc.buildings.reduce((n, b) => n + b.units.reduce((m, u) => m + u.stations.length, 0), 0);
+  const t3 = performance.now();
+  const uploaded = await uploadIxgSite(svc.base, ixgMac!, deriveDeviceKey(svc.secret, ixgMac!), ixgDoc);
+  const ixgUploadSeconds = (performance.now() - t3) / 1000;
+  await until(async () => (await svc.sql('SELECT count(*)::int AS n FROM directory_changes'))[0].n === 0, 60_000, 20);
+  const ixgRenderedSeconds = (performance.now() - t3) / 1000;
+  ixgDoc.buildings[0]!.units[1]!.name = 'Renamed';
+  const t4 = performance.now();
+  const reuploaded = await uploadIxgSite(svc.base, ixgMac!, deriveDeviceKey(svc.secret, ixgMac!), ixgDoc);
+  const ixgReuploadSeconds = (performance.now() - t4) / 1000;
+  log(`IXG upload of ${ixgUnits} units and ${ixgStations} stations: ${uploaded.status} in ${fmt(ixgUploadSeconds, 2)} s, rendered after ${fmt(ixgRenderedSeconds, 2)} s; one unit renamed: ${reuploaded.status} ${JSON.stringify(reuploaded.body?.counts?.units)} in ${fmt(ixgReuploadSeconds, 2)} s`);
+
   console.log(`
 | measure | result |
 | --- | --- |
@@ -152,6 +174,8 @@ try {
 | door phone's contact list document | ${fmt(size(gateView, 'contacts'), 0)} B (gzip ${fmt(contactsGzip, 0)} B) |
 | door phone's credential list document | ${fmt(size(gateView, 'credentials'), 0)} B (gzip ${fmt(credentialsGzip, 0)} B) |
 | indoor monitor's contact list document | ${fmt(size(monitorView, 'contacts'), 0)} B |
+| IXG upload: ${ixgUnits} units, ${ixgStations} stations, ${ixgUnits - 5} apps with address books; until mirrored / until the site's change rendered | ${fmt(ixgUploadSeconds, 2)} s / ${fmt(ixgRenderedSeconds, 2)} s |
+| IXG re-upload with one unit renamed, until mirrored | ${fmt(ixgReuploadSeconds, 2)} s |
 | service RSS before the import → peak until the end | ${fmt(mb(rssBefore))} → ${fmt(mb(rssPeak))} MB (growth ${fmt(mb(rssPeak - rssBefore))} MB) |`);
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');

@@ -5,12 +5,39 @@ import { AppStationSimulator, type AppRegistration } from './app-station.js';
 import type { DoorOpening, SimulatedDevice, SipRegistration } from './device-simulator.js';
 import { Fleet, fleetMacs, modelsByType } from './fleet.js';
 import type { ActiveCall, DtmfEvent, IncomingCall } from './sip/station.js';
+import { deriveDeviceKey } from '../src/devices/device-key.js';
+import { sampleIxgSite, uploadIxgSite } from './ixg-gateway.js';
 
 // npm run simulate -- --devices 100 --type 0 --mac-prefix 0C1105 --url mqtt://127.0.0.1:1883
 // npm run simulate -- --devices 1 --type 0 --sip --call 101 …   (a door phone calling apartment 101)
 // npm run simulate -- app --registration-url <url> --dtmf '#'    (a resident's app)
+// npm run simulate -- ixg-upload --mac 0C1105000009 --http http://127.0.0.1:8080   (an IXG gateway's upload)
 if (process.argv[2] === 'app') await appMain(process.argv.slice(3));
+else if (process.argv[2] === 'ixg-upload') await ixgUploadMain(process.argv.slice(3));
 else await fleetMain();
+
+/** An IXGW-(T)GW gateway uploads a sample IXG system (buildings × units, a master station and an app each). */
+async function ixgUploadMain(argv: string[]): Promise<void> {
+  const { values: args } = parseArgs({
+    args: argv,
+    options: {
+      mac: { type: 'string' },
+      http: { type: 'string', default: 'http://127.0.0.1:8080' },
+      secret: { type: 'string', default: process.env.DEVICE_FACTORY_SECRET },
+      'data-dir': { type: 'string', default: process.env.DATA_DIR ?? './data' },
+      buildings: { type: 'string', default: '2' },
+      units: { type: 'string', default: '3' },
+      name: { type: 'string', default: 'IXG Tower' },
+    },
+  });
+  const mac = args.mac?.toUpperCase().replace(/[^0-9A-F]/g, '');
+  if (!mac || mac.length !== 12) throw new Error('give --mac: the IXG gateway (a device of type ixgw, placed in a site)');
+  const secret = args.secret ?? readFileSync(join(args['data-dir'], 'device-factory-secret'), 'utf8').trim();
+  const doc = sampleIxgSite({ gatewayMac: mac, buildings: Number(args.buildings), units: Number(args.units), name: args.name });
+  const res = await uploadIxgSite(args.http, mac, deriveDeviceKey(secret, mac), doc);
+  console.log(JSON.stringify(res.body));
+  if (res.status !== 200) process.exitCode = 1;
+}
 
 async function fleetMain(): Promise<void> {
   const { values: args } = parseArgs({

@@ -4,10 +4,11 @@ import type { IxgSiteDocument } from '../src/ixg/schemas.js';
 // the cloud with the gateway's device credentials (docs/device-protocol.md, "IXG sites").
 
 /** A site of `buildings` × `units` residential units (a master station each, apps with door release) and an entrance unit per building. */
-export function sampleIxgSite(opts: { gatewayMac: string; buildings?: number; units?: number; appsPerUnit?: number; name?: string }): IxgSiteDocument {
+export function sampleIxgSite(opts: { gatewayMac: string; buildings?: number; units?: number; appsPerUnit?: number; stationsPerUnit?: number; name?: string }): IxgSiteDocument {
   const buildings = opts.buildings ?? 2;
   const units = opts.units ?? 3;
   const apps = opts.appsPerUnit ?? 1;
+  const perUnit = opts.stationsPerUnit ?? 1;
   let station = 10;
   let app = 100000;
   return {
@@ -26,7 +27,7 @@ export function sampleIxgSite(opts: { gatewayMac: string; buildings?: number; un
             number: String(101 + u),
             name: `Residential${101 + u}`,
             type: 'residential' as const,
-            stations: [{ number: String(station++).padStart(4, '0'), name: `Master ${number}-${101 + u}`, type: 'IXG-2C7', ip: null }],
+            stations: Array.from({ length: perUnit }, (_, k) => ({ number: String(station++).padStart(4, '0'), name: `${k ? 'Sub' : 'Master'} ${number}-${101 + u}${k ? `-${k}` : ''}`, type: k ? 'IXG-RS' : 'IXG-2C7', ip: null })),
             apps: Array.from({ length: apps }, (_, a) => ({ number: String(app++), name: `Intercom App${a + 1}`, addressBook: [{ station: door, doorRelease: true }] })),
           })),
         ],

@@ -36,8 +36,8 @@ export const ixgUploadRoutes: FastifyPluginAsyncZod<{ ixg: IxgSites; keys: Devic
         security: [{ deviceBasic: [] }],
         response: { 200: uploadAnswer, 400: errorSchema, 401: errorSchema, 403: errorSchema, 409: errorSchema, 413: errorSchema },
       },
-      // The device is known before its body is read: a stranger's upload is 401, never a validation report.
-      preValidation: async (request, reply) => void authenticateDevice(request, reply, keys, normalizeMac((request.params as { mac?: string }).mac ?? '')),
+      // The device is known before its body is read or parsed: a stranger's upload is 401, never a parse.
+      onRequest: async (request, reply) => void authenticateDevice(request, reply, keys, normalizeMac((request.params as { mac?: string }).mac ?? '')),
     },
     async (request) => ixg.upload(request.params.mac, request.body),
   );
