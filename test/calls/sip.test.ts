@@ -1,7 +1,7 @@
 import t from 'tap';
 import { SipStation, type SipTransport } from '../../simulators/sip/station.js';
 import { findKamailio } from '../../src/calls/kamailio.js';
-import { startTestService, waitFor, SIP_ON_FREE_PORTS } from '../helpers/service.js';
+import { apiAs, SIP_ON_FREE_PORTS, startTestService, waitFor } from '../helpers/service.js';
 
 if (!findKamailio()) t.plan(0, 'kamailio is not installed (.ci/run installs it)');
 else await run();
@@ -12,11 +12,7 @@ const svc = await startTestService(t, SIP_ON_FREE_PORTS);
 const sip = svc.service.sip!;
 const alice = await svc.createInstaller('Alice');
 const bob = await svc.createInstaller('Bob');
-const as = (token: string) => ({
-  get: (path: string) => svc.api('GET', `/api/v1${path}`, { token }),
-  post: (path: string, body: unknown = {}) => svc.api('POST', `/api/v1${path}`, { token, body }),
-  patch: (path: string, body: unknown) => svc.api('PATCH', `/api/v1${path}`, { token, body }),
-});
+const as = (token: string) => apiAs(svc.api, token);
 const A = as(alice.token);
 const B = as(bob.token);
 

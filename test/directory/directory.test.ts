@@ -1,15 +1,10 @@
 import t from 'tap';
-import { once, startTestService, waitFor } from '../helpers/service.js';
+import { apiAs, once, startTestService, waitFor } from '../helpers/service.js';
 
 const svc = await startTestService(t);
 const alice = await svc.createInstaller('Alice');
 const bob = await svc.createInstaller('Bob');
-const as = (token: string) => ({
-  get: (path: string) => svc.api('GET', `/api/v1${path}`, { token }),
-  post: (path: string, body: unknown = {}) => svc.api('POST', `/api/v1${path}`, { token, body }),
-  patch: (path: string, body: unknown) => svc.api('PATCH', `/api/v1${path}`, { token, body }),
-  del: (path: string) => svc.api('DELETE', `/api/v1${path}`, { token }),
-});
+const as = (token: string) => apiAs(svc.api, token);
 const A = as(alice.token);
 const B = as(bob.token);
 const jobsOf = async (mac: string, kind = 'provision') => (await A.get(`/jobs?mac=${mac}&kind=${kind}&pageSize=100`)).body.items as any[];

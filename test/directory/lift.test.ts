@@ -1,16 +1,12 @@
 import t from 'tap';
-import { once, startTestService, waitFor } from '../helpers/service.js';
+import { apiAs, once, startTestService, waitFor } from '../helpers/service.js';
 
 // Lift control (seed 004): apartment floor, building ground and start floor, residents' accessible floors,
 // rendered into the credentials a terminal holds; a card calls the lift to its floors and no other.
 const svc = await startTestService(t);
 const alice = await svc.createInstaller('Alice');
 const bob = await svc.createInstaller('Bob');
-const as = (token: string) => ({
-  get: (path: string) => svc.api('GET', `/api/v1${path}`, { token }),
-  post: (path: string, body: unknown = {}) => svc.api('POST', `/api/v1${path}`, { token, body }),
-  patch: (path: string, body: unknown) => svc.api('PATCH', `/api/v1${path}`, { token, body }),
-});
+const as = (token: string) => apiAs(svc.api, token);
 const A = as(alice.token);
 const created = async (p: Promise<{ status: number; body: any }>) => {
   const res = await p;

@@ -245,6 +245,16 @@ export function apiClient(httpUrl: string): TestService['api'] {
   };
 }
 
+/** The REST API under /api/v1 as one caller (a token) uses it. */
+export function apiAs(api: TestService['api'], token: string) {
+  return {
+    get: (path: string) => api('GET', `/api/v1${path}`, { token }),
+    post: (path: string, body: unknown = {}) => api('POST', `/api/v1${path}`, { token, body }),
+    patch: (path: string, body: unknown) => api('PATCH', `/api/v1${path}`, { token, body }),
+    del: (path: string) => api('DELETE', `/api/v1${path}`, { token }),
+  };
+}
+
 /** What an installer does first: its account, its MAC library and devices. */
 export function installerActions(api: TestService['api']): Pick<TestService, 'createInstaller' | 'addDevice'> {
   return {
