@@ -136,11 +136,24 @@ export async function benchService(pgAdminUrl: string, env: Record<string, strin
   };
 
   const api = async (method: string, path: string, body?: unknown, contentType = 'application/json') => {
-    const res = await fetch(base + path, {
-      method,
-      headers: { authorization: `Bearer ${adminToken}`, ...(body !== undefined ? { 'content-type': contentType } : {}) },
-      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-    });
+    // The fleet's document fetches share the bench's loopback address and its HTTP connection cap: a
+    // connection closed at accept (before any request is read) is tried again.
+    const send = () =>
+      fetch(base + path, {
+        method,
+        headers: { authorization: `Bearer ${adminToken}`, ...(body !== undefined ? { 'content-type': contentType } : {}) },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      });
+    let res: Response | undefined;
+    for (let attempt = 1; !res; attempt++) {
+      try {
+        res = await send();
+      } catch (err) {
+        const code = (err as { cause?: { code?: string } }).cause?.code;
+        if (attempt >= 5 || (code !== 'ECONNRESET' && code !== 'ECONNREFUSED')) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+      }
+    }
     const json = (await res.json().catch(() => null)) as any;
     if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
     return json;
