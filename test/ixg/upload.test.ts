@@ -38,6 +38,18 @@ t.test('who may upload: the placed IXG gateway alone, with its own credentials',
   t.equal(bad.status, 400);
   t.match(JSON.stringify(bad.body.error.details), /no station 9999/);
   t.equal((await api('GET', `/sites/${site.id}`)).body.managedBy, null, 'a refused upload leaves no trace');
+
+  // A site with a directory of its own is not taken over; an upload over 8 MiB is refused before it is read whole.
+  const ours = (await api('POST', '/sites', { kind: 'community', name: 'Ours', timeZone: 'Europe/Berlin' })).body;
+  await api('POST', `/sites/${ours.id}/buildings`, { name: 'Tower A' });
+  const second = '0C1120000004';
+  await svc.addDevice(alice.token, second, { type: 'ixgw', name: 'Second gateway' });
+  await api('PATCH', `/devices/${second}`, { siteId: ours.id });
+  const taken = await upload(second, sampleIxgSite({ gatewayMac: second }));
+  t.equal(taken.body.error?.code, 'site_not_empty');
+  t.same((await api('GET', `/sites/${ours.id}/buildings`)).body.items.map((b: any) => b.name), ['Tower A'], 'its building is untouched');
+  const huge = { ...sampleIxgSite({ gatewayMac: second }), padding: 'x'.repeat(9 * 1024 * 1024) };
+  t.equal((await upload(second, huge)).status, 413);
 });
 
 t.test('an upload mirrors buildings and units; the directory is read-only there but for apps', async (t) => {
