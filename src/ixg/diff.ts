@@ -28,9 +28,10 @@ function parts(doc: IxgSiteDocument | null): Record<keyof IxgDiff['counts'], Key
   return out;
 }
 
-export function diffUploads(before: IxgSiteDocument | null, after: IxgSiteDocument): IxgDiff {
-  const a = parts(before);
-  const b = parts(after);
+/** With `same` (the settings are the last upload's), the all-zero answer without walking the documents. */
+export function diffUploads(before: IxgSiteDocument | null, after: IxgSiteDocument, same = false): IxgDiff {
+  const a = parts(same ? null : before);
+  const b = parts(same ? null : after);
   const changes: string[] = [];
   const counts = {} as IxgDiff['counts'];
   for (const kind of ['gateways', 'buildings', 'units', 'stations', 'apps'] as const) {

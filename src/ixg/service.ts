@@ -7,7 +7,7 @@ import { deviceFacts } from '../devices/queries.js';
 import type { DirectoryService } from '../directory/service.js';
 import { badRequest, conflict, forbidden, notFound } from '../shared/errors.js';
 import { diffUploads, type IxgDiff } from './diff.js';
-import { ixgSiteDocument, type IxgSiteDocument } from './schemas.js';
+import type { IxgSiteDocument } from './schemas.js';
 import { ixgApps, ixgSites, ixgStations } from './tables.js';
 
 type Directory = Pick<DirectoryService, 'mirrorIxg' | 'committed' | 'of' | 'siteFor'>;
@@ -34,13 +34,8 @@ export class IxgSites {
     private readonly now: () => Date = () => new Date(),
   ) {}
 
-  /** An upload by the gateway `mac` (authenticated with its device credentials). */
-  async upload(mac: string, body: unknown): Promise<IxgUploadAnswer> {
-    const parsed = ixgSiteDocument.safeParse(body);
-    if (!parsed.success) {
-      throw badRequest('ixg_site_invalid', 'the IXG site settings are not valid', { issues: parsed.error.issues.slice(0, 50).map((i) => ({ path: i.path.join('.'), message: i.message })) });
-    }
-    const doc = parsed.data;
+  /** An upload by the gateway `mac` (authenticated with its device credentials), checked by `ixgSiteDocument` at the boundary. */
+  async upload(mac: string, doc: IxgSiteDocument): Promise<IxgUploadAnswer> {
     const [device] = await deviceFacts(this.db, [mac]);
     if (!device || device.type !== 'ixgw') throw forbidden('only an IXGW-(T)GW gateway (device type ixgw) uploads IXG site settings');
     if (!doc.gateways.some((g) => g.mac === mac)) throw badRequest('gateway_not_listed', 'the uploading gateway is not in the settings\' gateway list', { mac });
@@ -50,7 +45,7 @@ export class IxgSites {
 
     const answer = await this.db.transaction(async (tx) => {
       const [prior] = await tx.select().from(ixgSites).where(eq(ixgSites.siteId, siteId)).for('update');
-      if (prior?.sha256 === sha256) return { siteId, version: prior.version, unchanged: true, counts: diffUploads(doc, doc).counts };
+      if (prior?.sha256 === sha256) return { siteId, version: prior.version, unchanged: true, counts: diffUploads(doc, doc, true).counts };
       const { buildingIds, apartmentIds } = await this.directory.mirrorIxg(
         tx,
         siteId,
