@@ -2,19 +2,72 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AppStationSimulator, type AppRegistration } from './app-station.js';
-import type { DoorOpening, SimulatedDevice, SipRegistration } from './device-simulator.js';
+import { SimulatedDevice, type DoorOpening, type SipRegistration } from './device-simulator.js';
 import { Fleet, fleetMacs, modelsByType } from './fleet.js';
 import type { ActiveCall, DtmfEvent, IncomingCall } from './sip/station.js';
 import { deriveDeviceKey } from '../src/devices/device-key.js';
-import { sampleIxgSite, uploadIxgSite } from './ixg-gateway.js';
+import { IxgGatewaySimulator, sampleIxgSite, uploadIxgSite, type IxgDoorRelease } from './ixg-gateway.js';
 
 // npm run simulate -- --devices 100 --type 0 --mac-prefix 0C1105 --url mqtt://127.0.0.1:1883
 // npm run simulate -- --devices 1 --type 0 --sip --call 101 …   (a door phone calling apartment 101)
 // npm run simulate -- app --registration-url <url> --dtmf '#'    (a resident's app)
 // npm run simulate -- ixg-upload --mac 0C1105000009 --http http://127.0.0.1:8080   (an IXG gateway's upload)
+// npm run simulate -- ixg-gateway --mac 0C1105000009 --url mqtt://… --call 0010:101   (its calls to a unit's apps)
 if (process.argv[2] === 'app') await appMain(process.argv.slice(3));
 else if (process.argv[2] === 'ixg-upload') await ixgUploadMain(process.argv.slice(3));
+else if (process.argv[2] === 'ixg-gateway') await ixgGatewayMain(process.argv.slice(3));
 else await fleetMain();
+
+/**
+ * An IXGW-(T)GW gateway online: connects, registers over SIP, places an IXG station's call to a unit
+ * (--call STATION:UNIT) and releases the station's door when the app that answered may (the cloud says).
+ */
+async function ixgGatewayMain(argv: string[]): Promise<void> {
+  const { values: args } = parseArgs({
+    args: argv,
+    options: {
+      mac: { type: 'string' },
+      url: { type: 'string', default: process.env.SIMULATOR_URL ?? 'mqtt://127.0.0.1:1883' },
+      http: { type: 'string', default: 'http://127.0.0.1:8080' },
+      secret: { type: 'string', default: process.env.DEVICE_FACTORY_SECRET },
+      'data-dir': { type: 'string', default: process.env.DATA_DIR ?? './data' },
+      call: { type: 'string', description: 'STATION:UNIT, e.g. 0010:101' },
+      building: { type: 'string' },
+    },
+  });
+  const mac = args.mac?.toUpperCase().replace(/[^0-9A-F]/g, '');
+  if (!mac || mac.length !== 12) throw new Error('give --mac: the IXG gateway (a device of type ixgw, placed in a site)');
+  const [station, unit] = (args.call ?? '').split(':');
+  if (args.call !== undefined && !(station && unit)) throw new Error('--call is STATION:UNIT, e.g. 0010:101');
+  const secret = args.secret ?? readFileSync(join(args['data-dir'], 'device-factory-secret'), 'utf8').trim();
+  const device = new SimulatedDevice({ mac, url: args.url, factorySecret: secret, ...modelsByType.ixgw!, reconnect: { minMs: 500, maxMs: 5000 }, sip: { enabled: true } });
+  const gateway = new IxgGatewaySimulator(device, args.http);
+  const say = (text: string) => console.log(`${mac}  ${text}`);
+  let called = false;
+  device.on('sip-registered', (r: SipRegistration) => {
+    say(`SIP ${r.status === 200 ? 'registered' : `REGISTER refused (${r.status})`} as ${r.number} over ${r.transport} to ${r.server}:${r.port}`);
+    if (r.status !== 200 || called || !station || !unit) return;
+    called = true;
+    say(`station ${station} calls unit ${unit}`);
+    gateway.call(station, unit, { timeoutMs: 60_000, ...(args.building ? { building: args.building } : {}) }).then(
+      (call) => say(`call up, answered by ${device.remoteParty(call.callId) ?? call.remote} (Call-ID ${call.callId})`),
+      (error: Error) => say(`call to unit ${unit} failed: ${error.message}`),
+    );
+  });
+  device.on('sip-dtmf', (tone: DtmfEvent) => say(`DTMF ${tone.digit} from ${tone.from}`));
+  device.on('sip-ended', (end: { by: string }) => say(`call ended ${end.by === 'local' ? 'here' : 'by the other side'}`));
+  gateway.on('door-released', (r: IxgDoorRelease) => say(`door of station ${r.station} RELEASED for app ${r.by}`));
+  gateway.on('door-event-published', (r: IxgDoorRelease) => say(`door-opened event sent to the cloud (station ${r.station}, by ${r.by})`));
+  gateway.on('door-release-refused', (r: { station: string; status: number; body: any }) => say(`door release of station ${r.station} refused by the cloud: ${r.status} ${r.body?.error?.message ?? ''}`));
+  const shutdown = async () => {
+    gateway.stop();
+    await device.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown());
+  process.on('SIGTERM', () => void shutdown());
+  device.start();
+}
 
 /** An IXGW-(T)GW gateway uploads a sample IXG system (buildings × units, a master station and an app each). */
 async function ixgUploadMain(argv: string[]): Promise<void> {

@@ -424,7 +424,7 @@ export class SimulatedDevice extends EventEmitter {
   }
 
   /** Calls a number (an apartment number or a 10-digit SIP number) with the registered account. */
-  call(number: string, opts: { timeoutMs?: number } = {}): Promise<ActiveCall> {
+  call(number: string, opts: { timeoutMs?: number; headers?: string[] } = {}): Promise<ActiveCall> {
     return this.sip.call(number, opts);
   }
 

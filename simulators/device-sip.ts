@@ -116,7 +116,7 @@ export class DeviceSip {
   }
 
   /** Calls a number (an apartment number or a 10-digit SIP number) with the registered account. */
-  async call(number: string, opts: { timeoutMs?: number } = {}): Promise<ActiveCall> {
+  async call(number: string, opts: { timeoutMs?: number; headers?: string[] } = {}): Promise<ActiveCall> {
     await this.chain;
     if (!this.station) throw new Error(`${this.host.mac} has no SIP account (sip disabled, or no configuration yet)`);
     return this.station.call(number, opts);

@@ -171,11 +171,12 @@ export class SipStation extends EventEmitter {
     });
   }
 
-  async call(target: string, opts: { timeoutMs?: number } = {}): Promise<ActiveCall> {
+  /** Calls `target`; `headers` are added to the INVITE as written ("X-IXG-Station: 0010"). */
+  async call(target: string, opts: { timeoutMs?: number; headers?: string[] } = {}): Promise<ActiveCall> {
     const ua = this.requireStarted();
     const uri = UserAgent.makeURI(`sip:${target}@${this.opts.domain}`);
     if (!uri) throw new Error(`invalid SIP target ${target}`);
-    const inviter = new Inviter(ua, uri);
+    const inviter = new Inviter(ua, uri, opts.headers?.length ? { extraHeaders: opts.headers } : {});
     const { call, assert } = this.track(inviter, inviter.request.callId, target, false);
     return new Promise((resolve, reject) => {
       const timer =

@@ -106,7 +106,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         version: deps.version,
         description: 'MAC library, device registry, remote maintenance, firmware and upgrades for installers and distributors. Devices use the MQTT protocol in docs/device-protocol.md.',
       },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, deviceBasic: { type: 'http', scheme: 'basic' } } },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, deviceBasic: { type: 'http', scheme: 'basic', description: "a device's MAC and device key" }, appBasic: { type: 'http', scheme: 'basic', description: "an app station's SIP username and password, from its registration" } } },
       security: [{ bearer: [] }],
     },
     // A multipart route validates its parts itself; `config.openapiBody` documents them.
@@ -121,7 +121,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, { checks: deps.readiness });
   if (deps.metrics) await app.register(metricsRoutes, { metrics: deps.metrics.endpoint });
   await app.register(deviceDocumentRoutes, deps.deviceAccess);
-  await app.register(ixgUploadRoutes, { ixg: deps.ixg, keys: deps.deviceAccess.keys });
+  await app.register(ixgUploadRoutes, { ixg: deps.ixg, calls: deps.calls, keys: deps.deviceAccess.keys });
   // The download cap holds across every API process of the deployment (a process-local count without Redis).
   const downloadSlots = new SharedSemaphore({
     capacity: deps.firmware.maxDownloads,

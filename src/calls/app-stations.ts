@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { and, asc, count, countDistinct, eq, inArray, isNull, type SQL } from 'drizzle-orm';
 import QRCode from 'qrcode';
 import type { Principal } from '../accounts/service.js';
@@ -21,6 +21,7 @@ import {
   type AppSipAccess,
 } from './schemas.js';
 import { GUARD_PHONE, INDOOR_MONITOR, isEntrance } from '../devices/types.js';
+import { ixgAddressBook, ixgSlots } from './ixg-apps.js';
 import { appLicences, appRegistrationCodes, appStations, sipRegistrations } from './tables.js';
 
 /** What app stations need of the directory: access checks on sites and apartments, and device placements. */
@@ -80,10 +81,10 @@ export const isInvalidCode = (err: unknown) => err instanceof DomainError && err
 const licenceExhausted = (units: number, used: number) =>
   new DomainError('forbidden', 'licence_exhausted', `every app licence of the site is in use (${used} of ${units} units); raise the licence count first`, { units, used });
 
-const TYPE_ORDER: Record<AddressBookEntry['type'], number> = { 'door-phone': 0, 'guard-phone': 1, 'indoor-monitor': 2 };
+const TYPE_ORDER: Record<AddressBookEntry['type'], number> = { 'door-phone': 0, 'guard-phone': 1, 'indoor-monitor': 2, 'ixg-station': 3 };
 
 type StationRow = typeof appStations.$inferSelect;
-const stationView = (s: StationRow): AppStationView => ({ id: s.id, name: s.name, sipNumber: s.sipNumber, createdAt: s.createdAt.toISOString() });
+const stationView = (s: StationRow): AppStationView => ({ id: s.id, name: s.name, sipNumber: s.sipNumber, ixgApp: s.ixgApp, createdAt: s.createdAt.toISOString() });
 
 /**
  * Residents' apps as intercom stations (seed 000 "Mobile App Service"). A site's licence counts units
@@ -181,13 +182,16 @@ export class AppStations implements TenantAccess {
    * With `lock`, the site's licence row is locked first: concurrent registrations of a site take turns.
    * Answers the apartment's app count.
    */
-  private async checkRoom(q: Queryable, siteId: string, apartmentId: string, lock: boolean): Promise<number> {
-    const licence = await this.licenceState(q, siteId, lock);
+  private async checkRoom(q: Queryable, site: { id: string; managedBy: string | null }, apartmentId: string, lock: boolean): Promise<{ apps: number; ixgApp: string | null }> {
+    const licence = await this.licenceState(q, site.id, lock);
     const rows = await q.select({ n: count() }).from(appStations).where(eq(appStations.apartmentId, apartmentId));
     const inApartment = rows[0]?.n ?? 0;
     if (inApartment >= MAX_APPS_PER_APARTMENT) throw conflict('apartment_full', `the apartment already has ${MAX_APPS_PER_APARTMENT} apps; remove one first`, { apartmentId, apps: inApartment });
+    // An IXG unit has as many apps as its upload lists: each app station takes one listing.
+    const slots = site.managedBy === 'ixg' ? await ixgSlots(q, site.id, apartmentId) : null;
+    if (slots && !slots.free) throw conflict('apartment_full', `the unit's IXG settings list ${slots.listed} app(s), all connected; add one in the IXG Support Tool or remove an app`, { apartmentId, apps: inApartment, listed: slots.listed });
     if (inApartment === 0 && licence.used >= licence.units) throw licenceExhausted(licence.units, licence.used);
-    return inApartment;
+    return { apps: inApartment, ixgApp: slots?.free ?? null };
   }
 
   // ---- registration codes
@@ -201,7 +205,7 @@ export class AppStations implements TenantAccess {
     const row = await this.db.transaction(async (tx) => {
       // Shared: a reset of the apartment waits for this code, and revokes it, or comes first.
       const { site } = await this.directory.apartmentFor(tx, principal, apartmentId, 'share');
-      await this.checkRoom(tx, site.id, apartmentId, false);
+      await this.checkRoom(tx, site, apartmentId, false);
       const expiresAt = new Date(this.now().getTime() + REGISTRATION_CODE_TTL_MS);
       const [created] = await tx.insert(appRegistrationCodes).values({ codeHash: hashCode(code), siteId: site.id, apartmentId, createdBy: principal.actorId, expiresAt }).returning();
       await recordWrite(tx, principal, { installerId: site.installerId, siteId: site.id, action: 'app-registration.created', subject: created!.id, details: { apartmentId, expiresAt: expiresAt.toISOString() } });
@@ -226,11 +230,11 @@ export class AppStations implements TenantAccess {
       const [registration] = await tx.select().from(appRegistrationCodes).where(eq(appRegistrationCodes.codeHash, hashCode(normal))).limit(1).for('update');
       if (!registration || registration.usedAt || registration.expiresAt.getTime() <= this.now().getTime()) throw invalidCode();
       const { apartment, site } = await this.directory.apartmentFor(tx, null, registration.apartmentId);
-      const apps = await this.checkRoom(tx, site.id, apartment.id, true);
+      const { apps, ixgApp } = await this.checkRoom(tx, site, apartment.id, true);
       const name = input?.name ?? `App ${apps + 1}`;
       const [station] = await tx
         .insert(appStations)
-        .values({ siteId: site.id, apartmentId: apartment.id, installerId: site.installerId, name, sipNumber: nextSipNumber(), sipPassword: password })
+        .values({ siteId: site.id, apartmentId: apartment.id, installerId: site.installerId, name, sipNumber: nextSipNumber(), sipPassword: password, ixgApp })
         .returning();
       await tx.update(appRegistrationCodes).set({ usedAt: this.now(), appStationId: station!.id }).where(eq(appRegistrationCodes.id, registration.id));
       // No account signed in: the write is the code issuer's (or, that account gone, the site installer's).
@@ -239,9 +243,9 @@ export class AppStations implements TenantAccess {
         siteId: site.id,
         action: 'app-station.registered',
         subject: station!.id,
-        details: { apartmentId: apartment.id, registrationId: registration.id, name, sipNumber: station!.sipNumber },
+        details: { apartmentId: apartment.id, registrationId: registration.id, name, sipNumber: station!.sipNumber, ...(ixgApp ? { ixgApp } : {}) },
       });
-      return { station: station!, addressBook: await this.bookOf(tx, apartment) };
+      return { station: station!, addressBook: ixgApp ? await ixgAddressBook(tx, site.id, ixgApp) : await this.bookOf(tx, apartment) };
     });
     const endpoint = this.sipEndpoint();
     return {
@@ -288,10 +292,21 @@ export class AppStations implements TenantAccess {
     return rows[0] ?? null;
   }
 
+  /** The SIP number of the app station these credentials are (its SIP username and password); null: none. */
+  async authenticate(username: string, password: string): Promise<string | null> {
+    if (!/^[0-9]{10}$/.test(username) || password.length > 128) return null;
+    const account = await this.account(username);
+    const expected = Buffer.from(account?.password ?? 'no such station, compared all the same');
+    const got = Buffer.from(password);
+    const same = got.length === expected.length && timingSafeEqual(got, expected);
+    return account && same ? username : null;
+  }
+
   /** The address book of the app station holding this SIP number; null: no such station. */
   async addressBook(stationSipNumber: string): Promise<AddressBookEntry[] | null> {
-    const rows = await this.db.select({ apartmentId: appStations.apartmentId }).from(appStations).where(eq(appStations.sipNumber, stationSipNumber)).limit(1);
+    const rows = await this.db.select({ apartmentId: appStations.apartmentId, siteId: appStations.siteId, ixgApp: appStations.ixgApp }).from(appStations).where(eq(appStations.sipNumber, stationSipNumber)).limit(1);
     if (!rows[0]) return null;
+    if (rows[0].ixgApp) return ixgAddressBook(this.db, rows[0].siteId, rows[0].ixgApp);
     const { apartment } = await this.directory.apartmentFor(this.db, null, rows[0].apartmentId);
     return this.bookOf(this.db, apartment);
   }

@@ -1,9 +1,10 @@
-import { count, desc, eq } from 'drizzle-orm';
+import { and, count, desc, eq } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
 import type { Db } from '../db/client.js';
 import { deviceFacts } from '../devices/queries.js';
 import type { DirectoryService } from '../directory/service.js';
 import { paginate, type Page } from '../shared/pagination.js';
+import { ixgStations } from '../ixg/tables.js';
 import { calls, doorEvents } from './tables.js';
 
 /** What a door phone reports on devices/{MAC}/events when a relay opened (docs/device-protocol.md). */
@@ -16,6 +17,8 @@ export interface DoorOpened {
   callId?: string | undefined;
   at?: string | undefined;
   floors?: string[] | undefined;
+  /** An IXG gateway's report: the IXG station whose door it released. */
+  station?: string | undefined;
 }
 
 /**
@@ -39,6 +42,7 @@ export interface DoorEventView {
   method: string;
   byStation: string | null;
   callId: string | null;
+  ixgStation: string | null;
   floors: string[] | null;
   occurredAt: string;
   reportedAt: string | null;
@@ -58,6 +62,7 @@ const view = (d: DoorEventRow): DoorEventView => ({
   method: d.method,
   byStation: d.byStation,
   callId: d.callId,
+  ixgStation: d.ixgStation,
   floors: d.floors ?? null,
   occurredAt: d.occurredAt.toISOString(),
   reportedAt: d.reportedAt?.toISOString() ?? null,
@@ -98,11 +103,16 @@ export class DoorEvents {
     const received = this.now();
     const [device] = await deviceFacts(this.db, [mac]);
     if (!device) return { recorded: false, refused: 'no device is bound to this MAC' };
-    if (e.relay > device.relays.length) return { recorded: false, refused: `relay ${e.relay}: the device has ${device.relays.length} relay(s)` };
+    const place = (await this.directory.of([mac])).get(mac);
+    // An IXG gateway releases its stations' doors, not relays of its own: the station must be of its upload.
+    if (device.type === 'ixgw') {
+      if (!e.station) return { recorded: false, refused: 'an IXG gateway names the station whose door it released (station)' };
+      const [station] = place ? await this.db.select({ number: ixgStations.number }).from(ixgStations).where(and(eq(ixgStations.siteId, place.siteId), eq(ixgStations.number, e.station))) : [];
+      if (!station) return { recorded: false, refused: `station ${e.station} is not in the IXG settings of the gateway's site` };
+    } else if (e.relay > device.relays.length) return { recorded: false, refused: `relay ${e.relay}: the device has ${device.relays.length} relay(s)` };
     const reported = e.at ? new Date(e.at) : null;
     const occurredAt = clampReported(reported, received);
     const { call, by } = await this.checkCall(device.sipNumber, e, occurredAt, received);
-    const place = (await this.directory.of([mac])).get(mac);
     await this.db
       .insert(doorEvents)
       .values({
@@ -114,6 +124,7 @@ export class DoorEvents {
         byStation: e.by ?? null,
         byVerified: by,
         callId: e.callId ?? null,
+        ixgStation: device.type === 'ixgw' ? (e.station ?? null) : null,
         floors: e.floors ?? null,
         callVerified: call,
         eventId: e.eventId,
@@ -140,7 +151,8 @@ export class DoorEvents {
     const t = occurredAt.getTime();
     const during =
       !!row?.answeredAt && t >= row.answeredAt.getTime() - DOOR_EVENT_CLOCK_TOLERANCE_MS && t <= (row.endedAt ?? received).getTime() + DOOR_EVENT_CLOCK_TOLERANCE_MS;
-    const call = !!row && parties.includes(deviceNumber) && during;
+    // A gateway's release must also be of the call it placed for that station.
+    const call = !!row && parties.includes(deviceNumber) && during && (e.station === undefined || row.ixgStation === e.station);
     if (!e.by) return { call, by: absent };
     return { call, by: call && e.by !== deviceNumber && parties.includes(e.by) };
   }

@@ -62,13 +62,14 @@ export interface AppSipAccess {
 const addressBookEntrySchema = z.object({
   sipNumber: z.string(),
   name: z.string(),
-  type: z.enum(['door-phone', 'guard-phone', 'indoor-monitor']),
+  type: z.enum(['door-phone', 'guard-phone', 'indoor-monitor', 'ixg-station']).describe("an IXG unit's stations are 'door-phone' (in an entrance unit) or 'ixg-station'"),
   location: z.string().nullable(),
-  doorRelease: z.boolean().describe('the station can open a door from a call (a door or guard phone with an enabled relay and a DTMF code)'),
+  doorRelease: z.boolean().describe('the station can open a door from a call (a door or guard phone with an enabled relay and a DTMF code; an IXG station where the unit\'s app listing grants door release)'),
+  ixgStation: z.string().optional().describe('an IXG station, reached through its gateway (`sipNumber` is the gateway\'s): its IXG station number'),
 });
 export type AddressBookEntry = z.infer<typeof addressBookEntrySchema>;
 
-export const appStationSchema = z.object({ id: z.uuid(), name: z.string(), sipNumber: z.string(), createdAt: z.string() });
+export const appStationSchema = z.object({ id: z.uuid(), name: z.string(), sipNumber: z.string(), ixgApp: z.string().nullable().describe("in an IXG unit: the upload's app listing it connected to"), createdAt: z.string() });
 export type AppStationView = z.infer<typeof appStationSchema>;
 
 export const exchangeSchema = z.object({

@@ -6,6 +6,7 @@ import { deviceFacts, sipAccountOf } from '../devices/queries.js';
 import type { DirectoryService } from '../directory/service.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import type { AppStations } from './app-stations.js';
+import { ixgCallPlan, ixgDoorRelease, type IxgCallTarget, type IxgDoorReleaseAnswer } from './ixg-calls.js';
 import { planLine, routeCall, type RoutePlan, type Station } from './routing.js';
 import { DoorEvents, type DoorEventOutcome, type DoorEventView, type DoorOpened } from './door-events.js';
 import { appStations, calls, sipRegistrations, type CallOutcome } from './tables.js';
@@ -34,6 +35,7 @@ export interface CallView {
   outcome: CallOutcome;
   status: number | null;
   reason: string | null;
+  ixgStation: string | null;
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
@@ -153,6 +155,8 @@ export class CallService {
       const callee = await this.account(dialled);
       // Another site's station is as unknown as no station: nothing of another installer is reachable.
       if (!callee || callee.siteId !== caller.siteId) return { action: 'refuse', status: 404, reason: 'Not Found' };
+      // A gateway's number names no IXG station: calls to IXG stations are the IXG system's own.
+      if (callee.station.type === 'ixgw') return { action: 'refuse', status: 403, reason: 'IXG stations are called in the IXG system' };
       const directory = await this.directory.callDirectory(caller.siteId, { apartmentNumber: null, apartmentIds: [...own, ...(callee.station.apartmentId ? [callee.station.apartmentId] : [])] });
       if (!directory) return { action: 'refuse', status: 404, reason: 'Not Found' };
       return routeCall(caller.station, dialled, { directory, stations: [caller.station, callee.station] });
@@ -164,16 +168,20 @@ export class CallService {
     return routeCall(caller.station, dialled, { directory, stations: [caller.station, ...stations.filter((s) => s.sipNumber !== caller.station.sipNumber)] });
   }
 
-  /** What a call reaches, for Kamailio; the call is recorded (refused ones too). */
-  async route(callerNumber: string, dialled: string, callId: string): Promise<{ plan: RoutePlan; line: string }> {
+  /**
+   * What a call reaches, for Kamailio; the call is recorded (refused ones too). An IXG gateway's call names
+   * the IXG station it places it for (`ixg`, from X-IXG-Station and X-IXG-Building); other callers' are ignored.
+   */
+  async route(callerNumber: string, dialled: string, callId: string, ixg: IxgCallTarget = {}): Promise<{ plan: RoutePlan; line: string }> {
     const caller = await this.account(callerNumber);
     let plan: RoutePlan;
     let siteId: string | null = null;
+    const gateway = caller?.station.type === 'ixgw';
     if (!caller) plan = { action: 'refuse', status: 403, reason: 'Unknown caller' };
     else if (!caller.siteId) plan = { action: 'refuse', status: 403, reason: 'Caller not placed in a site' };
     else {
       siteId = caller.siteId;
-      plan = await this.plan({ ...caller, siteId: caller.siteId }, dialled);
+      plan = gateway ? await ixgCallPlan(this.db, caller.siteId, dialled, ixg) : await this.plan({ ...caller, siteId: caller.siteId }, dialled);
     }
     const refusal = plan.action === 'refuse' ? plan : null;
     const refused = refusal !== null;
@@ -191,6 +199,7 @@ export class CallService {
         outcome: refusal ? (refusal.status === 480 ? 'no-answer' : 'refused') : 'ringing',
         status: refusal?.status ?? null,
         reason: refusal?.reason ?? null,
+        ixgStation: gateway && ixg.station && /^[0-9]{1,8}$/.test(ixg.station) ? ixg.station : null,
       })
       // A re-sent INVITE (new transaction, same Call-ID) keeps the first record.
       .onConflictDoNothing({ target: calls.callId });
@@ -235,10 +244,16 @@ export class CallService {
         outcome: c.outcome,
         status: c.status,
         reason: c.reason,
+        ixgStation: c.ixgStation,
       }),
       q.page,
       q.pageSize,
     );
+  }
+
+  /** An IXG gateway asks whether the app that answered its call for `station` may release that station's door. */
+  ixgDoorRelease(mac: string, q: { callId: string; station: string }): Promise<IxgDoorReleaseAnswer> {
+    return ixgDoorRelease(this.db, mac, q);
   }
 
   /** Records a door phone's report that a relay opened, checked against what the cloud knows (DoorEvents). */

@@ -32,9 +32,11 @@ export const appStations = pgTable(
     /** From the same sequence as devices' numbers: one numbering plan for every SIP account. */
     sipNumber: varchar('sip_number', { length: 10 }).notNull().unique(),
     sipPassword: text('sip_password').notNull(),
+    /** In an IXG unit: the app listing of the upload this station connected to (its address book, its door release). */
+    ixgApp: varchar('ixg_app', { length: 8 }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index('app_stations_apartment_idx').on(t.apartmentId), index('app_stations_site_idx').on(t.siteId)],
+  (t) => [index('app_stations_apartment_idx').on(t.apartmentId), index('app_stations_site_idx').on(t.siteId), uniqueIndex('app_stations_ixg_app_idx').on(t.siteId, t.ixgApp)],
 );
 
 /** A one-time app registration code: only its SHA-256 is kept; used once, valid 24 h. */
@@ -98,6 +100,8 @@ export const calls = pgTable(
     /** The SIP status that ended an unanswered call, or the refusal. */
     status: integer('status'),
     reason: text('reason'),
+    /** A call an IXG gateway placed: the IXG station it placed it for (X-IXG-Station). */
+    ixgStation: varchar('ixg_station', { length: 8 }),
   },
   (t) => [uniqueIndex('calls_call_id_idx').on(t.callId), index('calls_site_idx').on(t.siteId, t.startedAt)],
 );
@@ -124,6 +128,8 @@ export const doorEvents = pgTable(
     /** True: a party, other than the device, of the verified call. */
     byVerified: boolean('by_verified'),
     callId: text('call_id'),
+    /** An IXG gateway's report: the IXG station whose door it released. */
+    ixgStation: varchar('ixg_station', { length: 8 }),
     /** The lift floors the PIN or card enabled, as the device reported them (null: not reported). */
     floors: jsonb('floors').$type<string[]>(),
     /** True: a call recorded by the SIP server, answered, with this device as a party, around the event's time. */

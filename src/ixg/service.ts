@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
 import { recordWriteAs } from '../audit/service.js';
-import type { Db } from '../db/client.js';
+import type { Db, Tx } from '../db/client.js';
 import { deviceFacts } from '../devices/queries.js';
 import type { DirectoryService } from '../directory/service.js';
 import { badRequest, conflict, forbidden, notFound } from '../shared/errors.js';
@@ -18,6 +18,13 @@ export interface IxgUploadAnswer {
   /** True: the same settings as the last upload; nothing was written. */
   unchanged: boolean;
   counts: IxgDiff['counts'];
+  /** App stations that lost their app listing (removed, or moved to another unit) and with it their account. */
+  appStationsRemoved: number;
+}
+
+/** The calls domain's part of an upload: app stations whose listing (`building/unit/app`) is gone lose their account. */
+export interface IxgAppStations {
+  withdrawIxgApps(tx: Tx, siteId: string, keep: ReadonlySet<string>): Promise<number>;
 }
 
 const chunks = <T>(rows: T[], size = 1000) => Array.from({ length: Math.ceil(rows.length / size) }, (_, i) => rows.slice(i * size, (i + 1) * size));
@@ -31,6 +38,7 @@ export class IxgSites {
   constructor(
     private readonly db: Db,
     private readonly directory: Directory,
+    private readonly apps: IxgAppStations,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -45,7 +53,9 @@ export class IxgSites {
 
     const answer = await this.db.transaction(async (tx) => {
       const [prior] = await tx.select().from(ixgSites).where(eq(ixgSites.siteId, siteId)).for('update');
-      if (prior?.sha256 === sha256) return { siteId, version: prior.version, unchanged: true, counts: diffUploads(doc, doc, true).counts };
+      if (prior?.sha256 === sha256) return { siteId, version: prior.version, unchanged: true, counts: diffUploads(doc, doc, true).counts, appStationsRemoved: 0 };
+      const keep = new Set(doc.buildings.flatMap((b) => b.units.flatMap((u) => u.apps.map((a) => `${b.number}/${u.number}/${a.number}`))));
+      const appStationsRemoved = prior ? await this.apps.withdrawIxgApps(tx, siteId, keep) : 0;
       const { buildingIds, apartmentIds } = await this.directory.mirrorIxg(
         tx,
         siteId,
@@ -64,8 +74,8 @@ export class IxgSites {
       await tx.insert(ixgSites).values(row).onConflictDoUpdate({ target: ixgSites.siteId, set: row });
       const diff = diffUploads(prior?.document ?? null, doc);
       // The installer's gateway acts for the installer: the write is the installer's, made by the gateway.
-      await recordWriteAs(tx, device.installerId, { installerId: device.installerId, siteId, action: 'ixg.uploaded', subject: mac, details: { version, ...diff } });
-      return { siteId, version, unchanged: false, counts: diff.counts };
+      await recordWriteAs(tx, device.installerId, { installerId: device.installerId, siteId, action: 'ixg.uploaded', subject: mac, details: { version, ...diff, appStationsRemoved } });
+      return { siteId, version, unchanged: false, counts: diff.counts, appStationsRemoved };
     });
     if (!answer.unchanged) this.directory.committed();
     return answer;

@@ -2,6 +2,7 @@ import type { AccountService } from '../accounts/service.js';
 import { AppStations } from '../calls/app-stations.js';
 import { AppStatus } from '../calls/app-status.js';
 import { appSipAccess } from '../calls/kamailio.js';
+import { withdrawIxgApps } from '../calls/ixg-apps.js';
 import { CallService } from '../calls/service.js';
 import { RedisWakeGenerations } from '../cluster/wakes.js';
 import { DeviceService } from '../devices/service.js';
@@ -46,7 +47,7 @@ export function buildDomains(base: ProcessBase, accounts: AccountService, events
   // A reset or removed apartment takes its app stations and codes with it, in the directory's transaction.
   directory.apartments.useTenantAccess(appStations);
   const calls = new CallService(database.db, directory, appStations, () => reach.sip?.domain ?? config.sip.domain ?? 'sip.invalid');
-  const ixg = new IxgSites(database.db, directory);
+  const ixg = new IxgSites(database.db, directory, { withdrawIxgApps });
   const appStatus = new AppStatus(database.db, directory);
   return { directory, devices, macLibrary, presence, appStations, calls, ixg, appStatus };
 }

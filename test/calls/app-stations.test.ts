@@ -228,7 +228,7 @@ t.test('listing shows no password; deleting frees the slot and the account at on
   const list = await A.get(`/apartments/${a101.id}/app-stations`);
   t.equal(list.status, 200);
   t.equal(list.body.items.length, 8);
-  for (const s of list.body.items) t.same(Object.keys(s).sort(), ['createdAt', 'id', 'name', 'sipLastRegisteredAt', 'sipNumber', 'sipStatus']);
+  for (const s of list.body.items) t.same(Object.keys(s).sort(), ['createdAt', 'id', 'ixgApp', 'name', 'sipLastRegisteredAt', 'sipNumber', 'sipStatus']);
   t.notOk(JSON.stringify(list.body).includes(first.sip.password));
   t.equal((await B.get(`/apartments/${a101.id}/app-stations`)).status, 404);
 

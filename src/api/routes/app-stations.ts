@@ -1,5 +1,6 @@
 import type { CallService } from '../../calls/service.js';
 import type { Redis } from 'ioredis';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { isInvalidCode, type AppStations } from '../../calls/app-stations.js';
@@ -169,4 +170,45 @@ export const appRegistrationRoutes: FastifyPluginAsyncZod<AppRegistrationDeps> =
       }
     },
   );
+
+  // An app's own requests: HTTP Basic with the SIP username and password its registration gave it.
+  const appBasic = async (request: FastifyRequest, reply: FastifyReply) => {
+    const address = request.ip;
+    if (limiter.isBlocked(address, ANY_CODE)) {
+      reply.header('retry-after', '60');
+      throw new HttpError(429, 'too_many_attempts', 'too many failed attempts from this address; try again in a minute');
+    }
+    const [scheme, encoded = ''] = (request.headers.authorization ?? '').split(' ');
+    const decoded = scheme?.toLowerCase() === 'basic' ? Buffer.from(encoded, 'base64').toString('utf8') : '';
+    const colon = decoded.indexOf(':');
+    const station = colon > 0 ? await deps.appStations.authenticate(decoded.slice(0, colon), decoded.slice(colon + 1)) : null;
+    if (!station) {
+      limiter.recordFailure(address, ANY_CODE);
+      reply.header('www-authenticate', 'Basic realm="app stations"');
+      throw new HttpError(401, 'unauthorized', "an app station's SIP username and password (HTTP Basic)");
+    }
+    request.appStation = station;
+  };
+  app.get(
+    '/app/address-book',
+    {
+      logLevel: 'warn',
+      onRequest: appBasic,
+      schema: {
+        tags,
+        summary: "The calling app station's address book, as it is now (app; HTTP Basic with its SIP username and password)",
+        description: 'What the registration answered, re-read: after the directory or an IXG upload changed it, an app refreshes it here. 401 for anyone but an app station; failures count toward the same per-address limit as registrations.',
+        security: [{ appBasic: [] }],
+        response: { 200: z.object({ sipNumber: z.string(), addressBook: exchangeSchema.shape.addressBook }), 401: errorSchema, 429: errorSchema },
+      },
+    },
+    async (request) => ({ sipNumber: request.appStation!, addressBook: (await deps.appStations.addressBook(request.appStation!)) ?? [] }),
+  );
 };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The SIP number of the app station that authenticated (app routes only). */
+    appStation?: string;
+  }
+}

@@ -19,6 +19,7 @@ const callSchema = z.object({
   outcome: z.enum(callOutcomes),
   status: z.number().int().nullable().describe('SIP status that ended an unanswered or refused call'),
   reason: z.string().nullable(),
+  ixgStation: z.string().nullable().describe('a call an IXG gateway placed: the IXG station it placed it for'),
 });
 
 const verifiedFlag = (what: string) => z.boolean().nullable().describe(`${what}; false: not confirmed; null: not reported (nothing to check)`);
@@ -31,6 +32,7 @@ const doorEventSchema = z.object({
   byStation: z.string().nullable().describe('SIP number of the station that released it during a call, as the device reported it (see verified.by)'),
   floors: z.array(z.string()).nullable().describe('the lift floors the PIN or card enabled, as the device reported them (`["all"]`: every floor); null: not reported'),
   callId: z.string().nullable().describe('SIP Call-ID of that call, as the device reported it (see verified.call)'),
+  ixgStation: z.string().nullable().describe("an IXG gateway's report: the IXG station whose door it released (verified.call: the gateway's call for that station)"),
   occurredAt: z.string().describe("when it happened: the device's time, clamped to [receivedAt − 5 min, receivedAt]; receivedAt when it sent none"),
   reportedAt: z.string().nullable().describe('the time the device reported, unclamped (null: none)'),
   receivedAt: z.string().describe('when the cloud received the event'),

@@ -69,12 +69,20 @@ export const sipBackendRoutes: FastifyPluginAsyncZod<{ calls: CallService; token
       schema: {
         tags,
         summary: 'What a dialled number reaches from this caller, as a plan line: `refuse <code> <reason>` or `ring <step s> <steps>`',
-        body: z.object({ caller: number, callee: z.string().min(1).max(64), callId: z.string().min(1).max(256) }),
+        body: z.object({
+          caller: number,
+          callee: z.string().min(1).max(64),
+          callId: z.string().min(1).max(256),
+          // An IXG gateway's headers, checked by the routing (a malformed one is its SIP refusal, not a 503).
+          station: z.string().max(64).optional().describe('X-IXG-Station: the IXG station a gateway places the call for'),
+          building: z.string().max(64).optional().describe('X-IXG-Building: the building of the dialled unit'),
+        }),
         response: { 200: text, ...errorResponses(400) },
       },
     },
     async (request, reply) => {
-      const { line } = await calls.route(request.body.caller, request.body.callee, request.body.callId);
+      const { station, building } = request.body;
+      const { line } = await calls.route(request.body.caller, request.body.callee, request.body.callId, { station, building });
       return reply.type('text/plain').send(line);
     },
   );
