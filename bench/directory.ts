@@ -163,6 +163,31 @@ try {
   const ixgReuploadSeconds = (performance.now() - t4) / 1000;
   log(`IXG upload of ${ixgUnits} units and ${ixgStations} stations: ${uploaded.status} in ${fmt(ixgUploadSeconds, 2)} s, rendered after ${fmt(ixgRenderedSeconds, 2)} s; one unit renamed: ${reuploaded.status} ${JSON.stringify(reuploaded.body?.counts?.units)} in ${fmt(ixgReuploadSeconds, 2)} s`);
 
+  // Every residential unit's app connects by its QR code; then every entrance station is renamed: until
+  // mirrored, and until every app's address book (GET /api/v1/app/address-book) names the new station.
+  const residential: { id: string }[] = await svc.sql("SELECT id FROM apartments WHERE site_id = $1 AND unit_type = 'residential'", [ixgSite.id]);
+  await svc.api('PUT', `/api/v1/sites/${ixgSite.id}/app-licences`, { units: residential.length });
+  const ixgApps: { user: string; password: string }[] = [];
+  await pool(residential, 32, async (a) => {
+    const code = await svc.api('POST', `/api/v1/apartments/${a.id}/app-registrations`);
+    const res = await fetch(code.registrationUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const body = (await res.json()) as { sip: { username: string; password: string } };
+    ixgApps.push({ user: body.sip.username, password: body.sip.password });
+  });
+  for (const b of ixgDoc.buildings) b.units[0]!.stations[0]!.name = `${b.units[0]!.stations[0]!.name} (new)`;
+  const t5 = performance.now();
+  const renamed = await uploadIxgSite(svc.base, ixgMac!, deriveDeviceKey(svc.secret, ixgMac!), ixgDoc);
+  const ixgRenameSeconds = (performance.now() - t5) / 1000;
+  let stale = 0;
+  await pool(ixgApps, 32, async (app) => {
+    const res = await fetch(`${svc.base}/api/v1/app/address-book`, { headers: { authorization: `Basic ${Buffer.from(`${app.user}:${app.password}`).toString('base64')}` } });
+    const book = (await res.json()) as { addressBook: { name: string }[] };
+    if (res.status !== 200 || !book.addressBook[0]?.name.endsWith('(new)')) stale++;
+  });
+  const ixgBooksSeconds = (performance.now() - t5) / 1000;
+  if (stale) throw new Error(`${stale} app address books do not show the renamed station`);
+  log(`IXG: ${ixgApps.length} apps connected; entrance stations renamed: ${renamed.status} in ${fmt(ixgRenameSeconds, 2)} s, every app's address book read back renamed after ${fmt(ixgBooksSeconds, 2)} s`);
+
   console.log(`
 | measure | result |
 | --- | --- |
@@ -176,6 +201,7 @@ try {
 | indoor monitor's contact list document | ${fmt(size(monitorView, 'contacts'), 0)} B |
 | IXG upload: ${ixgUnits} units, ${ixgStations} stations, ${ixgUnits - 5} apps with address books; until mirrored / until the site's change rendered | ${fmt(ixgUploadSeconds, 2)} s / ${fmt(ixgRenderedSeconds, 2)} s |
 | IXG re-upload with one unit renamed, until mirrored | ${fmt(ixgReuploadSeconds, 2)} s |
+| IXG re-upload renaming the entrance stations, ${ixgApps.length} apps connected: until mirrored / until every app's address book (read by each app, 32 at a time) names the new station | ${fmt(ixgRenameSeconds, 2)} s / ${fmt(ixgBooksSeconds, 2)} s |
 | service RSS before the import → peak until the end | ${fmt(mb(rssBefore))} → ${fmt(mb(rssPeak))} MB (growth ${fmt(mb(rssPeak - rssBefore))} MB) |`);
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
