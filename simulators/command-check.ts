@@ -3,7 +3,7 @@ import type { DeviceCommand } from '../src/provisioning/channel.js';
 // What a device refuses before doing anything (docs/device-protocol.md, "Commands a device cannot carry
 // out"): it answers `failed` with one of these codes and changes nothing.
 
-const commandKinds = ['provision', 'autop', 'connect-type', 'autop-once', 'reboot', 'reset', 'upgrade'] as const;
+const commandKinds = ['provision', 'autop', 'connect-type', 'autop-once', 'reboot', 'reset', 'upgrade', 'open-door'] as const;
 
 export interface Refusal {
   code: 'unknown_kind' | 'invalid_params' | 'wrong_model';
@@ -23,6 +23,7 @@ export function refusal(command: Pick<DeviceCommand, 'kind' | 'params'>, model: 
     // Model names compare without regard to case, as the cloud's firmware list does (r29 is R29).
     if (String(p.model).toUpperCase() !== model.trim().toUpperCase()) return { code: 'wrong_model', message: `the image is for ${String(p.model).slice(0, 64)}, this device is ${model}` };
   }
+  if (command.kind === 'open-door' && !(Number.isInteger(p.relay) && (p.relay as number) >= 1 && (p.relay as number) <= 8)) return { code: 'invalid_params', message: 'open-door needs a relay from 1 to 8' };
   if (command.kind === 'autop-once' && !Array.isArray(p.lines) && !p.linesDocument) return { code: 'invalid_params', message: 'one-time Autop needs lines or linesDocument' };
   return null;
 }

@@ -9,12 +9,14 @@ import { DeviceConfiguration } from './device-config.js';
 import { acceptsPin, cardAccess, fetchDocument, fetchNamedDocuments, fetchOneTimeLines, type HeldDocuments } from './device-documents.js';
 import type { DeviceState, DownloadRequest, ReceivedCommand, ReceivedSize, SimulatedDeviceOptions } from './device-types.js';
 import { downloadImage } from './firmware-download.js';
+import { openRemotely, remoteOpeningEvent, type RemoteOpening } from './device-doors.js';
 import { DeviceSip, relaysOf, sipAccountOf, type DoorOpening, type SipAccountConfig, type SipRegistration } from './device-sip.js';
 import type { ActiveCall, IncomingCall, SipStation } from './sip/station.js';
 
 export type { DeviceBehaviour, DeviceState, DownloadRequest, ReceivedCommand, ReceivedSize, SimulatedDeviceOptions } from './device-types.js';
 
 export type { DeviceSipOptions, DoorOpening, SipAccountConfig, SipRegistration } from './device-sip.js';
+export type { RemoteOpening } from './device-doors.js';
 
 /**
  * A simulated intercom that speaks the device protocol of docs/device-protocol.md: connects with its MAC and
@@ -76,6 +78,8 @@ export class SimulatedDevice extends EventEmitter {
   get sipRegistrations(): readonly SipRegistration[] {
     return this.sip.registrations;
   }
+  /** Relays opened by `open-door` commands, in order. */
+  readonly remoteOpenings: RemoteOpening[] = [];
   /** Relays opened, in order. */
   get doorOpenings(): readonly DoorOpening[] {
     return this.sip.doorOpenings;
@@ -251,6 +255,7 @@ export class SimulatedDevice extends EventEmitter {
       await this.upgrade(command, (status) => this.status(command.id, status));
       return;
     }
+    if (command.kind === 'open-door') return void (await this.openDoor(command, answer, fail));
     this.working.add(command.id);
     try {
       await answer({ state: 'accepted' });
@@ -290,6 +295,20 @@ export class SimulatedDevice extends EventEmitter {
     await answer({ state: 'succeeded', ...(this.configHash ? { configHash: this.configHash } : {}) });
     if (command.kind === 'reset') this.reset((command.params as { mode: 'config' | 'factory' }).mode);
     if (command.kind === 'reboot' || command.kind === 'reset') await this.reboot();
+  }
+
+  /** An urgent door opening: the relay opens now, the answer goes out, then the door-opened event. */
+  private async openDoor(command: ReceivedCommand, answer: (status: Record<string, unknown>) => Promise<void>, fail: (code: string, message: string) => Promise<void>): Promise<void> {
+    const opening = openRemotely(this.config, command);
+    if ('code' in opening) return void (await fail(opening.code, opening.message));
+    this.applied.add(command.id);
+    this.applications.push({ id: command.id, kind: command.kind });
+    this.remoteOpenings.push(opening);
+    this.emit('remote-open', opening);
+    await answer({ state: 'succeeded' });
+    await this.publish('events', JSON.stringify(remoteOpeningEvent(opening)));
+    opening.published = true;
+    this.emit('remote-open-published', opening);
   }
 
   /** Lets a held command (`holdKinds`) go on to its end; false when none of that id is held. */

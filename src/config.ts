@@ -54,6 +54,8 @@ export const environment = z
     JOB_IN_PROGRESS_TIMEOUT_MS: positiveInt(300_000),
     JOB_MAX_ATTEMPTS: positiveInt(5),
     JOB_WORKER_CONCURRENCY: positiveInt(50),
+    OPEN_DOOR_EXPIRY_SECONDS: z.coerce.number().int().min(1).max(60).default(10),
+    OPEN_DOOR_WAIT_MS: z.coerce.number().int().min(0).max(10_000).default(3000),
     QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/).default('ic'),
     QUEUE_TIMEOUT_MS: positiveInt(3000),
     RECONCILE_INTERVAL_MS: positiveInt(30_000),
@@ -160,6 +162,8 @@ const configSchema = environment.transform((c) => ({
   presenceFlushMs: c.PRESENCE_FLUSH_MS,
   shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
   jobs: { ackTimeoutMs: c.JOB_ACK_TIMEOUT_MS, inProgressTimeoutMs: c.JOB_IN_PROGRESS_TIMEOUT_MS, maxAttempts: c.JOB_MAX_ATTEMPTS, concurrency: c.JOB_WORKER_CONCURRENCY },
+  /** Opening a door from the cloud: how long it stays deliverable, and how long the request waits for the device. */
+  doors: { openExpirySeconds: c.OPEN_DOOR_EXPIRY_SECONDS, openWaitMs: c.OPEN_DOOR_WAIT_MS },
   queues: {
     /** Redis keys are `{prefix}:{deployment id}:…`: the deployment id comes from the database. */
     prefix: c.QUEUE_PREFIX,

@@ -45,6 +45,8 @@ import type { SpreadsheetReader } from '../shared/sheets.js';
 import type { IxgSites } from '../ixg/service.js';
 import type { AppStatus } from '../calls/app-status.js';
 import { ixgRoutes, ixgUploadRoutes } from './routes/ixg.js';
+import { doorRoutes } from './routes/doors.js';
+import type { RemoteDoors } from '../doors/service.js';
 
 export interface ApiDeps {
   logger: Logger;
@@ -65,6 +67,8 @@ export interface ApiDeps {
   /** `GET /metrics` answers `endpoint` (the deployment's); this process's instruments are `local`. */
   metrics?: { endpoint: MetricsEndpoint; local: Metrics };
   calls: CallService;
+  /** Doors opened from the cloud. */
+  doors: RemoteDoors;
   /** IXG sites: uploads from their gateways, and their read-only settings. */
   ixg: IxgSites;
   appStatus: AppStatus;
@@ -135,7 +139,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(
     async (api) => {
       const tokens = new TokenCache(deps.accounts, deps.revocations ?? null);
-      api.addHook('onRequest', bearerAuth(tokens, (id) => deps.directory.managedSites(id)));
+      api.addHook('onRequest', bearerAuth(tokens, (id) => deps.directory.managedSites(id), deps.appStations));
       await api.register(accountRoutes, { accounts: deps.accounts, tokens });
       await api.register(memberRoutes, { accounts: deps.accounts, directory: deps.directory });
       await api.register(macLibraryRoutes, { macLibrary: deps.macLibrary, spreadsheets: deps.spreadsheets });
@@ -153,6 +157,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       await api.register(firmwareRoutes, { catalogue: deps.firmware.catalogue, maxImageBytes: deps.firmware.maxImageBytes });
       await api.register(upgradeRoutes, { upgrades: deps.firmware.upgrades });
       await api.register(callRoutes, { calls: deps.calls });
+      await api.register(doorRoutes, { doors: deps.doors });
       await api.register(ixgRoutes, { ixg: deps.ixg });
     },
     { prefix: '/api/v1' },

@@ -6,6 +6,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal;
   }
+  interface FastifyContextConfig {
+    /** The route also takes an app station's HTTP Basic credentials (its SIP username and password). */
+    appAuth?: boolean;
+  }
 }
 
 /**
@@ -47,15 +51,31 @@ const PROPERTY_MANAGER_ROUTES = new Set([
   'GET /api/v1/sites/:siteId/door-events',
   'GET /api/v1/sites/:siteId/ixg',
   'GET /api/v1/sites/:siteId/app-status',
+  'POST /api/v1/devices/:mac/relays/:relay/open',
+  'GET /api/v1/devices/:mac/door-events',
+  'GET /api/v1/apartments/:apartmentId/door-events',
 ]);
 
 /**
  * onRequest hook for /api/v1: every route needs a valid, unrevoked bearer token; a property manager gets
  * its sites and only the routes it may use.
  */
-export function bearerAuth(accounts: Pick<AccountService, 'authenticate'>, managedSites: (accountId: string) => Promise<string[]>) {
+export function bearerAuth(
+  accounts: Pick<AccountService, 'authenticate'>,
+  managedSites: (accountId: string) => Promise<string[]>,
+  apps?: { authenticate(username: string, password: string): Promise<string | null> },
+) {
   return async (request: FastifyRequest, _reply: FastifyReply) => {
     const header = request.headers.authorization;
+    // An app station on a route that takes it: its SIP credentials, never a token.
+    if (apps && request.routeOptions.config?.appAuth && header && /^Basic\s/i.test(header)) {
+      const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      const sip = colon > 0 ? await apps.authenticate(decoded.slice(0, colon), decoded.slice(colon + 1)) : null;
+      if (!sip) throw new HttpError(401, 'unauthorized', "invalid app station credentials (HTTP Basic: the SIP username and password of the app's registration)");
+      request.appStation = sip;
+      return;
+    }
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     if (!match) throw new HttpError(401, 'unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
     const principal = await accounts.authenticate(match[1]!);

@@ -5,7 +5,7 @@ import { deviceFacts } from '../devices/queries.js';
 import type { DirectoryService } from '../directory/service.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import { ixgStations } from '../ixg/tables.js';
-import { calls, doorEvents } from './tables.js';
+import { calls, doorEvents, type DoorOutcome, type DoorRequester } from './tables.js';
 
 /** What a door phone reports on devices/{MAC}/events when a relay opened (docs/device-protocol.md). */
 export interface DoorOpened {
@@ -19,6 +19,8 @@ export interface DoorOpened {
   floors?: string[] | undefined;
   /** An IXG gateway's report: the IXG station whose door it released. */
   station?: string | undefined;
+  /** A remote opening: the open-door command it carried out. */
+  jobId?: string | undefined;
 }
 
 /**
@@ -48,6 +50,11 @@ export interface DoorEventView {
   reportedAt: string | null;
   receivedAt: string;
   verified: DoorEventVerification;
+  outcome: DoorOutcome;
+  reason: string | null;
+  jobId: string | null;
+  requestedBy: { kind: DoorRequester; id: string } | null;
+  apartmentId: string | null;
 }
 
 /** What became of a reported event: stored (a re-sent one is stored once), or refused with the reason. */
@@ -73,6 +80,11 @@ const view = (d: DoorEventRow): DoorEventView => ({
     by: d.byVerified,
     at: d.reportedAt ? Math.abs(d.reportedAt.getTime() - d.receivedAt.getTime()) <= DOOR_EVENT_CLOCK_TOLERANCE_MS : null,
   },
+  outcome: d.outcome,
+  reason: d.reason,
+  jobId: d.jobId,
+  requestedBy: d.requester && d.requestedBy ? { kind: d.requester, id: d.requestedBy } : null,
+  apartmentId: d.apartmentId,
 });
 
 /** Clamps a reported time into [received − tolerance, received]. */
@@ -112,6 +124,27 @@ export class DoorEvents {
     } else if (e.relay > device.relays.length) return { recorded: false, refused: `relay ${e.relay}: the device has ${device.relays.length} relay(s)` };
     const reported = e.at ? new Date(e.at) : null;
     const occurredAt = clampReported(reported, received);
+    // A remote opening confirms its attempt in the door log, which knows who asked.
+    if (e.method === 'remote' && e.jobId) {
+      const [attempt] = await this.db.select().from(doorEvents).where(and(eq(doorEvents.jobId, e.jobId), eq(doorEvents.mac, mac))).limit(1);
+      if (attempt) {
+        await this.db
+          .update(doorEvents)
+          .set({
+            eventId: e.eventId,
+            relayVerified: e.relay === attempt.relay,
+            byStation: e.by ?? null,
+            byVerified: e.by ? e.by === attempt.requestedBy : null,
+            occurredAt,
+            reportedAt: reported,
+            receivedAt: received,
+            outcome: 'opened',
+            reason: null,
+          })
+          .where(eq(doorEvents.id, attempt.id));
+        return { recorded: true };
+      }
+    }
     const { call, by } = await this.checkCall(device.sipNumber, e, occurredAt, received);
     await this.db
       .insert(doorEvents)

@@ -106,6 +106,11 @@ export const calls = pgTable(
   (t) => [uniqueIndex('calls_call_id_idx').on(t.callId), index('calls_site_idx').on(t.siteId, t.startedAt)],
 );
 
+export const doorOutcomes = ['opened', 'pending', 'refused', 'failed', 'expired', 'canceled', 'not-opened'] as const;
+export type DoorOutcome = (typeof doorOutcomes)[number];
+export const doorRequesters = ['installer', 'sub-installer', 'property-manager', 'distributor', 'app'] as const;
+export type DoorRequester = (typeof doorRequesters)[number];
+
 /**
  * A door opened by a relay, as the door phone reported it on devices/{MAC}/events, with what the cloud
  * could verify of it (docs/device-protocol.md, "Events"): `*_verified` true, checked against what the
@@ -141,8 +146,27 @@ export const doorEvents = pgTable(
     /** The device's `at` as it sent it (null: none). */
     reportedAt: timestamp('reported_at', { withTimezone: true }),
     receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
+    /**
+     * The door log's outcome: `opened` (a device reported it), or for an opening asked through the cloud
+     * `pending` until its job ends (`opened`, `failed`, `expired`, `canceled`) or `refused` at once (reason).
+     */
+    outcome: text('outcome', { enum: doorOutcomes }).notNull().default('opened'),
+    reason: text('reason'),
+    /** The open-door job of an opening asked through the cloud. */
+    jobId: uuid('job_id'),
+    /** Who asked the cloud to open: an account (installer, sub-installer, property manager) or an app station. */
+    requester: text('requester', { enum: doorRequesters }),
+    requestedBy: text('requested_by'),
+    /** The apartment the opening is of: the app's or the station's that opened, or the device's own. */
+    apartmentId: uuid('apartment_id').references(() => apartments.id, { onDelete: 'set null' }),
   },
-  (t) => [uniqueIndex('door_events_device_event_idx').on(t.mac, t.eventId), index('door_events_site_idx').on(t.siteId, t.occurredAt)],
+  (t) => [
+    uniqueIndex('door_events_device_event_idx').on(t.mac, t.eventId),
+    index('door_events_site_idx').on(t.siteId, t.occurredAt),
+    index('door_events_job_idx').on(t.jobId),
+    index('door_events_apartment_idx').on(t.apartmentId, t.occurredAt),
+    index('door_events_mac_idx').on(t.mac, t.occurredAt),
+  ],
 );
 
 /** Status of Apps, one row per site and day: the most units with apps and apps registered seen that day. */

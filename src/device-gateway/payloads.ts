@@ -103,6 +103,8 @@ const doorOpenedSchema = z.strictObject({
   by: z.string().regex(/^[0-9]{1,32}$/).optional().describe('SIP number of the station that sent the DTMF'),
   callId: singleLine(256, 1).optional(),
   at: z.iso.datetime({ offset: true }).optional(),
+  /** A remote opening: the id of the open-door command it carried out. */
+  jobId: z.uuid().optional(),
   /** An IXG gateway's report: the IXG station whose door it released (docs/device-protocol.md, "IXG calls"). */
   station: z.string().regex(/^[0-9]{1,8}$/).optional(),
   /** The lift floors a PIN or card enabled (its credentials entry's `floors`), or `["all"]`. */

@@ -28,6 +28,8 @@ export const sites = pgTable(
     contactDisplay: text('contact_display', { enum: ['first-last', 'last-first'] }).notNull().default('first-last'),
     pinMode: text('pin_mode', { enum: ['pin', 'apt-pin'] }).notNull().default('pin'),
     communityCalls: boolean('community_calls').notNull().default(false),
+    /** The door log records calls answered without the door opened (seed 004 "Door log"). */
+    logUnopenedCalls: boolean('log_unopened_calls').notNull().default(false),
     /** 'ixg': buildings and units mirror an Aiphone IXG system's upload (read-only here); null: ours. */
     managedBy: text('managed_by', { enum: ['ixg'] }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),

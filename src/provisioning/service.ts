@@ -94,7 +94,7 @@ export class ProvisioningService {
    * `queue_unavailable` with the job ids: they are recorded and run once reconciliation finds Redis back.
    */
   async submit<T>(
-    ctx: RequestContext,
+    ctx: Pick<RequestContext, 'idempotency'>,
     /**
      * Records what the request records and builds its answer; `after` runs once committed and must not
      * throw. One-statement work hands `claim` to `insertJobs`.

@@ -70,6 +70,7 @@ export async function startApi(base: ProcessBase, parts: ApiParts): Promise<{ ap
     writes: new WriteAuditLog(database.db),
     deviceDirectory: { renders: jobs.directoryRenders, documents: jobs.documents },
     provisioning: jobs.provisioning,
+    doors: jobs.doors,
     deviceAccess: { keys: parts.keys, effectiveConfig: (mac) => jobs.configurations.effective(mac), documents: jobs.documents },
     firmware: { catalogue: jobs.catalogue, upgrades: jobs.upgrades, maxImageBytes: config.firmware.maxImageBytes, maxDownloads: config.firmware.maxDownloads },
     version: parts.version,

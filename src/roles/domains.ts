@@ -11,6 +11,8 @@ import { DirectoryRenders } from '../directory/follower.js';
 import { DirectoryService } from '../directory/service.js';
 import { DocumentStore } from '../documents/service.js';
 import { IxgSites } from '../ixg/service.js';
+import { openDoorKind } from '../doors/open-door-kind.js';
+import { RemoteDoors } from '../doors/service.js';
 import { FirmwareCatalogue } from '../firmware/catalogue.js';
 import { UpgradeScheduler } from '../firmware/scheduler.js';
 import { FirmwareStorage } from '../firmware/storage.js';
@@ -69,6 +71,7 @@ export async function buildJobs(base: ProcessBase, domains: Domains, channel: Co
   const kinds = new JobKinds();
   for (const kind of provisioningKinds(configurations, store, now, domains.devices)) kinds.register(kind);
   kinds.register(upgradeKind((firmwareId) => `${reach.publicUrl}/firmware/${firmwareId}/image`));
+  kinds.register(openDoorKind());
   for (const kind of extraKinds) kinds.register(kind);
   const engine = new ProvisioningEngine({
     store,
@@ -104,7 +107,8 @@ export async function buildJobs(base: ProcessBase, domains: Domains, channel: Co
     reconcileIntervalMs: config.queues.reconcileIntervalMs,
   });
   upgrades.useScheduler(scheduler);
-  return { documents, directoryRenders, configurations, engine, idempotency, provisioning, catalogue, upgrades, scheduler };
+  const doors = new RemoteDoors({ db: database.db, devices: domains.devices, directory: domains.directory, provisioning, apps: domains.appStations, channel, expirySeconds: config.doors.openExpirySeconds, waitMs: config.doors.openWaitMs });
+  return { documents, directoryRenders, configurations, engine, idempotency, provisioning, catalogue, upgrades, scheduler, doors };
 }
 
 export type Jobs = Awaited<ReturnType<typeof buildJobs>>;

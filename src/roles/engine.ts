@@ -4,6 +4,7 @@ import { RedisLease } from '../cluster/lease.js';
 import { liveGateways } from '../cluster/routing.js';
 import type { PresenceStore } from '../devices/presence.js';
 import { DirectoryFollower } from '../directory/follower.js';
+import { doorLogSink } from '../doors/door-log-sink.js';
 import { upgradeStatusSink } from '../firmware/upgrade-status-sink.js';
 import { metricsSink } from '../metrics/job-sink.js';
 import { JobEventFollower } from '../provisioning/job-events.js';
@@ -34,6 +35,7 @@ export function buildJobEventFollower(base: ProcessBase, metrics: Metrics): JobE
   const follower = new JobEventFollower({ database, log: logger.child({ component: 'job-events' }), mayRun: lease ? () => lease.held() : undefined, listenUrl: config.databaseUrl });
   follower.register(metricsSink(metrics));
   follower.register(upgradeStatusSink());
+  follower.register(doorLogSink());
   return follower;
 }
 

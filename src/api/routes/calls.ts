@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { CallService } from '../../calls/service.js';
-import { callOutcomes } from '../../calls/tables.js';
+import { callOutcomes, doorOutcomes, doorRequesters } from '../../calls/tables.js';
 import { siteParams } from '../../directory/schemas.js';
 import { pageOf, pageQuery } from '../../shared/pagination.js';
 import { errorResponses } from '../errors.js';
@@ -44,6 +44,11 @@ const doorEventSchema = z.object({
       at: verifiedFlag("true: the device's time was within 5 min of the receipt (occurredAt is the device's time, or the receipt if it was slightly ahead)"),
     })
     .describe('which fields the cloud checked against what it knows; for method dtmf, call and by are required: missing is false'),
+  outcome: z.enum(doorOutcomes).describe("opened (reported by the device); for an opening asked through the cloud (method remote): pending until its job ends, then opened, failed, expired or canceled; refused at once (reason); not-opened: a call answered without the door opened (when the site logs them)"),
+  reason: z.string().nullable().describe('why it was refused or failed (an error code)'),
+  jobId: z.uuid().nullable().describe('the open-door job of a remote opening'),
+  requestedBy: z.object({ kind: z.enum(doorRequesters), id: z.string().describe("the account's id, or the app station's SIP number") }).nullable().describe('who asked the cloud to open'),
+  apartmentId: z.uuid().nullable().describe("the apartment the opening is of: the app's or station's that opened it, or the device's"),
 });
 
 export const callRoutes: FastifyPluginAsyncZod<{ calls: CallService }> = async (app, { calls }) => {
