@@ -1,11 +1,11 @@
-import { and, count, desc, eq } from 'drizzle-orm';
-import type { Principal } from '../accounts/service.js';
+import { and, eq } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
-import { deviceFacts } from '../devices/queries.js';
+import { deviceFacts, sipAccountOf } from '../devices/queries.js';
+import { isEntrance } from '../devices/types.js';
+import { sites } from '../directory/tables.js';
 import type { DirectoryService } from '../directory/service.js';
-import { paginate, type Page } from '../shared/pagination.js';
 import { ixgStations } from '../ixg/tables.js';
-import { calls, doorEvents, type DoorOutcome, type DoorRequester } from './tables.js';
+import { appStations, calls, doorEvents, type DoorOutcome, type DoorRequester } from './tables.js';
 
 /** What a door phone reports on devices/{MAC}/events when a relay opened (docs/device-protocol.md). */
 export interface DoorOpened {
@@ -62,7 +62,7 @@ export type DoorEventOutcome = { recorded: true } | { recorded: false; refused: 
 
 type DoorEventRow = typeof doorEvents.$inferSelect;
 
-const view = (d: DoorEventRow): DoorEventView => ({
+export const doorEventView = (d: DoorEventRow): DoorEventView => ({
   id: d.id,
   mac: d.mac,
   relay: d.relay,
@@ -146,6 +146,8 @@ export class DoorEvents {
       }
     }
     const { call, by } = await this.checkCall(device.sipNumber, e, occurredAt, received);
+    // The apartment it is of: the app's or station's that opened (a verified party only), else the device's own.
+    const apartmentId = (by && e.by ? await this.apartmentOf(e.by) : null) ?? place?.apartmentId ?? null;
     await this.db
       .insert(doorEvents)
       .values({
@@ -160,13 +162,43 @@ export class DoorEvents {
         ixgStation: device.type === 'ixgw' ? (e.station ?? null) : null,
         floors: e.floors ?? null,
         callVerified: call,
+        apartmentId,
         eventId: e.eventId,
         occurredAt,
         reportedAt: reported,
         receivedAt: received,
       })
       .onConflictDoNothing({ target: [doorEvents.mac, doorEvents.eventId] });
+    // A door opened in a call after all: the call is no longer one answered without opening.
+    if (e.callId) await this.db.delete(doorEvents).where(and(eq(doorEvents.callId, e.callId), eq(doorEvents.outcome, 'not-opened')));
     return { recorded: true };
+  }
+
+  /** The apartment of a SIP number: an app station's, or the apartment a device is placed in. */
+  private async apartmentOf(sipNumber: string): Promise<string | null> {
+    const [app] = await this.db.select({ apartmentId: appStations.apartmentId }).from(appStations).where(eq(appStations.sipNumber, sipNumber)).limit(1);
+    if (app) return app.apartmentId;
+    const device = await sipAccountOf(this.db, sipNumber);
+    return device ? ((await this.directory.of([device.mac])).get(device.mac)?.apartmentId ?? null) : null;
+  }
+
+  /**
+   * A call from a door phone (or an IXG gateway) answered and ended without a door opened in it: in the
+   * door log when its site asks for them (seed 004). A door event arriving later for the call removes it.
+   */
+  async recordUnopened(call: typeof calls.$inferSelect): Promise<void> {
+    if (!call.siteId) return;
+    const [site] = await this.db.select({ log: sites.logUnopenedCalls }).from(sites).where(eq(sites.id, call.siteId));
+    if (!site?.log) return;
+    const caller = await sipAccountOf(this.db, call.caller);
+    if (!caller || !(isEntrance(caller.type) || caller.type === 'ixgw')) return;
+    const [opened] = await this.db.select({ id: doorEvents.id }).from(doorEvents).where(eq(doorEvents.callId, call.callId)).limit(1);
+    if (opened) return;
+    const now = this.now();
+    await this.db
+      .insert(doorEvents)
+      .values({ siteId: call.siteId, mac: caller.mac, relay: 0, method: 'call', outcome: 'not-opened', byStation: call.answeredBy, callId: call.callId, callVerified: true, ixgStation: call.ixgStation, apartmentId: call.apartmentId, eventId: `call-${call.id}`, occurredAt: call.endedAt ?? now, receivedAt: now })
+      .onConflictDoNothing({ target: [doorEvents.mac, doorEvents.eventId] });
   }
 
   /**
@@ -190,10 +222,4 @@ export class DoorEvents {
     return { call, by: call && e.by !== deviceNumber && parties.includes(e.by) };
   }
 
-  async list(principal: Principal, siteId: string, q: { page: number; pageSize: number }): Promise<Page<DoorEventView>> {
-    await this.directory.readableSite(principal, siteId);
-    const rows = this.db.select().from(doorEvents).where(eq(doorEvents.siteId, siteId)).orderBy(desc(doorEvents.occurredAt), desc(doorEvents.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize);
-    const total = this.db.select({ n: count() }).from(doorEvents).where(eq(doorEvents.siteId, siteId));
-    return paginate(rows, total, view, q.page, q.pageSize);
-  }
 }

@@ -1,14 +1,17 @@
 import { createHash } from 'node:crypto';
-import { and, count, desc, eq, inArray, isNull, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
 import type { Db } from '../db/client.js';
 import { deviceFacts, sipAccountOf } from '../devices/queries.js';
 import type { DirectoryService } from '../directory/service.js';
-import { paginate, type Page } from '../shared/pagination.js';
+import type { Page } from '../shared/pagination.js';
 import type { AppStations } from './app-stations.js';
 import { ixgCallPlan, ixgDoorRelease, type IxgCallTarget, type IxgDoorReleaseAnswer } from './ixg-calls.js';
 import { planLine, routeCall, type RoutePlan, type Station } from './routing.js';
-import { DoorEvents, type DoorEventOutcome, type DoorEventView, type DoorOpened } from './door-events.js';
+import { DoorEvents, type DoorEventOutcome, type DoorOpened } from './door-events.js';
+import { listCallLog, type CallFilter, type CallView } from './call-log.js';
+import { listDoorLog, type DoorLogEntry, type DoorLogFilter, type DoorLogScope } from './door-log.js';
+import { notFound } from '../shared/errors.js';
 import { appStations, calls, sipRegistrations, type CallOutcome } from './tables.js';
 
 /** A SIP account as the back end knows it: a device or an app station, with where it is placed. */
@@ -22,21 +25,6 @@ export interface SipState {
   lastRegisteredAt: string | null;
 }
 
-export interface CallView {
-  id: string;
-  callId: string;
-  caller: string;
-  dialled: string;
-  apartmentId: string | null;
-  answeredBy: string | null;
-  startedAt: string;
-  answeredAt: string | null;
-  endedAt: string | null;
-  outcome: CallOutcome;
-  status: number | null;
-  reason: string | null;
-  ixgStation: string | null;
-}
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 const SIP_NUMBER = /^[0-9]{10}$/;
@@ -216,7 +204,8 @@ export class CallService {
         .set({ answeredAt: now, answeredBy: e.by && /^[0-9]{10}$/.test(e.by) ? e.by : null, outcome: 'answered' })
         .where(and(eq(calls.callId, e.callId), isNull(calls.answeredAt), isNull(calls.endedAt)));
     } else if (e.event === 'ended') {
-      await this.db.update(calls).set({ endedAt: now, outcome: 'completed' }).where(and(eq(calls.callId, e.callId), isNull(calls.endedAt), sql`${calls.answeredAt} is not null`));
+      const [ended] = await this.db.update(calls).set({ endedAt: now, outcome: 'completed' }).where(and(eq(calls.callId, e.callId), isNull(calls.endedAt), sql`${calls.answeredAt} is not null`)).returning();
+      if (ended) await this.doorEvents.recordUnopened(ended);
     } else {
       const status = e.status ?? 500;
       const outcome: CallOutcome = status === 487 ? 'cancelled' : status === 486 || status === 600 || status === 603 ? 'busy' : status === 408 || status === 480 ? 'no-answer' : 'failed';
@@ -224,32 +213,11 @@ export class CallService {
     }
   }
 
-  async listCalls(principal: Principal, siteId: string, q: { page: number; pageSize: number }): Promise<Page<CallView>> {
+  async listCalls(principal: Principal, siteId: string, q: CallFilter & { page: number; pageSize: number }): Promise<Page<CallView>> {
     await this.directory.readableSite(principal, siteId);
-    const rows = this.db.select().from(calls).where(eq(calls.siteId, siteId)).orderBy(desc(calls.startedAt), desc(calls.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize);
-    const total = this.db.select({ n: count() }).from(calls).where(eq(calls.siteId, siteId));
-    return paginate(
-      rows,
-      total,
-      (c) => ({
-        id: c.id,
-        callId: c.callId,
-        caller: c.caller,
-        dialled: c.dialled,
-        apartmentId: c.apartmentId,
-        answeredBy: c.answeredBy,
-        startedAt: c.startedAt.toISOString(),
-        answeredAt: iso(c.answeredAt),
-        endedAt: iso(c.endedAt),
-        outcome: c.outcome,
-        status: c.status,
-        reason: c.reason,
-        ixgStation: c.ixgStation,
-      }),
-      q.page,
-      q.pageSize,
-    );
+    return listCallLog(this.db, siteId, q);
   }
+
 
   /** An IXG gateway asks whether the app that answered its call for `station` may release that station's door. */
   ixgDoorRelease(mac: string, q: { callId: string; station: string }): Promise<IxgDoorReleaseAnswer> {
@@ -261,7 +229,17 @@ export class CallService {
     return this.doorEvents.record(mac, e);
   }
 
-  listDoorEvents(principal: Principal, siteId: string, q: { page: number; pageSize: number }): Promise<Page<DoorEventView>> {
-    return this.doorEvents.list(principal, siteId, q);
+  /** The door log of a site, a device or an apartment the caller may read, filtered, with names. */
+  async listDoorLog(principal: Principal, scope: DoorLogScope, q: DoorLogFilter & { page: number; pageSize: number }): Promise<Page<DoorLogEntry>> {
+    if ('siteId' in scope) await this.directory.readableSite(principal, scope.siteId);
+    else if ('apartmentId' in scope) await this.directory.apartmentFor(this.db, principal, scope.apartmentId);
+    else {
+      // As the device list shows it: the installer's (any for a distributor), in a property manager's sites.
+      const [device] = await deviceFacts(this.db, [scope.mac]);
+      const place = device && principal.sites ? (await this.directory.of([scope.mac])).get(scope.mac) : undefined;
+      const visible = !!device && (principal.role === 'distributor' || device.installerId === principal.accountId) && (!principal.sites || (!!place && principal.sites.includes(place.siteId)));
+      if (!visible) throw notFound('device', { mac: scope.mac });
+    }
+    return listDoorLog(this.db, scope, q);
   }
 }

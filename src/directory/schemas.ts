@@ -62,6 +62,7 @@ const siteFields = {
   contactDisplay: z.enum(['first-last', 'last-first']).describe('the order of names in device contact lists'),
   pinMode: z.enum(['pin', 'apt-pin']).describe('pin: a PIN alone opens; apt-pin: apartment number, then PIN (e.g. 101 + 1234)'),
   communityCalls: z.boolean().describe('residents may call each other'),
+  logUnopenedCalls: z.boolean().describe('the door log records calls from a door phone that were answered without the door being opened (seed 004 "Door log")'),
 };
 export const createSiteBody = z.strictObject({
   kind: z.enum(['community', 'office']),
@@ -71,6 +72,7 @@ export const createSiteBody = z.strictObject({
   contactDisplay: siteFields.contactDisplay.default('first-last'),
   pinMode: siteFields.pinMode.default('pin'),
   communityCalls: siteFields.communityCalls.default(false),
+  logUnopenedCalls: siteFields.logUnopenedCalls.default(false),
   installerId: z.uuid().optional().describe('a distributor creates a site for this installer'),
 });
 export type CreateSiteInput = z.infer<typeof createSiteBody>;
@@ -86,6 +88,7 @@ export const siteSchema = z.object({
   contactDisplay: z.enum(['first-last', 'last-first']),
   pinMode: z.enum(['pin', 'apt-pin']),
   communityCalls: z.boolean(),
+  logUnopenedCalls: z.boolean(),
   managedBy: z.enum(['ixg']).nullable().describe("'ixg': the buildings and units mirror the site's IXG system (uploaded by its IXGW-(T)GW gateway) and are read-only here"),
   createdAt: z.string(),
   updatedAt: z.string(),

@@ -19,6 +19,7 @@ const siteView = (s: SiteRow): SiteView => ({
   contactDisplay: s.contactDisplay,
   pinMode: s.pinMode,
   communityCalls: s.communityCalls,
+  logUnopenedCalls: s.logUnopenedCalls,
   managedBy: s.managedBy ?? null,
   createdAt: s.createdAt.toISOString(),
   updatedAt: s.updatedAt.toISOString(),

@@ -38,7 +38,7 @@ await ok(api('PATCH', `/devices/${DOOR}`, { siteId: site.id, buildingId: buildin
 const door = svc.device(DOOR, { reconnect: { minMs: 50, maxMs: 200 } });
 door.start();
 await waitFor(() => svc.service.gateway!.connectedSince(DOOR), (since) => since !== null);
-await waitFor(() => door.configHash, Boolean);
+await waitFor(() => door.config.get('Config.DoorSetting.RELAY.Enable1'), (v) => v === '1');
 
 const open = (token: string | undefined, relay = 1, mac = DOOR) => as(token)('POST', `/devices/${mac}/relays/${relay}/open`);
 const openAsApp = (user: string, password: string, relay = 1) =>
@@ -134,6 +134,7 @@ t.test('a device that opens without answering in time: 202 with the job; the doo
   const slow = svc.device(SLOW, { behaviour: { dropAcks: 10 } });
   slow.start();
   await waitFor(() => svc.service.gateway!.connectedSince(SLOW), (since) => since !== null);
+  await waitFor(() => slow.config.get('Config.DoorSetting.RELAY.Enable1'), (v) => v === '1');
   const opened = once<RemoteOpening>(slow, 'remote-open-published');
   const res = await open(alice.token, 1, SLOW);
   t.equal(res.status, 202, 'no answer within the wait');

@@ -2,7 +2,9 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { CallService } from '../../calls/service.js';
 import { callOutcomes, doorOutcomes, doorRequesters } from '../../calls/tables.js';
-import { siteParams } from '../../directory/schemas.js';
+import { apartmentParams, siteParams } from '../../directory/schemas.js';
+import { macInput } from '../../mac-library/mac.js';
+import { macParams } from '../../mac-library/schemas.js';
 import { pageOf, pageQuery } from '../../shared/pagination.js';
 import { errorResponses } from '../errors.js';
 
@@ -10,9 +12,12 @@ const callSchema = z.object({
   id: z.uuid(),
   callId: z.string().describe('SIP Call-ID'),
   caller: z.string().describe("caller's SIP number"),
+  callerName: z.string().nullable().describe("the calling device's or app station's name"),
   dialled: z.string().describe('what the caller dialled: an apartment number or a SIP number'),
   apartmentId: z.uuid().nullable(),
+  apartment: z.object({ id: z.uuid(), number: z.string(), name: z.string().nullable(), building: z.string().nullable() }).nullable(),
   answeredBy: z.string().nullable().describe('SIP number of the station that answered'),
+  answeredByName: z.string().nullable(),
   startedAt: z.string(),
   answeredAt: z.string().nullable(),
   endedAt: z.string().nullable(),
@@ -51,16 +56,59 @@ const doorEventSchema = z.object({
   apartmentId: z.uuid().nullable().describe("the apartment the opening is of: the app's or station's that opened it, or the device's"),
 });
 
+const doorLogEntrySchema = doorEventSchema.extend({
+  deviceName: z.string().nullable(),
+  relayName: z.string().nullable().describe('the relay as the device is configured: RELAY.Name{n}'),
+  apartment: z.object({ id: z.uuid(), number: z.string(), name: z.string().nullable(), building: z.string().nullable() }).nullable(),
+});
+
 export const callRoutes: FastifyPluginAsyncZod<{ calls: CallService }> = async (app, { calls }) => {
   const tags = ['calls'];
   app.get(
     '/sites/:siteId/calls',
-    { schema: { tags, summary: "A site's calls, newest first (from Kamailio's reports)", params: siteParams, querystring: z.strictObject(pageQuery), response: { 200: pageOf(callSchema), ...errorResponses(400, 404) } } },
-    async (request) => calls.listCalls(request.principal, request.params.siteId, request.query),
+    {
+      schema: {
+        tags,
+        summary: "A site's calls, newest first (from Kamailio's reports), with the stations' and apartment's names",
+        params: siteParams,
+        querystring: z.strictObject({
+          ...pageQuery,
+          station: z.string().regex(/^[0-9]{10}$/).optional().describe('a SIP number that called or answered'),
+          apartmentId: z.uuid().optional(),
+          outcome: z.enum(callOutcomes).optional(),
+          from: z.iso.datetime({ offset: true }).optional().describe('startedAt from (inclusive)'),
+          to: z.iso.datetime({ offset: true }).optional().describe('startedAt before (exclusive)'),
+        }),
+        response: { 200: pageOf(callSchema), ...errorResponses(400, 404) },
+      },
+    },
+    async (request) => calls.listCalls(request.principal, request.params.siteId, { ...request.query, from: request.query.from ? new Date(request.query.from) : undefined, to: request.query.to ? new Date(request.query.to) : undefined }),
   );
+  const doorLogQuery = z.strictObject({
+    ...pageQuery,
+    mac: macInput.optional().describe('one device'),
+    apartmentId: z.uuid().optional().describe('one apartment (whose app or station opened, or the device of)'),
+    relay: z.coerce.number().int().min(0).max(8).optional(),
+    method: z.enum(['dtmf', 'pin', 'card', 'face', 'bluetooth', 'nfc', 'button', 'remote', 'call']).optional(),
+    outcome: z.enum(doorOutcomes).optional(),
+    from: z.iso.datetime({ offset: true }).optional().describe('occurredAt from (inclusive)'),
+    to: z.iso.datetime({ offset: true }).optional().describe('occurredAt before (exclusive)'),
+  });
+  const filter = (q: z.infer<typeof doorLogQuery>) => ({ ...q, from: q.from ? new Date(q.from) : undefined, to: q.to ? new Date(q.to) : undefined });
+  const doorLog = (summary: string) => ({ tags, summary, querystring: doorLogQuery, response: { 200: pageOf(doorLogEntrySchema), ...errorResponses(400, 404) } });
   app.get(
     '/sites/:siteId/door-events',
-    { schema: { tags, summary: "A site's door events (relays opened), newest first, with what the cloud verified of each", params: siteParams, querystring: z.strictObject(pageQuery), response: { 200: pageOf(doorEventSchema), ...errorResponses(400, 404) } } },
-    async (request) => calls.listDoorEvents(request.principal, request.params.siteId, request.query),
+    { schema: { ...doorLog("A site's door log, newest first: doors opened, openings asked through the cloud (refused ones too), calls answered without opening; with names and what the cloud verified"), params: siteParams } },
+    async (request) => calls.listDoorLog(request.principal, { siteId: request.params.siteId }, filter(request.query)),
+  );
+  app.get(
+    '/devices/:mac/door-events',
+    { schema: { ...doorLog("A device's door log, newest first (the same filters and fields as the site's)"), params: macParams } },
+    async (request) => calls.listDoorLog(request.principal, { mac: request.params.mac }, filter(request.query)),
+  );
+  app.get(
+    '/apartments/:apartmentId/door-events',
+    { schema: { ...doorLog("An apartment's door log, newest first: what its apps and stations opened, and its own door phone's events"), params: apartmentParams } },
+    async (request) => calls.listDoorLog(request.principal, { apartmentId: request.params.apartmentId }, filter(request.query)),
   );
 };
