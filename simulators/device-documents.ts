@@ -15,11 +15,15 @@ const FETCH_ATTEMPTS = 5;
  * protocol asks, a connection refused or reset (a listener at its connection cap) and 429/503 are tried again,
  * after 250 ms doubling, with full jitter; any other answer is final.
  */
+/** How long one document fetch may take, body included. */
+const FETCH_TIMEOUT_MS = 30_000;
+
 export async function fetchDocument(ref: DocumentReference, auth: string, fetches: { url: string; status: number }[]): Promise<string | null> {
   for (let attempt = 1; ; attempt++) {
     let status = 0;
     try {
-      const res = await fetch(ref.url, { headers: { authorization: auth, 'accept-encoding': 'gzip' } });
+      // A device gives up on a fetch that does not finish in time, as firmware does, and tries again.
+      const res = await fetch(ref.url, { headers: { authorization: auth, 'accept-encoding': 'gzip' }, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
       status = res.status;
       fetches.push({ url: ref.url, status });
       if (status === 200) {
