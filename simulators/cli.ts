@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AppStationSimulator, type AppRegistration } from './app-station.js';
-import { SimulatedDevice, type DoorOpening, type SipRegistration } from './device-simulator.js';
+import { SimulatedDevice, type DoorOpening, type RemoteOpening, type SipRegistration } from './device-simulator.js';
 import { Fleet, fleetMacs, modelsByType } from './fleet.js';
 import type { ActiveCall, DtmfEvent, IncomingCall } from './sip/station.js';
 import { deriveDeviceKey } from '../src/devices/device-key.js';
@@ -224,6 +224,7 @@ async function fleetMain(): Promise<void> {
     device.on('sip-dtmf', (tone: DtmfEvent) => say(`${mac}  DTMF ${tone.digit}`));
     device.on('sip-ended', (end: { callId: string; by: string }) => say(`${mac}  call ended ${end.by === 'local' ? 'here' : 'by the other side'}`));
     device.on('door-opened', (o: DoorOpening) => say(`${mac}  relay ${o.relay} (${o.name}) OPENED by DTMF from ${o.by}`));
+    device.on('remote-open', (o: RemoteOpening) => say(`${mac}  relay ${o.relay} (${o.name}) OPENED from the cloud${o.by ? ` for app ${o.by}` : ''}`));
     device.on('door-event-published', (o: DoorOpening) => say(`${mac}  door-opened event sent to the cloud (relay ${o.relay}, by ${o.by})`));
   };
   const placeCall = async (device: SimulatedDevice, number: string) => {

@@ -14,7 +14,7 @@ t.test('health, readiness, OpenAPI and request ids', async (t) => {
 
   const doc = await svc.api('GET', '/docs/json', { token: null });
   t.equal(doc.status, 200);
-  for (const path of ['/api/v1/mac-library', '/api/v1/mac-library/import', '/api/v1/mac-library/{mac}', '/api/v1/devices', '/api/v1/devices/{mac}', '/api/v1/installers', '/readyz', '/api/v1/firmware', '/api/v1/firmware/{id}', '/firmware/{id}/image', '/api/v1/upgrades', '/api/v1/upgrades/{id}', '/api/v1/sites/{siteId}/calls', '/api/v1/sites/{siteId}/door-events', '/api/v1/apartments/{apartmentId}/app-registrations', '/api/v1/app-registrations/{code}', '/api/v1/sites/{siteId}/app-licences', '/api/v1/sites/{siteId}/app-status', '/api/v1/sites/{siteId}/ixg', '/ixg/{mac}/site', '/ixg/{mac}/door-release', '/api/v1/app/address-book']) {
+  for (const path of ['/api/v1/mac-library', '/api/v1/mac-library/import', '/api/v1/mac-library/{mac}', '/api/v1/devices', '/api/v1/devices/{mac}', '/api/v1/installers', '/readyz', '/api/v1/firmware', '/api/v1/firmware/{id}', '/firmware/{id}/image', '/api/v1/upgrades', '/api/v1/upgrades/{id}', '/api/v1/sites/{siteId}/calls', '/api/v1/sites/{siteId}/door-events', '/api/v1/apartments/{apartmentId}/app-registrations', '/api/v1/app-registrations/{code}', '/api/v1/sites/{siteId}/app-licences', '/api/v1/sites/{siteId}/app-status', '/api/v1/sites/{siteId}/ixg', '/ixg/{mac}/site', '/ixg/{mac}/door-release', '/api/v1/app/address-book', '/api/v1/devices/{mac}/relays/{relay}/open', '/api/v1/devices/{mac}/door-events', '/api/v1/apartments/{apartmentId}/door-events']) {
     t.ok(doc.body.paths[path], `OpenAPI documents ${path}`);
   }
   t.ok(doc.body.paths['/api/v1/devices'].post.requestBody, 'request bodies come from the zod schemas');
