@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { and, asc, count, eq, isNull } from 'drizzle-orm';
+import { and, asc, count, desc, eq, ilike, isNull, or } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
-import { conflict, forbidden, notFound } from '../shared/errors.js';
-import { paginate, type Page } from '../shared/pagination.js';
+import { badRequest, conflict, forbidden, notFound } from '../shared/errors.js';
+import { likePattern, paginate, type Page } from '../shared/pagination.js';
 import { accounts, apiTokens } from './tables.js';
 import { recordWrite } from '../audit/service.js';
 import type { AccountView } from './schemas.js';
@@ -89,6 +89,37 @@ export class AccountService {
     const account = rows[0];
     if (!account || (principal.role !== 'distributor' && account.parentId !== principal.accountId)) throw notFound(role.replace('-', ' '), { id });
     return view(account);
+  }
+
+  /**
+   * The accounts of one role that work for the caller's installer (a distributor names the installer),
+   * by name; `search` matches part of the name or email.
+   */
+  async listMembers(principal: Principal, role: 'sub-installer' | 'property-manager', q: { installerId?: string | undefined; search?: string | undefined; page: number; pageSize: number }): Promise<Page<AccountView>> {
+    if (principal.role === 'property-manager') throw forbidden('only the installer lists its accounts');
+    if (principal.role === 'distributor' && !q.installerId) throw badRequest('installer_required', 'a distributor names the installer (installerId)');
+    const parent = principal.role === 'distributor' ? q.installerId! : principal.accountId;
+    const pattern = q.search ? likePattern(q.search) : null;
+    const where = and(eq(accounts.role, role), eq(accounts.parentId, parent), pattern ? or(ilike(accounts.name, pattern), ilike(accounts.email, pattern)) : undefined);
+    return paginate(
+      this.db.select().from(accounts).where(where).orderBy(asc(accounts.name), asc(accounts.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize),
+      this.db.select({ n: count() }).from(accounts).where(where),
+      view,
+      q.page,
+      q.pageSize,
+    );
+  }
+
+  /** The caller's own tokens, newest first: when made and revoked, which one this request uses; never a secret. */
+  async listTokens(principal: Principal, q: { page: number; pageSize: number }): Promise<Page<{ id: string; createdAt: string; revokedAt: string | null; current: boolean }>> {
+    const where = eq(apiTokens.accountId, principal.actorId);
+    return paginate(
+      this.db.select({ id: apiTokens.id, createdAt: apiTokens.createdAt, revokedAt: apiTokens.revokedAt }).from(apiTokens).where(where).orderBy(desc(apiTokens.createdAt), desc(apiTokens.id)).limit(q.pageSize).offset((q.page - 1) * q.pageSize),
+      this.db.select({ n: count() }).from(apiTokens).where(where),
+      (t) => ({ id: t.id, createdAt: t.createdAt.toISOString(), revokedAt: t.revokedAt?.toISOString() ?? null, current: t.id === principal.tokenId }),
+      q.page,
+      q.pageSize,
+    );
   }
 
   async createInstaller(principal: Principal, input: { name: string; email: string }): Promise<{ installer: AccountView; token: { id: string; token: string } }> {

@@ -32,6 +32,8 @@ const PROPERTY_MANAGER_ROUTES = new Set([
   'GET /api/v1/apartments/:apartmentId',
   'POST /api/v1/apartments/:apartmentId/reset',
   'GET /api/v1/apartments/:apartmentId/residents',
+  'GET /api/v1/sites/:siteId/residents',
+  'GET /api/v1/tokens',
   'POST /api/v1/apartments/:apartmentId/residents',
   'GET /api/v1/residents/:residentId',
   'PATCH /api/v1/residents/:residentId',

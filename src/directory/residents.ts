@@ -1,12 +1,13 @@
-import { and, asc, count, eq, sql } from 'drizzle-orm';
+import { and, asc, count, eq, ilike, or, sql } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
 import type { Queryable } from '../db/client.js';
 import { conflict, notFound } from '../shared/errors.js';
-import { paginate, type Page } from '../shared/pagination.js';
+import { likePattern, paginate, type Page } from '../shared/pagination.js';
+
 import { editable, type DirectoryAccess, type SiteRow } from './access.js';
 import type { Apartments } from './apartments.js';
 import type { CreateResidentInput, PatchResidentInput, ResidentView } from './schemas.js';
-import { apartments, residents, sites } from './tables.js';
+import { apartments, buildings, residents, sites } from './tables.js';
 
 type ResidentRow = typeof residents.$inferSelect;
 
@@ -77,6 +78,45 @@ export class Residents {
         .offset((q.page - 1) * q.pageSize),
       this.d.db.select({ n: count() }).from(residents).where(where),
       residentView,
+      q.page,
+      q.pageSize,
+    );
+  }
+
+  /**
+   * The portal's "Residents" page: a site's residents, by building, apartment and name, with their
+   * apartment; `search` matches part of a name, the email or a phone number (mobile or landline), and
+   * `apartment` the apartment number.
+   */
+  async listSite(principal: Principal, siteId: string, q: { search?: string | undefined; apartment?: string | undefined; page: number; pageSize: number }): Promise<Page<ResidentView & { apartment: { number: string; building: string } }>> {
+    await this.d.site(this.d.db, principal, siteId);
+    const pattern = q.search ? likePattern(q.search) : null;
+    const digits = q.search?.replace(/[^0-9]/g, '') ?? '';
+    const where = and(
+      eq(residents.siteId, siteId),
+      q.apartment ? eq(apartments.number, q.apartment) : undefined,
+      pattern
+        ? or(
+            ilike(sql`${residents.firstName} || ' ' || ${residents.lastName}`, pattern),
+            ilike(sql`${residents.lastName} || ' ' || ${residents.firstName}`, pattern),
+            ilike(residents.email, pattern),
+            // Phone numbers compare by their digits: "+49 170 1234" finds 491701234….
+            digits.length >= 3 ? sql`regexp_replace(coalesce(${residents.mobile}->>'countryCode', '') || coalesce(${residents.mobile}->>'number', '') || ' ' || ${residents.landlines}::text, '[^0-9 ]', '', 'g') LIKE ${`%${digits}%`}` : undefined,
+          )
+        : undefined,
+    );
+    return paginate(
+      this.d.db
+        .select({ resident: residents, number: apartments.number, building: buildings.name })
+        .from(residents)
+        .innerJoin(apartments, eq(apartments.id, residents.apartmentId))
+        .innerJoin(buildings, eq(buildings.id, apartments.buildingId))
+        .where(where)
+        .orderBy(asc(buildings.name), asc(apartments.number), asc(residents.lastName), asc(residents.firstName), asc(residents.id))
+        .limit(q.pageSize)
+        .offset((q.page - 1) * q.pageSize),
+      this.d.db.select({ n: count() }).from(residents).innerJoin(apartments, eq(apartments.id, residents.apartmentId)).where(where),
+      (r) => ({ ...residentView(r.resident), apartment: { number: r.number, building: r.building } }),
       q.page,
       q.pageSize,
     );

@@ -123,6 +123,15 @@ export class Sites {
   }
 
   /** The sites a property manager manages. */
+  /** The sites of each of these property managers. */
+  async managedByMany(accountIds: string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    if (!accountIds.length) return out;
+    const rows = await this.d.db.select({ accountId: siteManagers.accountId, siteId: siteManagers.siteId }).from(siteManagers).where(inArray(siteManagers.accountId, accountIds)).orderBy(asc(siteManagers.siteId));
+    for (const r of rows) out.set(r.accountId, [...(out.get(r.accountId) ?? []), r.siteId]);
+    return out;
+  }
+
   async managedBy(accountId: string): Promise<string[]> {
     const rows = await this.d.db.select({ siteId: siteManagers.siteId }).from(siteManagers).where(eq(siteManagers.accountId, accountId));
     return rows.map((r) => r.siteId);

@@ -50,6 +50,19 @@ export const accountRoutes: FastifyPluginAsyncZod<{ accounts: AccountService; to
     },
   );
 
+  app.get(
+    '/tokens',
+    {
+      schema: {
+        tags: ['accounts'],
+        summary: 'Your own tokens, newest first: when each was made and revoked, and which one this request uses (never the token itself: it is shown once, when made)',
+        querystring: z.strictObject(pageQuery),
+        response: { 200: pageOf(z.object({ id: z.uuid(), createdAt: z.string(), revokedAt: z.string().nullable(), current: z.boolean() })), ...errorResponses(400) },
+      },
+    },
+    async (request) => accounts.listTokens(request.principal, request.query),
+  );
+
   app.delete(
     '/tokens/:id',
     {

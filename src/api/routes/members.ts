@@ -4,6 +4,8 @@ import { accountSchema, createInstallerBody, createPropertyManagerBody, issuedTo
 import type { AccountService } from '../../accounts/service.js';
 import type { DirectoryService } from '../../directory/service.js';
 import { errorResponses } from '../errors.js';
+import { pageOf, pageQuery } from '../../shared/pagination.js';
+import { singleLine } from '../../shared/text.js';
 
 /** Accounts an installer makes to work for it: property managers (for some of its sites) and sub-installers. */
 export const memberRoutes: FastifyPluginAsyncZod<{ accounts: AccountService; directory: DirectoryService }> = async (app, { accounts, directory }) => {
@@ -44,6 +46,33 @@ export const memberRoutes: FastifyPluginAsyncZod<{ accounts: AccountService; dir
       await accounts.withinMember(request.principal, (tx) => directory.sites.assignManager(tx, request.principal, member.id, request.body.siteIds));
       return { siteIds: await directory.sites.managedBy(member.id) };
     },
+  );
+
+  const listQuery = z.strictObject({
+    ...pageQuery,
+    search: singleLine(128).optional().describe('part of the name or email'),
+    installerId: z.uuid().optional().describe("a distributor names the installer whose accounts it lists"),
+  });
+  app.get(
+    '/property-managers',
+    {
+      schema: {
+        tags,
+        summary: "Your property managers, by name, with their sites (installer and sub-installers; a distributor names the installer)",
+        querystring: listQuery,
+        response: { 200: pageOf(accountSchema.extend({ siteIds: z.array(z.uuid()) })), ...errorResponses(400, 403) },
+      },
+    },
+    async (request) => {
+      const page = await accounts.listMembers(request.principal, 'property-manager', request.query);
+      const sites = await directory.sites.managedByMany(page.items.map((a) => a.id));
+      return { ...page, items: page.items.map((a) => ({ ...a, siteIds: sites.get(a.id) ?? [] })) };
+    },
+  );
+  app.get(
+    '/sub-installers',
+    { schema: { tags, summary: 'Your sub-installers, by name (installer and sub-installers; a distributor names the installer)', querystring: listQuery, response: { 200: pageOf(accountSchema), ...errorResponses(400, 403) } } },
+    async (request) => accounts.listMembers(request.principal, 'sub-installer', request.query),
   );
 
   app.post(

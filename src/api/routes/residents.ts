@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { apartmentParams, createResidentBody, patchResidentBody, residentParams, residentSchema } from '../../directory/schemas.js';
+import { apartmentParams, createResidentBody, patchResidentBody, residentParams, residentSchema, siteParams } from '../../directory/schemas.js';
+import { singleLine } from '../../shared/text.js';
 import type { DirectoryService } from '../../directory/service.js';
 import { pageOf, pageQuery } from '../../shared/pagination.js';
 import { errorResponses } from '../errors.js';
@@ -19,6 +20,23 @@ export const residentRoutes: FastifyPluginAsyncZod<{ directory: DirectoryService
       },
     },
     async (request, reply) => reply.status(201).send(await directory.residents.create(request.principal, request.params.apartmentId, request.body)),
+  );
+  app.get(
+    '/sites/:siteId/residents',
+    {
+      schema: {
+        tags,
+        summary: "A site's residents (the portal's Residents page): by building, apartment and name, searched by name, email or phone, or by apartment number",
+        params: siteParams,
+        querystring: z.strictObject({
+          ...pageQuery,
+          search: singleLine(128, 1).optional().describe('part of a name ("Lily Blue" or "Blue Lily"), of the email, or the digits of a phone number (mobile or landline, at least 3)'),
+          apartment: z.string().max(12).optional().describe('an apartment number, exactly'),
+        }),
+        response: { 200: pageOf(residentSchema.extend({ apartment: z.object({ number: z.string(), building: z.string() }) })), ...errorResponses(400, 404) },
+      },
+    },
+    async (request) => directory.residents.listSite(request.principal, request.params.siteId, request.query),
   );
   app.get(
     '/apartments/:apartmentId/residents',
