@@ -54,6 +54,24 @@ export const environment = z
     JOB_IN_PROGRESS_TIMEOUT_MS: positiveInt(300_000),
     JOB_MAX_ATTEMPTS: positiveInt(5),
     JOB_WORKER_CONCURRENCY: positiveInt(50),
+    PRESENCE_OFFLINE_GRACE_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
+    PRESENCE_FLAP_COUNT: z.coerce.number().int().min(1).max(1000).default(5),
+    PRESENCE_FLAP_MINUTES: z.coerce.number().int().min(1).max(1440).default(10),
+    SITE_OUTAGE_MIN_DEVICES: z.coerce.number().int().min(1).default(10),
+    SITE_OUTAGE_SHARE: z.coerce.number().min(0).max(1).default(0.5),
+    WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+    WEBHOOK_RETRY_BASE_MS: z.coerce.number().int().min(10).max(3600_000).default(5000),
+    WEBHOOK_RETRY_HOURS: z.coerce.number().min(0.001).max(168).default(72),
+    WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(64),
+    WEBHOOK_ALLOWED_NETWORKS: z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .transform((v) => v.split(',').map((a) => a.trim()))
+        .refine((list) => list.every(isAddressOrRange), 'a comma-separated list of IP addresses or CIDR ranges')
+        .optional(),
+    ),
+    EVENT_RETENTION_HOURS: z.coerce.number().min(1).max(24 * 30).default(96),
     OPEN_DOOR_EXPIRY_SECONDS: z.coerce.number().int().min(1).max(60).default(10),
     OPEN_DOOR_WAIT_MS: z.coerce.number().int().min(0).max(10_000).default(3000),
     QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/).default('ic'),
@@ -164,6 +182,19 @@ const configSchema = environment.transform((c) => ({
   jobs: { ackTimeoutMs: c.JOB_ACK_TIMEOUT_MS, inProgressTimeoutMs: c.JOB_IN_PROGRESS_TIMEOUT_MS, maxAttempts: c.JOB_MAX_ATTEMPTS, concurrency: c.JOB_WORKER_CONCURRENCY },
   /** Opening a door from the cloud: how long it stays deliverable, and how long the request waits for the device. */
   doors: { openExpirySeconds: c.OPEN_DOOR_EXPIRY_SECONDS, openWaitMs: c.OPEN_DOOR_WAIT_MS },
+  /** Events that leave the cloud: presence without flapping, webhooks (their reach and retries), the stream's window. */
+  events: {
+    presence: {
+      graceMs: c.PRESENCE_OFFLINE_GRACE_SECONDS * 1000,
+      flapCount: c.PRESENCE_FLAP_COUNT,
+      flapWindowMs: c.PRESENCE_FLAP_MINUTES * 60_000,
+      outageMinDevices: c.SITE_OUTAGE_MIN_DEVICES,
+      outageShare: c.SITE_OUTAGE_SHARE,
+      outageWindowMs: 30_000,
+    },
+    webhooks: { timeoutMs: c.WEBHOOK_TIMEOUT_MS, retryBaseMs: c.WEBHOOK_RETRY_BASE_MS, retryMs: c.WEBHOOK_RETRY_HOURS * 3600_000, concurrency: c.WEBHOOK_CONCURRENCY, allowedNetworks: c.WEBHOOK_ALLOWED_NETWORKS ?? [] },
+    retentionMs: c.EVENT_RETENTION_HOURS * 3600_000,
+  },
   queues: {
     /** Redis keys are `{prefix}:{deployment id}:…`: the deployment id comes from the database. */
     prefix: c.QUEUE_PREFIX,

@@ -173,7 +173,7 @@ export async function startProcess(config: Config, logger: Logger, env: { PATH?:
     if (gateway) await startGateway(base, gateway, jobs.engine, bus, metrics);
     shutdown.add('provisioning engine', () => jobs.engine.stop());
     await jobs.engine.start();
-    if (follower && jobEvents) await startEngineRole(base, { jobs, follower, jobEvents, presence: domains.presence, metrics, appStatus: domains.appStatus });
+    if (follower && jobEvents) await startEngineRole(base, { jobs, follower, jobEvents, presence: domains.presence, metrics, appStatus: domains.appStatus, webhooks: domains.webhooks });
     if (gateway && cluster) reloadMacLibraryPeriodically(base, gateway);
 
     const api = runs.api ? await startApi(base, { version: packageVersion(), accounts, keys, domains, jobs, metrics: { endpoint: clusterMetrics, local: metrics }, sip, gateway, bus }) : null;

@@ -46,6 +46,10 @@ import type { IxgSites } from '../ixg/service.js';
 import type { AppStatus } from '../calls/app-status.js';
 import { ixgRoutes, ixgUploadRoutes } from './routes/ixg.js';
 import { doorRoutes } from './routes/doors.js';
+import { eventRoutes } from './routes/events.js';
+import { webhookRoutes } from './routes/webhooks.js';
+import type { WebhookEndpoints } from '../webhooks/service.js';
+import type { EventStreams } from '../events/stream.js';
 import type { RemoteDoors } from '../doors/service.js';
 
 export interface ApiDeps {
@@ -69,6 +73,9 @@ export interface ApiDeps {
   calls: CallService;
   /** Doors opened from the cloud. */
   doors: RemoteDoors;
+  /** Webhook endpoints and the live event stream. */
+  webhooks: WebhookEndpoints;
+  streams: EventStreams;
   /** IXG sites: uploads from their gateways, and their read-only settings. */
   ixg: IxgSites;
   appStatus: AppStatus;
@@ -158,6 +165,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       await api.register(upgradeRoutes, { upgrades: deps.firmware.upgrades });
       await api.register(callRoutes, { calls: deps.calls });
       await api.register(doorRoutes, { doors: deps.doors });
+      await api.register(webhookRoutes, { webhooks: deps.webhooks });
+      await api.register(eventRoutes, { streams: deps.streams });
       await api.register(ixgRoutes, { ixg: deps.ixg });
     },
     { prefix: '/api/v1' },

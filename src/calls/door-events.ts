@@ -1,5 +1,6 @@
 import { and, eq } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
+import type { Db, Tx } from '../db/client.js';
+import { emitEvents } from '../events/outbox.js';
 import { deviceFacts, sipAccountOf } from '../devices/queries.js';
 import { isEntrance } from '../devices/types.js';
 import { sites } from '../directory/tables.js';
@@ -128,7 +129,8 @@ export class DoorEvents {
     if (e.method === 'remote' && e.jobId) {
       const [attempt] = await this.db.select().from(doorEvents).where(and(eq(doorEvents.jobId, e.jobId), eq(doorEvents.mac, mac))).limit(1);
       if (attempt) {
-        await this.db
+        await this.db.transaction(async (tx) => {
+          const [row] = await tx
           .update(doorEvents)
           .set({
             eventId: e.eventId,
@@ -141,14 +143,19 @@ export class DoorEvents {
             outcome: 'opened',
             reason: null,
           })
-          .where(eq(doorEvents.id, attempt.id));
+          .where(eq(doorEvents.id, attempt.id))
+          .returning();
+          // One door.opened per opening: a re-sent report finds the row opened already.
+          if (attempt.outcome !== 'opened') await this.doorOpened(tx, row!, device.installerId);
+        });
         return { recorded: true };
       }
     }
     const { call, by } = await this.checkCall(device.sipNumber, e, occurredAt, received);
     // The apartment it is of: the app's or station's that opened (a verified party only), else the device's own.
     const apartmentId = (by && e.by ? await this.apartmentOf(e.by) : null) ?? place?.apartmentId ?? null;
-    await this.db
+    await this.db.transaction(async (tx) => {
+    const [inserted] = await tx
       .insert(doorEvents)
       .values({
         siteId: place?.siteId ?? null,
@@ -168,10 +175,19 @@ export class DoorEvents {
         reportedAt: reported,
         receivedAt: received,
       })
-      .onConflictDoNothing({ target: [doorEvents.mac, doorEvents.eventId] });
+      .onConflictDoNothing({ target: [doorEvents.mac, doorEvents.eventId] })
+      .returning();
+    if (inserted) await this.doorOpened(tx, inserted, device.installerId);
+    });
     // A door opened in a call after all: the call is no longer one answered without opening.
     if (e.callId) await this.db.delete(doorEvents).where(and(eq(doorEvents.callId, e.callId), eq(doorEvents.outcome, 'not-opened')));
     return { recorded: true };
+  }
+
+  /** `door.opened` for integrators, in the transaction that recorded the opening. */
+  private async doorOpened(tx: Tx, d: typeof doorEvents.$inferSelect, installerId: string): Promise<void> {
+    const data = { doorEventId: d.id, mac: d.mac, relay: d.relay, method: d.method, byStation: d.byStation, callId: d.callId, ixgStation: d.ixgStation, jobId: d.jobId, requestedBy: d.requester && d.requestedBy ? { kind: d.requester, id: d.requestedBy } : null, siteId: d.siteId, apartmentId: d.apartmentId, floors: d.floors, occurredAt: d.occurredAt.toISOString() };
+    await emitEvents(tx, [{ type: 'door.opened', installerId, siteId: d.siteId, mac: d.mac, data, at: d.occurredAt }]);
   }
 
   /** The apartment of a SIP number: an app station's, or the apartment a device is placed in. */

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import type { Principal } from '../accounts/service.js';
-import type { Db } from '../db/client.js';
+import type { Db, Tx } from '../db/client.js';
+import { sites } from '../directory/tables.js';
+import { emitEvents } from '../events/outbox.js';
 import { deviceFacts, sipAccountOf } from '../devices/queries.js';
 import type { DirectoryService } from '../directory/service.js';
 import type { Page } from '../shared/pagination.js';
@@ -204,13 +206,28 @@ export class CallService {
         .set({ answeredAt: now, answeredBy: e.by && /^[0-9]{10}$/.test(e.by) ? e.by : null, outcome: 'answered' })
         .where(and(eq(calls.callId, e.callId), isNull(calls.answeredAt), isNull(calls.endedAt)));
     } else if (e.event === 'ended') {
-      const [ended] = await this.db.update(calls).set({ endedAt: now, outcome: 'completed' }).where(and(eq(calls.callId, e.callId), isNull(calls.endedAt), sql`${calls.answeredAt} is not null`)).returning();
+      const ended = await this.db.transaction(async (tx) => {
+        const [row] = await tx.update(calls).set({ endedAt: now, outcome: 'completed' }).where(and(eq(calls.callId, e.callId), isNull(calls.endedAt), sql`${calls.answeredAt} is not null`)).returning();
+        if (row) await this.callEnded(tx, row);
+        return row;
+      });
       if (ended) await this.doorEvents.recordUnopened(ended);
     } else {
       const status = e.status ?? 500;
       const outcome: CallOutcome = status === 487 ? 'cancelled' : status === 486 || status === 600 || status === 603 ? 'busy' : status === 408 || status === 480 ? 'no-answer' : 'failed';
-      await this.db.update(calls).set({ endedAt: now, outcome, status }).where(and(eq(calls.callId, e.callId), isNull(calls.endedAt), isNull(calls.answeredAt)));
+      await this.db.transaction(async (tx) => {
+        const [row] = await tx.update(calls).set({ endedAt: now, outcome, status }).where(and(eq(calls.callId, e.callId), isNull(calls.endedAt), isNull(calls.answeredAt))).returning();
+        if (row) await this.callEnded(tx, row);
+      });
     }
+  }
+
+  /** `call.ended` for integrators, in the transaction that ended the call. */
+  private async callEnded(tx: Tx, c: typeof calls.$inferSelect): Promise<void> {
+    if (!c.siteId) return;
+    const [site] = await tx.select({ installerId: sites.installerId }).from(sites).where(eq(sites.id, c.siteId));
+    const data = { callId: c.callId, siteId: c.siteId, caller: c.caller, dialled: c.dialled, apartmentId: c.apartmentId, answeredBy: c.answeredBy, outcome: c.outcome, status: c.status, startedAt: c.startedAt.toISOString(), answeredAt: iso(c.answeredAt), endedAt: iso(c.endedAt), ixgStation: c.ixgStation };
+    await emitEvents(tx, [{ type: 'call.ended', installerId: site?.installerId ?? null, siteId: c.siteId, data, at: c.endedAt ?? new Date() }]);
   }
 
   async listCalls(principal: Principal, siteId: string, q: CallFilter & { page: number; pageSize: number }): Promise<Page<CallView>> {

@@ -10,3 +10,5 @@ export * from '../audit/tables.js';
 export * from '../calls/tables.js';
 export * from '../ixg/tables.js';
 export * from './tables.js';
+export * from '../events/tables.js';
+export * from '../webhooks/tables.js';

@@ -45,8 +45,8 @@ export class PresenceStore {
       ), locked AS (
         -- In MAC order, whatever plan the update gets: a batched configuration hash exchange locks the
         -- same rows in the same order instead of deadlocking with this.
-        SELECT d.mac FROM devices d JOIN u ON u.mac = d.mac ORDER BY d.mac FOR UPDATE OF d
-      )
+        SELECT d.mac, d.status AS was FROM devices d JOIN u ON u.mac = d.mac ORDER BY d.mac FOR UPDATE OF d
+      ), changed AS (
       UPDATE devices d SET
         status = CASE
           WHEN u.status = 'online' AND (u.epoch IS NULL OR d.session_epoch IS NULL OR u.epoch > d.session_epoch) THEN 'online'
@@ -59,12 +59,15 @@ export class PresenceStore {
         model = COALESCE(u.model, d.model),
         firmware = COALESCE(u.firmware, d.firmware)
       FROM u, locked l
-      WHERE d.mac = u.mac AND l.mac = u.mac`);
+      WHERE d.mac = u.mac AND l.mac = u.mac
+      RETURNING d.mac, d.status, l.was)
+      -- The presence outbox: every change of status, in the same statement (docs/events.md).
+      INSERT INTO presence_events (mac, status) SELECT mac, status FROM changed WHERE status IS DISTINCT FROM was`);
   }
 
   /** At gateway start no session exists yet, so every device is offline until it connects again. */
   async markAllOffline(): Promise<void> {
-    await this.db.execute(sql`UPDATE devices SET status = 'offline' WHERE status <> 'offline'`);
+    await this.db.execute(sql`WITH changed AS (UPDATE devices SET status = 'offline' WHERE status <> 'offline' RETURNING mac) INSERT INTO presence_events (mac, status) SELECT mac, 'offline' FROM changed`);
   }
 
   /** The gateway processes that hold online devices according to the database. */
@@ -77,7 +80,9 @@ export class PresenceStore {
 
   /** A gateway process died: the devices it held are offline until they connect elsewhere. */
   async markGatewayOffline(gateway: string): Promise<number> {
-    const result = (await this.db.execute(sql`UPDATE devices SET status = 'offline' WHERE status = 'online' AND session_gateway = ${gateway}`)) as unknown as {
+    const result = (await this.db.execute(
+      sql`WITH changed AS (UPDATE devices SET status = 'offline' WHERE status = 'online' AND session_gateway = ${gateway} RETURNING mac) INSERT INTO presence_events (mac, status) SELECT mac, 'offline' FROM changed`,
+    )) as unknown as {
       rowCount?: number;
       affectedRows?: number;
     };

@@ -71,6 +71,8 @@ export async function startApi(base: ProcessBase, parts: ApiParts): Promise<{ ap
     deviceDirectory: { renders: jobs.directoryRenders, documents: jobs.documents },
     provisioning: jobs.provisioning,
     doors: jobs.doors,
+    webhooks: domains.webhooks,
+    streams: domains.streams,
     deviceAccess: { keys: parts.keys, effectiveConfig: (mac) => jobs.configurations.effective(mac), documents: jobs.documents },
     firmware: { catalogue: jobs.catalogue, upgrades: jobs.upgrades, maxImageBytes: config.firmware.maxImageBytes, maxDownloads: config.firmware.maxDownloads },
     version: parts.version,

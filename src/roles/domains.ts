@@ -13,6 +13,9 @@ import { DocumentStore } from '../documents/service.js';
 import { IxgSites } from '../ixg/service.js';
 import { openDoorKind } from '../doors/open-door-kind.js';
 import { RemoteDoors } from '../doors/service.js';
+import { EventStreams } from '../events/stream.js';
+import { AddressPolicy } from '../webhooks/ssrf.js';
+import { WebhookEndpoints } from '../webhooks/service.js';
 import { FirmwareCatalogue } from '../firmware/catalogue.js';
 import { UpgradeScheduler } from '../firmware/scheduler.js';
 import { FirmwareStorage } from '../firmware/storage.js';
@@ -51,7 +54,11 @@ export function buildDomains(base: ProcessBase, accounts: AccountService, events
   const calls = new CallService(database.db, directory, appStations, () => reach.sip?.domain ?? config.sip.domain ?? 'sip.invalid');
   const ixg = new IxgSites(database.db, directory, { withdrawIxgApps });
   const appStatus = new AppStatus(database.db, directory);
-  return { directory, devices, macLibrary, presence, appStations, calls, ixg, appStatus };
+  // Events out: webhook endpoints (their reach checked by one address policy) and the live stream.
+  const addressPolicy = new AddressPolicy(config.events.webhooks.allowedNetworks);
+  const webhooks = new WebhookEndpoints(database.db, addressPolicy);
+  const streams = new EventStreams(database);
+  return { directory, devices, macLibrary, presence, appStations, calls, ixg, appStatus, addressPolicy, webhooks, streams };
 }
 
 export type Domains = ReturnType<typeof buildDomains>;

@@ -5,6 +5,10 @@ import { liveGateways } from '../cluster/routing.js';
 import type { PresenceStore } from '../devices/presence.js';
 import { DirectoryFollower } from '../directory/follower.js';
 import { doorLogSink } from '../doors/door-log-sink.js';
+import { outboundJobSink } from '../events/job-sink.js';
+import { PresenceFollower } from '../events/presence-follower.js';
+import { WebhookDelivery } from '../webhooks/delivery.js';
+import type { WebhookEndpoints } from '../webhooks/service.js';
 import { upgradeStatusSink } from '../firmware/upgrade-status-sink.js';
 import { metricsSink } from '../metrics/job-sink.js';
 import { JobEventFollower } from '../provisioning/job-events.js';
@@ -36,6 +40,7 @@ export function buildJobEventFollower(base: ProcessBase, metrics: Metrics): JobE
   follower.register(metricsSink(metrics));
   follower.register(upgradeStatusSink());
   follower.register(doorLogSink());
+  follower.register(outboundJobSink());
   return follower;
 }
 
@@ -51,7 +56,7 @@ export function routeDirectoryChanges(directory: DirectoryService, follower: Dir
  * The engine role, once the engine runs: the upgrade schedule, the directory follower, housekeeping and,
  * in a cluster, the sweep of devices a dead gateway process left shown online.
  */
-export async function startEngineRole(base: ProcessBase, parts: { jobs: Jobs; follower: DirectoryFollower; jobEvents: JobEventFollower; presence: PresenceStore; metrics: Metrics; appStatus: AppStatus }): Promise<void> {
+export async function startEngineRole(base: ProcessBase, parts: { jobs: Jobs; follower: DirectoryFollower; jobEvents: JobEventFollower; presence: PresenceStore; metrics: Metrics; appStatus: AppStatus; webhooks: WebhookEndpoints }): Promise<void> {
   const { config, logger, shutdown } = base;
   const { jobs, follower, jobEvents } = parts;
   parts.metrics.watchQueue('provisioning', () => jobs.engine.queueCounts());
@@ -65,7 +70,28 @@ export async function startEngineRole(base: ProcessBase, parts: { jobs: Jobs; fo
     Promise.all([jobs.idempotency.sweep(), jobs.documents.sweep(), parts.appStatus.snapshot()]).catch((err: unknown) => logger.warn({ err: (err as Error).message }, 'housekeeping failed'));
   });
   if (base.cluster) sweepDeadGateways(base, parts.presence);
+  startEventsOut(base, parts.webhooks);
 }
+
+/** Presence for integrators (grace, flapping, outages) and webhook delivery: one engine process each, by lease. */
+function startEventsOut(base: ProcessBase, webhooks: WebhookEndpoints): { presence: PresenceFollower; delivery: WebhookDelivery } {
+  const { cluster, redis, queuePrefix, instance, config, database, logger, shutdown } = base;
+  const lease = (name: string) => (cluster ? new RedisLease(redis.client, `${queuePrefix}:lease:${name}`, instance, 3 * config.queues.reconcileIntervalMs) : null);
+  const presenceLease = lease('presence-events');
+  const presence = new PresenceFollower({ database, log: logger.child({ component: 'presence-events' }), policy: config.events.presence, ...(presenceLease ? { mayRun: () => presenceLease.held() } : {}) });
+  // Deliveries are claimed with SKIP LOCKED: every engine process may send; the fan-out takes turns by its cursor row.
+  const delivery = new WebhookDelivery({ database, log: logger.child({ component: 'webhooks' }), policy: webhooks.policyOf(), ...config.events.webhooks, retentionMs: config.events.retentionMs });
+  webhooks.poke = delivery.poke;
+  shutdown.add('presence events', () => presence.stop());
+  shutdown.add('webhook delivery', () => delivery.stop());
+  presence.start();
+  delivery.start();
+  eventsOut = { presence, delivery };
+  return eventsOut;
+}
+
+/** This process's presence follower and webhook sender (tests move the presence clock). */
+export let eventsOut: { presence: PresenceFollower; delivery: WebhookDelivery } | null = null;
 
 /** A gateway process that died (kill -9, lost machine) cannot mark its devices offline: once its lease lapses, one engine process does. */
 function sweepDeadGateways(base: ProcessBase, presence: PresenceStore): void {

@@ -1,0 +1,271 @@
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import type { Database, Tx } from '../db/client.js';
+import { runIn } from '../db/client.js';
+import { OutboxReader, type OutboxRow } from '../events/outbox.js';
+import { outboundEvents } from '../events/tables.js';
+import type { Logger } from '../logger.js';
+import type { AddressPolicy } from './ssrf.js';
+import { signedHeaders } from './signing.js';
+import { webhookAttempts, webhookDeliveries, webhookEndpoints } from './tables.js';
+
+// Webhook delivery (issue 19): outbound events fan out to the endpoints subscribed to them (a delivery row
+// each, in the dispatcher's transaction with its cursor), and a sender posts them, signed, retrying with
+// backoff for about three days. A delivery is claimed for one attempt's time: a process killed mid-attempt
+// leaves it to be sent again, under the same webhook-id, once that time is over.
+
+export interface WebhookDeliveryOptions {
+  database: Database;
+  log: Logger;
+  policy: AddressPolicy;
+  timeoutMs: number;
+  /** The first retry's delay; each next one doubles it, up to an hour (jittered ±20 %). */
+  retryBaseMs: number;
+  /** How long a delivery is retried, from its event (about three days). */
+  retryMs: number;
+  concurrency: number;
+  mayRun?: () => Promise<boolean>;
+  /** Events are kept this long (the stream's window); deliveries go with them. */
+  retentionMs: number;
+}
+
+/** At most this much of an answer is read; the first part is kept in the delivery log. */
+const MAX_RESPONSE_BYTES = 64 * 1024;
+const EXCERPT_BYTES = 1024;
+
+interface Attempt {
+  status: number | null;
+  latencyMs: number;
+  error: string | null;
+  response: string | null;
+  retryAfterMs: number | null;
+}
+
+export const backoffMs = (attempts: number, baseMs: number, random = Math.random) => Math.min(3600_000, baseMs * 2 ** Math.max(0, attempts - 1)) * (0.8 + 0.4 * random());
+
+/** Retry-After as seconds or an HTTP date, at most a day. */
+function retryAfter(value: string | undefined, now: number): number | null {
+  if (!value) return null;
+  const ms = /^[0-9]+$/.test(value.trim()) ? Number(value) * 1000 : Date.parse(value) - now;
+  return Number.isFinite(ms) && ms > 0 ? Math.min(ms, 24 * 3600_000) : null;
+}
+
+export class WebhookDelivery {
+  readonly dispatcher: OutboxReader;
+  private readonly agents = { http: new http.Agent({ keepAlive: true, maxSockets: 256 }), https: new https.Agent({ keepAlive: true, maxSockets: 256 }) };
+  private inFlight = 0;
+  private closed = false;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private lastSweep = 0;
+
+  constructor(private readonly opts: WebhookDeliveryOptions) {
+    this.dispatcher = new OutboxReader({
+      database: opts.database,
+      log: opts.log,
+      table: 'outbound_events',
+      name: 'webhooks',
+      handle: (rows, tx) => this.fanOut(rows, tx),
+      ...(opts.mayRun ? { mayRun: opts.mayRun } : {}),
+      pollMs: 50,
+    });
+  }
+
+  start(): void {
+    this.dispatcher.start();
+    this.loop ??= this.run();
+  }
+
+  /** Something is due now (a replay, a new event). */
+  poke = (): void => {
+    this.dispatcher.poke();
+    this.wake?.();
+  };
+
+  async stop(): Promise<void> {
+    this.closed = true;
+    this.wake?.();
+    await Promise.all([this.dispatcher.stop(), this.loop]);
+    this.agents.http.destroy();
+    this.agents.https.destroy();
+  }
+
+  /** One delivery per endpoint subscribed to each event, in the dispatcher's transaction. */
+  private async fanOut(rows: OutboxRow[], tx: Tx): Promise<void> {
+    const endpoints = await tx.select({ id: webhookEndpoints.id, ownerId: webhookEndpoints.ownerId, ownerRole: webhookEndpoints.ownerRole, types: webhookEndpoints.eventTypes }).from(webhookEndpoints).where(eq(webhookEndpoints.enabled, true));
+    if (!endpoints.length) return;
+    const values: (typeof webhookDeliveries.$inferInsert)[] = [];
+    for (const r of rows) {
+      const type = r.type as string;
+      for (const e of endpoints) {
+        if (r.endpoint_id ? r.endpoint_id !== e.id : e.ownerRole !== 'distributor' && r.installer_id !== e.ownerId) continue;
+        if (!r.endpoint_id && e.types.length && !e.types.includes(type)) continue;
+        values.push({ endpointId: e.id, eventRow: r.id, orderKey: (r.mac as string | null) ?? (r.site_id as string | null) ?? `event:${r.id}` });
+      }
+    }
+    for (let i = 0; i < values.length; i += 1000) await tx.insert(webhookDeliveries).values(values.slice(i, i + 1000));
+    if (values.length) setImmediate(() => this.wake?.());
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.closed) {
+      let claimed = 0;
+      try {
+        if (!this.opts.mayRun || (await this.opts.mayRun())) {
+          claimed = await this.sendDue();
+          await this.sweep();
+        }
+        failures = 0;
+      } catch (err) {
+        failures++;
+        if (failures === 1 || failures % 20 === 0) this.opts.log.warn({ err: (err as Error).message }, 'webhook sender failed; it tries again');
+      }
+      if (!claimed) await this.sleep(failures ? Math.min(30_000, 200 * 2 ** Math.min(failures, 8)) : 100);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  /**
+   * Claims what is due, up to the free concurrency, and sends it. One device's deliveries to an endpoint
+   * go one at a time, in event order; a disabled endpoint's wait.
+   */
+  async sendDue(): Promise<number> {
+    const room = this.opts.concurrency - this.inFlight;
+    if (room <= 0) return 0;
+    const claimed = await this.opts.database.run<{ id: string | number; endpoint_id: string; event_row: string | number; attempts: number; created_at: Date | string }>(
+      {
+        name: 'webhook_claim',
+        text: `WITH due AS (
+          SELECT d.id FROM webhook_deliveries d
+          WHERE d.state = 'pending' AND d.next_attempt_at <= now()
+            AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = d.endpoint_id AND w.enabled)
+            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.state = 'pending' AND e.id < d.id)
+          ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED)
+        UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2::double precision / 1000), attempts = d.attempts + 1
+        FROM due WHERE d.id = due.id
+        RETURNING d.id, d.endpoint_id, d.event_row, d.attempts, d.created_at`,
+      },
+      [room, this.opts.timeoutMs + 5000],
+    );
+    if (!claimed.length) return 0;
+    const db = this.opts.database.db;
+    const [events, endpoints] = await Promise.all([
+      db.select().from(outboundEvents).where(inArray(outboundEvents.id, claimed.map((c) => Number(c.event_row)))),
+      db.select().from(webhookEndpoints).where(inArray(webhookEndpoints.id, [...new Set(claimed.map((c) => c.endpoint_id))])),
+    ]);
+    const eventOf = new Map(events.map((e) => [e.id, e]));
+    const endpointOf = new Map(endpoints.map((e) => [e.id, e]));
+    for (const c of claimed) {
+      const event = eventOf.get(Number(c.event_row));
+      const endpoint = endpointOf.get(c.endpoint_id);
+      if (!event || !endpoint) continue;
+      this.inFlight++;
+      void this.attempt({ id: Number(c.id), attempts: c.attempts, createdAt: new Date(c.created_at) }, event, endpoint)
+        .catch((err: Error) => this.opts.log.warn({ err: err.message, deliveryId: c.id }, 'a webhook delivery could not be recorded; it is sent again'))
+        .finally(() => {
+          this.inFlight--;
+          this.wake?.();
+        });
+    }
+    return claimed.length;
+  }
+
+  private async attempt(d: { id: number; attempts: number; createdAt: Date }, event: typeof outboundEvents.$inferSelect, endpoint: typeof webhookEndpoints.$inferSelect): Promise<void> {
+    const body = JSON.stringify({ type: event.type, timestamp: event.at.toISOString(), data: event.data });
+    const now = new Date();
+    const secrets = [endpoint.secret, ...(endpoint.previousSecret && endpoint.previousSecretUntil && endpoint.previousSecretUntil > now ? [endpoint.previousSecret] : [])];
+    const result = await this.post(endpoint.url, { ...signedHeaders(secrets, event.eventId, body, now), 'content-type': 'application/json', 'user-agent': 'intercom-device-cloud-webhooks/1' }, body);
+    const ok = result.status !== null && result.status >= 200 && result.status < 300;
+    const gone = result.status === 410;
+    const expired = Date.now() - d.createdAt.getTime() >= this.opts.retryMs;
+    const delay = Math.max(backoffMs(d.attempts, this.opts.retryBaseMs), result.retryAfterMs ?? 0);
+    const state = ok ? 'succeeded' : gone || expired ? 'failed' : 'pending';
+    await this.opts.database.db.transaction(async (tx) => {
+      await tx
+        .update(webhookDeliveries)
+        .set({
+          state,
+          nextAttemptAt: state === 'pending' ? sql`now() + make_interval(secs => ${delay / 1000}::double precision)` : sql`now()`,
+          lastAttemptAt: now,
+          lastStatus: result.status,
+          lastLatencyMs: result.latencyMs,
+          lastError: result.error,
+          lastResponse: result.response,
+        })
+        .where(and(eq(webhookDeliveries.id, d.id), eq(webhookDeliveries.state, 'pending')));
+      await tx.insert(webhookAttempts).values({ deliveryId: d.id, at: now, status: result.status, latencyMs: result.latencyMs, error: result.error, response: result.response });
+      // 410 Gone: the receiver is no more; the endpoint stops until its owner enables it again.
+      if (gone) await tx.update(webhookEndpoints).set({ enabled: false, disabledReason: 'the receiver answered 410 Gone', updatedAt: new Date() }).where(eq(webhookEndpoints.id, endpoint.id));
+    });
+  }
+
+  /** One POST: no redirects followed, the address checked on connect, the answer read up to 64 KiB. */
+  private post(url: string, headers: Record<string, string>, body: string): Promise<Attempt> {
+    const started = performance.now();
+    const done = (a: Omit<Attempt, 'latencyMs'>): Attempt => ({ ...a, latencyMs: Math.round(performance.now() - started) });
+    return new Promise((resolve) => {
+      let u: URL;
+      try {
+        u = new URL(url);
+      } catch {
+        return resolve(done({ status: null, error: 'invalid URL', response: null, retryAfterMs: null }));
+      }
+      const host = u.hostname.replace(/^\[|\]$/g, '');
+      if (isIP(host) && !this.opts.policy.allows(host)) return resolve(done({ status: null, error: `address ${host} is not allowed`, response: null, retryAfterMs: null }));
+      const secure = u.protocol === 'https:';
+      const req = (secure ? https : http).request(u, {
+        method: 'POST',
+        headers: { ...headers, 'content-length': Buffer.byteLength(body) },
+        agent: secure ? this.agents.https : this.agents.http,
+        lookup: this.opts.policy.lookup as never,
+        timeout: this.opts.timeoutMs,
+      });
+      const timer = setTimeout(() => req.destroy(new Error(`no answer within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);
+      req.on('error', (err) => {
+        clearTimeout(timer);
+        resolve(done({ status: null, error: err.message.slice(0, 300), response: null, retryAfterMs: null }));
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.opts.timeoutMs} ms`)));
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        const finish = () => {
+          clearTimeout(timer);
+          const text = Buffer.concat(chunks).subarray(0, EXCERPT_BYTES).toString('utf8');
+          resolve(done({ status: res.statusCode ?? null, error: null, response: text || null, retryAfterMs: retryAfter(res.headers['retry-after'], Date.now()) }));
+        };
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size <= EXCERPT_BYTES) chunks.push(chunk);
+          if (size > MAX_RESPONSE_BYTES) {
+            res.destroy();
+            finish();
+          }
+        });
+        res.on('end', finish);
+        res.on('error', finish);
+      });
+      req.end(body);
+    });
+  }
+
+  /** Events past the window go, and their deliveries with them (every ten minutes). */
+  private async sweep(): Promise<void> {
+    if (Date.now() - this.lastSweep < 600_000) return;
+    this.lastSweep = Date.now();
+    await runIn(this.opts.database.db, { name: 'outbound_events_sweep', text: `DELETE FROM outbound_events WHERE at < now() - make_interval(secs => $1::double precision / 1000)` }, [this.opts.retentionMs]);
+  }
+}
