@@ -34,6 +34,7 @@ const PROPERTY_MANAGER_ROUTES = new Set([
   'GET /api/v1/apartments/:apartmentId/residents',
   'GET /api/v1/sites/:siteId/residents',
   'GET /api/v1/tokens',
+  'GET /api/v1/events',
   'POST /api/v1/apartments/:apartmentId/residents',
   'GET /api/v1/residents/:residentId',
   'PATCH /api/v1/residents/:residentId',
