@@ -24,6 +24,10 @@ export interface Receiver {
   rejected: number;
   /** Secrets that verify (a rotation adds one). */
   secrets: string[];
+  /** While true, requests get no answer at all (an attempt in flight); they are counted as not received. */
+  hold: boolean;
+  /** Requests held so far. */
+  held: number;
   /** How to answer: 200 by default; a function of the request (its status and headers). */
   answer: (r: Received, attempt: number) => { status: number; headers?: Record<string, string> };
   /** Waits until `accept(events)` holds. */
@@ -40,6 +44,8 @@ export async function startReceiver(t: { teardown(fn: () => unknown): void }): P
     events: new Map(),
     rejected: 0,
     secrets: [],
+    hold: false,
+    held: 0,
     answer: () => ({ status: 200 }),
     until(accept, timeoutMs = 60_000) {
       return new Promise((resolve, reject) => {
@@ -77,6 +83,11 @@ export async function startReceiver(t: { teardown(fn: () => unknown): void }): P
       if (!verified) {
         r.rejected++;
         res.writeHead(400).end('bad signature');
+        return;
+      }
+      if (r.hold) {
+        r.held++;
+        for (const w of [...waiters]) w();
         return;
       }
       const parsed = JSON.parse(body) as { type: string; timestamp: string; data: unknown };
