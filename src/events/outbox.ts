@@ -1,5 +1,6 @@
 import type { Database, Queryable, Statement, Tx } from '../db/client.js';
 import { runIn } from '../db/client.js';
+import { Nap } from '../shared/nap.js';
 import type { Logger } from '../logger.js';
 import { outboundEvents } from './tables.js';
 
@@ -68,7 +69,7 @@ export interface OutboxReaderOptions {
 export class OutboxReader {
   private closed = false;
   private loop: Promise<void> | null = null;
-  private wake: (() => void) | null = null;
+  private readonly nap = new Nap();
   private readonly read: Statement;
   private readonly lock: Statement;
   private readonly move: Statement;
@@ -88,12 +89,12 @@ export class OutboxReader {
 
   /** Something was written: read now rather than at the next poll. */
   poke = (): void => {
-    this.wake?.();
+    this.nap.wake();
   };
 
   async stop(): Promise<void> {
     this.closed = true;
-    this.wake?.();
+    this.nap.wake();
     await this.loop;
   }
 
@@ -107,23 +108,13 @@ export class OutboxReader {
       } catch (err) {
         failures++;
         if (failures === 1 || failures % 20 === 0) this.opts.log.warn({ reader: this.opts.name, err: (err as Error).message }, 'an outbox reader failed; it tries again');
-        await this.sleep(Math.min(30_000, 100 * 2 ** Math.min(failures, 9)) * (0.5 + Math.random() / 2));
+        await this.nap.sleep(Math.min(30_000, 100 * 2 ** Math.min(failures, 9)) * (0.5 + Math.random() / 2));
         continue;
       }
-      if (!more) await this.sleep(this.opts.pollMs ?? 100);
+      if (!more) await this.nap.sleep(this.opts.pollMs ?? 100);
     }
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = done;
-    });
-  }
 
   /** One batch; true when there may be more. */
   async pass(): Promise<boolean> {

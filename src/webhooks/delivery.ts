@@ -1,9 +1,10 @@
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { eq, inArray, sql } from 'drizzle-orm';
 import type { Database, Tx } from '../db/client.js';
 import { runIn } from '../db/client.js';
+import { Nap } from '../shared/nap.js';
 import { OutboxReader, type OutboxRow } from '../events/outbox.js';
 import { outboundEvents } from '../events/tables.js';
 import type { Logger } from '../logger.js';
@@ -35,6 +36,15 @@ export interface WebhookDeliveryOptions {
 const MAX_RESPONSE_BYTES = 64 * 1024;
 const EXCERPT_BYTES = 1024;
 
+interface Outcome extends Attempt {
+  id: number;
+  endpointId: string;
+  at: Date;
+  state: 'pending' | 'succeeded' | 'failed';
+  delayMs: number;
+  gone: boolean;
+}
+
 interface Attempt {
   status: number | null;
   latencyMs: number;
@@ -58,8 +68,10 @@ export class WebhookDelivery {
   private inFlight = 0;
   private closed = false;
   private loop: Promise<void> | null = null;
-  private wake: (() => void) | null = null;
+  private readonly nap = new Nap();
   private lastSweep = 0;
+  private outcomes: { o: Outcome; done: () => void }[] = [];
+  private flushing: Promise<void> | null = null;
 
   constructor(private readonly opts: WebhookDeliveryOptions) {
     this.dispatcher = new OutboxReader({
@@ -81,12 +93,12 @@ export class WebhookDelivery {
   /** Something is due now (a replay, a new event). */
   poke = (): void => {
     this.dispatcher.poke();
-    this.wake?.();
+    this.nap.wake();
   };
 
   async stop(): Promise<void> {
     this.closed = true;
-    this.wake?.();
+    this.nap.wake();
     await Promise.all([this.dispatcher.stop(), this.loop]);
     this.agents.http.destroy();
     this.agents.https.destroy();
@@ -106,7 +118,7 @@ export class WebhookDelivery {
       }
     }
     for (let i = 0; i < values.length; i += 1000) await tx.insert(webhookDeliveries).values(values.slice(i, i + 1000));
-    if (values.length) setImmediate(() => this.wake?.());
+    if (values.length) setImmediate(() => this.nap.wake());
   }
 
   private async run(): Promise<void> {
@@ -123,24 +135,15 @@ export class WebhookDelivery {
         failures++;
         if (failures === 1 || failures % 20 === 0) this.opts.log.warn({ err: (err as Error).message }, 'webhook sender failed; it tries again');
       }
-      if (!claimed) await this.sleep(failures ? Math.min(30_000, 200 * 2 ** Math.min(failures, 8)) : 100);
+      if (!claimed) await this.nap.sleep(failures ? Math.min(30_000, 200 * 2 ** Math.min(failures, 8)) : 100);
     }
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = done;
-    });
-  }
 
   /**
-   * Claims what is due, up to the free concurrency, and sends it. One device's deliveries to an endpoint
-   * go one at a time, in event order; a disabled endpoint's wait.
+   * Claims what is due, up to the free concurrency, and sends it. A device's first attempts to an endpoint
+   * go one at a time in event order: a delivery waits for an earlier one of its device not tried yet or
+   * being tried now, not for one waiting to be retried. A disabled endpoint's deliveries wait.
    */
   async sendDue(): Promise<number> {
     const room = this.opts.concurrency - this.inFlight;
@@ -152,9 +155,10 @@ export class WebhookDelivery {
           SELECT d.id FROM webhook_deliveries d
           WHERE d.state = 'pending' AND d.next_attempt_at <= now()
             AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = d.endpoint_id AND w.enabled)
-            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.state = 'pending' AND e.id < d.id)
+            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.state = 'pending' AND e.id < d.id
+              AND (e.attempts = 0 OR e.claimed_until > now()))
           ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED)
-        UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2::double precision / 1000), attempts = d.attempts + 1
+        UPDATE webhook_deliveries d SET claimed_until = now() + make_interval(secs => $2::double precision / 1000), next_attempt_at = now() + make_interval(secs => $2::double precision / 1000), attempts = d.attempts + 1
         FROM due WHERE d.id = due.id
         RETURNING d.id, d.endpoint_id, d.event_row, d.attempts, d.created_at`,
       },
@@ -173,12 +177,11 @@ export class WebhookDelivery {
       const endpoint = endpointOf.get(c.endpoint_id);
       if (!event || !endpoint) continue;
       this.inFlight++;
-      void this.attempt({ id: Number(c.id), attempts: c.attempts, createdAt: new Date(c.created_at) }, event, endpoint)
-        .catch((err: Error) => this.opts.log.warn({ err: err.message, deliveryId: c.id }, 'a webhook delivery could not be recorded; it is sent again'))
-        .finally(() => {
-          this.inFlight--;
-          this.wake?.();
-        });
+      void this.attempt({ id: Number(c.id), attempts: c.attempts, createdAt: new Date(c.created_at) }, event, endpoint).finally(() => {
+        this.inFlight--;
+        // Claims go in groups: the loop claims again once a quarter of the room is free.
+        if (this.opts.concurrency - this.inFlight >= Math.max(1, this.opts.concurrency / 4)) this.nap.wake();
+      });
     }
     return claimed.length;
   }
@@ -191,25 +194,44 @@ export class WebhookDelivery {
     const ok = result.status !== null && result.status >= 200 && result.status < 300;
     const gone = result.status === 410;
     const expired = Date.now() - d.createdAt.getTime() >= this.opts.retryMs;
-    const delay = Math.max(backoffMs(d.attempts, this.opts.retryBaseMs), result.retryAfterMs ?? 0);
-    const state = ok ? 'succeeded' : gone || expired ? 'failed' : 'pending';
-    await this.opts.database.db.transaction(async (tx) => {
-      await tx
-        .update(webhookDeliveries)
-        .set({
-          state,
-          nextAttemptAt: state === 'pending' ? sql`now() + make_interval(secs => ${delay / 1000}::double precision)` : sql`now()`,
-          lastAttemptAt: now,
-          lastStatus: result.status,
-          lastLatencyMs: result.latencyMs,
-          lastError: result.error,
-          lastResponse: result.response,
-        })
-        .where(and(eq(webhookDeliveries.id, d.id), eq(webhookDeliveries.state, 'pending')));
-      await tx.insert(webhookAttempts).values({ deliveryId: d.id, at: now, status: result.status, latencyMs: result.latencyMs, error: result.error, response: result.response });
-      // 410 Gone: the receiver is no more; the endpoint stops until its owner enables it again.
-      if (gone) await tx.update(webhookEndpoints).set({ enabled: false, disabledReason: 'the receiver answered 410 Gone', updatedAt: new Date() }).where(eq(webhookEndpoints.id, endpoint.id));
+    const state: Outcome['state'] = ok ? 'succeeded' : gone || expired ? 'failed' : 'pending';
+    const delayMs = state === 'pending' ? Math.max(backoffMs(d.attempts, this.opts.retryBaseMs), result.retryAfterMs ?? 0) : 0;
+    await this.record({ id: d.id, endpointId: endpoint.id, at: now, state, delayMs, gone, ...result });
+  }
+
+  /** Outcomes are written in groups (two statements for many attempts); a delivery unrecorded is sent again. */
+  private record(o: Outcome): Promise<void> {
+    return new Promise((resolve) => {
+      this.outcomes.push({ o, done: resolve });
+      this.flushing ??= new Promise<void>((go) => setTimeout(go, 5)).then(() => this.flush());
     });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.outcomes.splice(0);
+    this.flushing = null;
+    if (!batch.length) return;
+    const o = batch.map((b) => b.o);
+    try {
+      await this.opts.database.db.transaction(async (tx) => {
+        const col = <T>(f: (x: Outcome) => T) => sql.param(o.map(f));
+        await tx.execute(sql`
+          UPDATE webhook_deliveries d SET state = u.state, claimed_until = NULL,
+            next_attempt_at = now() + make_interval(secs => u.delay_ms / 1000), last_attempt_at = u.at, last_status = u.status,
+            last_latency_ms = u.latency_ms, last_error = u.error, last_response = u.response
+          FROM unnest(${col((x) => x.id)}::bigint[], ${col((x) => x.state)}::text[], ${col((x) => x.delayMs)}::double precision[], ${col((x) => x.at.toISOString())}::timestamptz[],
+            ${col((x) => x.status)}::int[], ${col((x) => x.latencyMs)}::int[], ${col((x) => x.error)}::text[], ${col((x) => x.response)}::text[])
+            AS u(id, state, delay_ms, at, status, latency_ms, error, response)
+          WHERE d.id = u.id AND d.state = 'pending'`);
+        await tx.insert(webhookAttempts).values(o.map((x) => ({ deliveryId: x.id, at: x.at, status: x.status, latencyMs: x.latencyMs, error: x.error, response: x.response })));
+        // 410 Gone: the receiver is no more; the endpoint stops until its owner enables it again.
+        const gone = [...new Set(o.filter((x) => x.gone).map((x) => x.endpointId))];
+        if (gone.length) await tx.update(webhookEndpoints).set({ enabled: false, disabledReason: 'the receiver answered 410 Gone', updatedAt: new Date() }).where(inArray(webhookEndpoints.id, gone));
+      });
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message, deliveries: o.length }, 'webhook outcomes could not be recorded; those deliveries are sent again');
+    }
+    for (const b of batch) b.done();
   }
 
   /** One POST: no redirects followed, the address checked on connect, the answer read up to 64 KiB. */

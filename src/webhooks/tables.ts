@@ -44,6 +44,8 @@ export const webhookDeliveries = pgTable(
     state: text('state', { enum: ['pending', 'succeeded', 'failed'] }).notNull().default('pending'),
     attempts: integer('attempts').notNull().default(0),
     nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true }).notNull().defaultNow(),
+    /** An attempt is under way until then (its claim): later deliveries of the same device wait for it. */
+    claimedUntil: timestamp('claimed_until', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     lastAttemptAt: timestamp('last_attempt_at', { withTimezone: true }),
     lastStatus: integer('last_status'),
