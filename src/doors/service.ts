@@ -36,12 +36,14 @@ export interface RemoteDoorsOptions {
   expirySeconds: number;
   /** How long the request waits for the device's answer before answering 202 with the job. */
   waitMs: number;
-  /** How often the job is read while waiting (it may be finished by another process of a cluster). */
-  pollMs?: number;
+  /** Jobs this process finished (a hint to read the job now); other processes' are found by reading it. */
+  finishes?: (listener: (ids: string[]) => void) => () => void;
 }
 
+/** How long the wait reads the job apart: soon at first (the device answers within milliseconds), then less often. */
+const POLL_MS = [5, 10, 10, 20, 20, 50];
+
 const FINAL = new Set(['succeeded', 'failed', 'expired', 'canceled']);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Opening a door from the cloud (issue 19): checks who may open which relay, records every attempt in the
@@ -82,17 +84,34 @@ export class RemoteDoors {
     return this.await(answer.jobId, answer.doorEventId);
   }
 
-  /** Reads the job until it ends or the wait is over. */
+  /** Reads the job until it ends or the wait is over: at once when this process finished it, else now and then. */
   private async await(jobId: string, doorEventId: string): Promise<{ confirmed: boolean; answer: OpenDoorAnswer }> {
     const deadline = Date.now() + this.opts.waitMs;
-    for (;;) {
+    let wake: (() => void) | null = null;
+    const off = this.opts.finishes?.((ids) => ids.includes(jobId) && wake?.());
+    try {
+      return await this.read(jobId, doorEventId, deadline, (ms) => new Promise<void>((resolve) => {
+        const timer = setTimeout(done, ms);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        wake = done;
+      }));
+    } finally {
+      off?.();
+    }
+  }
+
+  private async read(jobId: string, doorEventId: string, deadline: number, pause: (ms: number) => Promise<void>): Promise<{ confirmed: boolean; answer: OpenDoorAnswer }> {
+    for (let n = 0; ; n++) {
       const [job] = await this.opts.db.select({ id: jobs.id, state: jobs.state, expiresAt: jobs.expiresAt, error: jobs.error }).from(jobs).where(eq(jobs.id, jobId));
       const final = FINAL.has(job!.state);
       if (final || Date.now() >= deadline) {
         const outcome = job!.state === 'succeeded' ? 'opened' : final ? 'failed' : 'pending';
         return { confirmed: final, answer: { outcome, doorEventId, job: { id: job!.id, state: job!.state, expiresAt: job!.expiresAt.toISOString(), error: (job!.error as OpenDoorAnswer['job']['error']) ?? null } } };
       }
-      await sleep(this.opts.pollMs ?? 5);
+      await pause(Math.min(POLL_MS[Math.min(n, POLL_MS.length - 1)]!, Math.max(1, deadline - Date.now())));
     }
   }
 

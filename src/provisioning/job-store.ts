@@ -89,6 +89,7 @@ const st = {
  */
 export class JobStore {
   private last = 0;
+  private readonly finishListeners = new Set<(ids: string[]) => void>();
   /** The engine's one-job transitions and reads, grouped: a storm's thousands become tens of statements. */
   private readonly batched: Record<JobChange['type'], GroupCommit<BatchedTransition, TransitionedJob[]>>;
   private readonly loads: GroupCommit<string, { row: JobRow; headId: string | null } | null>;
@@ -153,6 +154,21 @@ export class JobStore {
    * jobs changed; none when they had finished already or (conditional selectors) changed meanwhile.
    */
   async transition(q: Queryable | null, selector: JobSelector, change: JobChange, actor: string, details: Record<string, unknown> = {}): Promise<TransitionedJob[]> {
+    const done = await this.transitionNow(q, selector, change, actor, details);
+    if (change.type === 'finish' && done.length && this.finishListeners.size) for (const listener of this.finishListeners) listener(done.map((j) => j.id));
+    return done;
+  }
+
+  /**
+   * Hears of jobs this process finished (a hint to read them again: in a caller's transaction they may not
+   * have committed yet, and other processes' finishes are not heard); answers the unsubscribe.
+   */
+  onFinished(listener: (ids: string[]) => void): () => void {
+    this.finishListeners.add(listener);
+    return () => this.finishListeners.delete(listener);
+  }
+
+  private async transitionNow(q: Queryable | null, selector: JobSelector, change: JobChange, actor: string, details: Record<string, unknown>): Promise<TransitionedJob[]> {
     if (!q && 'id' in selector) {
       // An id that is no job's (a device may answer anything) must not fail the batch it would join.
       if (!UUID.test(selector.id)) return [];

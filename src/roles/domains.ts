@@ -114,7 +114,7 @@ export async function buildJobs(base: ProcessBase, domains: Domains, channel: Co
     reconcileIntervalMs: config.queues.reconcileIntervalMs,
   });
   upgrades.useScheduler(scheduler);
-  const doors = new RemoteDoors({ db: database.db, devices: domains.devices, directory: domains.directory, provisioning, apps: domains.appStations, channel, expirySeconds: config.doors.openExpirySeconds, waitMs: config.doors.openWaitMs });
+  const doors = new RemoteDoors({ db: database.db, devices: domains.devices, directory: domains.directory, provisioning, apps: domains.appStations, channel, expirySeconds: config.doors.openExpirySeconds, waitMs: config.doors.openWaitMs, finishes: (listener) => store.onFinished(listener) });
   return { documents, directoryRenders, configurations, engine, idempotency, provisioning, catalogue, upgrades, scheduler, doors };
 }
 
