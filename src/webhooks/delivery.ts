@@ -141,9 +141,9 @@ export class WebhookDelivery {
 
 
   /**
-   * Claims what is due, up to the free concurrency, and sends it. A device's first attempts to an endpoint
-   * go one at a time in event order: a delivery waits for an earlier one of its device not tried yet or
-   * being tried now, not for one waiting to be retried. A disabled endpoint's deliveries wait.
+   * Claims what is due, up to the free concurrency, and sends it. One device's deliveries to an endpoint go
+   * one at a time, the earliest due first (so first attempts keep event order); one waiting for its retry
+   * holds nothing back. A disabled endpoint's deliveries wait.
    */
   async sendDue(): Promise<number> {
     const room = this.opts.concurrency - this.inFlight;
@@ -151,13 +151,18 @@ export class WebhookDelivery {
     const claimed = await this.opts.database.run<{ id: string | number; endpoint_id: string; event_row: string | number; attempts: number; created_at: Date | string }>(
       {
         name: 'webhook_claim',
-        text: `WITH due AS (
-          SELECT d.id FROM webhook_deliveries d
+        // Due deliveries in order, none of a device whose delivery is in flight, the first of each device.
+        text: `WITH candidates AS (
+          SELECT d.id, d.endpoint_id, d.order_key, d.next_attempt_at FROM webhook_deliveries d
           WHERE d.state = 'pending' AND d.next_attempt_at <= now()
             AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = d.endpoint_id AND w.enabled)
-            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.state = 'pending' AND e.id < d.id
-              AND (e.attempts = 0 OR e.claimed_until > now()))
-          ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED)
+            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.claimed_until IS NOT NULL AND e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.claimed_until > now())
+          ORDER BY d.next_attempt_at, d.id LIMIT $1 * 8
+        ), heads AS (
+          SELECT DISTINCT ON (endpoint_id, order_key) id FROM candidates ORDER BY endpoint_id, order_key, next_attempt_at, id
+        ), due AS (
+          SELECT d.id FROM webhook_deliveries d JOIN heads h ON h.id = d.id ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED
+        )
         UPDATE webhook_deliveries d SET claimed_until = now() + make_interval(secs => $2::double precision / 1000), next_attempt_at = now() + make_interval(secs => $2::double precision / 1000), attempts = d.attempts + 1
         FROM due WHERE d.id = due.id
         RETURNING d.id, d.endpoint_id, d.event_row, d.attempts, d.created_at`,

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { bigint, bigserial, boolean, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 import { accounts } from '../accounts/tables.js';
 import { outboundEvents } from '../events/tables.js';
@@ -57,6 +58,7 @@ export const webhookDeliveries = pgTable(
     index('webhook_deliveries_due_idx').on(t.state, t.nextAttemptAt),
     index('webhook_deliveries_order_idx').on(t.endpointId, t.orderKey, t.id),
     index('webhook_deliveries_endpoint_idx').on(t.endpointId, t.id),
+    index('webhook_deliveries_in_flight_idx').on(t.endpointId, t.orderKey).where(sql`${t.claimedUntil} IS NOT NULL`),
   ],
 );
 

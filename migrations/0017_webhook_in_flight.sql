@@ -1,0 +1,1 @@
+CREATE INDEX "webhook_deliveries_in_flight_idx" ON "webhook_deliveries" USING btree ("endpoint_id","order_key") WHERE "webhook_deliveries"."claimed_until" IS NOT NULL;
