@@ -47,7 +47,8 @@ async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promi
 
 /** The receiver: verifies every request (Standard Webhooks), keeps the first arrival of each id. */
 function receiver(secret: () => string) {
-  const first = new Map<string, { type: string; at: number; timestamp: number; data: any }>();
+  const first = new Map<string, { type: string; at: number; timestamp: number; data: any; tries: number }>();
+  const tries = new Map<string, number>();
   const state = { down: false, failShare: 0.05, throttleShare: 0.02, requests: 0, rejected: 0 };
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -55,6 +56,8 @@ function receiver(secret: () => string) {
     req.on('end', () => {
       state.requests++;
       const body = Buffer.concat(chunks).toString('utf8');
+      const id = String(req.headers['webhook-id']);
+      tries.set(id, (tries.get(id) ?? 0) + 1);
       if (state.down) return void res.writeHead(503).end();
       const r = Math.random();
       if (r < state.failShare) return void res.writeHead(500).end();
@@ -67,7 +70,7 @@ function receiver(secret: () => string) {
         return void res.writeHead(400).end();
       }
       const e = JSON.parse(body) as { type: string; timestamp: string; data: any };
-      if (!first.has(headers['webhook-id'])) first.set(headers['webhook-id'], { type: e.type, at: Date.now(), timestamp: Date.parse(e.timestamp), data: e.data });
+      if (!first.has(headers['webhook-id'])) first.set(headers['webhook-id'], { type: e.type, at: Date.now(), timestamp: Date.parse(e.timestamp), data: e.data, tries: tries.get(id) ?? 1 });
       res.writeHead(200).end();
     });
   });
@@ -98,7 +101,7 @@ try {
   let secret = '';
   const rx = receiver(() => secret);
   await new Promise<void>((resolve) => rx.server.listen(0, '127.0.0.1', resolve));
-  const hook = await svc.api('POST', '/api/v1/webhooks', { url: `http://127.0.0.1:${(rx.server.address() as AddressInfo).port}/hook` });
+  const hook = (await as('POST', '/api/v1/webhooks', { url: `http://127.0.0.1:${(rx.server.address() as AddressInfo).port}/hook` })).body;
   secret = hook.secret;
 
   // Door phones with a relay that opens from the cloud, placed in a site, online and provisioned.
@@ -161,7 +164,12 @@ try {
   const tests = [...rx.first.values()].filter((e) => e.type === 'webhook.test');
   const lastAt = Math.max(...tests.map((e) => e.at));
   const latency = sorted(tests.map((e) => e.at - e.timestamp));
-  log(`webhooks: ${fmt(tests.length)} events offered at ${RATE}/s delivered in ${fmt((lastAt - t0) / 1000, 1)} s (${fmt(tests.length / ((lastAt - t0) / 1000))}/s); event → receiver p50 ${fmt(pct(latency, 50))} p99 ${fmt(pct(latency, 99))} ms; ${rx.state.rejected} bad signatures`);
+  // Throughput: events delivered while the load was offered (the window from the first request to the last
+  // first attempt), apart from the retries' tail, which the backoff sets.
+  const firstTry = tests.filter((e) => e.tries === 1);
+  const window = (Math.max(...firstTry.map((e) => e.at)) - t0) / 1000;
+  const firstLatency = sorted(firstTry.map((e) => e.at - e.timestamp));
+  log(`webhooks: ${fmt(tests.length)} events offered at ${RATE}/s; ${fmt(firstTry.length)} delivered at the first attempt within ${fmt(window, 1)} s (${fmt(firstTry.length / window)}/s), the last retry ${fmt((lastAt - t0) / 1000, 1)} s after the start; event → receiver p50 ${fmt(pct(latency, 50))} p99 ${fmt(pct(latency, 99))} ms (first attempts: p50 ${fmt(pct(firstLatency, 50))} p99 ${fmt(pct(firstLatency, 99))} ms); ${rx.state.rejected} bad signatures`);
 
   // A site of OUTAGE devices goes dark at once.
   rx.state.failShare = 0;
@@ -197,7 +205,7 @@ try {
 | door opening, idle (200, 20/s): request → device's relay / → 200 answer | p50 ${fmt(pct(idle.relay, 50), 1)} / ${fmt(pct(idle.answers, 50), 1)} ms, p99 ${fmt(pct(idle.relay, 99), 1)} / ${fmt(pct(idle.answers, 99), 1)} ms |
 | door opening beside 500 one-time Autop jobs/s (150, 10/s): request → relay / → 200 | p50 ${fmt(pct(busy.relay, 50), 1)} / ${fmt(pct(busy.answers, 50), 1)} ms, p99 ${fmt(pct(busy.relay, 99), 1)} / ${fmt(pct(busy.answers, 99), 1)} ms |
 | job.finished of those jobs, transition → receiver | p50 ${fmt(pct(jobLatency, 50))} ms, p99 ${fmt(pct(jobLatency, 99))} ms |
-| webhooks at ${RATE}/s for ${SECONDS} s (5 % answered 500, 2 % 429): delivered per second; event → receiver | ${fmt(tests.length / ((lastAt - t0) / 1000))}/s; p50 ${fmt(pct(latency, 50))} ms, p99 ${fmt(pct(latency, 99))} ms |
+| webhooks offered at ${RATE}/s for ${SECONDS} s (5 % answered 500, 2 % 429): delivered per second at the first attempt; event → receiver, all / first attempts | ${fmt(firstTry.length / window)}/s; p50 ${fmt(pct(latency, 50))} / ${fmt(pct(firstLatency, 50))} ms, p99 ${fmt(pct(latency, 99))} / ${fmt(pct(firstLatency, 99))} ms |
 | ${fmt(OUTAGE)} devices of one site cut at once: last device.offline / site.outage at the receiver (grace ${GRACE_S} s) | ${fmt(lastOffline / 1000, 1)} s / ${fmt(outageAt / 1000, 1)} s |
 | receiver down ${fmt(DOWN)} s with 50 events/s: backlog (${fmt(offered.size)}) delivered after it came back | ${fmt(drained, 1)} s |`);
   await doorFleet.stop();
