@@ -62,7 +62,8 @@ export const environment = z
     WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
     WEBHOOK_RETRY_BASE_MS: z.coerce.number().int().min(10).max(3600_000).default(5000),
     WEBHOOK_RETRY_HOURS: z.coerce.number().min(0.001).max(168).default(72),
-    WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(64),
+    WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(128),
+    WEBHOOK_ENDPOINT_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(16),
     WEBHOOK_ALLOWED_NETWORKS: z.preprocess(
       emptyToUndefined,
       z
@@ -192,7 +193,7 @@ const configSchema = environment.transform((c) => ({
       outageShare: c.SITE_OUTAGE_SHARE,
       outageWindowMs: 30_000,
     },
-    webhooks: { timeoutMs: c.WEBHOOK_TIMEOUT_MS, retryBaseMs: c.WEBHOOK_RETRY_BASE_MS, retryMs: c.WEBHOOK_RETRY_HOURS * 3600_000, concurrency: c.WEBHOOK_CONCURRENCY, allowedNetworks: c.WEBHOOK_ALLOWED_NETWORKS ?? [] },
+    webhooks: { timeoutMs: c.WEBHOOK_TIMEOUT_MS, retryBaseMs: c.WEBHOOK_RETRY_BASE_MS, retryMs: c.WEBHOOK_RETRY_HOURS * 3600_000, concurrency: c.WEBHOOK_CONCURRENCY, endpointConcurrency: c.WEBHOOK_ENDPOINT_CONCURRENCY, allowedNetworks: c.WEBHOOK_ALLOWED_NETWORKS ?? [] },
     retentionMs: c.EVENT_RETENTION_HOURS * 3600_000,
   },
   queues: {

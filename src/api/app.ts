@@ -166,7 +166,16 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       await api.register(callRoutes, { calls: deps.calls });
       await api.register(doorRoutes, { doors: deps.doors });
       await api.register(webhookRoutes, { webhooks: deps.webhooks });
-      await api.register(eventRoutes, { streams: deps.streams });
+      await api.register(eventRoutes, {
+        streams: deps.streams,
+        // The stream checks its caller again now and then: as the bearer hook does for every request.
+        reauthenticate: async (header) => {
+          const token = header ? /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1] : undefined;
+          const principal = token ? await tokens.authenticate(token) : null;
+          if (principal?.role === 'property-manager') principal.sites = await deps.directory.managedSites(principal.actorId);
+          return principal;
+        },
+      });
       await api.register(ixgRoutes, { ixg: deps.ixg });
     },
     { prefix: '/api/v1' },

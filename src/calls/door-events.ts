@@ -145,8 +145,8 @@ export class DoorEvents {
           })
           .where(eq(doorEvents.id, attempt.id))
           .returning();
-          // One door.opened per opening: a re-sent report finds the row opened already.
-          if (attempt.outcome !== 'opened') await this.doorOpened(tx, row!, device.installerId);
+          // One door.opened per opening: a re-sent report finds the device's event id on the row already.
+          if (attempt.eventId.startsWith('job-')) await this.doorOpened(tx, row!, device.installerId);
         });
         return { recorded: true };
       }
@@ -180,7 +180,7 @@ export class DoorEvents {
     if (inserted) await this.doorOpened(tx, inserted, device.installerId);
     });
     // A door opened in a call after all: the call is no longer one answered without opening.
-    if (e.callId) await this.db.delete(doorEvents).where(and(eq(doorEvents.callId, e.callId), eq(doorEvents.outcome, 'not-opened')));
+    if (e.callId && call && place) await this.db.delete(doorEvents).where(and(eq(doorEvents.callId, e.callId), eq(doorEvents.outcome, 'not-opened'), eq(doorEvents.siteId, place.siteId)));
     return { recorded: true };
   }
 

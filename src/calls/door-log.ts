@@ -1,4 +1,4 @@
-import { and, count, desc, eq, gte, lt, type SQL } from 'drizzle-orm';
+import { and, count, desc, eq, gte, inArray, lt, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { devices } from '../devices/tables.js';
 import { apartments, buildings } from '../directory/tables.js';
@@ -21,7 +21,7 @@ export interface DoorLogFilter {
   to?: Date | undefined;
 }
 
-export type DoorLogScope = { siteId: string } | { mac: string } | { apartmentId: string };
+export type DoorLogScope = { siteId: string } | { mac: string; since?: Date; sites?: string[] | null } | { apartmentId: string };
 
 export interface DoorLogEntry extends DoorEventView {
   deviceName: string | null;
@@ -32,6 +32,8 @@ export interface DoorLogEntry extends DoorEventView {
 export async function listDoorLog(db: Db, scope: DoorLogScope, q: DoorLogFilter & { page: number; pageSize: number }): Promise<Page<DoorLogEntry>> {
   const where: (SQL | undefined)[] = [
     'siteId' in scope ? eq(doorEvents.siteId, scope.siteId) : 'mac' in scope ? eq(doorEvents.mac, scope.mac) : eq(doorEvents.apartmentId, scope.apartmentId),
+    'mac' in scope && scope.since ? gte(doorEvents.receivedAt, scope.since) : undefined,
+    'mac' in scope && scope.sites ? (scope.sites.length ? inArray(doorEvents.siteId, scope.sites) : sql`false`) : undefined,
     q.mac ? eq(doorEvents.mac, q.mac) : undefined,
     q.apartmentId ? eq(doorEvents.apartmentId, q.apartmentId) : undefined,
     q.relay !== undefined ? eq(doorEvents.relay, q.relay) : undefined,

@@ -5,6 +5,7 @@ import type { Db, Tx } from '../db/client.js';
 import { sites } from '../directory/tables.js';
 import { emitEvents } from '../events/outbox.js';
 import { deviceFacts, sipAccountOf } from '../devices/queries.js';
+import { devices } from '../devices/tables.js';
 import type { DirectoryService } from '../directory/service.js';
 import type { Page } from '../shared/pagination.js';
 import type { AppStations } from './app-stations.js';
@@ -256,6 +257,10 @@ export class CallService {
       const place = device && principal.sites ? (await this.directory.of([scope.mac])).get(scope.mac) : undefined;
       const visible = !!device && (principal.role === 'distributor' || device.installerId === principal.accountId) && (!principal.sites || (!!place && principal.sites.includes(place.siteId)));
       if (!visible) throw notFound('device', { mac: scope.mac });
+      // Only the device's history since it was bound to this installer, and for a property manager only in
+      // its sites: a MAC bound again, or a device moved between sites, does not show another's door log.
+      const [bound] = await this.db.select({ at: devices.createdAt }).from(devices).where(eq(devices.mac, scope.mac));
+      return listDoorLog(this.db, { ...scope, since: bound!.at, sites: principal.sites }, q);
     }
     return listDoorLog(this.db, scope, q);
   }

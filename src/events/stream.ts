@@ -43,17 +43,19 @@ export class EventStreams {
     private readonly limits: { perAccount: number; total: number; pollMs: number } = { perAccount: 5, total: 500, pollMs: 200 },
   ) {}
 
-  /** Whether another stream may open for this account (counted until `release`). */
-  take(accountId: string): boolean {
-    const mine = this.perAccount.get(accountId) ?? 0;
-    if (mine >= this.limits.perAccount || this.open >= this.limits.total) return false;
-    this.perAccount.set(accountId, mine + 1);
+  /** Whether another stream may open for this account and its installer (counted until `release`). */
+  take(actorId: string, accountId: string): boolean {
+    const mine = this.perAccount.get(actorId) ?? 0;
+    const installer = this.perAccount.get(`installer:${accountId}`) ?? 0;
+    if (mine >= this.limits.perAccount || installer >= this.limits.perAccount * 4 || this.open >= this.limits.total) return false;
+    this.perAccount.set(actorId, mine + 1);
+    this.perAccount.set(`installer:${accountId}`, installer + 1);
     this.open++;
     return true;
   }
 
-  release(accountId: string): void {
-    this.perAccount.set(accountId, Math.max(0, (this.perAccount.get(accountId) ?? 1) - 1));
+  release(actorId: string, accountId: string): void {
+    for (const key of [actorId, `installer:${accountId}`]) this.perAccount.set(key, Math.max(0, (this.perAccount.get(key) ?? 1) - 1));
     this.open = Math.max(0, this.open - 1);
   }
 
@@ -61,7 +63,13 @@ export class EventStreams {
    * Follows the outbox for `principal` from `lastEventId` (or from now), calling `send` in order until
    * `closed()`; answers 'reset' first when the position is no longer held (older than the retention).
    */
-  async follow(principal: Principal, opts: { lastEventId?: string | undefined; types: string[] }, send: (e: StreamedEvent) => boolean | Promise<boolean>, closed: () => boolean, onReset: () => void): Promise<void> {
+  async follow(
+    principal: Principal,
+    opts: { lastEventId?: string | undefined; types: string[]; recheck?: () => Promise<Principal | null>; recheckMs?: number },
+    send: (e: StreamedEvent) => boolean | Promise<boolean>,
+    closed: () => boolean,
+    onReset: () => void,
+  ): Promise<void> {
     let cursor = parse(opts.lastEventId);
     if (cursor) {
       const [held] = await this.database.run<{ n: number }>({ name: 'stream_held', text: 'SELECT count(*)::int AS n FROM outbound_events WHERE id = $1' }, [cursor.id]);
@@ -73,8 +81,16 @@ export class EventStreams {
       const [now] = await this.database.run<{ tx: string; id: string | number }>({ name: 'stream_now', text: `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS tx, 0 AS id` }, []);
       cursor = { tx: now!.tx, id: 0 };
     }
-    const scope = principal.role === 'distributor' ? 'all' : principal.sites ? 'sites' : 'installer';
+    let checked = Date.now();
     while (!closed()) {
+      // A revoked token, or a property manager's sites taken away, ends or narrows the stream at once.
+      if (opts.recheck && Date.now() - checked >= (opts.recheckMs ?? 30_000)) {
+        const now = await opts.recheck();
+        if (!now) return;
+        principal = now;
+        checked = Date.now();
+      }
+      const scope = principal.role === 'distributor' ? 'all' : principal.sites ? 'sites' : 'installer';
       // Every row after the cursor is read and the cursor moves past all of them: others' events are
       // skipped here, so an idle stream never scans the same rows twice.
       const rows: StreamRow[] = await this.database.run<StreamRow>(

@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { eq, inArray, sql } from 'drizzle-orm';
-import type { Database, Tx } from '../db/client.js';
+import type { Database, Queryable, Tx } from '../db/client.js';
 import { runIn } from '../db/client.js';
 import { Nap } from '../shared/nap.js';
 import { OutboxReader, type OutboxRow } from '../events/outbox.js';
@@ -27,6 +27,8 @@ export interface WebhookDeliveryOptions {
   /** How long a delivery is retried, from its event (about three days). */
   retryMs: number;
   concurrency: number;
+  /** Attempts in flight per endpoint at most. */
+  endpointConcurrency: number;
   mayRun?: () => Promise<boolean>;
   /** Events are kept this long (the stream's window); deliveries go with them. */
   retentionMs: number;
@@ -51,6 +53,15 @@ interface Attempt {
   error: string | null;
   response: string | null;
   retryAfterMs: number | null;
+}
+
+/** A disabled endpoint's deliveries leave the due order until it is enabled again (`resumeDeliveries`). */
+export async function parkDeliveries(q: Queryable, endpointIds: string[]): Promise<void> {
+  await q.execute(sql`UPDATE webhook_deliveries SET next_attempt_at = 'infinity' WHERE state = 'pending' AND endpoint_id = ANY(${sql.param(endpointIds)}::uuid[])`);
+}
+
+export async function resumeDeliveries(q: Queryable, endpointId: string): Promise<void> {
+  await q.execute(sql`UPDATE webhook_deliveries SET next_attempt_at = now(), claimed_until = NULL WHERE state = 'pending' AND endpoint_id = ${endpointId} AND next_attempt_at = 'infinity'`);
 }
 
 export const backoffMs = (attempts: number, baseMs: number, random = Math.random) => Math.min(3600_000, baseMs * 2 ** Math.max(0, attempts - 1)) * (0.8 + 0.4 * random());
@@ -159,15 +170,20 @@ export class WebhookDelivery {
             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.claimed_until IS NOT NULL AND e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.claimed_until > now())
           ORDER BY d.next_attempt_at, d.id LIMIT $1 * 8
         ), heads AS (
-          SELECT DISTINCT ON (endpoint_id, order_key) id FROM candidates ORDER BY endpoint_id, order_key, next_attempt_at, id
+          SELECT DISTINCT ON (endpoint_id, order_key) id, endpoint_id, next_attempt_at FROM candidates ORDER BY endpoint_id, order_key, next_attempt_at, id
+        ), ranked AS (
+          SELECT id, endpoint_id, row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS n FROM heads
         ), due AS (
-          SELECT d.id FROM webhook_deliveries d JOIN heads h ON h.id = d.id ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED
+          -- At most $3 attempts in flight per endpoint: a receiver that never answers holds its own slots only.
+          SELECT d.id FROM webhook_deliveries d JOIN ranked h ON h.id = d.id
+          WHERE h.n + (SELECT count(*) FROM webhook_deliveries f WHERE f.claimed_until IS NOT NULL AND f.endpoint_id = h.endpoint_id AND f.claimed_until > now()) <= $3
+          ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED
         )
         UPDATE webhook_deliveries d SET claimed_until = now() + make_interval(secs => $2::double precision / 1000), next_attempt_at = now() + make_interval(secs => $2::double precision / 1000), attempts = d.attempts + 1
         FROM due WHERE d.id = due.id
         RETURNING d.id, d.endpoint_id, d.event_row, d.attempts, d.created_at`,
       },
-      [room, this.opts.timeoutMs + 5000],
+      [room, this.opts.timeoutMs + 5000, this.opts.endpointConcurrency],
     );
     if (!claimed.length) return 0;
     const db = this.opts.database.db;
@@ -231,7 +247,10 @@ export class WebhookDelivery {
         await tx.insert(webhookAttempts).values(o.map((x) => ({ deliveryId: x.id, at: x.at, status: x.status, latencyMs: x.latencyMs, error: x.error, response: x.response })));
         // 410 Gone: the receiver is no more; the endpoint stops until its owner enables it again.
         const gone = [...new Set(o.filter((x) => x.gone).map((x) => x.endpointId))];
-        if (gone.length) await tx.update(webhookEndpoints).set({ enabled: false, disabledReason: 'the receiver answered 410 Gone', updatedAt: new Date() }).where(inArray(webhookEndpoints.id, gone));
+        if (gone.length) {
+          await tx.update(webhookEndpoints).set({ enabled: false, disabledReason: 'the receiver answered 410 Gone', updatedAt: new Date() }).where(inArray(webhookEndpoints.id, gone));
+          await parkDeliveries(tx, gone);
+        }
       });
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message, deliveries: o.length }, 'webhook outcomes could not be recorded; those deliveries are sent again');

@@ -5,14 +5,16 @@ import { recordWrite } from '../audit/service.js';
 import type { Db } from '../db/client.js';
 import { emitEvents } from '../events/outbox.js';
 import { outboundEvents } from '../events/tables.js';
-import { badRequest, forbidden, notFound } from '../shared/errors.js';
+import { badRequest, conflict, forbidden, notFound } from '../shared/errors.js';
 import { paginate, type Page } from '../shared/pagination.js';
 import type { CreateEndpointInput, DeliveryView, EndpointView, PatchEndpointInput } from './schemas.js';
+import { parkDeliveries, resumeDeliveries } from './delivery.js';
 import { newSecret } from './signing.js';
 import type { AddressPolicy } from './ssrf.js';
 import { webhookAttempts, webhookDeliveries, webhookEndpoints } from './tables.js';
 
 type EndpointRow = typeof webhookEndpoints.$inferSelect;
+const MAX_ENDPOINTS = 20;
 const iso = (d: Date | null) => d?.toISOString() ?? null;
 
 const endpointView = (e: EndpointRow): EndpointView => ({
@@ -68,6 +70,9 @@ export class WebhookEndpoints {
     this.checkUrl(input.url);
     const secret = newSecret();
     const row = await this.db.transaction(async (tx) => {
+      // Endpoints per owner are few: each event fans out to every one of them.
+      const [held] = await tx.select({ n: count() }).from(webhookEndpoints).where(eq(webhookEndpoints.ownerId, owner.ownerId));
+      if ((held?.n ?? 0) >= MAX_ENDPOINTS) throw conflict('too_many_endpoints', `at most ${MAX_ENDPOINTS} webhook endpoints per account; remove one first`, { max: MAX_ENDPOINTS });
       const [row] = await tx.insert(webhookEndpoints).values({ ...owner, ...input, secret }).returning();
       await recordWrite(tx, principal, { installerId: principal.accountId, action: 'webhook.created', subject: row!.id, details: { url: input.url, eventTypes: input.eventTypes } });
       return row!;
@@ -90,6 +95,8 @@ export class WebhookEndpoints {
     const row = await this.db.transaction(async (tx) => {
       // Enabling again clears the cloud's reason for disabling.
       const [row] = await tx.update(webhookEndpoints).set({ ...patch, ...(patch.enabled ? { disabledReason: null } : {}), updatedAt: new Date() }).where(eq(webhookEndpoints.id, id)).returning();
+      if (patch.enabled === false) await parkDeliveries(tx, [id]);
+      if (patch.enabled === true) await resumeDeliveries(tx, id);
       await recordWrite(tx, principal, { installerId: principal.accountId, action: 'webhook.updated', subject: id, details: patch });
       return row!;
     });

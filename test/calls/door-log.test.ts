@@ -126,3 +126,15 @@ t.test('who reads the door log: the installer and property managers of the site;
     t.equal((await svc.api('GET', `/api/v1${path}`, { token: null, headers: { authorization: `Basic ${Buffer.from(`${MONITOR_SIP}:x`).toString('base64')}` } })).status, 401, `Basic credentials: ${path}`);
   }
 });
+
+t.test("a MAC bound again by another installer shows none of the earlier owner's door log", async (t) => {
+  await door.stop();
+  t.equal((await api('DELETE', `/devices/${DOOR}`)).status, 204);
+  t.equal((await api('DELETE', `/mac-library/${DOOR}`)).status, 204);
+  const bobApi = apiAs(bob.token);
+  await svc.addDevice(bob.token, DOOR, { name: "Bob's door" });
+  const bobs = await bobApi('GET', `/devices/${DOOR}/door-events`);
+  t.equal(bobs.status, 200);
+  t.same(bobs.body.items, [], "Alice's rows stay hers");
+  t.ok((await doorLog()).length >= 5, "and stay in Alice's site's log");
+});

@@ -1,11 +1,12 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { eventTypes } from '../../events/outbox.js';
+import type { Principal } from '../../accounts/service.js';
 import type { EventStreams } from '../../events/stream.js';
 import { errorResponses, HttpError } from '../errors.js';
 
 /** GET /api/v1/events: the live event stream (Server-Sent Events), for a console or a script. */
-export const eventRoutes: FastifyPluginAsyncZod<{ streams: EventStreams }> = async (app, { streams }) => {
+export const eventRoutes: FastifyPluginAsyncZod<{ streams: EventStreams; reauthenticate: (authorization: string | undefined) => Promise<Principal | null> }> = async (app, { streams, reauthenticate }) => {
   app.get(
     '/events',
     {
@@ -24,8 +25,8 @@ export const eventRoutes: FastifyPluginAsyncZod<{ streams: EventStreams }> = asy
       const types = (request.query.types ?? '').split(',').map((t) => t.trim()).filter(Boolean);
       const unknown = types.filter((t) => !(eventTypes as readonly string[]).includes(t));
       if (unknown.length) throw new HttpError(400, 'validation_error', `unknown event types: ${unknown.join(', ')}`, { types: unknown });
-      const account = request.principal.actorId;
-      if (!streams.take(account)) throw new HttpError(429, 'too_many_streams', 'at most 5 event streams per account are open at once');
+      const { actorId, accountId } = request.principal;
+      if (!streams.take(actorId, accountId)) throw new HttpError(429, 'too_many_streams', 'at most 5 event streams per account (20 per installer) are open at once');
       reply.hijack();
       const raw = reply.raw;
       raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
@@ -35,7 +36,7 @@ export const eventRoutes: FastifyPluginAsyncZod<{ streams: EventStreams }> = asy
         if (closed) return;
         closed = true;
         clearInterval(heartbeat);
-        streams.release(account);
+        streams.release(actorId, accountId);
       };
       raw.on('close', close);
       // A comment every 15 s keeps proxies from closing a quiet stream.
@@ -44,10 +45,11 @@ export const eventRoutes: FastifyPluginAsyncZod<{ streams: EventStreams }> = asy
       try {
         await streams.follow(
           request.principal,
-          { lastEventId, types },
+          { lastEventId, types, recheck: () => reauthenticate(request.headers.authorization) },
           async (e) => {
             if (closed) return false;
-            if (!raw.write(`id: ${e.position}\nevent: ${e.type}\ndata: ${e.body}\n\n`)) await new Promise((resolve) => raw.once('drain', resolve));
+            // A slow reader: wait for the socket to drain, or to close (then the stream ends).
+            if (!raw.write(`id: ${e.position}\nevent: ${e.type}\ndata: ${e.body}\n\n`)) await new Promise((resolve) => { raw.once('drain', resolve); raw.once('close', resolve); });
             return !closed;
           },
           () => closed,

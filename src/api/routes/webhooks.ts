@@ -21,7 +21,7 @@ export const webhookRoutes: FastifyPluginAsyncZod<{ webhooks: WebhookEndpoints }
           'Events are POSTed as `{ "type", "timestamp", "data" }` with `webhook-id` (stable across retries: the idempotency key), `webhook-timestamp` and `webhook-signature` (Standard Webhooks, `v1,<base64 HMAC-SHA256>`). ' +
           'Any 2xx is success; other answers and failures are retried with exponential backoff and jitter for about 3 days (`Retry-After` honoured); 410 disables the endpoint. Redirects are not followed.',
         body: createEndpointBody,
-        response: { 201: endpointWithSecret, ...errorResponses(400, 403) },
+        response: { 201: endpointWithSecret, ...errorResponses(400, 403, 409) },
       },
     },
     async (request, reply) => reply.status(201).send(await webhooks.create(request.principal, request.body)),
