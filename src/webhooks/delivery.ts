@@ -163,20 +163,23 @@ export class WebhookDelivery {
       {
         name: 'webhook_claim',
         // Due deliveries in order, none of a device whose delivery is in flight, the first of each device.
-        text: `WITH candidates AS (
+        text: `WITH inflight AS (
+          SELECT endpoint_id, order_key FROM webhook_deliveries WHERE claimed_until IS NOT NULL AND claimed_until > now()
+        ), busy AS (
+          SELECT endpoint_id, count(*) AS n FROM inflight GROUP BY endpoint_id
+        ), candidates AS (
           SELECT d.id, d.endpoint_id, d.order_key, d.next_attempt_at FROM webhook_deliveries d
           WHERE d.state = 'pending' AND d.next_attempt_at <= now()
-            AND EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id = d.endpoint_id AND w.enabled)
-            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e WHERE e.claimed_until IS NOT NULL AND e.endpoint_id = d.endpoint_id AND e.order_key = d.order_key AND e.claimed_until > now())
+            AND NOT EXISTS (SELECT 1 FROM inflight i WHERE i.endpoint_id = d.endpoint_id AND i.order_key = d.order_key)
           ORDER BY d.next_attempt_at, d.id LIMIT $1 * 8
         ), heads AS (
           SELECT DISTINCT ON (endpoint_id, order_key) id, endpoint_id, next_attempt_at FROM candidates ORDER BY endpoint_id, order_key, next_attempt_at, id
         ), ranked AS (
-          SELECT id, endpoint_id, row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, id) AS n FROM heads
+          SELECT h.id, row_number() OVER (PARTITION BY h.endpoint_id ORDER BY h.next_attempt_at, h.id) + coalesce(b.n, 0) AS n
+          FROM heads h JOIN webhook_endpoints w ON w.id = h.endpoint_id AND w.enabled LEFT JOIN busy b ON b.endpoint_id = h.endpoint_id
         ), due AS (
           -- At most $3 attempts in flight per endpoint: a receiver that never answers holds its own slots only.
-          SELECT d.id FROM webhook_deliveries d JOIN ranked h ON h.id = d.id
-          WHERE h.n + (SELECT count(*) FROM webhook_deliveries f WHERE f.claimed_until IS NOT NULL AND f.endpoint_id = h.endpoint_id AND f.claimed_until > now()) <= $3
+          SELECT d.id FROM webhook_deliveries d JOIN ranked h ON h.id = d.id WHERE h.n <= $3
           ORDER BY d.next_attempt_at, d.id LIMIT $1 FOR UPDATE OF d SKIP LOCKED
         )
         UPDATE webhook_deliveries d SET claimed_until = now() + make_interval(secs => $2::double precision / 1000), next_attempt_at = now() + make_interval(secs => $2::double precision / 1000), attempts = d.attempts + 1

@@ -55,7 +55,7 @@ export const webhookDeliveries = pgTable(
     lastResponse: text('last_response'),
   },
   (t) => [
-    index('webhook_deliveries_due_idx').on(t.state, t.nextAttemptAt),
+    index('webhook_deliveries_due_idx').on(t.nextAttemptAt, t.id).where(sql`${t.state} = 'pending'`),
     index('webhook_deliveries_order_idx').on(t.endpointId, t.orderKey, t.id),
     index('webhook_deliveries_endpoint_idx').on(t.endpointId, t.id),
     index('webhook_deliveries_in_flight_idx').on(t.endpointId, t.orderKey).where(sql`${t.claimedUntil} IS NOT NULL`),
