@@ -72,9 +72,8 @@ export function bearerAuth(
     const header = request.headers.authorization;
     // An app station on a route that takes it: its SIP credentials, never a token.
     if (apps && request.routeOptions.config?.appAuth && header && /^Basic\s/i.test(header)) {
-      const decoded = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
-      const colon = decoded.indexOf(':');
-      const sip = colon > 0 ? await apps.authenticate(decoded.slice(0, colon), decoded.slice(colon + 1)) : null;
+      const credentials = basicCredentials(header);
+      const sip = credentials ? await apps.authenticate(credentials.user, credentials.password) : null;
       if (!sip) throw new HttpError(401, 'unauthorized', "invalid app station credentials (HTTP Basic: the SIP username and password of the app's registration)");
       request.appStation = sip;
       return;
@@ -91,6 +90,15 @@ export function bearerAuth(
     }
     request.principal = principal;
   };
+}
+
+/** The user and password of an `Authorization: Basic …` header; null for anything else. */
+export function basicCredentials(header: string | undefined): { user: string; password: string } | null {
+  const [scheme, encoded = ''] = (header ?? '').trim().split(/\s+/);
+  if (scheme?.toLowerCase() !== 'basic') return null;
+  const decoded = Buffer.from(encoded, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon > 0 ? { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) } : null;
 }
 
 export function requireDistributor(request: FastifyRequest): void {

@@ -12,6 +12,7 @@ import type { CommandChannel } from '../provisioning/channel.js';
 import type { IdempotencyKey } from '../provisioning/idempotency.js';
 import type { ProvisioningService } from '../provisioning/service.js';
 import { jobs } from '../provisioning/tables.js';
+import { Nap } from '../shared/nap.js';
 import { conflict, DomainError, forbidden, notFound } from '../shared/errors.js';
 import { OPEN_DOOR, type OpenDoorParams } from './open-door-kind.js';
 
@@ -87,17 +88,10 @@ export class RemoteDoors {
   /** Reads the job until it ends or the wait is over: at once when this process finished it, else now and then. */
   private async await(jobId: string, doorEventId: string): Promise<{ confirmed: boolean; answer: OpenDoorAnswer }> {
     const deadline = Date.now() + this.opts.waitMs;
-    let wake: (() => void) | null = null;
-    const off = this.opts.finishes?.((ids) => ids.includes(jobId) && wake?.());
+    const nap = new Nap();
+    const off = this.opts.finishes?.((ids) => ids.includes(jobId) && nap.wake());
     try {
-      return await this.read(jobId, doorEventId, deadline, (ms) => new Promise<void>((resolve) => {
-        const timer = setTimeout(done, ms);
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        wake = done;
-      }));
+      return await this.read(jobId, doorEventId, deadline, (ms) => nap.sleep(ms));
     } finally {
       off?.();
     }

@@ -9,6 +9,7 @@ import { appLicencesBody, appLicencesChangeSchema, appLicencesSchema, appRegistr
 import { AuthFailureLimiter } from '../../device-gateway/auth-limiter.js';
 import { apartmentParams, siteParams } from '../../directory/schemas.js';
 import type { Logger } from '../../logger.js';
+import { basicCredentials } from '../auth.js';
 import { errorResponses, errorSchema, HttpError } from '../errors.js';
 
 const tags = ['app stations'];
@@ -178,10 +179,8 @@ export const appRegistrationRoutes: FastifyPluginAsyncZod<AppRegistrationDeps> =
       reply.header('retry-after', '60');
       throw new HttpError(429, 'too_many_attempts', 'too many failed attempts from this address; try again in a minute');
     }
-    const [scheme, encoded = ''] = (request.headers.authorization ?? '').split(' ');
-    const decoded = scheme?.toLowerCase() === 'basic' ? Buffer.from(encoded, 'base64').toString('utf8') : '';
-    const colon = decoded.indexOf(':');
-    const station = colon > 0 ? await deps.appStations.authenticate(decoded.slice(0, colon), decoded.slice(colon + 1)) : null;
+    const credentials = basicCredentials(request.headers.authorization);
+    const station = credentials ? await deps.appStations.authenticate(credentials.user, credentials.password) : null;
     if (!station) {
       limiter.recordFailure(address, ANY_CODE);
       reply.header('www-authenticate', 'Basic realm="app stations"');
