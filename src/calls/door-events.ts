@@ -1,4 +1,4 @@
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
 import { emitEvents } from '../events/outbox.js';
 import { deviceFacts, sipAccountOf } from '../devices/queries.js';
@@ -155,32 +155,34 @@ export class DoorEvents {
     // The apartment it is of: the app's or station's that opened (a verified party only), else the device's own.
     const apartmentId = (by && e.by ? await this.apartmentOf(e.by) : null) ?? place?.apartmentId ?? null;
     await this.db.transaction(async (tx) => {
-    const [inserted] = await tx
-      .insert(doorEvents)
-      .values({
-        siteId: place?.siteId ?? null,
-        mac,
-        relay: e.relay,
-        relayVerified: true,
-        method: e.method,
-        byStation: e.by ?? null,
-        byVerified: by,
-        callId: e.callId ?? null,
-        ixgStation: device.type === 'ixgw' ? (e.station ?? null) : null,
-        floors: e.floors ?? null,
-        callVerified: call,
-        apartmentId,
-        eventId: e.eventId,
-        occurredAt,
-        reportedAt: reported,
-        receivedAt: received,
-      })
-      .onConflictDoNothing({ target: [doorEvents.mac, doorEvents.eventId] })
-      .returning();
-    if (inserted) await this.doorOpened(tx, inserted, device.installerId);
+      if (e.callId && call) await lockCall(tx, e.callId);
+      const [inserted] = await tx
+        .insert(doorEvents)
+        .values({
+          siteId: place?.siteId ?? null,
+          mac,
+          relay: e.relay,
+          relayVerified: true,
+          method: e.method,
+          byStation: e.by ?? null,
+          byVerified: by,
+          callId: e.callId ?? null,
+          ixgStation: device.type === 'ixgw' ? (e.station ?? null) : null,
+          floors: e.floors ?? null,
+          callVerified: call,
+          apartmentId,
+          eventId: e.eventId,
+          occurredAt,
+          reportedAt: reported,
+          receivedAt: received,
+        })
+        .onConflictDoNothing({ target: [doorEvents.mac, doorEvents.eventId] })
+        .returning();
+      if (inserted) await this.doorOpened(tx, inserted, device.installerId);
+      // A door opened in a call after all: the call is no longer one answered without opening. In the same
+      // transaction, so no reader sees the opening beside its "not opened" row.
+      if (e.callId && call && place) await tx.delete(doorEvents).where(and(eq(doorEvents.callId, e.callId), eq(doorEvents.outcome, 'not-opened'), eq(doorEvents.siteId, place.siteId)));
     });
-    // A door opened in a call after all: the call is no longer one answered without opening.
-    if (e.callId && call && place) await this.db.delete(doorEvents).where(and(eq(doorEvents.callId, e.callId), eq(doorEvents.outcome, 'not-opened'), eq(doorEvents.siteId, place.siteId)));
     return { recorded: true };
   }
 
@@ -208,13 +210,16 @@ export class DoorEvents {
     if (!site?.log) return;
     const caller = await sipAccountOf(this.db, call.caller);
     if (!caller || !(isEntrance(caller.type) || caller.type === 'ixgw')) return;
-    const [opened] = await this.db.select({ id: doorEvents.id }).from(doorEvents).where(eq(doorEvents.callId, call.callId)).limit(1);
-    if (opened) return;
-    const now = this.now();
-    await this.db
-      .insert(doorEvents)
-      .values({ siteId: call.siteId, mac: caller.mac, relay: 0, method: 'call', outcome: 'not-opened', byStation: call.answeredBy, callId: call.callId, callVerified: true, ixgStation: call.ixgStation, apartmentId: call.apartmentId, eventId: `call-${call.id}`, occurredAt: call.endedAt ?? now, receivedAt: now })
-      .onConflictDoNothing({ target: [doorEvents.mac, doorEvents.eventId] });
+    await this.db.transaction(async (tx) => {
+      await lockCall(tx, call.callId);
+      const [opened] = await tx.select({ id: doorEvents.id }).from(doorEvents).where(eq(doorEvents.callId, call.callId)).limit(1);
+      if (opened) return;
+      const now = this.now();
+      await tx
+        .insert(doorEvents)
+        .values({ siteId: call.siteId, mac: caller.mac, relay: 0, method: 'call', outcome: 'not-opened', byStation: call.answeredBy, callId: call.callId, callVerified: true, ixgStation: call.ixgStation, apartmentId: call.apartmentId, eventId: `call-${call.id}`, occurredAt: call.endedAt ?? now, receivedAt: now })
+        .onConflictDoNothing({ target: [doorEvents.mac, doorEvents.eventId] });
+    });
   }
 
   /**
@@ -238,4 +243,12 @@ export class DoorEvents {
     return { call, by: call && e.by !== deviceNumber && parties.includes(e.by) };
   }
 
+}
+
+/**
+ * Serialises the "not opened" row of a call with an opening in it: a call that ends while its opening is
+ * being recorded would otherwise keep both (each transaction missing the other's uncommitted row).
+ */
+async function lockCall(tx: Tx, callId: string): Promise<void> {
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${'door-call:' + callId}))`);
 }
