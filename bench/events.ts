@@ -11,6 +11,7 @@ import { sleep, waitUntil } from './lib/proc.js';
 import { benchService, build } from './lib/service.js';
 
 // npm run bench:events -- [--doors 500] [--outage 10000] [--rate 1000] [--seconds 10] [--down 300]
+//   [--parts doors,webhooks,outage,backlog] (a subset, to repeat one measure)
 // Issue 19: a webhook receiver on loopback (200, or 500 / 429 for a share) subscribed to every event;
 // simulated devices; webhook throughput and latency at `rate` events/s; 10,000 devices of one site gone
 // at once (until the last device.offline and the site.outage arrive); the retry backlog after the
@@ -22,6 +23,7 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '10' },
     down: { type: 'string', default: '300' },
+    parts: { type: 'string', default: 'doors,webhooks,outage,backlog' },
     'pg-admin-url': { type: 'string', default: process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
   },
 });
@@ -31,6 +33,9 @@ const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 const DOWN = Number(args.down);
 const GRACE_S = 5;
+const PARTS = new Set(args.parts.split(','));
+for (const p of PARTS) if (!['doors', 'webhooks', 'outage', 'backlog'].includes(p)) throw new Error(`unknown part: ${p}`);
+const rows: string[] = [];
 const children: ChildProcess[] = [];
 const log = (...a: unknown[]) => console.log(`[${new Date().toISOString().slice(11, 23)}]`, ...a);
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
@@ -106,13 +111,14 @@ try {
   const hook = (await as('POST', '/api/v1/webhooks', { url: `http://127.0.0.1:${(rx.server.address() as AddressInfo).port}/hook` })).body;
   secret = hook.secret;
 
-  // Door phones with a relay that opens from the cloud, placed in a site, online and provisioned.
+  // Door phones with a relay that opens from the cloud, placed in a site, online and provisioned; the
+  // door phones also make the other work of the door part and the events of the webhook part.
   const doors = fleetMacs('C0E0', DOORS);
-  const outage = fleetMacs('C0E1', OUTAGE);
+  const outage = PARTS.has('outage') ? fleetMacs('C0E1', OUTAGE) : [];
   await svc.api('POST', `/api/v1/mac-library/import?installerId=${installer.id}`, ['MAC', ...doors, ...outage].join('\n'), 'text/csv');
   const site = await svc.api('POST', '/api/v1/sites', { kind: 'community', name: 'Doors', timeZone: 'Europe/Berlin', installerId: installer.id });
   const dark = await svc.api('POST', '/api/v1/sites', { kind: 'community', name: 'Dark', timeZone: 'Europe/Berlin', installerId: installer.id });
-  log(`making ${DOORS} door phones and ${OUTAGE} devices of one site`);
+  log(`making ${DOORS} door phones and ${outage.length} devices of one site`);
   await pool(doors, 16, async (mac) => {
     await svc.api('POST', '/api/v1/devices', { mac, name: `Door ${mac.slice(-4)}`, type: 0, relays: [{ name: 'Gate', dtmf: '#', enabled: true }] });
     await svc.api('PATCH', `/api/v1/devices/${mac}`, { siteId: site.id });
@@ -125,91 +131,103 @@ try {
   const unfinished = async (macs: string[]) => (await svc.sql("SELECT count(*)::int AS n FROM jobs WHERE state NOT IN ('succeeded','failed','expired','canceled') AND mac = ANY($1::text[])", [macs]))[0].n as number;
   await until(async () => doorFleet.subscribed() >= DOORS && (await unfinished(doors)) === 0, 300_000, 'door phones provisioned');
   log('door phones online and provisioned');
+  const testEvents = () => [...rx.first.values()].filter((e) => e.type === 'webhook.test');
 
-  // Door opening: the request to the device (its command) and to the 200 answer.
-  const openings = async (count: number, perSecond: number) => {
-    const answers: number[] = [];
-    const sent = new Map<string, number>();
-    let refused = 0;
-    await pool(Array.from({ length: count }, (_, i) => i), Math.max(1, Math.ceil(perSecond / 20)), async (i) => {
-      const t0 = Date.now();
-      const p0 = performance.now();
-      const res = await as('POST', `/api/v1/devices/${doors[(i * 7) % DOORS]}/relays/1/open`);
-      if (res.status !== 200 || res.body.outcome !== 'opened') return void refused++;
-      answers.push(performance.now() - p0);
-      sent.set(res.body.job.id, t0);
-      await sleep(Math.max(0, 1000 / (perSecond / Math.max(1, Math.ceil(perSecond / 20))) - (performance.now() - p0)));
-    });
-    const received = await doorFleet.received();
-    const relay = [...sent].map(([id, t]) => (received.get(id) ?? NaN) - t).filter(Number.isFinite);
-    return { answers: sorted(answers), relay: sorted(relay), refused };
-  };
-  const idle = await openings(200, 20);
-  log(`door opening, idle: answer p50 ${fmt(pct(idle.answers, 50), 1)} p99 ${fmt(pct(idle.answers, 99), 1)} ms; relay p50 ${fmt(pct(idle.relay, 50), 1)} p99 ${fmt(pct(idle.relay, 99), 1)} ms (${idle.answers.length}, ${idle.refused} not opened)`);
-  const loadSeconds = 20;
-  // At most 48 requests in flight: the API takes 64 connections from one address (HTTP_MAX_CONNECTIONS_PER_ADDRESS).
-  const load = fireAtRate(500 * loadSeconds, 500, async (i) => (await as('POST', `/api/v1/devices/${doors[i % DOORS]}/autop/once`, { commands: `Config.Bench.N = ${i}` })).body.job.id, 48);
-  await sleep(3000);
-  const busy = await openings(150, 10);
-  const loaded = await load;
-  log(`door opening beside ${fmt(loaded.size)} one-time Autop jobs at 500/s: answer p50 ${fmt(pct(busy.answers, 50), 1)} p99 ${fmt(pct(busy.answers, 99), 1)} ms; relay p50 ${fmt(pct(busy.relay, 50), 1)} p99 ${fmt(pct(busy.relay, 99), 1)} ms (${busy.answers.length}, ${busy.refused} not opened)`);
-  await until(async () => (await unfinished(doors)) === 0, 300_000, 'load jobs finished');
-  // job.finished of the load: from the transition to the receiver.
-  await until(() => [...rx.first.values()].filter((e) => e.type === 'job.finished' && e.data.kind === 'autop-once').length >= loaded.size, 300_000, 'job.finished delivered');
-  const jobLatency = sorted([...rx.first.values()].filter((e) => e.type === 'job.finished' && e.data.kind === 'autop-once').map((e) => e.at - Date.parse(e.data.finishedAt)));
-  log(`job.finished of those jobs, transition → receiver: p50 ${fmt(pct(jobLatency, 50))} p99 ${fmt(pct(jobLatency, 99))} ms (${jobLatency.length})`);
+  if (PARTS.has('doors')) {
+    // Door opening: the request to the device (its command) and to the 200 answer.
+    const openings = async (count: number, perSecond: number) => {
+      const answers: number[] = [];
+      const sent = new Map<string, number>();
+      let refused = 0;
+      await pool(Array.from({ length: count }, (_, i) => i), Math.max(1, Math.ceil(perSecond / 20)), async (i) => {
+        const t0 = Date.now();
+        const p0 = performance.now();
+        const res = await as('POST', `/api/v1/devices/${doors[(i * 7) % DOORS]}/relays/1/open`);
+        if (res.status !== 200 || res.body.outcome !== 'opened') return void refused++;
+        answers.push(performance.now() - p0);
+        sent.set(res.body.job.id, t0);
+        await sleep(Math.max(0, 1000 / (perSecond / Math.max(1, Math.ceil(perSecond / 20))) - (performance.now() - p0)));
+      });
+      const received = await doorFleet.received();
+      const relay = [...sent].map(([id, t]) => (received.get(id) ?? NaN) - t).filter(Number.isFinite);
+      return { answers: sorted(answers), relay: sorted(relay), refused };
+    };
+    const idle = await openings(200, 20);
+    log(`door opening, idle: answer p50 ${fmt(pct(idle.answers, 50), 1)} p99 ${fmt(pct(idle.answers, 99), 1)} ms; relay p50 ${fmt(pct(idle.relay, 50), 1)} p99 ${fmt(pct(idle.relay, 99), 1)} ms (${idle.answers.length}, ${idle.refused} not opened)`);
+    const loadSeconds = 20;
+    // At most 48 requests in flight: the API takes 64 connections from one address (HTTP_MAX_CONNECTIONS_PER_ADDRESS).
+    const load = fireAtRate(500 * loadSeconds, 500, async (i) => (await as('POST', `/api/v1/devices/${doors[i % DOORS]}/autop/once`, { commands: `Config.Bench.N = ${i}` })).body.job.id, 48);
+    await sleep(3000);
+    const busy = await openings(150, 10);
+    const loaded = await load;
+    log(`door opening beside ${fmt(loaded.size)} one-time Autop jobs at 500/s: answer p50 ${fmt(pct(busy.answers, 50), 1)} p99 ${fmt(pct(busy.answers, 99), 1)} ms; relay p50 ${fmt(pct(busy.relay, 50), 1)} p99 ${fmt(pct(busy.relay, 99), 1)} ms (${busy.answers.length}, ${busy.refused} not opened)`);
+    await until(async () => (await unfinished(doors)) === 0, 300_000, 'load jobs finished');
+    // job.finished of the load: from the transition to the receiver.
+    await until(() => [...rx.first.values()].filter((e) => e.type === 'job.finished' && e.data.kind === 'autop-once').length >= loaded.size, 300_000, 'job.finished delivered');
+    const jobLatency = sorted([...rx.first.values()].filter((e) => e.type === 'job.finished' && e.data.kind === 'autop-once').map((e) => e.at - Date.parse(e.data.finishedAt)));
+    log(`job.finished of those jobs, transition → receiver: p50 ${fmt(pct(jobLatency, 50))} p99 ${fmt(pct(jobLatency, 99))} ms (${jobLatency.length})`);
+    rows.push(
+      `| door opening, idle (200, 20/s): request → device's relay / → 200 answer | p50 ${fmt(pct(idle.relay, 50), 1)} / ${fmt(pct(idle.answers, 50), 1)} ms, p99 ${fmt(pct(idle.relay, 99), 1)} / ${fmt(pct(idle.answers, 99), 1)} ms |`,
+      `| door opening beside 500 one-time Autop jobs/s (150, 10/s): request → relay / → 200 | p50 ${fmt(pct(busy.relay, 50), 1)} / ${fmt(pct(busy.answers, 50), 1)} ms, p99 ${fmt(pct(busy.relay, 99), 1)} / ${fmt(pct(busy.answers, 99), 1)} ms |`,
+      `| job.finished of those jobs, transition → receiver | p50 ${fmt(pct(jobLatency, 50))} ms, p99 ${fmt(pct(jobLatency, 99))} ms |`,
+    );
+  }
 
-  // Throughput: test events at RATE/s for SECONDS, 5 % answered 500 and 2 % 429.
-  const t0 = Date.now();
-  const fired = await fireAtRate(RATE * SECONDS, RATE, async (i) => ((await as('POST', `/api/v1/webhooks/${hook.id}/test`)).status === 202 ? String(i) : Promise.reject(new Error('not queued'))), 48);
-  await until(() => [...rx.first.values()].filter((e) => e.type === 'webhook.test').length >= fired.size, 300_000, 'test events delivered');
-  const tests = [...rx.first.values()].filter((e) => e.type === 'webhook.test');
-  const lastAt = Math.max(...tests.map((e) => e.at));
-  const latency = sorted(tests.map((e) => e.at - e.timestamp));
-  // Throughput: events delivered while the load was offered (the window from the first request to the last
-  // first attempt), apart from the retries' tail, which the backoff sets.
-  const firstTry = tests.filter((e) => e.tries === 1);
-  const window = (Math.max(...firstTry.map((e) => e.at)) - t0) / 1000;
-  const firstLatency = sorted(firstTry.map((e) => e.at - e.timestamp));
-  log(`webhooks: ${fmt(tests.length)} events offered at ${RATE}/s; ${fmt(firstTry.length)} delivered at the first attempt within ${fmt(window, 1)} s (${fmt(firstTry.length / window)}/s), the last retry ${fmt((lastAt - t0) / 1000, 1)} s after the start; event → receiver p50 ${fmt(pct(latency, 50))} p99 ${fmt(pct(latency, 99))} ms (first attempts: p50 ${fmt(pct(firstLatency, 50))} p99 ${fmt(pct(firstLatency, 99))} ms); ${rx.state.rejected} bad signatures`);
+  if (PARTS.has('webhooks')) {
+    // Throughput: test events at RATE/s for SECONDS, 5 % answered 500 and 2 % 429.
+    const t0 = Date.now();
+    const fired = await fireAtRate(RATE * SECONDS, RATE, async (i) => ((await as('POST', `/api/v1/webhooks/${hook.id}/test`)).status === 202 ? String(i) : Promise.reject(new Error('not queued'))), 48);
+    await until(() => testEvents().length >= fired.size, 300_000, 'test events delivered');
+    const tests = testEvents();
+    const lastAt = Math.max(...tests.map((e) => e.at));
+    const latency = sorted(tests.map((e) => e.at - e.timestamp));
+    // Throughput: events delivered while the load was offered (the window from the first request to the last
+    // first attempt), apart from the retries' tail, which the backoff sets.
+    const firstTry = tests.filter((e) => e.tries === 1);
+    const window = (Math.max(...firstTry.map((e) => e.at)) - t0) / 1000;
+    const firstLatency = sorted(firstTry.map((e) => e.at - e.timestamp));
+    log(`webhooks: ${fmt(tests.length)} events offered at ${RATE}/s; ${fmt(firstTry.length)} delivered at the first attempt within ${fmt(window, 1)} s (${fmt(firstTry.length / window)}/s), the last retry ${fmt((lastAt - t0) / 1000, 1)} s after the start; event → receiver p50 ${fmt(pct(latency, 50))} p99 ${fmt(pct(latency, 99))} ms (first attempts: p50 ${fmt(pct(firstLatency, 50))} p99 ${fmt(pct(firstLatency, 99))} ms); ${rx.state.rejected} bad signatures`);
+    rows.push(`| webhooks offered at ${RATE}/s for ${SECONDS} s (5 % answered 500, 2 % 429): delivered per second at the first attempt; event → receiver, all / first attempts | ${fmt(firstTry.length / window)}/s; p50 ${fmt(pct(latency, 50))} / ${fmt(pct(firstLatency, 50))} ms, p99 ${fmt(pct(latency, 99))} / ${fmt(pct(firstLatency, 99))} ms |`);
+  }
 
-  // A site of OUTAGE devices goes dark at once.
-  rx.state.failShare = 0;
-  rx.state.throttleShare = 0;
-  const darkFleet = await startFleet({ url: `mqtt://127.0.0.1:${svc.mqttPort}`, secret: svc.secret, hello: true, macs: outage, workers: Math.max(1, Math.ceil(OUTAGE / 9000)), children });
-  await until(async () => darkFleet.subscribed() >= OUTAGE && (await unfinished(outage)) === 0, 600_000, 'outage site online');
-  const outageSet = new Set(outage);
-  await until(() => [...rx.first.values()].filter((e) => e.type === 'device.online' && outageSet.has(e.data.mac)).length >= OUTAGE, 300_000, 'device.online delivered');
-  log(`${OUTAGE} devices of one site online (every device.online delivered)`);
-  const cut = Date.now();
-  await darkFleet.stop();
-  await until(() => [...rx.first.values()].filter((e) => e.type === 'device.offline' && e.data.siteId === dark.id).length >= OUTAGE && [...rx.first.values()].some((e) => e.type === 'site.outage'), 600_000, 'offline delivered');
-  const offlines = [...rx.first.values()].filter((e) => e.type === 'device.offline' && e.data.siteId === dark.id);
-  const lastOffline = Math.max(...offlines.map((e) => e.at)) - cut;
-  const outageAt = [...rx.first.values()].find((e) => e.type === 'site.outage')!.at - cut;
-  log(`site outage: last of ${fmt(offlines.length)} device.offline ${fmt(lastOffline / 1000, 1)} s after the cut, site.outage ${fmt(outageAt / 1000, 1)} s (grace ${GRACE_S} s included)`);
+  if (PARTS.has('outage')) {
+    // A site of OUTAGE devices goes dark at once.
+    rx.state.failShare = 0;
+    rx.state.throttleShare = 0;
+    const darkFleet = await startFleet({ url: `mqtt://127.0.0.1:${svc.mqttPort}`, secret: svc.secret, hello: true, macs: outage, workers: Math.max(1, Math.ceil(OUTAGE / 9000)), children });
+    await until(async () => darkFleet.subscribed() >= OUTAGE && (await unfinished(outage)) === 0, 600_000, 'outage site online');
+    const outageSet = new Set(outage);
+    await until(() => [...rx.first.values()].filter((e) => e.type === 'device.online' && outageSet.has(e.data.mac)).length >= OUTAGE, 300_000, 'device.online delivered');
+    log(`${OUTAGE} devices of one site online (every device.online delivered)`);
+    const cut = Date.now();
+    await darkFleet.stop();
+    await until(() => [...rx.first.values()].filter((e) => e.type === 'device.offline' && e.data.siteId === dark.id).length >= OUTAGE && [...rx.first.values()].some((e) => e.type === 'site.outage'), 600_000, 'offline delivered');
+    const offlines = [...rx.first.values()].filter((e) => e.type === 'device.offline' && e.data.siteId === dark.id);
+    const lastOffline = Math.max(...offlines.map((e) => e.at)) - cut;
+    const outageAt = [...rx.first.values()].find((e) => e.type === 'site.outage')!.at - cut;
+    log(`site outage: last of ${fmt(offlines.length)} device.offline ${fmt(lastOffline / 1000, 1)} s after the cut, site.outage ${fmt(outageAt / 1000, 1)} s (grace ${GRACE_S} s included)`);
+    rows.push(`| ${fmt(OUTAGE)} devices of one site cut at once: last device.offline / site.outage at the receiver (grace ${GRACE_S} s) | ${fmt(lastOffline / 1000, 1)} s / ${fmt(outageAt / 1000, 1)} s |`);
+  }
 
-  // The receiver down for DOWN seconds while events flow at 50/s; then up: until the backlog is delivered.
-  rx.state.down = true;
-  const downStart = Date.now();
-  const backlog = fireAtRate(50 * DOWN, 50, async (i) => ((await as('POST', `/api/v1/webhooks/${hook.id}/test`)).status === 202 ? `b${i}` : Promise.reject(new Error('not queued'))), 16);
-  const offered = await backlog;
-  rx.state.down = false;
-  const upAt = Date.now();
-  const expected = tests.length + offered.size;
-  await until(() => [...rx.first.values()].filter((e) => e.type === 'webhook.test').length >= expected, 3600_000, 'backlog delivered');
-  const drained = (Date.now() - upAt) / 1000;
-  log(`retry backlog: ${fmt(offered.size)} events while the receiver was down ${fmt((upAt - downStart) / 1000)} s; delivered ${fmt(drained, 1)} s after it came back`);
+  if (PARTS.has('backlog')) {
+    // The receiver down for DOWN seconds while events flow at 50/s; then up: until the backlog is delivered.
+    rx.state.failShare = 0;
+    rx.state.throttleShare = 0;
+    const before = testEvents().length;
+    rx.state.down = true;
+    const downStart = Date.now();
+    const backlog = fireAtRate(50 * DOWN, 50, async (i) => ((await as('POST', `/api/v1/webhooks/${hook.id}/test`)).status === 202 ? `b${i}` : Promise.reject(new Error('not queued'))), 16);
+    const offered = await backlog;
+    rx.state.down = false;
+    const upAt = Date.now();
+    await until(() => testEvents().length >= before + offered.size, 3600_000, 'backlog delivered');
+    const drained = (Date.now() - upAt) / 1000;
+    log(`retry backlog: ${fmt(offered.size)} events while the receiver was down ${fmt((upAt - downStart) / 1000)} s; delivered ${fmt(drained, 1)} s after it came back`);
+    rows.push(`| receiver down ${fmt(DOWN)} s with 50 events/s: backlog (${fmt(offered.size)}) delivered after it came back | ${fmt(drained, 1)} s |`);
+  }
 
-  console.log(`
-| measure | result |
-| --- | --- |
-| door opening, idle (200, 20/s): request → device's relay / → 200 answer | p50 ${fmt(pct(idle.relay, 50), 1)} / ${fmt(pct(idle.answers, 50), 1)} ms, p99 ${fmt(pct(idle.relay, 99), 1)} / ${fmt(pct(idle.answers, 99), 1)} ms |
-| door opening beside 500 one-time Autop jobs/s (150, 10/s): request → relay / → 200 | p50 ${fmt(pct(busy.relay, 50), 1)} / ${fmt(pct(busy.answers, 50), 1)} ms, p99 ${fmt(pct(busy.relay, 99), 1)} / ${fmt(pct(busy.answers, 99), 1)} ms |
-| job.finished of those jobs, transition → receiver | p50 ${fmt(pct(jobLatency, 50))} ms, p99 ${fmt(pct(jobLatency, 99))} ms |
-| webhooks offered at ${RATE}/s for ${SECONDS} s (5 % answered 500, 2 % 429): delivered per second at the first attempt; event → receiver, all / first attempts | ${fmt(firstTry.length / window)}/s; p50 ${fmt(pct(latency, 50))} / ${fmt(pct(firstLatency, 50))} ms, p99 ${fmt(pct(latency, 99))} / ${fmt(pct(firstLatency, 99))} ms |
-| ${fmt(OUTAGE)} devices of one site cut at once: last device.offline / site.outage at the receiver (grace ${GRACE_S} s) | ${fmt(lastOffline / 1000, 1)} s / ${fmt(outageAt / 1000, 1)} s |
-| receiver down ${fmt(DOWN)} s with 50 events/s: backlog (${fmt(offered.size)}) delivered after it came back | ${fmt(drained, 1)} s |`);
+  rows.push(`| signatures the receiver could not verify | ${rx.state.rejected} |`);
+  console.log(['', '| measure | result |', '| --- | --- |', ...rows].join('\n'));
   await doorFleet.stop();
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');

@@ -116,7 +116,8 @@ t.test('retries: 500 and 429 back off (Retry-After honoured), each attempt signe
   const retried = events.find((x) => x.type === 'webhook.test' && !known.has(x.id))!;
   t.equal(seen.length, 3, 'three attempts: 500, 429, 200');
   t.ok(seen[2]! - seen[1]! >= 1000, 'the attempt after Retry-After: 1 came at least a second later');
-  const detail = await ok(api('GET', `/webhooks/${hook.id}/deliveries?pageSize=1`));
+  // The receiver answered before the sender recorded the answer: the log is read once it has.
+  const detail = await waitFor(() => ok(api('GET', `/webhooks/${hook.id}/deliveries?pageSize=1`)), (d) => d.items[0]?.state === 'succeeded');
   const full = await ok(api('GET', `/webhooks/${hook.id}/deliveries/${detail.items[0].id}`));
   t.same(full.log.map((a: any) => a.status), [500, 429, 200], 'the delivery log has every attempt');
   t.equal(full.eventId, retried.id);
