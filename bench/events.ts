@@ -86,7 +86,7 @@ const svc = await benchService(args['pg-admin-url'], {});
 try {
   build();
   // The benchmark is one HTTP client standing in for many: the API's per-address connection cap is off.
-  children.push(await svc.start({ WEBHOOK_ALLOWED_NETWORKS: '127.0.0.1/32', PRESENCE_OFFLINE_GRACE_SECONDS: String(GRACE_S), LOG_LEVEL: 'warn', HTTP_MAX_CONNECTIONS_PER_ADDRESS: '0' }));
+  children.push(await svc.start({ WEBHOOK_ALLOWED_NETWORKS: '127.0.0.1/32', PRESENCE_OFFLINE_GRACE_SECONDS: String(GRACE_S), LOG_LEVEL: 'warn', HTTP_MAX_CONNECTIONS_PER_ADDRESS: '0' }, process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []));
   const created = await svc.api('POST', '/api/v1/installers', { name: 'Bench installer', email: `bench-${Date.now()}@example.com` });
   const installer = created.installer;
   const token = created.token.token as string;
@@ -150,17 +150,45 @@ try {
       });
       const received = await doorFleet.received();
       const relay = [...sent].map(([id, t]) => (received.get(id) ?? NaN) - t).filter(Number.isFinite);
-      return { answers: sorted(answers), relay: sorted(relay), refused };
+      // Where the time goes: the job's own transitions (the service's clock, the same machine's).
+      const steps = await svc.sql<{ job_id: string; action: string; at: Date }>('SELECT job_id, action, at FROM audit_log WHERE job_id = ANY($1::uuid[])', [[...sent.keys()]]);
+      const at = (id: string, state: string) => steps.find((r) => r.job_id === id && r.action === `job.${state === 'queued' ? 'created' : state}`)?.at.getTime() ?? NaN;
+      const segment = (from: (id: string) => number, to: (id: string) => number) => sorted([...sent.keys()].map((id) => to(id) - from(id)).filter(Number.isFinite));
+      const segments = {
+        'request → job recorded': segment((id) => sent.get(id)!, (id) => at(id, 'queued')),
+        'recorded → dispatched': segment((id) => at(id, 'queued'), (id) => at(id, 'dispatched')),
+        'dispatched → device': segment((id) => at(id, 'dispatched'), (id) => received.get(id) ?? NaN),
+        'device → succeeded': segment((id) => received.get(id) ?? NaN, (id) => at(id, 'succeeded')),
+      };
+      return { answers: sorted(answers), relay: sorted(relay), refused, segments };
     };
+    const breakdown = (segments: Record<string, number[]>) => Object.entries(segments).map(([k, v]) => `${k} p50 ${fmt(pct(v, 50), 1)} p99 ${fmt(pct(v, 99), 1)}`).join('; ');
+    await openings(20, 20); // warm-up: the first openings after start compile their paths
     const idle = await openings(200, 20);
     log(`door opening, idle: answer p50 ${fmt(pct(idle.answers, 50), 1)} p99 ${fmt(pct(idle.answers, 99), 1)} ms; relay p50 ${fmt(pct(idle.relay, 50), 1)} p99 ${fmt(pct(idle.relay, 99), 1)} ms (${idle.answers.length}, ${idle.refused} not opened)`);
+    log(`  idle: ${breakdown(idle.segments)} ms`);
     const loadSeconds = 20;
     // At most 48 requests in flight: the API takes 64 connections from one address (HTTP_MAX_CONNECTIONS_PER_ADDRESS).
+    const loadStart = Date.now();
     const load = fireAtRate(500 * loadSeconds, 500, async (i) => (await as('POST', `/api/v1/devices/${doors[i % DOORS]}/autop/once`, { commands: `Config.Bench.N = ${i}` })).body.job.id, 48);
     await sleep(3000);
+    // The service's event-loop delay while the openings run (prom-client's, reset at each scrape).
+    const lags: { p99: number; max: number }[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const text = await fetch(`${svc.base}/metrics`).then((r) => r.text(), () => '');
+        const read = (name: string) => Number(new RegExp(`^${name}\\{[^}]*\\} ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? NaN) * 1000;
+        lags.push({ p99: read('nodejs_eventloop_lag_p99_seconds'), max: read('nodejs_eventloop_lag_max_seconds') });
+        await sleep(1000);
+      }
+    })();
     const busy = await openings(150, 10);
+    sampling = false;
+    await sampler;
     const loaded = await load;
-    log(`door opening beside ${fmt(loaded.size)} one-time Autop jobs at 500/s: answer p50 ${fmt(pct(busy.answers, 50), 1)} p99 ${fmt(pct(busy.answers, 99), 1)} ms; relay p50 ${fmt(pct(busy.relay, 50), 1)} p99 ${fmt(pct(busy.relay, 99), 1)} ms (${busy.answers.length}, ${busy.refused} not opened)`);
+    log(`door opening beside ${fmt(loaded.size)} one-time Autop jobs at 500/s: answer p50 ${fmt(pct(busy.answers, 50), 1)} p99 ${fmt(pct(busy.answers, 99), 1)} ms; relay p50 ${fmt(pct(busy.relay, 50), 1)} p99 ${fmt(pct(busy.relay, 99), 1)} ms (${busy.answers.length}, ${busy.refused} not opened); the load reached ${fmt(loaded.size / ((Date.now() - loadStart) / 1000))} jobs/s`);
+    log(`  busy: ${breakdown(busy.segments)} ms; event-loop delay per second: p99 median ${fmt(pct(sorted(lags.map((l) => l.p99)), 50), 1)} ms, max ${fmt(Math.max(...lags.map((l) => l.max)), 1)} ms`);
     await until(async () => (await unfinished(doors)) === 0, 300_000, 'load jobs finished');
     // job.finished of the load: from the transition to the receiver.
     await until(() => [...rx.first.values()].filter((e) => e.type === 'job.finished' && e.data.kind === 'autop-once').length >= loaded.size, 300_000, 'job.finished delivered');
@@ -229,6 +257,8 @@ try {
   rows.push(`| signatures the receiver could not verify | ${rx.state.rejected} |`);
   console.log(['', '| measure | result |', '| --- | --- |', ...rows].join('\n'));
   await doorFleet.stop();
+  // A profile is written when the service exits on its own.
+  if (process.env.BENCH_CPU_PROF) await svc.stop();
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   await svc.cleanup();

@@ -56,8 +56,9 @@ export class RemoteDoors {
 
   async open(caller: DoorCaller, mac: string, relay: number, idempotency?: IdempotencyKey): Promise<{ confirmed: boolean; answer: OpenDoorAnswer }> {
     const { db } = this.opts;
-    const who = await this.requester(caller, mac);
-    const place = (await this.opts.directory.of([mac])).get(mac) ?? null;
+    // Independent reads side by side: under load each round trip waits its turn, and a door is opened now.
+    const [who, places, since] = await Promise.all([this.requester(caller, mac), this.opts.directory.of([mac]), this.opts.channel.connectedSince(mac)]);
+    const place = places.get(mac) ?? null;
     const log = { mac, relay, siteId: place?.siteId ?? null, requester: who.kind, requestedBy: who.by, apartmentId: who.apartmentId ?? place?.apartmentId ?? null };
     // Every attempt by a caller who may see the device is logged, refused ones with their reason.
     const refuse = async (error: DomainError): Promise<never> => {
@@ -68,7 +69,7 @@ export class RemoteDoors {
     const r = who.relays[relay - 1];
     if (!r) await refuse(notFoundRelay(relay, who.relays.length));
     if (!r!.enabled || !r!.accessMethods.includes('homepage')) await refuse(new DomainError('forbidden', 'relay_not_remote', `relay ${relay} does not open from the cloud: its access methods do not include "homepage" (Unlock in homepage), or it is disabled`, { relay }));
-    if ((await this.opts.channel.connectedSince(mac)) === null) await refuse(conflict('device_offline', 'the device is not connected: a door is opened now or not at all', { mac }));
+    if (since === null) await refuse(conflict('device_offline', 'the device is not connected: a door is opened now or not at all', { mac }));
 
     const params: OpenDoorParams = { relay, requestedBy: { kind: who.kind, name: who.name, by: who.kind === 'app' ? who.by : null } };
     const { answer } = await this.opts.provisioning.submit({ ...(idempotency ? { idempotency } : {}) }, async (tx) => {
@@ -117,9 +118,8 @@ export class RemoteDoors {
   private async requester(caller: DoorCaller, mac: string) {
     if ('principal' in caller) {
       const p = caller.principal;
-      const device = await this.opts.devices.get(p, mac);
+      const [device, [account]] = await Promise.all([this.opts.devices.get(p, mac), this.opts.db.select({ name: accounts.name }).from(accounts).where(eq(accounts.id, p.actorId))]);
       const kind: DoorRequester = p.role === 'property-manager' ? 'property-manager' : p.role === 'distributor' ? 'distributor' : p.subInstaller ? 'sub-installer' : 'installer';
-      const [account] = await this.opts.db.select({ name: accounts.name }).from(accounts).where(eq(accounts.id, p.actorId));
       return {
         kind,
         by: p.actorId,
@@ -132,11 +132,15 @@ export class RemoteDoors {
       };
     }
     const station = await this.opts.apps.account(caller.app);
-    const [device] = station ? await deviceFacts(this.opts.db, [mac]) : [];
-    const place = device ? (await this.opts.directory.of([mac])).get(mac) : undefined;
-    if (!station || !device || place?.siteId !== station.siteId) throw notFound('device', { mac });
-    const [row] = await this.opts.db.select({ name: appStations.name }).from(appStations).where(eq(appStations.sipNumber, caller.app));
-    const book = (await this.opts.apps.addressBook(caller.app)) ?? [];
+    if (!station) throw notFound('device', { mac });
+    const [[device], places, [row], listing] = await Promise.all([
+      deviceFacts(this.opts.db, [mac]),
+      this.opts.directory.of([mac]),
+      this.opts.db.select({ name: appStations.name }).from(appStations).where(eq(appStations.sipNumber, caller.app)),
+      this.opts.apps.addressBook(caller.app),
+    ]);
+    if (!device || places.get(mac)?.siteId !== station.siteId) throw notFound('device', { mac });
+    const book = listing ?? [];
     const listed = book.some((e) => e.sipNumber === device.sipNumber && e.doorRelease && !e.ixgStation);
     return {
       kind: 'app' as const,

@@ -6,11 +6,15 @@ import type { CommandStatus, DeviceCommand, DeviceEventSink, HelloFacts } from '
 import { decide } from './decide.js';
 import type { EngineObserver, EngineOptions } from './engine-options.js';
 import type { IdempotencyKey } from './idempotency.js';
-import type { JobActor, JobChange, JobRow, JobStore, NewJob } from './job-store.js';
+import type { JobActor, JobChange, JobRow, JobStore, Lane, NewJob } from './job-store.js';
 import { defaultAnswer, readHello, readHellos, resultOf, type HelloContext, type JobOutcome } from './kinds.js';
 import { unfinishedOfDevices, type HelloOfDevice } from './hello-batch.js';
 import { finishedStates, type JobKind, type JobState } from './tables.js';
 import { LocalWakeGenerations, QueueUnavailableError, twinOptions, twinsToMake, withTimeout, type WakeGenerations } from './twins.js';
+
+/** A job as the engine changes it: urgent ones in their own lane of the store (JobStore's Lane). */
+type LanedJob = Pick<JobRow, 'id' | 'mac'> & { urgent?: boolean };
+const laneOf = (job: LanedJob): Lane => (job.urgent ? 'urgent' : 'normal');
 
 export type { EngineObserver, EngineOptions } from './engine-options.js';
 export { LocalWakeGenerations, QueueUnavailableError, type WakeGenerations } from './twins.js';
@@ -146,7 +150,7 @@ export class ProvisioningEngine implements DeviceEventSink {
     const twins = await Promise.all(
       ids.map(async (id) => {
         try {
-          const park = await this.drive(id);
+          const park = await this.drive(id, 'urgent');
           return park ? { id, delay: Math.max(0, park.until - this.now()) } : null;
         } catch (err) {
           this.log.warn({ jobId: id, err: (err as Error).message }, 'an urgent job could not be delivered at once; its twin drives it');
@@ -263,9 +267,9 @@ export class ProvisioningEngine implements DeviceEventSink {
    * Decides and acts for one job until it is finished (null) or waits: when to look again, and the
    * device's wake generation the decision was made under.
    */
-  private async drive(id: string): Promise<{ until: number; mac: string; generation: number } | null> {
+  private async drive(id: string, lane: Lane = 'normal'): Promise<{ until: number; mac: string; generation: number } | null> {
     for (;;) {
-      const loaded = await this.store.loadWithHead(id);
+      const loaded = await this.store.loadWithHead(id, lane);
       if (!loaded || finishedStates.includes(loaded.row.state)) return null;
       const { row, headId } = loaded;
       const generation = await this.wakeGeneration(row.mac);
@@ -306,6 +310,8 @@ export class ProvisioningEngine implements DeviceEventSink {
         { id: row.id, state: row.state, attempts: row.attempts },
         { type: 'dispatch', state: decision.state, attempts: decision.attempts, deadline: new Date(decision.deadline) },
         'engine',
+        {},
+        laneOf(row),
       );
       if (!dispatched.length) continue; // changed under us: decide again
       // Built only once the job has left `queued`: a change that skips a device whose configuration job is
@@ -332,9 +338,9 @@ export class ProvisioningEngine implements DeviceEventSink {
   }
 
   /** Finishes an unfinished job and moves its device on; false when it had finished already. */
-  private async finish(row: Pick<JobRow, 'id' | 'mac'>, end: Omit<Extract<JobChange, { type: 'finish' }>, 'type'>, actor: string): Promise<boolean> {
+  private async finish(row: LanedJob, end: Omit<Extract<JobChange, { type: 'finish' }>, 'type'>, actor: string): Promise<boolean> {
     this.delivered.delete(row.id);
-    const [done] = await this.store.transition(null, { id: row.id, mac: row.mac }, { type: 'finish', ...end }, actor);
+    const [done] = await this.store.transition(null, { id: row.id, mac: row.mac }, { type: 'finish', ...end }, actor, {}, laneOf(row));
     if (!done) return false;
     this.log.info({ jobId: row.id, mac: row.mac, state: end.state }, 'job finished');
     // The job has finished whatever Redis says; a twin or a successor left waiting is found by the next
@@ -344,11 +350,11 @@ export class ProvisioningEngine implements DeviceEventSink {
   }
 
   /** Applies what an answer or a hello means for an unfinished job; false when it changed nothing. */
-  private async apply(row: Pick<JobRow, 'id' | 'mac'>, outcome: JobOutcome, actor: string): Promise<boolean> {
+  private async apply(row: LanedJob, outcome: JobOutcome, actor: string): Promise<boolean> {
     if (outcome.type === 'ignore') return false;
     if (outcome.type === 'progress') {
       const deadline = new Date(this.now() + this.opts.policy.inProgressTimeoutMs);
-      const changed = await this.store.transition(null, { id: row.id, mac: row.mac }, { type: 'progress', progress: outcome.progress, stage: outcome.stage, deadline }, actor);
+      const changed = await this.store.transition(null, { id: row.id, mac: row.mac }, { type: 'progress', progress: outcome.progress, stage: outcome.stage, deadline }, actor, {}, laneOf(row));
       return changed.length > 0;
     }
     return this.finish(row, { state: outcome.state, error: outcome.error, progress: outcome.progress, result: outcome.result }, actor);
@@ -478,7 +484,7 @@ export class ProvisioningEngine implements DeviceEventSink {
       const handler = this.opts.kinds.get(kind);
       const outcome = handler.answer ? handler.answer(status) : defaultAnswer(status);
       if (outcome.type === 'finish' && status.result !== undefined) outcome.result = resultOf(handler, status.result, (issues) => this.log.info({ jobId, kind, issues }, "an answer's result does not fit its kind's schema; dropped"));
-      const applied = await this.apply({ id: jobId, mac }, outcome, 'device');
+      const applied = await this.apply({ id: jobId, mac, urgent: this.opts.kinds.urgent(kind) }, outcome, 'device');
       if (applied) for (const h of this.opts.kinds.all()) await h.afterAnswer?.(mac, status);
     } finally {
       this.tell('answerProcessed', mac, jobId);

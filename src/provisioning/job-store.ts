@@ -7,6 +7,12 @@ import { batchedTransitionStatement, createClaimingStatement, createStatement, J
 
 export type { JobChange, JobSelector } from './transitions.js';
 
+/**
+ * Urgent jobs (a door opening) are read and changed in batches of their own: the same statements, but
+ * never queued behind the in-flight batches of the background's thousands of jobs.
+ */
+export type Lane = 'normal' | 'urgent';
+
 /** A job as a transition left it: its state before, and the job heading its device's queue after. */
 export type TransitionedJob = JobRow & { fromState: JobState | null; nextHeadId: string | null };
 
@@ -91,8 +97,8 @@ export class JobStore {
   private last = 0;
   private readonly finishListeners = new Set<(ids: string[]) => void>();
   /** The engine's one-job transitions and reads, grouped: a storm's thousands become tens of statements. */
-  private readonly batched: Record<JobChange['type'], GroupCommit<BatchedTransition, TransitionedJob[]>>;
-  private readonly loads: GroupCommit<string, { row: JobRow; headId: string | null } | null>;
+  private readonly batched: Record<Lane, Record<JobChange['type'], GroupCommit<BatchedTransition, TransitionedJob[]>>>;
+  private readonly loads: Record<Lane, GroupCommit<string, { row: JobRow; headId: string | null } | null>>;
   private readonly lines: GroupCommit<string, AutopLine[] | null>;
 
   constructor(
@@ -102,8 +108,9 @@ export class JobStore {
   ) {
     const grouped = (type: JobChange['type']) =>
       new GroupCommit<BatchedTransition, TransitionedJob[]>((items) => this.transitionMany(type, items), { key: (i) => i.selector.id.toLowerCase() });
-    this.batched = { dispatch: grouped('dispatch'), progress: grouped('progress'), finish: grouped('finish') };
-    this.loads = new GroupCommit((ids) => this.loadMany(ids));
+    const lane = () => ({ dispatch: grouped('dispatch'), progress: grouped('progress'), finish: grouped('finish') });
+    this.batched = { normal: lane(), urgent: lane() };
+    this.loads = { normal: new GroupCommit((ids) => this.loadMany(ids)), urgent: new GroupCommit((ids) => this.loadMany(ids)) };
     // A batch's jobs are delivered together and each reads the batch's lines.
     this.lines = new GroupCommit(
       async (ids) => {
@@ -153,8 +160,8 @@ export class JobStore {
    * with its audit row and its outbox row, in one statement (in `q`'s transaction when given). Answers the
    * jobs changed; none when they had finished already or (conditional selectors) changed meanwhile.
    */
-  async transition(q: Queryable | null, selector: JobSelector, change: JobChange, actor: string, details: Record<string, unknown> = {}): Promise<TransitionedJob[]> {
-    const done = await this.transitionNow(q, selector, change, actor, details);
+  async transition(q: Queryable | null, selector: JobSelector, change: JobChange, actor: string, details: Record<string, unknown> = {}, lane: Lane = 'normal'): Promise<TransitionedJob[]> {
+    const done = await this.transitionNow(q, selector, change, actor, details, lane);
     if (change.type === 'finish' && done.length && this.finishListeners.size) for (const listener of this.finishListeners) listener(done.map((j) => j.id));
     return done;
   }
@@ -168,11 +175,11 @@ export class JobStore {
     return () => this.finishListeners.delete(listener);
   }
 
-  private async transitionNow(q: Queryable | null, selector: JobSelector, change: JobChange, actor: string, details: Record<string, unknown>): Promise<TransitionedJob[]> {
+  private async transitionNow(q: Queryable | null, selector: JobSelector, change: JobChange, actor: string, details: Record<string, unknown>, lane: Lane): Promise<TransitionedJob[]> {
     if (!q && 'id' in selector) {
       // An id that is no job's (a device may answer anything) must not fail the batch it would join.
       if (!UUID.test(selector.id)) return [];
-      return this.batched[change.type].submit({ selector, change, actor, at: this.stamp(), details });
+      return this.batched[lane][change.type].submit({ selector, change, actor, at: this.stamp(), details });
     }
     const statement = transitionStatement(selectorOf(selector), change.type);
     const values = [JSON.stringify(selector), JSON.stringify(change), actor, this.stamp(), JSON.stringify(details)];
@@ -181,8 +188,8 @@ export class JobStore {
   }
 
   /** The job and the id of the job heading its lane of its device's queue, in one round trip. */
-  async loadWithHead(id: string): Promise<{ row: JobRow; headId: string | null } | null> {
-    return UUID.test(id) ? this.loads.submit(id) : null;
+  async loadWithHead(id: string, lane: Lane = 'normal'): Promise<{ row: JobRow; headId: string | null } | null> {
+    return UUID.test(id) ? this.loads[lane].submit(id) : null;
   }
 
   private async loadMany(ids: string[]): Promise<({ row: JobRow; headId: string | null } | null)[]> {
