@@ -84,3 +84,31 @@ t.test('jobs finished together on one device: the next head is the first job lef
   t.equal(fx[0]!.nextHeadId, z!.id, 'not the job finished beside it');
   t.equal(fy[0]!.nextHeadId, z!.id);
 });
+
+t.test("an urgent job's transition and read never wait behind the other jobs' batches in flight", async (t) => {
+  // The background's statements are held (PostgreSQL busy with them) until the urgent job is through.
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const held = new Set<string>();
+  const gated: Database = Object.create(database, {
+    run: { value: (s: Parameters<Database['run']>[0], v: unknown[]) => ([...held].some((id) => JSON.stringify(v).includes(id)) ? gate.then(() => database.run(s, v)) : database.run(s, v)) },
+  });
+  const laned = new JobStore(gated, () => clock);
+  const background = await make('0C1105B10006', 5);
+  const [door] = await store.create(database.db, actor, [{ kind: 'open-door', mac: '0C1105B10007', installerId, expiresAt: new Date(clock + 10_000), urgent: true }]);
+  for (const j of background) held.add(j.id);
+  const finish = { type: 'finish', state: 'canceled', error: null } as const;
+  // Four batches in flight (the most of one kind at once), each made in its own turn; a fifth waits for a slot.
+  const waiting: Promise<unknown>[] = [];
+  for (const j of background) {
+    waiting.push(laned.loadWithHead(j.id), laned.transition(null, { id: j.id }, finish, 'test'));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const loaded = await laned.loadWithHead(door!.id, 'urgent');
+  t.equal(loaded?.row.id, door!.id, 'the urgent job is read');
+  const [opened] = await laned.transition(null, { id: door!.id }, { type: 'finish', state: 'succeeded', error: null }, 'device', {}, 'urgent');
+  t.equal(opened?.state, 'succeeded', 'and finished while the others are still held');
+  open();
+  const done = await Promise.all(waiting);
+  t.equal(done.filter((d) => Array.isArray(d)).flat().length, 5, 'the others are written once PostgreSQL takes them');
+});
