@@ -218,9 +218,12 @@ export class DeviceService {
     this.events.emit('device.removed', { mac });
   }
 
-  /** The full record, SIP password included, for rendering the device's configuration. */
-  async getRecord(mac: string): Promise<DeviceRow | null> {
-    return this.records.submit(mac);
+  /**
+   * The full record, SIP password included, for rendering the device's configuration. Read in batches, but
+   * an urgent job's (a door opening) alone and at once, never behind the batches in flight.
+   */
+  async getRecord(mac: string, lane: 'normal' | 'urgent' = 'normal'): Promise<DeviceRow | null> {
+    return lane === 'urgent' ? (await this.recordsOf([mac]))[0]! : this.records.submit(mac);
   }
 
   private async recordsOf(macs: string[]): Promise<(DeviceRow | null)[]> {

@@ -272,7 +272,7 @@ export class ProvisioningEngine implements DeviceEventSink {
       const loaded = await this.store.loadWithHead(id, lane);
       if (!loaded || finishedStates.includes(loaded.row.state)) return null;
       const { row, headId } = loaded;
-      const generation = await this.wakeGeneration(row.mac);
+      const [generation, since] = await Promise.all([this.wakeGeneration(row.mac), this.opts.channel.connectedSince(row.mac)]);
       const handler = this.opts.kinds.get(row.kind);
       const now = this.now();
       const decision = decide(
@@ -284,7 +284,7 @@ export class ProvisioningEngine implements DeviceEventSink {
           deadlineAt: row.deadlineAt?.getTime() ?? null,
           isHead: headId === row.id,
         },
-        await this.opts.channel.connectedSince(row.mac),
+        since,
         now,
         this.opts.policy,
         row.state === 'in-progress' ? (handler.inProgress?.(row) ?? null) : null,
@@ -299,7 +299,7 @@ export class ProvisioningEngine implements DeviceEventSink {
       }
       // The device the job was made for must still exist and belong to the same installer: a MAC deleted
       // and bound again (perhaps by someone else) never receives its former owner's commands.
-      const device = await this.opts.devices.getRecord(row.mac);
+      const device = await this.opts.devices.getRecord(row.mac, laneOf(row));
       if (!device || device.installerId !== row.installerId) {
         await this.finish(row, { state: 'failed', error: { code: 'device_deleted', message: 'the device this job was made for no longer exists' } }, 'engine');
         return null;
