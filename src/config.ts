@@ -63,7 +63,7 @@ export const environment = z
     WEBHOOK_RETRY_BASE_MS: z.coerce.number().int().min(10).max(3600_000).default(5000),
     WEBHOOK_RETRY_HOURS: z.coerce.number().min(0.001).max(168).default(72),
     WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(256),
-    WEBHOOK_ENDPOINT_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(64),
+    WEBHOOK_ENDPOINT_CONCURRENCY: z.coerce.number().int().min(1).max(1000).default(128),
     WEBHOOK_ALLOWED_NETWORKS: z.preprocess(
       emptyToUndefined,
       z
