@@ -83,6 +83,7 @@ function receiver(secret: () => string) {
 }
 
 const svc = await benchService(args['pg-admin-url'], {});
+let receiverServer: import('node:http').Server | null = null;
 try {
   build();
   // The benchmark is one HTTP client standing in for many: the API's per-address connection cap is off.
@@ -107,6 +108,7 @@ try {
   };
   let secret = '';
   const rx = receiver(() => secret);
+  receiverServer = rx.server;
   await new Promise<void>((resolve) => rx.server.listen(0, '127.0.0.1', resolve));
   const hook = (await as('POST', '/api/v1/webhooks', { url: `http://127.0.0.1:${(rx.server.address() as AddressInfo).port}/hook` })).body;
   secret = hook.secret;
@@ -262,4 +264,7 @@ try {
 } finally {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   await svc.cleanup();
+  // The receiver's keep-alive connections would hold the benchmark open after its table.
+  receiverServer?.closeAllConnections();
+  receiverServer?.close();
 }
