@@ -57,7 +57,8 @@ export class RemoteDoors {
   async open(caller: DoorCaller, mac: string, relay: number, idempotency?: IdempotencyKey): Promise<{ confirmed: boolean; answer: OpenDoorAnswer }> {
     const { db } = this.opts;
     // Independent reads side by side: under load each round trip waits its turn, and a door is opened now.
-    const [who, places, since] = await Promise.all([this.requester(caller, mac), this.opts.directory.of([mac]), this.opts.channel.connectedSince(mac)]);
+    const placing = this.opts.directory.of([mac]);
+    const [who, places, since] = await Promise.all([this.requester(caller, mac, placing), placing, this.opts.channel.connectedSince(mac)]);
     const place = places.get(mac) ?? null;
     const log = { mac, relay, siteId: place?.siteId ?? null, requester: who.kind, requestedBy: who.by, apartmentId: who.apartmentId ?? place?.apartmentId ?? null };
     // Every attempt by a caller who may see the device is logged, refused ones with their reason.
@@ -115,7 +116,7 @@ export class RemoteDoors {
    * installer's, or in a property manager's sites); an app only devices of its site, and may open only
    * those its address book lists with door release. A device the caller cannot see is 404, not logged.
    */
-  private async requester(caller: DoorCaller, mac: string) {
+  private async requester(caller: DoorCaller, mac: string, placing: ReturnType<DirectoryService['of']>) {
     if ('principal' in caller) {
       const p = caller.principal;
       const [device, [account]] = await Promise.all([this.opts.devices.get(p, mac), this.opts.db.select({ name: accounts.name }).from(accounts).where(eq(accounts.id, p.actorId))]);
@@ -135,7 +136,7 @@ export class RemoteDoors {
     if (!station) throw notFound('device', { mac });
     const [[device], places, [row], listing] = await Promise.all([
       deviceFacts(this.opts.db, [mac]),
-      this.opts.directory.of([mac]),
+      placing,
       this.opts.db.select({ name: appStations.name }).from(appStations).where(eq(appStations.sipNumber, caller.app)),
       this.opts.apps.addressBook(caller.app),
     ]);
